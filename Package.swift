@@ -1,0 +1,29 @@
+// swift-tools-version:6.0
+// parry: tensors, autograd and adversarial robustness for Lua 5.4 scripts.
+// No Swift package dependencies; system libraries come from Debian (scripts/deps).
+import PackageDescription
+
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "parry",
+    products: [
+        .executable(name: "parry", targets: ["parry"]),
+    ],
+    targets: [
+        // System libraries.
+        .systemLibrary(name: "CLua", pkgConfig: "lua5.4",
+                       providers: [.apt(["liblua5.4-dev"])]),
+        .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
+        // The C side of the Lua edge: macro wrappers and the error trampoline.
+        .target(name: "CLuaShim", dependencies: ["CLua"]),
+
+        .target(name: "ParryCore", dependencies: ["CBLAS"], swiftSettings: optimize),
+        .target(name: "ParryLua", dependencies: ["ParryCore", "CLua", "CLuaShim"], swiftSettings: optimize),
+        .executableTarget(name: "parry", dependencies: ["ParryLua"], swiftSettings: optimize),
+
+        .testTarget(name: "ParryCoreTests", dependencies: ["ParryCore"]),
+        .testTarget(name: "ParryLuaTests", dependencies: ["ParryLua", "ParryCore"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

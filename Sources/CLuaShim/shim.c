@@ -1,0 +1,129 @@
+#include "shim.h"
+#include <signal.h>
+
+static char kind_keys[PARRY_KIND_COUNT];
+
+/* Raises the error that a Swift function reported. The message gets the
+ * position of the Lua caller (level 1), as luaL_error would add. */
+static int raise_reported(lua_State *L, int status) {
+  if (status == PARRY_ERROR && lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int trampoline(lua_State *L) {
+  parry_SwiftFunction f = (parry_SwiftFunction)lua_touserdata(L, lua_upvalueindex(1));
+  int n = f(L);
+  if (n >= 0) return n;
+  return raise_reported(L, n);
+}
+
+void parry_pushfunction(lua_State *L, parry_SwiftFunction f) {
+  lua_pushlightuserdata(L, (void *)f);
+  lua_pushcclosure(L, trampoline, 1);
+}
+
+static int index_trampoline(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+  }
+  parry_SwiftFunction f = (parry_SwiftFunction)lua_touserdata(L, lua_upvalueindex(2));
+  int n = f(L);
+  if (n >= 0) return n;
+  return raise_reported(L, n);
+}
+
+void parry_pushindexer(lua_State *L, int methods, parry_SwiftFunction fallback) {
+  methods = lua_absindex(L, methods);
+  lua_pushvalue(L, methods);
+  lua_pushlightuserdata(L, (void *)fallback);
+  lua_pushcclosure(L, index_trampoline, 2);
+}
+
+void parry_setkindmetatable(lua_State *L, int kind) {
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
+}
+
+int parry_pushkindmetatable(lua_State *L, int kind) {
+  return lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
+}
+
+void parry_pushobject(lua_State *L, void *object, int kind) {
+  void **box = (void **)lua_newuserdatauv(L, sizeof(void *), 0);
+  *box = object;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
+  lua_setmetatable(L, -2);
+}
+
+static void **box_of(lua_State *L, int idx, int kind) {
+  void **box = (void **)lua_touserdata(L, idx);
+  if (box == NULL || lua_type(L, idx) != LUA_TUSERDATA) return NULL;
+  if (!lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? box : NULL;
+}
+
+void *parry_toobject(lua_State *L, int idx, int kind) {
+  void **box = box_of(L, idx, kind);
+  return box ? *box : NULL;
+}
+
+void *parry_takeobject(lua_State *L, int idx, int kind) {
+  void **box = box_of(L, idx, kind);
+  if (!box) return NULL;
+  void *object = *box;
+  *box = NULL;
+  return object;
+}
+
+/* Message handler: appends a traceback (as lua.c's msghandler). */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+int parry_docall(lua_State *L, int narg, int nres) {
+  int base = lua_gettop(L) - narg;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  int status = lua_pcall(L, narg, nres, base);
+  lua_remove(L, base);
+  return status;
+}
+
+/* Ctrl-C: as lua.c, set a hook from the signal handler that raises an error
+ * at the next Lua instruction, so long loops return to the prompt. */
+static lua_State *interrupted_state = NULL;
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+static void on_sigint(int sig) {
+  (void)sig;
+  int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+  if (interrupted_state) lua_sethook(interrupted_state, interrupt_hook, mask, 1);
+}
+
+void parry_sigint(lua_State *L, int active) {
+  interrupted_state = active ? L : NULL;
+  signal(SIGINT, active ? on_sigint : SIG_DFL);
+}
+
+void parry_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT); }
+int parry_gc_count_kb(lua_State *L) { return lua_gc(L, LUA_GCCOUNT); }

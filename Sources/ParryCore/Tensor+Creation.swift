@@ -1,0 +1,117 @@
+// Factories. Shapes are validated here (no negative sizes); random factories
+// draw from `Generator.shared` unless a generator is given.
+
+extension Tensor {
+    static func checkShape(_ shape: [Int]) throws {
+        for n in shape where n < 0 {
+            throw TensorError("sizes must be non-negative, got \(shapeString(shape))")
+        }
+    }
+
+    public static func zeros(_ shape: [Int], dtype: DType = .float32) throws -> Tensor {
+        try checkShape(shape)
+        return Tensor(shape: shape, dtype: dtype, zeroed: true)
+    }
+
+    public static func full(_ shape: [Int], _ value: Scalar, dtype: DType? = nil) throws -> Tensor {
+        try checkShape(shape)
+        return Tensor(shape: shape, dtype: dtype ?? .float32, zeroed: false).fill_(value)
+    }
+
+    public static func ones(_ shape: [Int], dtype: DType = .float32) throws -> Tensor {
+        try full(shape, .int(1), dtype: dtype)
+    }
+
+    /// `a, a+step, ...` up to and including `b` (like a Lua numeric for).
+    /// int64 when all of a, b, step are integers, else float32.
+    public static func arange(_ a: Scalar, _ b: Scalar, step: Scalar = .int(1)) throws -> Tensor {
+        let s = step.double
+        guard s != 0, s.isFinite, a.double.isFinite, b.double.isFinite else {
+            throw TensorError("step must be a non-zero finite number and bounds finite")
+        }
+        let count = Swift.max(0, Int(((b.double - a.double) / s + 1e-9).rounded(.down)) + 1)
+        guard count < 1 << 40 else { throw TensorError("range too large") }
+        let allInt = a.dtype == .int64 && b.dtype == .int64 && step.dtype == .int64
+        if allInt {
+            let t = Tensor(shape: [count], dtype: .int64, zeroed: false)
+            let p = t.base(Int64.self), a0 = a.int64, st = step.int64
+            for i in 0..<count { p[i] = a0 + Int64(i) * st }
+            return t
+        }
+        let t = Tensor(shape: [count], dtype: .float32, zeroed: false)
+        let p = t.base(Float.self)
+        for i in 0..<count { p[i] = Float(a.double + Double(i) * s) }
+        return t
+    }
+
+    /// `n` evenly spaced float32 values from a to b inclusive.
+    public static func linspace(_ a: Double, _ b: Double, _ n: Int) throws -> Tensor {
+        guard n >= 0 else { throw TensorError("number of points must be non-negative, got \(n)") }
+        let t = Tensor(shape: [n], dtype: .float32, zeroed: false)
+        let p = t.base(Float.self)
+        let step = n > 1 ? (b - a) / Double(n - 1) : 0
+        for i in 0..<n { p[i] = Float(i == n - 1 && n > 1 ? b : a + Double(i) * step) }
+        return t
+    }
+
+    public static func eye(_ n: Int, _ m: Int? = nil, dtype: DType = .float32) throws -> Tensor {
+        let cols = m ?? n
+        let t = try zeros([n, cols], dtype: dtype)
+        for i in 0..<Swift.min(n, cols) {
+            switch dtype {
+            case .float32: t.base(Float.self)[i * cols + i] = 1
+            case .int64: t.base(Int64.self)[i * cols + i] = 1
+            }
+        }
+        return t
+    }
+
+    /// Uniform in [0, 1).
+    public static func rand(_ shape: [Int], generator: Generator = .shared) throws -> Tensor {
+        try checkShape(shape)
+        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+        generator.fillUniform(t.base(Float.self), count: t.numel)
+        return t
+    }
+
+    /// Standard normal.
+    public static func randn(_ shape: [Int], generator: Generator = .shared) throws -> Tensor {
+        try checkShape(shape)
+        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+        generator.fillNormal(t.base(Float.self), count: t.numel)
+        return t
+    }
+
+    /// int64 uniform in lo...hi (inclusive).
+    public static func randint(_ lo: Int64, _ hi: Int64, _ shape: [Int], generator: Generator = .shared) throws -> Tensor {
+        try checkShape(shape)
+        guard lo <= hi else { throw TensorError("empty range \(lo)..\(hi)") }
+        let t = Tensor(shape: shape, dtype: .int64, zeroed: false)
+        generator.fillIntegers(t.base(Int64.self), count: t.numel, lo: lo, hi: hi)
+        return t
+    }
+
+    /// A random permutation of 0..<n as int64 (the binding adds 1 for Lua).
+    public static func randperm(_ n: Int, generator: Generator = .shared) throws -> Tensor {
+        guard n >= 0 else { throw TensorError("n must be non-negative, got \(n)") }
+        return try Tensor(generator.permutation(n).map { Int64($0) }, shape: [n])
+    }
+
+    /// Fills self with values uniform in [lo, hi).
+    @discardableResult
+    public func uniform_(_ lo: Double = 0, _ hi: Double = 1, generator: Generator = .shared) throws -> Tensor {
+        guard dtype == .float32 else { throw TensorError("expected a float32 tensor, got \(dtype.rawValue)") }
+        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+        generator.fillUniform(t.base(Float.self), count: t.numel, lo: Float(lo), hi: Float(hi))
+        return try copy_(t)
+    }
+
+    /// Fills self with values from N(mean, std²).
+    @discardableResult
+    public func normal_(_ mean: Double = 0, _ std: Double = 1, generator: Generator = .shared) throws -> Tensor {
+        guard dtype == .float32 else { throw TensorError("expected a float32 tensor, got \(dtype.rawValue)") }
+        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+        generator.fillNormal(t.base(Float.self), count: t.numel, mean: Float(mean), std: Float(std))
+        return try copy_(t)
+    }
+}

@@ -1,0 +1,315 @@
+import Foundation
+
+// Broadcasting elementwise arithmetic, comparisons, unary math, `where`,
+// and the in-place variants. Every binary operation follows NumPy's
+// broadcasting rules and PyTorch's type promotion (float32 wins; true
+// division always gives float32).
+
+/// The shape two shapes broadcast to, or an error naming both.
+public func broadcastShapes(_ a: [Int], _ b: [Int]) throws -> [Int] {
+    let n = max(a.count, b.count)
+    var out = [Int](repeating: 1, count: n)
+    for i in 0..<n {
+        let x = i < n - a.count ? 1 : a[i - (n - a.count)]
+        let y = i < n - b.count ? 1 : b[i - (n - b.count)]
+        if x == y || y == 1 { out[i] = x } else if x == 1 { out[i] = y } else {
+            throw TensorError("shapes \(shapeString(a)) and \(shapeString(b)) cannot be broadcast (dimension \(i + 1): \(x) ~= \(y))")
+        }
+    }
+    return out
+}
+
+extension Tensor {
+    /// Strides that read `self` as if expanded to `shape` (0 on broadcast dims).
+    func broadcastStrides(to shape: [Int]) -> [Int] {
+        let lead = shape.count - ndim
+        return (0..<shape.count).map { i in
+            i < lead ? 0 : (self.shape[i - lead] == 1 && shape[i] != 1 ? 0 : strides[i - lead])
+        }
+    }
+
+    /// A 0-d tensor holding a scalar with its natural dtype.
+    public static func scalar(_ s: Scalar) -> Tensor {
+        switch s {
+        case .int(let v):
+            let t = Tensor(shape: [], dtype: .int64, zeroed: false)
+            t.base(Int64.self)[0] = v
+            return t
+        case .float(let v):
+            let t = Tensor(shape: [], dtype: .float32, zeroed: false)
+            t.base(Float.self)[0] = Float(v)
+            return t
+        }
+    }
+}
+
+/// out[i] = f(a[i], b[i]) with broadcasting of a and b to out's shape.
+@inline(__always)
+func binaryKernel<T: TensorElement, U: TensorElement>(_ a: Tensor, _ b: Tensor, into out: Tensor,
+                                                       _ f: (T, T) -> U) {
+    let pa = a.base(T.self), pb = b.base(T.self), po = out.base(U.self)
+    let n = out.numel
+    if out.isContiguous && a.isContiguous && b.isContiguous && a.shape == out.shape && b.shape == out.shape {
+        let x = pa + a.offset, y = pb + b.offset, z = po + out.offset
+        for i in 0..<n { z[i] = f(x[i], y[i]) }
+        return
+    }
+    if out.isContiguous && a.isContiguous && a.shape == out.shape && b.numel == 1 {
+        let x = pa + a.offset, s = pb[b.offset], z = po + out.offset
+        for i in 0..<n { z[i] = f(x[i], s) }
+        return
+    }
+    if out.isContiguous && b.isContiguous && b.shape == out.shape && a.numel == 1 {
+        let s = pa[a.offset], y = pb + b.offset, z = po + out.offset
+        for i in 0..<n { z[i] = f(s, y[i]) }
+        return
+    }
+    forEachOffset3(out.shape, a.broadcastStrides(to: out.shape), a.offset,
+                   b.broadcastStrides(to: out.shape), b.offset, out.strides, out.offset) { i, j, k in
+        po[k] = f(pa[i], pb[j])
+    }
+}
+
+/// out[i] = f(a[i]) for a of out's shape.
+@inline(__always)
+func unaryKernel<T: TensorElement, U: TensorElement>(_ a: Tensor, into out: Tensor, _ f: (T) -> U) {
+    let pa = a.base(T.self), po = out.base(U.self)
+    if a.isContiguous && out.isContiguous {
+        let x = pa + a.offset, z = po + out.offset
+        for i in 0..<out.numel { z[i] = f(x[i]) }
+        return
+    }
+    forEachOffset2(out.shape, a.strides, a.offset, out.strides, out.offset) { i, k in po[k] = f(pa[i]) }
+}
+
+/// Binary elementwise operations.
+public enum BinaryOp: String, Sendable {
+    case add, sub, mul, div, pow, maximum, minimum
+    case eq, ne, lt, le, gt, ge
+
+    var isComparison: Bool {
+        switch self {
+        case .eq, .ne, .lt, .le, .gt, .ge: return true
+        default: return false
+        }
+    }
+
+    /// The dtype of the result for operands of these dtypes.
+    func resultDType(_ a: DType, _ b: DType) -> DType {
+        if isComparison || self == .div { return .float32 }
+        return a.promoted(with: b)
+    }
+}
+
+@inline(__always) func ipow(_ base: Int64, _ exp: Int64) -> Int64 {
+    if exp < 0 { return base == 1 ? 1 : (base == -1 ? (exp & 1 == 0 ? 1 : -1) : 0) }
+    var r: Int64 = 1, b = base, e = exp
+    while e > 0 { if e & 1 == 1 { r = r &* b }; b = b &* b; e >>= 1 }
+    return r
+}
+
+func applyBinary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) {
+    let common = a.dtype.promoted(with: b.dtype)
+    let x = a.to(common), y = b.to(common)
+    switch common {
+    case .float32:
+        switch op {
+        case .add: binaryKernel(x, y, into: out) { (u: Float, v: Float) in u + v }
+        case .sub: binaryKernel(x, y, into: out) { (u: Float, v: Float) in u - v }
+        case .mul: binaryKernel(x, y, into: out) { (u: Float, v: Float) in u * v }
+        case .div: binaryKernel(x, y, into: out) { (u: Float, v: Float) in u / v }
+        case .pow: binaryKernel(x, y, into: out) { (u: Float, v: Float) in v == 2 ? u * u : powf(u, v) }
+        case .maximum: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u.isNaN || v.isNaN ? .nan : Swift.max(u, v) }
+        case .minimum: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u.isNaN || v.isNaN ? .nan : Swift.min(u, v) }
+        case .eq: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u == v ? 1 : 0 }
+        case .ne: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u != v ? 1 : 0 }
+        case .lt: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u < v ? 1 : 0 }
+        case .le: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u <= v ? 1 : 0 }
+        case .gt: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u > v ? 1 : 0 }
+        case .ge: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u >= v ? 1 : 0 }
+        }
+    case .int64:
+        switch op {
+        case .add: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in u &+ v }
+        case .sub: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in u &- v }
+        case .mul: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in u &* v }
+        case .div: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) -> Float in Float(Double(u) / Double(v)) }
+        case .pow: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in ipow(u, v) }
+        case .maximum: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in Swift.max(u, v) }
+        case .minimum: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in Swift.min(u, v) }
+        case .eq: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) -> Float in u == v ? 1 : 0 }
+        case .ne: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) -> Float in u != v ? 1 : 0 }
+        case .lt: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) -> Float in u < v ? 1 : 0 }
+        case .le: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) -> Float in u <= v ? 1 : 0 }
+        case .gt: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) -> Float in u > v ? 1 : 0 }
+        case .ge: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) -> Float in u >= v ? 1 : 0 }
+        }
+    }
+}
+
+/// Unary elementwise operations. Those marked floating compute in float32
+/// (int64 inputs are converted first), the rest keep the input's dtype.
+public enum UnaryOp: String, Sendable {
+    case neg, abs, sign, relu
+    case exp, log, sqrt, sigmoid, tanh, sin, cos, floor, ceil, round, log1p, expm1, rsqrt
+
+    var keepsDType: Bool {
+        switch self {
+        case .neg, .abs, .sign, .relu, .floor, .ceil, .round: return true
+        default: return false
+        }
+    }
+}
+
+@inline(__always) func stableSigmoid(_ v: Float) -> Float {
+    v >= 0 ? 1 / (1 + expf(-v)) : { let e = expf(v); return e / (1 + e) }()
+}
+
+func applyUnary(_ op: UnaryOp, _ a: Tensor, into out: Tensor) {
+    if a.dtype == .int64 && op.keepsDType {
+        switch op {
+        case .neg: unaryKernel(a, into: out) { (v: Int64) in 0 &- v }
+        case .abs: unaryKernel(a, into: out) { (v: Int64) in v < 0 ? 0 &- v : v }
+        case .sign: unaryKernel(a, into: out) { (v: Int64) -> Int64 in v > 0 ? 1 : (v < 0 ? -1 : 0) }
+        case .relu: unaryKernel(a, into: out) { (v: Int64) in Swift.max(v, 0) }
+        default: unaryKernel(a, into: out) { (v: Int64) in v }   // floor/ceil/round of integers
+        }
+        return
+    }
+    let x = a.to(.float32)
+    switch op {
+    case .neg: unaryKernel(x, into: out) { (v: Float) in -v }
+    case .abs: unaryKernel(x, into: out) { (v: Float) in Swift.abs(v) }
+    case .sign: unaryKernel(x, into: out) { (v: Float) -> Float in v > 0 ? 1 : (v < 0 ? -1 : (v.isNaN ? v : 0)) }
+    case .relu: unaryKernel(x, into: out) { (v: Float) -> Float in v > 0 ? v : (v.isNaN ? v : 0) }
+    case .exp: unaryKernel(x, into: out) { (v: Float) in expf(v) }
+    case .log: unaryKernel(x, into: out) { (v: Float) in logf(v) }
+    case .sqrt: unaryKernel(x, into: out) { (v: Float) in sqrtf(v) }
+    case .rsqrt: unaryKernel(x, into: out) { (v: Float) in 1 / sqrtf(v) }
+    case .sigmoid: unaryKernel(x, into: out) { (v: Float) in stableSigmoid(v) }
+    case .tanh: unaryKernel(x, into: out) { (v: Float) in tanhf(v) }
+    case .sin: unaryKernel(x, into: out) { (v: Float) in sinf(v) }
+    case .cos: unaryKernel(x, into: out) { (v: Float) in cosf(v) }
+    case .floor: unaryKernel(x, into: out) { (v: Float) in v.rounded(.down) }
+    case .ceil: unaryKernel(x, into: out) { (v: Float) in v.rounded(.up) }
+    case .round: unaryKernel(x, into: out) { (v: Float) in v.rounded(.toNearestOrEven) }
+    case .log1p: unaryKernel(x, into: out) { (v: Float) in log1pf(v) }
+    case .expm1: unaryKernel(x, into: out) { (v: Float) in expm1f(v) }
+    }
+}
+
+extension Tensor {
+    /// `self op other` with broadcasting and type promotion.
+    public func binary(_ op: BinaryOp, _ other: Tensor) throws -> Tensor {
+        let shape = try broadcastShapes(self.shape, other.shape)
+        let out = Tensor(shape: shape, dtype: op.resultDType(dtype, other.dtype), zeroed: false)
+        applyBinary(op, self, other, into: out)
+        return out
+    }
+
+    public func binary(_ op: BinaryOp, _ s: Scalar) throws -> Tensor {
+        try binary(op, Tensor.scalar(s))
+    }
+
+    /// In place: `self = self op other`; `other` must broadcast to self's shape
+    /// and the result dtype must be self's.
+    @discardableResult
+    public func binary_(_ op: BinaryOp, _ other: Tensor) throws -> Tensor {
+        let shape = try broadcastShapes(self.shape, other.shape)
+        guard shape == self.shape else {
+            throw TensorError("shape \(shapeString(other.shape)) does not broadcast to the in-place target's shape \(shapeString(self.shape))")
+        }
+        let rd = op.resultDType(dtype, other.dtype)
+        guard rd == dtype else {
+            throw TensorError("result of type \(rd.rawValue) cannot be stored in place in a \(dtype.rawValue) tensor")
+        }
+        applyBinary(op, self, other, into: self)
+        return self
+    }
+
+    public func unary(_ op: UnaryOp) -> Tensor {
+        let dt: DType = (dtype == .int64 && op.keepsDType) ? .int64 : .float32
+        let out = Tensor(shape: shape, dtype: dt, zeroed: false)
+        applyUnary(op, self, into: out)
+        return out
+    }
+
+    @discardableResult
+    public func unary_(_ op: UnaryOp) throws -> Tensor {
+        guard dtype == .float32 || op.keepsDType else {
+            throw TensorError("result of type float32 cannot be stored in place in a int64 tensor")
+        }
+        applyUnary(op, self, into: self)
+        return self
+    }
+
+    /// Elements limited to [lo, hi]; either bound may be nil.
+    public func clamp(_ lo: Scalar?, _ hi: Scalar?) throws -> Tensor {
+        var r = self
+        if let lo { r = try r.binary(.maximum, lo) }
+        if let hi { r = try r.binary(.minimum, hi) }
+        return r === self ? clone() : r
+    }
+
+    @discardableResult
+    public func clamp_(_ lo: Scalar?, _ hi: Scalar?) throws -> Tensor {
+        if let lo { try binary_(.maximum, Tensor.scalar(lo)) }
+        if let hi { try binary_(.minimum, Tensor.scalar(hi)) }
+        return self
+    }
+
+    /// Sets every element to `value`.
+    @discardableResult
+    public func fill_(_ value: Scalar) -> Tensor {
+        switch dtype {
+        case .float32:
+            let v = Float(value.double), p = base(Float.self)
+            if isContiguous { (p + offset).update(repeating: v, count: numel) } else { forEachOffset(shape, strides, offset) { p[$0] = v } }
+        case .int64:
+            let v = value.int64, p = base(Int64.self)
+            if isContiguous { (p + offset).update(repeating: v, count: numel) } else { forEachOffset(shape, strides, offset) { p[$0] = v } }
+        }
+        return self
+    }
+
+    /// Copies `src` (broadcast to self's shape, converted to self's dtype) into self.
+    @discardableResult
+    public func copy_(_ src: Tensor) throws -> Tensor {
+        let shape = try broadcastShapes(self.shape, src.shape)
+        guard shape == self.shape else {
+            throw TensorError("source shape \(shapeString(src.shape)) does not broadcast to \(shapeString(self.shape))")
+        }
+        let expanded = Tensor(storage: src.storage, shape: self.shape, strides: src.broadcastStrides(to: self.shape),
+                              offset: src.offset, dtype: src.dtype)
+        // A source overlapping the destination is copied out first.
+        copyElements(from: src.storage === storage ? expanded.clone() : expanded)
+        return self
+    }
+}
+
+/// Elementwise selection: `mask != 0 ? a : b`, all three broadcast together.
+public func whereSelect(_ mask: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+    let shape = try broadcastShapes(try broadcastShapes(mask.shape, a.shape), b.shape)
+    let dt = a.dtype.promoted(with: b.dtype)
+    let out = Tensor(shape: shape, dtype: dt, zeroed: false)
+    let m = mask.to(.float32)
+    let pm = m.base(Float.self)
+    let ms = m.broadcastStrides(to: shape)
+    switch dt {
+    case .float32:
+        let x = a.to(.float32), y = b.to(.float32)
+        let px = x.base(Float.self), py = y.base(Float.self), po = out.base(Float.self)
+        var k = 0
+        forEachOffset3(shape, ms, m.offset, x.broadcastStrides(to: shape), x.offset, y.broadcastStrides(to: shape), y.offset) { i, j, l in
+            po[k] = pm[i] != 0 ? px[j] : py[l]; k += 1
+        }
+    case .int64:
+        let x = a.to(.int64), y = b.to(.int64)
+        let px = x.base(Int64.self), py = y.base(Int64.self), po = out.base(Int64.self)
+        var k = 0
+        forEachOffset3(shape, ms, m.offset, x.broadcastStrides(to: shape), x.offset, y.broadcastStrides(to: shape), y.offset) { i, j, l in
+            po[k] = pm[i] != 0 ? px[j] : py[l]; k += 1
+        }
+    }
+    return out
+}

@@ -1,0 +1,112 @@
+import CBLAS
+
+// Matrix products on cblas_sgemm. Transposed views are passed to BLAS as
+// transposes rather than copied; other layouts are made contiguous first.
+
+/// A 2-D float32 operand as BLAS sees it: pointer, transpose flag, leading dimension.
+private struct GemmOperand {
+    let pointer: UnsafeMutablePointer<Float>
+    let transposed: Bool
+    let ld: Int
+}
+
+/// Describes matrix `m` (rows×cols with the given strides) for BLAS, or nil
+/// if its layout needs a copy.
+private func gemmOperand(_ base: UnsafeMutablePointer<Float>, rows: Int, cols: Int, rs: Int, cs: Int) -> GemmOperand? {
+    if cs == 1 && (rs >= Swift.max(cols, 1) || rows == 1) { return GemmOperand(pointer: base, transposed: false, ld: Swift.max(rs, cols, 1)) }
+    if rs == 1 && (cs >= Swift.max(rows, 1) || cols == 1) { return GemmOperand(pointer: base, transposed: true, ld: Swift.max(cs, rows, 1)) }
+    return nil
+}
+
+/// C (m×n, contiguous rows at `c` with leading dim n) = A (m×k) · B (k×n).
+func sgemm(m: Int, n: Int, k: Int,
+           a: UnsafeMutablePointer<Float>, ars: Int, acs: Int,
+           b: UnsafeMutablePointer<Float>, brs: Int, bcs: Int,
+           c: UnsafeMutablePointer<Float>) {
+    if m == 0 || n == 0 { return }
+    if k == 0 { c.update(repeating: 0, count: m * n); return }
+    var aBuf: UnsafeMutablePointer<Float>? = nil, bBuf: UnsafeMutablePointer<Float>? = nil
+    defer { aBuf?.deallocate(); bBuf?.deallocate() }
+    var ao = gemmOperand(a, rows: m, cols: k, rs: ars, cs: acs)
+    if ao == nil {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
+        for i in 0..<m { for j in 0..<k { p[i * k + j] = a[i * ars + j * acs] } }
+        aBuf = p
+        ao = GemmOperand(pointer: p, transposed: false, ld: k)
+    }
+    var bo = gemmOperand(b, rows: k, cols: n, rs: brs, cs: bcs)
+    if bo == nil {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: k * n)
+        for i in 0..<k { for j in 0..<n { p[i * n + j] = b[i * brs + j * bcs] } }
+        bBuf = p
+        bo = GemmOperand(pointer: p, transposed: false, ld: n)
+    }
+    guard let A = ao, let B = bo else { return }
+    cblas_sgemm(CblasRowMajor, A.transposed ? CblasTrans : CblasNoTrans, B.transposed ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), 1, A.pointer, Int32(A.ld), B.pointer, Int32(B.ld), 0, c, Int32(n))
+}
+
+extension Tensor {
+    /// Matrix product with PyTorch's `matmul` semantics: 1-D·1-D is a dot
+    /// product, 1-D operands are promoted to a row/column and the added
+    /// dimension removed, ≥3-D operands are batched with broadcasting of the
+    /// batch dimensions.
+    public func matmul(_ other: Tensor) throws -> Tensor {
+        guard ndim >= 1, other.ndim >= 1 else {
+            throw TensorError("both arguments need at least 1 dimension, got shapes \(shapeString(shape)) and \(shapeString(other.shape))")
+        }
+        let a = ndim == 1 ? unsqueeze(0) : self
+        let b = other.ndim == 1 ? other.unsqueeze(1) : other
+        let m = a.shape[a.ndim - 2], k = a.shape[a.ndim - 1]
+        let k2 = b.shape[b.ndim - 2], n = b.shape[b.ndim - 1]
+        guard k == k2 else {
+            throw TensorError("shapes \(shapeString(shape)) and \(shapeString(other.shape)) do not match (\(k) ~= \(k2))")
+        }
+        let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
+        let batch = try broadcastShapes(batchA, batchB)
+        let ae = try a.expand(batch + [m, k]), be = try b.expand(batch + [k, n])
+        var result: Tensor
+        if dtype == .float32 && other.dtype == .float32 {
+            result = Tensor(shape: batch + [m, n], dtype: .float32, zeroed: false)
+            let pa = ae.base(Float.self), pb = be.base(Float.self), pc = result.base(Float.self)
+            let nb = batch.count
+            var bi = 0
+            forEachOffset2(batch, Array(ae.strides.prefix(nb)), ae.offset, Array(be.strides.prefix(nb)), be.offset) { oa, ob in
+                sgemm(m: m, n: n, k: k, a: pa + oa, ars: ae.strides[nb], acs: ae.strides[nb + 1],
+                      b: pb + ob, brs: be.strides[nb], bcs: be.strides[nb + 1], c: pc + bi * m * n)
+                bi += 1
+            }
+        } else {
+            result = try naiveMatmul(ae.to(dtype.promoted(with: other.dtype)), be.to(dtype.promoted(with: other.dtype)),
+                                     batch: batch, m: m, n: n, k: k)
+        }
+        if ndim == 1 { result = result.squeeze(result.ndim - 2) }
+        if other.ndim == 1 { result = result.squeeze(result.ndim - 1) }
+        return result
+    }
+
+    /// Batched matmul by loops, for int64 operands.
+    private func naiveMatmul(_ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int) throws -> Tensor {
+        let out = Tensor(shape: batch + [m, n], dtype: a.dtype, zeroed: true)
+        let nb = batch.count
+        let ars = a.strides[nb], acs = a.strides[nb + 1], brs = b.strides[nb], bcs = b.strides[nb + 1]
+        func run<T: TensorElement>(_: T.Type) {
+            let pa = a.base(T.self), pb = b.base(T.self), pc = out.base(T.self)
+            var bi = 0
+            forEachOffset2(batch, Array(a.strides.prefix(nb)), a.offset, Array(b.strides.prefix(nb)), b.offset) { oa, ob in
+                for i in 0..<m { for j in 0..<n {
+                    var acc: T = 0
+                    for l in 0..<k { acc += pa[oa + i * ars + l * acs] * pb[ob + l * brs + j * bcs] }
+                    pc[bi * m * n + i * n + j] = acc
+                } }
+                bi += 1
+            }
+        }
+        if a.dtype == .float32 { run(Float.self) } else { run(Int64.self) }
+        return out
+    }
+}
+
+/// Sets the number of threads OpenBLAS uses.
+public func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+public func blasThreads() -> Int { Int(openblas_get_num_threads()) }

@@ -1,0 +1,170 @@
+/// An n-dimensional array of float32 or int64 elements: a view (shape,
+/// strides and offset, all in elements) over a shared `Storage`.
+///
+/// Tensors are reference types because identity matters (views share
+/// storage; autograd attaches gradients to a particular tensor). The shape of
+/// a tensor never changes; in-place operations change its elements only.
+///
+/// ```swift
+/// let x = try Tensor.arange(1, 6).reshape([2, 3])
+/// let y = try x.sum(dim: 1)          // {6, 15}
+/// ```
+public final class Tensor: @unchecked Sendable {
+    public let storage: Storage
+    public let shape: [Int]
+    public let strides: [Int]
+    public let offset: Int
+    public let dtype: DType
+
+    /// A view over existing storage. The caller guarantees the view lies in bounds.
+    public init(storage: Storage, shape: [Int], strides: [Int], offset: Int, dtype: DType) {
+        self.storage = storage
+        self.shape = shape
+        self.strides = strides
+        self.offset = offset
+        self.dtype = dtype
+    }
+
+    /// A new contiguous tensor; zero-filled when `zeroed`, otherwise uninitialized.
+    public convenience init(shape: [Int], dtype: DType = .float32, zeroed: Bool = true) {
+        let n = shape.reduce(1, *)
+        self.init(storage: Storage(byteCount: n * dtype.byteSize, zeroed: zeroed),
+                  shape: shape, strides: Tensor.contiguousStrides(shape), offset: 0, dtype: dtype)
+    }
+
+    /// A contiguous float32 tensor holding `values` (row-major) in `shape`.
+    public convenience init(_ values: [Float], shape: [Int]) throws {
+        guard values.count == shape.reduce(1, *) else {
+            throw TensorError("\(values.count) values do not fill shape \(shapeString(shape))")
+        }
+        self.init(shape: shape, dtype: .float32, zeroed: false)
+        let p = base(Float.self)
+        for (i, v) in values.enumerated() { p[i] = v }
+    }
+
+    /// A contiguous int64 tensor holding `values` (row-major) in `shape`.
+    public convenience init(_ values: [Int64], shape: [Int]) throws {
+        guard values.count == shape.reduce(1, *) else {
+            throw TensorError("\(values.count) values do not fill shape \(shapeString(shape))")
+        }
+        self.init(shape: shape, dtype: .int64, zeroed: false)
+        let p = base(Int64.self)
+        for (i, v) in values.enumerated() { p[i] = v }
+    }
+
+    public static func contiguousStrides(_ shape: [Int]) -> [Int] {
+        var strides = [Int](repeating: 1, count: shape.count)
+        var acc = 1
+        for d in stride(from: shape.count - 1, through: 0, by: -1) {
+            strides[d] = acc
+            acc *= max(shape[d], 1)
+        }
+        return strides
+    }
+
+    public var ndim: Int { shape.count }
+    public var numel: Int { shape.reduce(1, *) }
+
+    /// True when elements are laid out row-major without gaps from `offset`.
+    public var isContiguous: Bool {
+        var expected = 1
+        for d in stride(from: shape.count - 1, through: 0, by: -1) where shape[d] != 1 {
+            if strides[d] != expected { return false }
+            expected *= shape[d]
+        }
+        return true
+    }
+
+    /// The storage as typed elements (index with `offset` and strides).
+    @inline(__always)
+    public func base<T: TensorElement>(_: T.Type) -> UnsafeMutablePointer<T> {
+        storage.raw.assumingMemoryBound(to: T.self)
+    }
+
+    /// Pointer to the first element; valid for `numel` elements when contiguous.
+    @inline(__always)
+    public func pointer<T: TensorElement>(_: T.Type) -> UnsafeMutablePointer<T> {
+        storage.raw.assumingMemoryBound(to: T.self) + offset
+    }
+
+    /// The element at a 0-based multi-index, as a Double (no bounds check beyond the caller's).
+    public func element(at index: [Int]) -> Double {
+        var off = offset
+        for (i, s) in zip(index, strides) { off += i * s }
+        switch dtype {
+        case .float32: return Double(base(Float.self)[off])
+        case .int64: return Double(base(Int64.self)[off])
+        }
+    }
+
+    /// The single value of a one-element tensor.
+    public func item() throws -> Scalar {
+        guard numel == 1 else {
+            throw TensorError("expected a tensor with one element, got shape \(shapeString(shape))")
+        }
+        let off = offset
+        switch dtype {
+        case .float32: return .float(Double(base(Float.self)[off]))
+        case .int64: return .int(base(Int64.self)[off])
+        }
+    }
+
+    /// All elements in row-major order as Doubles.
+    public func doubles() -> [Double] {
+        var out = [Double]()
+        out.reserveCapacity(numel)
+        switch dtype {
+        case .float32:
+            let p = base(Float.self)
+            forEachOffset(shape, strides, offset) { out.append(Double(p[$0])) }
+        case .int64:
+            let p = base(Int64.self)
+            forEachOffset(shape, strides, offset) { out.append(Double(p[$0])) }
+        }
+        return out
+    }
+
+    /// All elements of a float32 tensor in row-major order.
+    public func floats() -> [Float] {
+        let t = to(.float32)
+        var out = [Float]()
+        out.reserveCapacity(numel)
+        let p = t.base(Float.self)
+        forEachOffset(t.shape, t.strides, t.offset) { out.append(p[$0]) }
+        return out
+    }
+
+    /// All elements converted to Int64 in row-major order.
+    public func int64s() -> [Int64] {
+        let t = to(.int64)
+        var out = [Int64]()
+        out.reserveCapacity(numel)
+        let p = t.base(Int64.self)
+        forEachOffset(t.shape, t.strides, t.offset) { out.append(p[$0]) }
+        return out
+    }
+}
+
+/// Element types with a kernel implementation.
+public protocol TensorElement: Numeric, Comparable, Sendable {
+    static var dtype: DType { get }
+    init(fromDouble v: Double)
+    var asDouble: Double { get }
+    var isNaNElement: Bool { get }
+}
+
+extension Float: TensorElement {
+    public static var dtype: DType { .float32 }
+    @inline(__always) public init(fromDouble v: Double) { self = Float(v) }
+    @inline(__always) public var asDouble: Double { Double(self) }
+    @inline(__always) public var isNaNElement: Bool { isNaN }
+}
+
+extension Int64: TensorElement {
+    public static var dtype: DType { .int64 }
+    @inline(__always) public init(fromDouble v: Double) {
+        self = v.isNaN ? 0 : Int64(Swift.max(Swift.min(v.rounded(.towardZero), 9.2e18), -9.2e18))
+    }
+    @inline(__always) public var asDouble: Double { Double(self) }
+    @inline(__always) public var isNaNElement: Bool { false }
+}

@@ -1,0 +1,41 @@
+import CLua
+import CLuaShim
+import ParryCore
+import Synchronization
+
+// Native memory made visible to Lua's collector. A tensor userdata is a few
+// bytes to Lua while its buffer may be megabytes, so the collector would
+// otherwise let dead tensors pile up (Torch7's classic complaint). Like
+// Torch's heap tracking, we run a full collection whenever the bytes held by
+// live storages pass a soft limit, and then set the limit to twice what
+// survived (never below the floor).
+
+enum MemoryPressure {
+    static let floor = 64 << 20
+    static let limit = Atomic<Int>(64 << 20)
+
+    /// Called after every tensor handed to Lua.
+    @inline(__always)
+    static func check(_ L: LuaState) {
+        if nativeBytes.load(ordering: .relaxed) > limit.load(ordering: .relaxed) { collect(L) }
+    }
+
+    static func collect(_ L: LuaState) {
+        parry_gc_collect(L)
+        limit.store(max(floor, 2 * nativeBytes.load(ordering: .relaxed)), ordering: .relaxed)
+    }
+}
+
+/// Pushes `t` as a parry.Tensor userdata holding one strong reference.
+func pushTensor(_ L: LuaState, _ t: Tensor) {
+    parry_pushobject(L, Unmanaged.passRetained(t).toOpaque(), Int32(PARRY_TENSOR))
+    MemoryPressure.check(L)
+}
+
+/// `__gc`: releases the reference the userdata held (once; the box is cleared).
+let tensorGC: parry_SwiftFunction = { L in
+    if let L, let p = parry_takeobject(L, 1, Int32(PARRY_TENSOR)) {
+        Unmanaged<Tensor>.fromOpaque(p).release()
+    }
+    return 0
+}

@@ -1,0 +1,48 @@
+import CLua
+import CLuaShim
+import ParryCore
+
+/// The parry version, reported by `parry version` and `parry.version`.
+public let parryVersion = "0.1.0"
+
+/// Registers the tensor metatable (once per state) and returns the
+/// `parry.core` module table: creation functions, tensor ops as functions,
+/// `Tensor` (the method table, extensible from Lua) and `version`.
+let openParryCore: parry_SwiftFunction = { L in
+    guard let L else { return 0 }
+    // methods table
+    lua_createtable(L, 0, Int32(tensorOps.count + tensorOnlyMethods.count))
+    let methods = lua_gettop(L)
+    for (name, fn) in tensorOps + tensorOnlyMethods {
+        parry_pushfunction(L, fn)
+        lua_setfield(L, methods, name)
+    }
+    // where(mask, a, b) as a method takes the mask as self.
+    // metatable
+    lua_createtable(L, 0, Int32(tensorMetamethods.count + 3))
+    let mt = lua_gettop(L)
+    for (name, fn) in tensorMetamethods {
+        parry_pushfunction(L, fn)
+        lua_setfield(L, mt, name)
+    }
+    parry_pushindexer(L, methods, tensorIndexFallback)
+    lua_setfield(L, mt, "__index")
+    lua_pushstring(L, "parry.Tensor")
+    lua_setfield(L, mt, "__name")
+    lua_pushvalue(L, mt)
+    parry_setkindmetatable(L, Int32(PARRY_TENSOR))
+    parry_pop(L, 1)  // metatable
+
+    // module table
+    lua_createtable(L, 0, Int32(creationFunctions.count + tensorOps.count + 4))
+    let module = lua_gettop(L)
+    for (name, fn) in creationFunctions + tensorOps {
+        parry_pushfunction(L, fn)
+        lua_setfield(L, module, name)
+    }
+    lua_pushvalue(L, methods)
+    lua_setfield(L, module, "Tensor")
+    lua_pushstring(L, parryVersion)
+    lua_setfield(L, module, "version")
+    return 1
+}

@@ -1,0 +1,31 @@
+--- parry: tensors and adversarial robustness for Lua 5.4.
+--
+--   local parry = require("parry")
+--   local x = parry.randn(2, 3)
+--   print(x:sum(2))
+--
+-- The tensor functions come from the native module `parry.core`; this file
+-- assembles the public table. Submodules (`parry.nn`, ...) load on first use
+-- through `require`, so `parry.nn` and `require("parry.nn")` are the same.
+
+local core = require("parry.core")
+
+local parry = {}
+for name, value in pairs(core) do
+  parry[name] = value
+end
+
+--- Submodules loaded lazily as `parry.<name>` when a file `parry/<name>.lua`
+-- exists on package.path; unknown names stay nil.
+setmetatable(parry, {
+  __index = function(t, name)
+    if type(name) ~= "string" or not package.searchpath("parry." .. name, package.path) then
+      return nil
+    end
+    local module = require("parry." .. name)
+    rawset(t, name, module)
+    return module
+  end,
+})
+
+return parry
