@@ -1,0 +1,48 @@
+# parry — make targets. `make demo` and `make test` work on a fresh machine:
+# both install the Debian packages first (scripts/deps, idempotent).
+
+SWIFT   ?= swift
+PREFIX  ?= /usr/local
+DEBUG   := .build/debug/parry
+RELEASE := .build/release/parry
+
+.PHONY: all deps build release demo test test-swift test-lua bench install uninstall clean
+
+all: build
+
+deps:
+	@scripts/deps
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+demo: release
+	$(RELEASE) examples/quickstart.lua
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(MAKE) --no-print-directory test-swift test-lua
+
+test-swift:
+	$(SWIFT) test --skip-build
+
+test-lua:
+	$(DEBUG) test Tests/lua
+
+bench: release
+	@scripts/bench/run
+
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/parry/lua
+	install -m 755 $(RELEASE) $(DESTDIR)$(PREFIX)/bin/parry
+	cp -R stdlib/parry $(DESTDIR)$(PREFIX)/share/parry/lua/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/parry
+	rm -rf $(DESTDIR)$(PREFIX)/share/parry
+
+clean:
+	rm -rf .build

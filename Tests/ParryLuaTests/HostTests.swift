@@ -1,0 +1,26 @@
+import XCTest
+@testable import ParryLua
+import ParryCore
+
+final class HostTests: XCTestCase {
+    func testErrorsBecomeLuaErrorsAndTheStateLivesOn() throws {
+        let host = try LuaHost()
+        XCTAssertThrowsError(try host.run(code: "require('parry').zeros('x')", chunkName: "=spec")) { e in
+            let msg = "\(e)"
+            XCTAssertTrue(msg.hasPrefix("spec:1: parry.zeros: expected sizes"), msg)
+            XCTAssertTrue(msg.contains("stack traceback"), msg)
+        }
+        // The same state keeps working after the error.
+        try host.run(code: "assert(require('parry').ones(3):sum():item() == 3)")
+    }
+
+    func testGarbageCollectorSeesNativeMemory() throws {
+        let host = try LuaHost()
+        let before = nativeBytes.load(ordering: .relaxed)
+        // 1000 tensors of 1 MB with no collectgarbage(): live native bytes stay
+        // near the soft limit instead of growing to 1 GB.
+        try host.run(code: "local parry = require('parry'); for i = 1, 1000 do local t = parry.ones(262144) end")
+        let growth = nativeBytes.load(ordering: .relaxed) - before
+        XCTAssertLessThan(growth, 3 * MemoryPressure.floor, "live native bytes grew by \(growth)")
+    }
+}
