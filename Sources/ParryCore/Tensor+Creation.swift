@@ -1,20 +1,39 @@
+import Foundation
+
 // Factories. Shapes are validated here (no negative sizes); random factories
 // draw from `Generator.shared` unless a generator is given.
 
 extension Tensor {
-    static func checkShape(_ shape: [Int]) throws {
-        for n in shape where n < 0 {
-            throw TensorError("sizes must be non-negative, got \(shapeString(shape))")
+    /// The most bytes one tensor may take: the machine's physical memory.
+    /// Larger requests are errors rather than allocation traps.
+    public static let allocationLimit: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        return pages > 0 && size > 0 ? pages * size : 1 << 40
+    }()
+
+    /// Checks that `shape` is non-negative and that a `dtype` tensor of that
+    /// shape can be allocated (no overflow, within `allocationLimit`).
+    public static func checkShape(_ shape: [Int], dtype: DType = .float32) throws {
+        var n = 1
+        for s in shape {
+            guard s >= 0 else { throw TensorError("sizes must be non-negative, got \(shapeString(shape))") }
+            let (r, o) = n.multipliedReportingOverflow(by: s)
+            guard !o else { throw TensorError("shape \(shapeString(shape)) has too many elements") }
+            n = r
+        }
+        let (bytes, o) = n.multipliedReportingOverflow(by: dtype.byteSize)
+        guard !o, bytes <= allocationLimit else {
+            throw TensorError("cannot allocate a tensor of shape \(shapeString(shape)) and dtype \(dtype.rawValue): it needs more memory than the machine has")
         }
     }
 
     public static func zeros(_ shape: [Int], dtype: DType = .float32) throws -> Tensor {
-        try checkShape(shape)
+        try checkShape(shape, dtype: dtype)
         return Tensor(shape: shape, dtype: dtype, zeroed: true)
     }
 
     public static func full(_ shape: [Int], _ value: Scalar, dtype: DType? = nil) throws -> Tensor {
-        try checkShape(shape)
+        try checkShape(shape, dtype: dtype ?? .float32)
         return Tensor(shape: shape, dtype: dtype ?? .float32, zeroed: false).fill_(value)
     }
 
@@ -29,8 +48,10 @@ extension Tensor {
         guard s != 0, s.isFinite, a.double.isFinite, b.double.isFinite else {
             throw TensorError("step must be a non-zero finite number and bounds finite")
         }
-        let count = Swift.max(0, Int(((b.double - a.double) / s + 1e-9).rounded(.down)) + 1)
-        guard count < 1 << 40 else { throw TensorError("range too large") }
+        let steps = ((b.double - a.double) / s + 1e-9).rounded(.down)
+        guard steps < Double(1 << 52) else { throw TensorError("range has too many elements") }
+        let count = Swift.max(0, Int(steps) + 1)
+        try checkShape([count], dtype: .int64)
         let allInt = a.dtype == .int64 && b.dtype == .int64 && step.dtype == .int64
         if allInt {
             let t = Tensor(shape: [count], dtype: .int64, zeroed: false)
@@ -46,7 +67,7 @@ extension Tensor {
 
     /// `n` evenly spaced float32 values from a to b inclusive.
     public static func linspace(_ a: Double, _ b: Double, _ n: Int) throws -> Tensor {
-        guard n >= 0 else { throw TensorError("number of points must be non-negative, got \(n)") }
+        try checkShape([n])
         let t = Tensor(shape: [n], dtype: .float32, zeroed: false)
         let p = t.base(Float.self)
         let step = n > 1 ? (b - a) / Double(n - 1) : 0
@@ -56,6 +77,7 @@ extension Tensor {
 
     public static func eye(_ n: Int, _ m: Int? = nil, dtype: DType = .float32) throws -> Tensor {
         let cols = m ?? n
+        try checkShape([n, cols], dtype: dtype)
         let t = try zeros([n, cols], dtype: dtype)
         for i in 0..<Swift.min(n, cols) {
             switch dtype {
@@ -84,7 +106,7 @@ extension Tensor {
 
     /// int64 uniform in lo...hi (inclusive).
     public static func randint(_ lo: Int64, _ hi: Int64, _ shape: [Int], generator: Generator = .shared) throws -> Tensor {
-        try checkShape(shape)
+        try checkShape(shape, dtype: .int64)
         guard lo <= hi else { throw TensorError("empty range \(lo)..\(hi)") }
         let t = Tensor(shape: shape, dtype: .int64, zeroed: false)
         generator.fillIntegers(t.base(Int64.self), count: t.numel, lo: lo, hi: hi)
@@ -93,7 +115,7 @@ extension Tensor {
 
     /// A random permutation of 0..<n as int64 (the binding adds 1 for Lua).
     public static func randperm(_ n: Int, generator: Generator = .shared) throws -> Tensor {
-        guard n >= 0 else { throw TensorError("n must be non-negative, got \(n)") }
+        try checkShape([n], dtype: .int64)
         return try Tensor(generator.permutation(n).map { Int64($0) }, shape: [n])
     }
 

@@ -202,6 +202,7 @@ extension Tensor {
     /// `self op other` with broadcasting and type promotion.
     public func binary(_ op: BinaryOp, _ other: Tensor) throws -> Tensor {
         let shape = try broadcastShapes(self.shape, other.shape)
+        try Tensor.checkShape(shape)
         let out = Tensor(shape: shape, dtype: op.resultDType(dtype, other.dtype), zeroed: false)
         applyBinary(op, self, other, into: out)
         return out
@@ -221,7 +222,7 @@ extension Tensor {
         }
         let rd = op.resultDType(dtype, other.dtype)
         guard rd == dtype else {
-            throw TensorError("result of type \(rd.rawValue) cannot be stored in place in a \(dtype.rawValue) tensor")
+            throw TensorError("result of type \(rd.rawValue) cannot be stored in place in a tensor of dtype \(dtype.rawValue)")
         }
         applyBinary(op, self, other, into: self)
         return self
@@ -237,7 +238,7 @@ extension Tensor {
     @discardableResult
     public func unary_(_ op: UnaryOp) throws -> Tensor {
         guard dtype == .float32 || op.keepsDType else {
-            throw TensorError("result of type float32 cannot be stored in place in a int64 tensor")
+            throw TensorError("result of type float32 cannot be stored in place in a tensor of dtype int64")
         }
         applyUnary(op, self, into: self)
         return self
@@ -291,6 +292,7 @@ extension Tensor {
 public func whereSelect(_ mask: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
     let shape = try broadcastShapes(try broadcastShapes(mask.shape, a.shape), b.shape)
     let dt = a.dtype.promoted(with: b.dtype)
+    try Tensor.checkShape(shape, dtype: dt)
     let out = Tensor(shape: shape, dtype: dt, zeroed: false)
     let m = mask.to(.float32)
     let pm = m.base(Float.self)

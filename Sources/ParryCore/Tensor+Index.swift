@@ -10,6 +10,7 @@ extension Tensor {
         }
         var sh = shape
         sh[dim] = indices.count
+        try Tensor.checkShape(sh, dtype: dtype)
         let out = Tensor(shape: sh, dtype: dtype, zeroed: false)
         for (j, i) in indices.enumerated() {
             try out.select(dim, j).copyElements(from: select(dim, i))
@@ -68,6 +69,7 @@ public func cat(_ tensors: [Tensor], dim: Int) throws -> Tensor {
     }
     var sh = first.shape
     sh[dim] = total
+    try Tensor.checkShape(sh, dtype: dt)
     let out = Tensor(shape: sh, dtype: dt, zeroed: false)
     var start = 0
     for t in tensors {

@@ -65,6 +65,10 @@ extension Tensor {
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
         let batch = try broadcastShapes(batchA, batchB)
         let ae = try a.expand(batch + [m, k]), be = try b.expand(batch + [k, n])
+        try Tensor.checkShape(batch + [m, n])
+        guard max(m, n, k) <= Int(Int32.max) else {
+            throw TensorError("matrix dimensions above \(Int32.max) are not supported by BLAS")
+        }
         var result: Tensor
         if dtype == .float32 && other.dtype == .float32 {
             result = Tensor(shape: batch + [m, n], dtype: .float32, zeroed: false)
@@ -96,7 +100,7 @@ extension Tensor {
             forEachOffset2(batch, Array(a.strides.prefix(nb)), a.offset, Array(b.strides.prefix(nb)), b.offset) { oa, ob in
                 for i in 0..<m { for j in 0..<n {
                     var acc: T = 0
-                    for l in 0..<k { acc += pa[oa + i * ars + l * acs] * pb[ob + l * brs + j * bcs] }
+                    for l in 0..<k { acc = T.multiplyAdd(acc, pa[oa + i * ars + l * acs], pb[ob + l * brs + j * bcs]) }
                     pc[bi * m * n + i * n + j] = acc
                 } }
                 bi += 1

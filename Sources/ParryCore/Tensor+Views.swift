@@ -62,7 +62,9 @@ extension Tensor {
             } else if n < 0 {
                 throw TensorError("invalid size \(n) in shape \(shapeString(requested))")
             } else {
-                known *= n
+                let (r, o) = known.multipliedReportingOverflow(by: n)
+                guard !o else { throw TensorError("shape \(shapeString(requested)) has too many elements") }
+                known = r
             }
         }
         if let i = inferred {
@@ -121,6 +123,7 @@ extension Tensor {
         if let st = viewStrides(newShape) {
             return Tensor(storage: storage, shape: newShape, strides: st, offset: offset, dtype: dtype)
         }
+        try Tensor.checkShape(newShape, dtype: dtype)
         let c = clone()
         return Tensor(storage: c.storage, shape: newShape, strides: Tensor.contiguousStrides(newShape), offset: 0, dtype: dtype)
     }
@@ -170,6 +173,8 @@ extension Tensor {
     }
 
     /// A view broadcasting size-1 (or new leading) dimensions to `sizes`; -1 keeps a size.
+    /// The view may not have more elements than could be allocated, so every
+    /// tensor that exists can be copied (outputs of unary ops, `clone`, `to`).
     public func expand(_ sizes: [Int]) throws -> Tensor {
         guard sizes.count >= ndim else {
             throw TensorError("cannot expand shape \(shapeString(shape)) to fewer dimensions \(shapeString(sizes))")
@@ -192,12 +197,13 @@ extension Tensor {
                 }
             }
         }
+        try Tensor.checkShape(sh, dtype: dtype)
         return Tensor(storage: storage, shape: sh, strides: st, offset: offset, dtype: dtype)
     }
 
     /// Elements `start..<start+length` along `dim` (0-based start).
     public func narrow(_ dim: Int, _ start: Int, _ length: Int) throws -> Tensor {
-        guard start >= 0, length >= 0, start + length <= shape[dim] else {
+        guard start >= 0, start <= shape[dim], length >= 0, length <= shape[dim] - start else {
             throw TensorError("range \(start + 1)..\(start + length) is out of bounds for size \(shape[dim])")
         }
         var sh = shape
@@ -231,7 +237,7 @@ extension Tensor {
     /// At most `chunks` views of equal size (the last may be shorter) along `dim`.
     public func chunk(_ chunks: Int, dim: Int) throws -> [Tensor] {
         guard chunks > 0 else { throw TensorError("number of chunks must be positive, got \(chunks)") }
-        let size = max(1, (shape[dim] + chunks - 1) / chunks)
+        let size = max(1, shape[dim] / chunks + (shape[dim] % chunks == 0 ? 0 : 1))
         return try split(size, dim: dim)
     }
 }

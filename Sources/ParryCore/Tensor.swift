@@ -151,6 +151,8 @@ public protocol TensorElement: Numeric, Comparable, Sendable {
     init(fromDouble v: Double)
     var asDouble: Double { get }
     var isNaNElement: Bool { get }
+    /// acc + a·b (wrapping for integers, as PyTorch's integer kernels do).
+    static func multiplyAdd(_ acc: Self, _ a: Self, _ b: Self) -> Self
 }
 
 extension Float: TensorElement {
@@ -158,6 +160,7 @@ extension Float: TensorElement {
     @inline(__always) public init(fromDouble v: Double) { self = Float(v) }
     @inline(__always) public var asDouble: Double { Double(self) }
     @inline(__always) public var isNaNElement: Bool { isNaN }
+    @inline(__always) public static func multiplyAdd(_ acc: Float, _ a: Float, _ b: Float) -> Float { acc + a * b }
 }
 
 extension Int64: TensorElement {
@@ -167,4 +170,5 @@ extension Int64: TensorElement {
     }
     @inline(__always) public var asDouble: Double { Double(self) }
     @inline(__always) public var isNaNElement: Bool { false }
+    @inline(__always) public static func multiplyAdd(_ acc: Int64, _ a: Int64, _ b: Int64) -> Int64 { acc &+ a &* b }
 }

@@ -50,8 +50,9 @@ struct LuaArgs {
 
     var count: Int32 { lua_gettop(L) }
 
-    func type(_ i: Int32) -> Int32 { lua_type(L, i) }
-    func isNil(_ i: Int32) -> Bool { lua_type(L, i) <= LUA_TNIL }
+    func type(_ i: Int32) -> Int32 { i == 0 ? LUA_TNONE : lua_type(L, i) }
+    /// True for nil and none; index 0 ("no argument") also counts as nil.
+    func isNil(_ i: Int32) -> Bool { i == 0 || lua_type(L, i) <= LUA_TNIL }
 
     /// A readable type name for messages ("tensor" for parry tensors).
     func typeName(_ i: Int32) -> String {
@@ -296,7 +297,7 @@ struct LuaArgs {
 
     @discardableResult
     func push(_ tensors: [Tensor]) -> Int32 {
-        lua_createtable(L, Int32(tensors.count), 0)
+        lua_createtable(L, Int32(clamping: tensors.count), 0)
         for (k, t) in tensors.enumerated() {
             pushTensor(L, t)
             lua_rawseti(L, -2, lua_Integer(k + 1))

@@ -175,7 +175,7 @@ private func pushNested(_ a: LuaArgs, _ t: Tensor) {
     var k = 0
     func walk(_ d: Int) {
         _ = lua_checkstack(a.L, 4)
-        lua_createtable(a.L, Int32(t.shape[d]), 0)
+        lua_createtable(a.L, Int32(clamping: t.shape[d]), 0)
         for i in 0..<t.shape[d] {
             if d == t.ndim - 1 { a.push(values[k]); k += 1 } else { walk(d + 1) }
             lua_rawseti(a.L, -2, lua_Integer(i + 1))
@@ -277,7 +277,7 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
     } }),
     ("set_num_threads", { L in bind(L, "parry.set_num_threads") { a in
         let n = try a.integer(1, "n")
-        guard n >= 1 else { throw a.fail("n must be at least 1, got \(n)") }
+        guard n >= 1, n <= 1024 else { throw a.fail("n must be at least 1 and at most 1024, got \(n)") }
         setBLASThreads(n)
         return 0
     } }),

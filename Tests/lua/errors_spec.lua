@@ -1,0 +1,157 @@
+-- Bad input is a Lua error naming the function, raised at the caller's line
+-- and catchable by pcall; the process lives on (API.md "Errors").
+local parry = require("parry")
+local THIS = "Tests/lua/errors_spec.lua"
+
+-- Runs fn and returns the error message (fails the spec if fn succeeds).
+local function err_of(fn)
+  local ok, e = pcall(fn)
+  assert(not ok, "expected an error")
+  return tostring(e)
+end
+
+describe("every exposed function survives bad arguments", function()
+  local function T() return parry.zeros(2, 3) end
+  local bad_calls = {
+    {}, {nil}, {"x"}, {{}}, {{1, "a"}}, {print}, {true}, {math.huge}, {-1}, {0 / 0}, {2.5},
+    {1 << 62}, {{1 << 40, 1 << 40}},
+    {"T", "x"}, {"T", {}}, {"T", 99}, {"T", -99}, {"T", 1.5}, {"T", 0}, {"T", true},
+    {"T", "T", "T", "T"}, {"T", "big"}, {"T", 1, 99}, {"T", 1, -1, "x"}, {"T", nil, "x"},
+    {"T", {dtype = "float64"}}, {"T", {bogus = 1}}, {"T", "long_idx"}, {"T", 1, "float_idx"},
+    {"T", 2, 1, 1 << 62}, {"T", {{1}, {2, 3}}},
+  }
+  local function materialize(args)
+    local out = {}
+    for i = 1, #args do
+      local a = args[i]
+      if a == "T" then a = T()
+      elseif a == "big" then a = parry.zeros(5, 7)
+      elseif a == "long_idx" then a = parry.tensor{{7, 1}, {1, 1}}
+      elseif a == "float_idx" then a = parry.tensor{{1.0}} end
+      out[i] = a
+    end
+    return out, #args
+  end
+
+  local function check(name, fn, accepted)
+    local threads = parry.get_num_threads()
+    for _, args in ipairs(bad_calls) do
+      local a, n = materialize(args)
+      local ok, e = pcall(fn, table.unpack(a, 1, n))
+      if not ok then
+        local msg = tostring(e)
+        local named = false
+        for _, prefix in ipairs(accepted) do
+          if msg:find(prefix, 1, true) then named = true end
+        end
+        assert(named, name .. " raised an error not naming it: " .. msg)
+      end
+    end
+    parry.set_num_threads(threads)
+  end
+
+  it("for every function in the parry table", function()
+    local n = 0
+    for name, fn in pairs(parry) do
+      if type(fn) == "function" then
+        check("parry." .. name, fn, {"parry." .. name})
+        n = n + 1
+      end
+    end
+    assert(n > 60, "expected many functions, found " .. n)
+  end)
+
+  it("for every tensor method", function()
+    local n = 0
+    for name, fn in pairs(parry.Tensor) do
+      check("Tensor:" .. name, fn, {"parry." .. name, "Tensor:" .. name})
+      n = n + 1
+    end
+    assert(n > 80, "expected many methods, found " .. n)
+  end)
+
+  it("for operators and indexing", function()
+    local x = T()
+    for _, other in ipairs{"x", {}, print, parry.zeros(4), true} do
+      assert.error(function() return x + other end, "parry.add")
+      assert.error(function() return other - x end, "parry.sub")
+      assert.error(function() return x * other end, "parry.mul")
+      assert.error(function() return x / other end, "parry.div")
+      assert.error(function() return x ^ other end, "parry.pow")
+    end
+    assert.error(function() return x[3] end, "Tensor[i]")
+    assert.error(function() return x[0] end, "Tensor[i]")
+    assert.error(function() return x[1.5] end, "Tensor[i]")
+    assert.error(function() x[1] = "a" end, "Tensor[i]")
+    assert.error(function() x[1] = parry.zeros(4) end, "Tensor[i]")
+    assert.error(function() x.foo = 1 end, "cannot assign field 'foo'")
+    assert.error(function() return #parry.tensor(3) end, "0-d tensor has no length")
+    assert.is_nil(x.nonexistent)
+  end)
+end)
+
+describe("messages say what was expected", function()
+  local x = parry.tensor{{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}}
+  local cases = {
+    {function() parry.zeros(-1) end, "parry.zeros: sizes must be non-negative, got {-1}"},
+    {function() parry.zeros(2.5) end, "parry.zeros: expected an integer for size (argument 1), got 2.5"},
+    {function() parry.zeros("x") end, "parry.zeros: expected sizes as integers or one table (argument 1), got string"},
+    {function() parry.zeros(2, {dtype = "float64"}) end, "parry.zeros: unknown dtype 'float64'"},
+    {function() parry.zeros(2, {dytpe = "int64"}) end, "parry.zeros: unknown option 'dytpe'"},
+    {function() parry.zeros(1 << 40) end, "parry.zeros: cannot allocate a tensor of shape {1099511627776}"},
+    {function() parry.tensor{{1, 2}, {3}} end, "parry.tensor: nested tables have uneven lengths"},
+    {function() parry.tensor{"a"} end, "parry.tensor: expected numbers or nested tables of numbers, got string"},
+    {function() x:reshape(4) end, "parry.reshape: shape {4} is invalid for 6 elements"},
+    {function() x:reshape(-1, -1) end, "parry.reshape: only one dimension can be -1"},
+    {function() x:t():view(6) end, "use reshape"},
+    {function() x:sum(3) end, "parry.sum: dim 3 is out of range for a 2-d tensor (expected 1..2 or -2..-1)"},
+    {function() x:softmax() end, "parry.softmax: missing dim"},
+    {function() x:size(0) end, "Tensor:size: dim 0 is out of range"},
+    {function() return x[3] end, "index 3 is out of range for a dimension of size 2"},
+    {function() x:select(1, -3) end, "parry.select: index -3 is out of range"},
+    {function() x:narrow(2, 2, 5) end, "parry.narrow: range 2..6 is out of bounds for size 3"},
+    {function() x:index_select(2, {4}) end, "parry.index_select: index 4 is out of range"},
+    {function() x:gather(2, parry.tensor{{1.0}}) end, "parry.gather: index must be an int64 tensor"},
+    {function() x:gather(2, parry.tensor{{4}, {1}}) end, "parry.gather: index 4 is out of bounds"},
+    {function() parry.matmul(parry.zeros(2, 3), parry.zeros(4, 5)) end, "parry.matmul: shapes {2,3} and {4,5} do not match (3 ~= 4)"},
+    {function() return x + parry.zeros(4) end, "parry.add: shapes {2,3} and {4} cannot be broadcast"},
+    {function() parry.cat{} end, "parry.cat: expected a non-empty table of tensors"},
+    {function() parry.cat{x, parry.zeros(3, 4)} end, "parry.cat: tensor 2 has shape {3,4}, expected {2,3} outside dimension 1"},
+    {function() parry.stack{x, parry.zeros(3)} end, "parry.stack: tensor 2 has shape {3}"},
+    {function() parry.cat{x, "a"} end, "parry.cat: expected tensors in tensors, got string at position 2"},
+    {function() x:expand(3, 3) end, "parry.expand: cannot expand shape {2,3} to {3,3}"},
+    {function() x:permute(1, 1) end, "parry.permute: expected a permutation"},
+    {function() x:add_(parry.zeros(4, 2, 3)) end, "Tensor:add_: shape {4,2,3} does not broadcast"},
+    {function() parry.ones(2, {dtype = "int64"}):div_(2) end, "Tensor:div_: result of type float32 cannot be stored in place"},
+    {function() x:item() end, "Tensor:item: expected a tensor with one element, got shape {2,3}"},
+    {function() x:norm("l7") end, "parry.norm: unknown norm 'l7'"},
+    {function() parry.randint(5, 1, 3) end, "parry.randint: empty range: low 5 > high 1"},
+    {function() parry.arange(1, 5, 0) end, "parry.arange: step must be non-zero"},
+    {function() parry.randperm(-2) end, "parry.randperm: n must be non-negative"},
+    {function() parry.manual_seed("x") end, "parry.manual_seed: expected an integer for seed (argument 1), got string"},
+    {function() parry.Tensor.add("x", 1) end, "parry.add: expected a tensor or number for self (argument 1), got string"},
+    {function() x:to("complex") end, "Tensor:to: unknown dtype 'complex'"},
+    {function() x:var(1, {ddof = 1}) end, "parry.var: unknown option 'ddof'"},
+    {function() x:split(0) end, "parry.split: split_size must be positive"},
+    {function() parry.set_num_threads(0) end, "parry.set_num_threads: n must be at least 1"},
+  }
+  for i, case in ipairs(cases) do
+    it("case " .. i .. ": " .. case[2], function()
+      assert.error(case[1], case[2])
+    end)
+  end
+
+  it("are raised at the caller's line", function()
+    local line = debug.getinfo(1, "l").currentline + 1
+    local msg = err_of(function() parry.zeros(-1) end)
+    assert.equals(THIS .. ":" .. line .. ": parry.zeros: sizes must be non-negative, got {-1}", msg)
+    line = debug.getinfo(1, "l").currentline + 1
+    msg = err_of(function() return parry.ones(2) + parry.ones(3) end)
+    assert.truthy(msg:find(THIS .. ":" .. line .. ": parry.add:", 1, true), msg)
+  end)
+
+  it("leave the state usable", function()
+    for _ = 1, 100 do pcall(parry.matmul, parry.zeros(2, 3), parry.zeros(4, 5)) end
+    assert.equals(6, parry.ones(2, 3):sum():item())
+  end)
+end)

@@ -1,0 +1,32 @@
+-- Native memory is visible to Lua's collector: dropping tensors frees them
+-- without collectgarbage() in the script (ARCHITECTURE.md, "The Lua/Swift edge" 4).
+local parry = require("parry")
+
+-- Resident set size of this process in MB, from /proc/self/statm (pages).
+local function rss_mb()
+  local f = assert(io.open("/proc/self/statm"))
+  local _, resident = f:read("n", "n")
+  f:close()
+  return resident * 4096 / 2 ^ 20
+end
+
+describe("memory", function()
+  it("stays under 300 MB while 10,000 tensors of 1 MB are created and dropped", function()
+    local peak = 0
+    for i = 1, 10000 do
+      local t = parry.ones(262144)          -- 262144 float32 = 1 MB, pages touched
+      if i % 500 == 0 then peak = math.max(peak, rss_mb()) end
+    end
+    assert(peak < 300, string.format("RSS peaked at %.0f MB", peak))
+    assert(peak > 0)
+  end)
+
+  it("keeps tensors that are still referenced", function()
+    local keep = {}
+    for i = 1, 200 do
+      keep[i] = parry.full({262144}, i)     -- 200 MB held: collections must not free them
+      local _ = parry.ones(262144)
+    end
+    for i = 1, 200, 37 do assert.equals(i, keep[i][262144]) end
+  end)
+end)
