@@ -63,6 +63,9 @@ case "repl":
 case "test":
     let paths = rest.count > 1 ? Array(rest.dropFirst()) : ["Tests/lua"]
     let host = makeHost()
+    // arg[-1] is the running binary (resolved), so specs can run the CLI.
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? argv[0]
+    host.setArg([exe, "test"] + paths, scriptIndex: 1)
     do {
         let failures = try host.runSpecs(specFiles(paths))
         exit(failures == 0 ? 0 : 1)

@@ -1,0 +1,156 @@
+-- The `parry` command as a user meets it: scripts with arg, -e, -l, -i, the
+-- REPL on piped stdin, errors with file:line and exit codes, PARRY_PATH.
+
+-- `parry test` sets arg[-1] to the absolute path of the running binary.
+local PARRY = assert(arg and arg[-1], "run through `parry test`")
+
+-- Runs a shell command; returns combined output and exit code.
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return out, code
+end
+
+local function write_temp(contents, suffix)
+  local name = os.tmpname() .. (suffix or ".lua")
+  local f = assert(io.open(name, "w"))
+  f:write(contents)
+  f:close()
+  return name
+end
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+describe("parry command", function()
+  it("prints its version and help", function()
+    local out, code = sh(q(PARRY) .. " version")
+    assert.equals(0, code)
+    assert.truthy(out:match("^parry %d+%.%d+%.%d+"), out)
+    out = sh(q(PARRY) .. " --help")
+    assert.truthy(out:find("usage: parry", 1, true), out)
+  end)
+
+  it("runs a script with arg and ... as lua does", function()
+    local script = write_temp([[print(arg[0] == ..., select('#', ...), arg[1], arg[2], ...)]])
+    local out, code = sh(q(PARRY) .. " " .. q(script) .. " a b")
+    assert.equals(0, code)
+    assert.equals("false\t2\ta\tb\ta\tb\n", out)
+    out = sh(q(PARRY) .. " run " .. q(script) .. " x")
+    assert.equals("false\t1\tx\tnil\tx\n", out)
+    out = sh(q(PARRY) .. " -e 'print(arg[0])' " .. q(script) .. " z")
+    assert.truthy(out:find(script, 1, true))
+    os.remove(script)
+  end)
+
+  it("runs -e code and -l modules in order", function()
+    local out, code = sh(q(PARRY) .. [[ -l parry -e 'print(parry.ones(2, 2):sum():item())']])
+    assert.equals(0, code)
+    assert.equals("4.0\n", out)
+  end)
+
+  it("reports script errors with file:line and a traceback, exit 1", function()
+    local script = write_temp("local parry = require('parry')\n\nparry.zeros(-1)\n")
+    local out, code = sh(q(PARRY) .. " " .. q(script))
+    assert.equals(1, code)
+    assert.truthy(out:find(script .. ":3: parry.zeros: sizes must be non-negative", 1, true), out)
+    assert.truthy(out:find("stack traceback", 1, true), out)
+    os.remove(script)
+    out, code = sh(q(PARRY) .. " /nonexistent/x.lua")
+    assert.equals(1, code)
+    assert.truthy(out:find("cannot open /nonexistent/x.lua", 1, true), out)
+  end)
+
+  it("runs a script from stdin with -", function()
+    local out, code = sh("echo 'print(40 + 2)' | " .. q(PARRY) .. " -")
+    assert.equals(0, code)
+    assert.equals("42\n", out)
+  end)
+
+  it("rejects unknown options", function()
+    local out, code = sh(q(PARRY) .. " --frobnicate")
+    assert.equals(1, code)
+    assert.truthy(out:find("unrecognized option '--frobnicate'", 1, true), out)
+  end)
+end)
+
+describe("REPL", function()
+  local function repl(input, args)
+    local file = write_temp(input, ".txt")
+    local out, code = sh(q(PARRY) .. " " .. (args or "") .. " < " .. q(file))
+    os.remove(file)
+    return out, code
+  end
+
+  it("prints expressions, continues incomplete chunks and survives errors", function()
+    local out, code = repl(table.concat({
+      "1 + 1",
+      "x = 5",
+      "x * 2, 'two'",
+      "for i = 1, 2 do",
+      "  print('line', i)",
+      "end",
+      "error('boom')",
+      "parry = require('parry')",
+      "parry.tensor{1, 2}",
+      "=x",
+    }, "\n") .. "\n")
+    assert.equals(0, code)
+    local expected_parts = {
+      "2\n", "10\ttwo\n", "line\t1\nline\t2\n", "stdin:1: boom", "stack traceback",
+      "tensor([1, 2], dtype=int64)\n", "5\n",
+    }
+    local pos = 1
+    for _, part in ipairs(expected_parts) do
+      local s, e = out:find(part, pos, true)
+      assert(s, "missing " .. string.format("%q", part) .. " after position " .. pos .. " in:\n" .. out)
+      pos = e + 1
+    end
+  end)
+
+  it("runs after a script with -i, and via `parry repl`", function()
+    local script = write_temp("answer = 42\n")
+    local out = repl("answer\n", "-i " .. q(script))
+    assert.equals("42\n", out)
+    out = repl("'hi'\n", "repl")
+    assert.equals("hi\n", out)
+    os.remove(script)
+  end)
+end)
+
+describe("module search", function()
+  it("finds modules through PARRY_PATH, ahead of the system paths", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. q(dir)))
+    local f = assert(io.open(dir .. "/mylib.lua", "w"))
+    f:write("return {value = 7}")
+    f:close()
+    local out, code = sh("PARRY_PATH=" .. q(dir) .. " " .. q(PARRY) .. [[ -e 'print(require("mylib").value)']])
+    assert.equals(0, code)
+    assert.equals("7\n", out)
+    os.execute("rm -rf " .. q(dir))
+  end)
+
+  it("finds the stdlib from a binary run from another directory", function()
+    local out, code = sh("cd / && " .. q(PARRY) .. [[ -e 'print(require("parry").zeros(3):numel())']])
+    assert.equals(0, code)
+    assert.equals("3\n", out)
+  end)
+end)
+
+describe("parry test", function()
+  it("exits non-zero and reports file:line when a spec fails", function()
+    local spec = write_temp([[
+describe("s", function()
+  it("fails", function() assert.equals(1, 2) end)
+  it("passes", function() assert.equals(1, 1) end)
+end)
+]], "_spec.lua")
+    local out, code = sh(q(PARRY) .. " test " .. q(spec))
+    assert.equals(1, code)
+    assert.truthy(out:find(spec .. ":2: expected: 1", 1, true), out)
+    assert.truthy(out:find("\n1 passed, 1 failed\n", 1, true), out)
+    os.remove(spec)
+  end)
+end)
