@@ -3,7 +3,7 @@
 // No Swift package dependencies; system libraries come from Debian (scripts/deps).
 import PackageDescription
 
-let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+let optimize: [SwiftSetting] = []  // release builds use -O; checks stay on
 
 let package = Package(
     name: "parry",

@@ -1,4 +1,17 @@
+import Foundation
 import Synchronization
+
+// glibc's mallopt (malloc.h is not part of the Glibc module).
+@_silgen_name("mallopt") private func mallopt(_ param: Int32, _ value: Int32) -> Int32
+
+/// Keeps freed tensor buffers in the malloc heap instead of returning them to
+/// the kernel, so a training loop's steady state reuses already-mapped pages
+/// (fresh mmap'd buffers cost a page fault per 4 KB on first touch). Called
+/// once by the host before any tensor is made.
+public func configureAllocator() {
+    _ = mallopt(-3, 256 << 20)   // M_MMAP_THRESHOLD (glibc malloc.h)
+    _ = mallopt(-1, 1 << 30)     // M_TRIM_THRESHOLD
+}
 
 /// Bytes held by all live tensor storages in the process. The Lua host reads
 /// it to drive the garbage collector, which cannot see native buffers.

@@ -16,6 +16,7 @@ public final class LuaHost {
     public let L: LuaState
 
     public init() throws {
+        LuaHost.configureOnce
         guard let L = luaL_newstate() else { throw LuaHostError("cannot create a Lua state (out of memory)") }
         self.L = L
         luaL_openlibs(L)
@@ -29,6 +30,8 @@ public final class LuaHost {
     }
 
     deinit { lua_close(L) }
+
+    private static let configureOnce: Void = configureAllocator()
 
     /// Directories searched for parry's own Lua modules, in order.
     public static func stdlibDirectories() -> [String] {

@@ -1,6 +1,7 @@
 import CLua
 import CLuaShim
 import ParryCore
+import Foundation
 
 // Bindings of the tensor API ("Tensors" in API.md). Each entry only reads
 // arguments, converts 1-based indices and dims to 0-based, calls ParryCore and
@@ -280,6 +281,11 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         guard n >= 1, n <= 1024 else { throw a.fail("n must be at least 1 and at most 1024, got \(n)") }
         setBLASThreads(n)
         return 0
+    } }),
+    ("clock", { L in bind(L, "parry.clock") { a in
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return a.push(Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9)
     } }),
     ("get_num_threads", { L in bind(L, "parry.get_num_threads") { a in a.push(blasThreads()) } }),
 ]
