@@ -353,6 +353,16 @@ struct LuaOptions {
         }
     }
 
+    /// The `generator` option (a parry.Generator), or the shared generator.
+    func generator() throws -> Generator {
+        try with("generator") { j in
+            guard let p = parry_toobject(args.L, j, Int32(PARRY_GENERATOR)) else {
+                throw args.fail("option 'generator' must be a parry.Generator, got \(args.typeName(j))")
+            }
+            return Unmanaged<Generator>.fromOpaque(p).takeUnretainedValue()
+        } ?? .shared
+    }
+
     func dtype() throws -> DType? {
         guard let s = try string("dtype") else { return nil }
         guard let d = DType(rawValue: s) else {

@@ -45,18 +45,17 @@ public final class LuaHost {
         var dir = exe.deletingLastPathComponent()
         // Installed layout: PREFIX/bin/parry + PREFIX/share/parry/lua.
         let installed = dir.deletingLastPathComponent().appendingPathComponent("share/parry/lua").path
-        if hasStdlib(installed) { dirs.append(installed) }
+        if hasStdlib(installed) { return dirs + [installed] }
         // Build tree: .build/<triple>/<config>/parry, stdlib/ at the package root.
         for _ in 0..<6 {
             let candidate = dir.appendingPathComponent("stdlib").path
-            if hasStdlib(candidate) { dirs.append(candidate); break }
+            if hasStdlib(candidate) { return dirs + [candidate] }
             dir = dir.deletingLastPathComponent()
         }
-        // Source tree this binary was built from (tests, moved build folders).
+        // Source tree this binary was built from (test bundles, moved build folders).
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("stdlib").path
-        if hasStdlib(source) && !dirs.contains(source) { dirs.append(source) }
-        return dirs
+        return hasStdlib(source) ? dirs + [source] : dirs
     }
 
     private func configurePaths() throws {

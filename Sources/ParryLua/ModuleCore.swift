@@ -33,6 +33,18 @@ let openParryCore: parry_SwiftFunction = { L in
     parry_setkindmetatable(L, Int32(PARRY_TENSOR))
     parry_pop(L, 1)  // metatable
 
+    // generator metatable: methods on itself
+    lua_createtable(L, 0, Int32(generatorMethods.count + 2))
+    for (name, fn) in generatorMethods {
+        parry_pushfunction(L, fn)
+        lua_setfield(L, -2, name)
+    }
+    lua_pushvalue(L, -1)
+    lua_setfield(L, -2, "__index")
+    lua_pushstring(L, "parry.Generator")
+    lua_setfield(L, -2, "__name")
+    parry_setkindmetatable(L, Int32(PARRY_GENERATOR))
+
     // module table
     lua_createtable(L, 0, Int32(creationFunctions.count + tensorOps.count + 4))
     let module = lua_gettop(L)

@@ -11,6 +11,7 @@ extension LuaHost {
         func show(_ p: String) {
             if prompt { FileHandle.standardOutput.write(p.data(using: .utf8)!) }
         }
+        show("parry \(parryVersion) (Lua 5.4) — expressions print; Ctrl-C interrupts, Ctrl-D exits\n")
         while true {
             show("> ")
             guard var chunk = readLine() else { if prompt { print() }; return }

@@ -118,10 +118,10 @@ private func softmaxBinding(_ L: LuaState?, _ name: StaticString, log: Bool) -> 
 }
 
 /// Reads sizes from `from` on; for `*_like`, creation functions and views.
-private func creationShape(_ a: LuaArgs, from i: Int32) throws -> ([Int], LuaOptions) {
+private func creationShape(_ a: LuaArgs, from i: Int32, allowed: [String] = ["dtype"]) throws -> ([Int], LuaOptions) {
     let (shape, next) = try a.sizes(from: i)
     for n in shape where n < 0 { throw a.fail("sizes must be non-negative, got \(shapeString(shape))") }
-    let opts = try a.options(next, allowed: ["dtype"])
+    let opts = try a.options(next, allowed: allowed)
     if next < a.count { throw a.fail("unexpected argument \(next + 1) (\(a.typeName(next + 1)))") }
     return (shape, opts)
 }
@@ -214,16 +214,18 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         return a.push(try Tensor.full(shape, v, dtype: try o.dtype() ?? .float32))
     } }),
     ("rand", { L in bind(L, "parry.rand") { a in
-        let (s, _) = try creationShape(a, from: 1); return a.push(try Tensor.rand(s))
+        let (s, o) = try creationShape(a, from: 1, allowed: ["generator"])
+        return a.push(try Tensor.rand(s, generator: try o.generator()))
     } }),
     ("randn", { L in bind(L, "parry.randn") { a in
-        let (s, _) = try creationShape(a, from: 1); return a.push(try Tensor.randn(s))
+        let (s, o) = try creationShape(a, from: 1, allowed: ["generator"])
+        return a.push(try Tensor.randn(s, generator: try o.generator()))
     } }),
     ("randint", { L in bind(L, "parry.randint") { a in
         let lo = try a.integer(1, "low"), hi = try a.integer(2, "high")
         guard lo <= hi else { throw a.fail("empty range: low \(lo) > high \(hi)") }
-        let (s, _) = try creationShape(a, from: 3)
-        return a.push(try Tensor.randint(Int64(lo), Int64(hi), s))
+        let (s, o) = try creationShape(a, from: 3, allowed: ["generator"])
+        return a.push(try Tensor.randint(Int64(lo), Int64(hi), s, generator: try o.generator()))
     } }),
     ("arange", { L in bind(L, "parry.arange") { a in
         if a.isNil(2) { return a.push(try Tensor.arange(.int(1), try a.scalar(1, "stop"))) }
@@ -247,7 +249,8 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
     ("randperm", { L in bind(L, "parry.randperm") { a in
         let n = try a.integer(1, "n")
         guard n >= 0 else { throw a.fail("n must be non-negative, got \(n)") }
-        return try pushIndices(a, try Tensor.randperm(n))
+        let o = try a.options(2, allowed: ["generator"])
+        return try pushIndices(a, try Tensor.randperm(n, generator: try o.generator()))
     } }),
     ("zeros_like", { L in likeBinding(L, "parry.zeros_like") { try Tensor.zeros($0, dtype: $1) } }),
     ("ones_like", { L in likeBinding(L, "parry.ones_like") { try Tensor.ones($0, dtype: $1) } }),
@@ -256,6 +259,11 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
     ("full_like", { L in bind(L, "parry.full_like") { a in
         let t = try a.tensor(1, "input")
         return a.push(try Tensor.full(t.shape, try a.scalar(2, "value"), dtype: t.dtype))
+    } }),
+    ("Generator", { L in bind(L, "parry.Generator") { a in
+        let seed = a.isNil(1) ? Generator.shared.next() : UInt64(bitPattern: Int64(try a.integer(1, "seed")))
+        parry_pushobject(a.L, Unmanaged.passRetained(Generator(seed: seed)).toOpaque(), Int32(PARRY_GENERATOR))
+        return 1
     } }),
     ("manual_seed", { L in bind(L, "parry.manual_seed") { a in
         Generator.shared.reseed(UInt64(bitPattern: Int64(try a.integer(1, "seed"))))
@@ -513,12 +521,14 @@ let tensorOnlyMethods: [(String, parry_SwiftFunction)] = [
     ("uniform_", { L in bind(L, "Tensor:uniform_") { a in
         let lo = try a.optNumber(2, "from", 0), hi = try a.optNumber(3, "to", 1)
         guard lo <= hi else { throw a.fail("expected from <= to, got \(lo) > \(hi)") }
-        try a.tensor(1).uniform_(lo, hi); lua_pushvalue(a.L, 1); return 1
+        let o = try a.options(4, allowed: ["generator"])
+        try a.tensor(1).uniform_(lo, hi, generator: try o.generator()); lua_pushvalue(a.L, 1); return 1
     } }),
     ("normal_", { L in bind(L, "Tensor:normal_") { a in
         let mean = try a.optNumber(2, "mean", 0), std = try a.optNumber(3, "std", 1)
         guard std >= 0 else { throw a.fail("std must be non-negative, got \(std)") }
-        try a.tensor(1).normal_(mean, std); lua_pushvalue(a.L, 1); return 1
+        let o = try a.options(4, allowed: ["generator"])
+        try a.tensor(1).normal_(mean, std, generator: try o.generator()); lua_pushvalue(a.L, 1); return 1
     } }),
 ]
 
@@ -565,3 +575,22 @@ let tensorIndexFallback: parry_SwiftFunction = { L in
         return t.ndim == 1 ? a.push(try s.item()) : a.push(s)
     }
 }
+
+// MARK: - generators
+
+/// Methods of parry.Generator userdata: `g:manual_seed(n)` reseeds it.
+let generatorMethods: [(String, parry_SwiftFunction)] = [
+    ("manual_seed", { L in bind(L, "Generator:manual_seed") { a in
+        guard let p = parry_toobject(a.L, 1, Int32(PARRY_GENERATOR)) else {
+            throw a.fail("expected a generator for self (argument 1), got \(a.typeName(1))")
+        }
+        Unmanaged<Generator>.fromOpaque(p).takeUnretainedValue().reseed(UInt64(bitPattern: Int64(try a.integer(2, "seed"))))
+        lua_pushvalue(a.L, 1)
+        return 1
+    } }),
+    ("__gc", { L in
+        if let L, let p = parry_takeobject(L, 1, Int32(PARRY_GENERATOR)) { Unmanaged<Generator>.fromOpaque(p).release() }
+        return 0
+    }),
+    ("__tostring", { L in bind(L, "tostring") { a in pushString(a.L, "parry.Generator"); return 1 } }),
+]
