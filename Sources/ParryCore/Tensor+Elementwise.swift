@@ -85,6 +85,8 @@ func unaryKernel<T: TensorElement, U: TensorElement>(_ a: Tensor, into out: Tens
 /// Binary elementwise operations.
 public enum BinaryOp: String, Sendable {
     case add, sub, mul, div, pow, maximum, minimum
+    /// Floor division and the remainder with the divisor's sign (Python's `//`, `%`).
+    case floorDiv, remainder
     case eq, ne, lt, le, gt, ge
 
     var isComparison: Bool {
@@ -99,6 +101,14 @@ public enum BinaryOp: String, Sendable {
         if isComparison || self == .div { return .float32 }
         return a.promoted(with: b)
     }
+}
+
+/// Integer floor division; division by zero gives 0 rather than trapping.
+@inline(__always) func ifloordiv(_ u: Int64, _ v: Int64) -> Int64 {
+    if v == 0 { return 0 }
+    if v == -1 { return 0 &- u }
+    let q = u / v
+    return (u % v != 0 && ((u < 0) != (v < 0))) ? q - 1 : q
 }
 
 @inline(__always) func ipow(_ base: Int64, _ exp: Int64) -> Int64 {
@@ -119,6 +129,11 @@ func applyBinary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) {
         case .mul: binaryKernel(x, y, into: out) { (u: Float, v: Float) in u * v }
         case .div: binaryKernel(x, y, into: out) { (u: Float, v: Float) in u / v }
         case .pow: binaryKernel(x, y, into: out) { (u: Float, v: Float) in v == 2 ? u * u : powf(u, v) }
+        case .floorDiv: binaryKernel(x, y, into: out) { (u: Float, v: Float) in (u / v).rounded(.down) }
+        case .remainder: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in
+            let r = fmodf(u, v)
+            return r != 0 && ((r < 0) != (v < 0)) ? r + v : r
+        }
         case .maximum: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u.isNaN || v.isNaN ? .nan : Swift.max(u, v) }
         case .minimum: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u.isNaN || v.isNaN ? .nan : Swift.min(u, v) }
         case .eq: binaryKernel(x, y, into: out) { (u: Float, v: Float) -> Float in u == v ? 1 : 0 }
@@ -135,6 +150,8 @@ func applyBinary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) {
         case .mul: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in u &* v }
         case .div: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) -> Float in Float(Double(u) / Double(v)) }
         case .pow: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in ipow(u, v) }
+        case .floorDiv: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in ifloordiv(u, v) }
+        case .remainder: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in u &- ifloordiv(u, v) &* v }
         case .maximum: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in Swift.max(u, v) }
         case .minimum: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) in Swift.min(u, v) }
         case .eq: binaryKernel(x, y, into: out) { (u: Int64, v: Int64) -> Float in u == v ? 1 : 0 }

@@ -9,7 +9,7 @@ extension LuaHost {
     /// input (Ctrl-D) exits. `readLine` supplies lines (nil at end of input).
     public func repl(prompt: Bool = isatty(0) != 0, readLine: () -> String? = { Swift.readLine(strippingNewline: true) }) {
         func show(_ p: String) {
-            if prompt { FileHandle.standardOutput.write(p.data(using: .utf8)!) }
+            if prompt { FileHandle.standardOutput.write(Data(p.utf8)) }
         }
         show("parry \(parryVersion) (Lua 5.4) — expressions print; Ctrl-C interrupts, Ctrl-D exits\n")
         while true {
@@ -33,7 +33,7 @@ extension LuaHost {
                         chunk += "\n" + more
                         continue
                     }
-                    FileHandle.standardError.write((msg + "\n").data(using: .utf8)!)
+                    FileHandle.standardError.write(Data((msg + "\n").utf8))
                     break
                 }
             }
@@ -45,11 +45,11 @@ extension LuaHost {
                     lua_getglobal(L, "print")
                     parry_insert(L, base + 1)
                     if parry_pcall(L, n, 0, 0) != LUA_OK {
-                        FileHandle.standardError.write(("error calling print: " + popMessage() + "\n").data(using: .utf8)!)
+                        FileHandle.standardError.write(Data(("error calling print: " + popMessage() + "\n").utf8))
                     }
                 }
             } catch {
-                FileHandle.standardError.write(("\(error)\n").data(using: .utf8)!)
+                FileHandle.standardError.write(Data(("\(error)\n").utf8))
             }
             lua_settop(L, base)
         }

@@ -24,7 +24,7 @@ With no script, parry starts the REPL (reading stdin plainly when it is not a te
 """
 
 func fail(_ message: String) -> Never {
-    FileHandle.standardError.write((message + "\n").data(using: .utf8)!)
+    FileHandle.standardError.write(Data((message + "\n").utf8))
     exit(1)
 }
 

@@ -182,6 +182,18 @@ describe("math", function()
     assert.same({3, 5}, parry.add(parry.tensor{1, 2}, parry.tensor{2, 3}):totable())
   end)
 
+  it("floor-divides and takes remainders with Python's signs", function()
+    local x = parry.tensor{7, -7, 7, -7}
+    local d = parry.tensor{2, 2, -2, -2}
+    -- 7//2 = 3, -7//2 = -4, 7//-2 = -4, -7//-2 = 3; remainders take the divisor's sign
+    assert.same({3, -4, -4, 3}, (x // d):totable())
+    assert.same({1, 1, -1, -1}, (x % d):totable())
+    assert.same({3, -4, -4, 3}, (x:float() // d:float()):totable())
+    assert.same({1, 1, -1, -1}, (x:float() % d:float()):totable())
+    assert.same({1, 2, 0}, (parry.tensor{10, 11, 12} % 3):totable())
+    assert.same({0}, (parry.tensor{5} // 0):totable())   -- integer division by zero gives 0, never a crash
+  end)
+
   it("promotes types like PyTorch", function()
     local i = parry.tensor{1, 2}
     assert.equals("int64", (i + 1):dtype())
