@@ -122,18 +122,21 @@ extension Tensor {
     /// Fills self with values uniform in [lo, hi).
     @discardableResult
     public func uniform_(_ lo: Double = 0, _ hi: Double = 1, generator: Generator = .shared) throws -> Tensor {
-        guard dtype == .float32 else { throw TensorError("expected a float32 tensor, got \(dtype.rawValue)") }
-        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
-        generator.fillUniform(t.base(Float.self), count: t.numel, lo: Float(lo), hi: Float(hi))
-        return try copy_(t)
+        try fillRandom { generator.fillUniform($0, count: $1, lo: Float(lo), hi: Float(hi)) }
     }
 
     /// Fills self with values from N(mean, std²).
     @discardableResult
     public func normal_(_ mean: Double = 0, _ std: Double = 1, generator: Generator = .shared) throws -> Tensor {
+        try fillRandom { generator.fillNormal($0, count: $1, mean: Float(mean), std: Float(std)) }
+    }
+
+    /// Draws numel values in row-major order with `fill` and writes them into
+    /// self (any strides), so a view gets the same numbers a fresh tensor would.
+    private func fillRandom(_ fill: (UnsafeMutablePointer<Float>, Int) -> Void) throws -> Tensor {
         guard dtype == .float32 else { throw TensorError("expected a float32 tensor, got \(dtype.rawValue)") }
         let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
-        generator.fillNormal(t.base(Float.self), count: t.numel, mean: Float(mean), std: Float(std))
+        fill(t.base(Float.self), t.numel)
         return try copy_(t)
     }
 }

@@ -18,6 +18,16 @@ private func gemmOperand(_ base: UnsafeMutablePointer<Float>, rows: Int, cols: I
     return nil
 }
 
+/// The operand as BLAS can read it: the matrix itself when its layout allows,
+/// else a packed row-major copy (returned so the caller frees it).
+private func blasOperand(_ base: UnsafeMutablePointer<Float>, rows: Int, cols: Int, rs: Int, cs: Int)
+    -> (GemmOperand, UnsafeMutablePointer<Float>?) {
+    if let op = gemmOperand(base, rows: rows, cols: cols, rs: rs, cs: cs) { return (op, nil) }
+    let p = UnsafeMutablePointer<Float>.allocate(capacity: rows * cols)
+    for i in 0..<rows { for j in 0..<cols { p[i * cols + j] = base[i * rs + j * cs] } }
+    return (GemmOperand(pointer: p, transposed: false, ld: max(cols, 1)), p)
+}
+
 /// C (m×n, contiguous rows at `c` with leading dim n) = A (m×k) · B (k×n).
 func sgemm(m: Int, n: Int, k: Int,
            a: UnsafeMutablePointer<Float>, ars: Int, acs: Int,
@@ -25,23 +35,9 @@ func sgemm(m: Int, n: Int, k: Int,
            c: UnsafeMutablePointer<Float>) {
     if m == 0 || n == 0 { return }
     if k == 0 { c.update(repeating: 0, count: m * n); return }
-    var aBuf: UnsafeMutablePointer<Float>? = nil, bBuf: UnsafeMutablePointer<Float>? = nil
+    let (A, aBuf) = blasOperand(a, rows: m, cols: k, rs: ars, cs: acs)
+    let (B, bBuf) = blasOperand(b, rows: k, cols: n, rs: brs, cs: bcs)
     defer { aBuf?.deallocate(); bBuf?.deallocate() }
-    var ao = gemmOperand(a, rows: m, cols: k, rs: ars, cs: acs)
-    if ao == nil {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
-        for i in 0..<m { for j in 0..<k { p[i * k + j] = a[i * ars + j * acs] } }
-        aBuf = p
-        ao = GemmOperand(pointer: p, transposed: false, ld: k)
-    }
-    var bo = gemmOperand(b, rows: k, cols: n, rs: brs, cs: bcs)
-    if bo == nil {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: k * n)
-        for i in 0..<k { for j in 0..<n { p[i * n + j] = b[i * brs + j * bcs] } }
-        bBuf = p
-        bo = GemmOperand(pointer: p, transposed: false, ld: n)
-    }
-    guard let A = ao, let B = bo else { return }
     cblas_sgemm(CblasRowMajor, A.transposed ? CblasTrans : CblasNoTrans, B.transposed ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), 1, A.pointer, Int32(A.ld), B.pointer, Int32(B.ld), 0, c, Int32(n))
 }

@@ -32,24 +32,16 @@ public final class Tensor: @unchecked Sendable {
                   shape: shape, strides: Tensor.contiguousStrides(shape), offset: 0, dtype: dtype)
     }
 
-    /// A contiguous float32 tensor holding `values` (row-major) in `shape`.
-    public convenience init(_ values: [Float], shape: [Int]) throws {
+    /// A contiguous tensor holding `values` (row-major) in `shape`; the dtype
+    /// follows the element type (Float → float32, Int64 → int64).
+    public convenience init<T: TensorElement>(_ values: [T], shape: [Int]) throws {
         guard values.count == shape.reduce(1, *) else {
             throw TensorError("\(values.count) values do not fill shape \(shapeString(shape))")
         }
-        self.init(shape: shape, dtype: .float32, zeroed: false)
-        let p = base(Float.self)
-        for (i, v) in values.enumerated() { p[i] = v }
-    }
-
-    /// A contiguous int64 tensor holding `values` (row-major) in `shape`.
-    public convenience init(_ values: [Int64], shape: [Int]) throws {
-        guard values.count == shape.reduce(1, *) else {
-            throw TensorError("\(values.count) values do not fill shape \(shapeString(shape))")
+        self.init(shape: shape, dtype: T.dtype, zeroed: false)
+        values.withUnsafeBufferPointer { src in
+            if let b = src.baseAddress { base(T.self).update(from: b, count: src.count) }
         }
-        self.init(shape: shape, dtype: .int64, zeroed: false)
-        let p = base(Int64.self)
-        for (i, v) in values.enumerated() { p[i] = v }
     }
 
     public static func contiguousStrides(_ shape: [Int]) -> [Int] {
@@ -109,39 +101,22 @@ public final class Tensor: @unchecked Sendable {
         }
     }
 
-    /// All elements in row-major order as Doubles.
+    /// All elements converted to `T`, in row-major order.
+    public func elements<T: TensorElement>(_: T.Type) -> [T] {
+        let t = to(T.dtype)
+        var out = [T]()
+        out.reserveCapacity(numel)
+        let p = t.base(T.self)
+        forEachOffset(t.shape, t.strides, t.offset) { out.append(p[$0]) }
+        return out
+    }
+
+    public func floats() -> [Float] { elements(Float.self) }
+    public func int64s() -> [Int64] { elements(Int64.self) }
+
+    /// All elements as Doubles (exact for both dtypes up to 2^53).
     public func doubles() -> [Double] {
-        var out = [Double]()
-        out.reserveCapacity(numel)
-        switch dtype {
-        case .float32:
-            let p = base(Float.self)
-            forEachOffset(shape, strides, offset) { out.append(Double(p[$0])) }
-        case .int64:
-            let p = base(Int64.self)
-            forEachOffset(shape, strides, offset) { out.append(Double(p[$0])) }
-        }
-        return out
-    }
-
-    /// All elements of a float32 tensor in row-major order.
-    public func floats() -> [Float] {
-        let t = to(.float32)
-        var out = [Float]()
-        out.reserveCapacity(numel)
-        let p = t.base(Float.self)
-        forEachOffset(t.shape, t.strides, t.offset) { out.append(p[$0]) }
-        return out
-    }
-
-    /// All elements converted to Int64 in row-major order.
-    public func int64s() -> [Int64] {
-        let t = to(.int64)
-        var out = [Int64]()
-        out.reserveCapacity(numel)
-        let p = t.base(Int64.self)
-        forEachOffset(t.shape, t.strides, t.offset) { out.append(p[$0]) }
-        return out
+        dtype == .float32 ? floats().map(Double.init) : int64s().map(Double.init)
     }
 }
 

@@ -295,6 +295,14 @@ struct LuaArgs {
         return 1
     }
 
+    /// Pushes a list of integers (a shape) as a Lua table.
+    @discardableResult
+    func push(sizes: [Int]) -> Int32 {
+        lua_createtable(L, Int32(clamping: sizes.count), 0)
+        for (i, n) in sizes.enumerated() { push(n); lua_rawseti(L, -2, lua_Integer(i + 1)) }
+        return 1
+    }
+
     @discardableResult
     func push(_ tensors: [Tensor]) -> Int32 {
         lua_createtable(L, Int32(clamping: tensors.count), 0)

@@ -462,20 +462,10 @@ let tensorOps: [(String, parry_SwiftFunction)] = [
 
 /// Inspection, conversion and in-place methods: only as `t:name(...)`.
 let tensorOnlyMethods: [(String, parry_SwiftFunction)] = [
-    ("shape", { L in bind(L, "Tensor:shape") { a in
-        let t = try a.tensor(1)
-        lua_createtable(a.L, Int32(t.ndim), 0)
-        for (i, n) in t.shape.enumerated() { a.push(n); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
-        return 1
-    } }),
+    ("shape", { L in bind(L, "Tensor:shape") { a in a.push(sizes: try a.tensor(1).shape) } }),
     ("size", { L in bind(L, "Tensor:size") { a in
         let t = try a.tensor(1)
-        if a.isNil(2) {
-            lua_createtable(a.L, Int32(t.ndim), 0)
-            for (i, n) in t.shape.enumerated() { a.push(n); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
-            return 1
-        }
-        return a.push(t.shape[try a.dim(2, ndim: t.ndim)])
+        return a.isNil(2) ? a.push(sizes: t.shape) : a.push(t.shape[try a.dim(2, ndim: t.ndim)])
     } }),
     ("dim", { L in bind(L, "Tensor:dim") { a in a.push(try a.tensor(1).ndim) } }),
     ("numel", { L in bind(L, "Tensor:numel") { a in a.push(try a.tensor(1).numel) } }),
