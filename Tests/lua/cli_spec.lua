@@ -132,6 +132,21 @@ describe("module search", function()
     os.execute("rm -rf " .. q(dir))
   end)
 
+  it("finds the stdlib under an install prefix (PREFIX/bin + PREFIX/share/parry/lua)", function()
+    local prefix = os.tmpname()
+    os.remove(prefix)
+    local src = package.searchpath("parry", package.path):match("^(.*)/parry/init%.lua$")
+    assert(os.execute(table.concat({
+      "mkdir -p", q(prefix .. "/bin"), q(prefix .. "/share/parry/lua"),
+      "&& cp", q(PARRY), q(prefix .. "/bin/parry"),
+      "&& cp -R", q(src .. "/parry"), q(prefix .. "/share/parry/lua/"),
+    }, " ")))
+    local out, code = sh("cd / && " .. q(prefix .. "/bin/parry") .. [[ -e 'print(package.searchpath("parry", package.path))']])
+    assert.equals(0, code)
+    assert.equals(prefix .. "/share/parry/lua/parry/init.lua\n", out)
+    os.execute("rm -rf " .. q(prefix))
+  end)
+
   it("finds the stdlib from a binary run from another directory", function()
     local out, code = sh("cd / && " .. q(PARRY) .. [[ -e 'print(require("parry").zeros(3):numel())']])
     assert.equals(0, code)
