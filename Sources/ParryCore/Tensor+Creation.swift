@@ -4,6 +4,9 @@ import Foundation
 // draw from `Generator.shared` unless a generator is given.
 
 extension Tensor {
+    /// The most dimensions a tensor may have (as PyTorch).
+    public static let maxDims = 64
+
     /// The most bytes one tensor may take: the machine's physical memory.
     /// Larger requests are errors rather than allocation traps.
     public static let allocationLimit: Int = {
@@ -14,6 +17,9 @@ extension Tensor {
     /// Checks that `shape` is non-negative and that a `dtype` tensor of that
     /// shape can be allocated (no overflow, within `allocationLimit`).
     public static func checkShape(_ shape: [Int], dtype: DType = .float32) throws {
+        guard shape.count <= maxDims else {
+            throw TensorError("tensors have at most \(maxDims) dimensions, got \(shape.count)")
+        }
         var n = 1
         for s in shape {
             guard s >= 0 else { throw TensorError("sizes must be non-negative, got \(shapeString(shape))") }

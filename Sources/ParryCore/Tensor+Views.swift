@@ -52,6 +52,9 @@ extension Tensor {
 
     /// Resolves a requested shape with at most one -1 against `numel`.
     public static func inferShape(_ requested: [Int], numel: Int) throws -> [Int] {
+        guard requested.count <= maxDims else {
+            throw TensorError("tensors have at most \(maxDims) dimensions, got \(requested.count)")
+        }
         var shape = requested
         var inferred: Int? = nil
         var known = 1

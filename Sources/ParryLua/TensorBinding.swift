@@ -396,7 +396,9 @@ let tensorOps: [(String, parry_SwiftFunction)] = [
         let t = try a.tensor(1); return a.push(t.squeeze(try a.optDim(2, ndim: t.ndim)))
     } }),
     ("unsqueeze", { L in bind(L, "parry.unsqueeze") { a in
-        let t = try a.tensor(1); return a.push(t.unsqueeze(try a.dim(2, ndim: t.ndim + 1)))
+        let t = try a.tensor(1)
+        guard t.ndim < Tensor.maxDims else { throw a.fail("tensors have at most \(Tensor.maxDims) dimensions") }
+        return a.push(t.unsqueeze(try a.dim(2, ndim: t.ndim + 1)))
     } }),
     ("transpose", { L in bind(L, "parry.transpose") { a in
         let t = try a.tensor(1)

@@ -134,6 +134,8 @@ describe("messages say what was expected", function()
     {function() x:var(1, {ddof = 1}) end, "parry.var: unknown option 'ddof'"},
     {function() x:split(0) end, "parry.split: split_size must be positive"},
     {function() parry.set_num_threads(0) end, "parry.set_num_threads: n must be at least 1"},
+    {function() local s = {} for i = 1, 65 do s[i] = 1 end parry.zeros(s) end, "parry.zeros: tensors have at most 64 dimensions, got 65"},
+    {function() local t = parry.zeros(1) for _ = 1, 100 do t = t:unsqueeze(1) end end, "parry.unsqueeze: tensors have at most 64 dimensions"},
   }
   for i, case in ipairs(cases) do
     it("case " .. i .. ": " .. case[2], function()
