@@ -21,6 +21,9 @@ public let nativeBytes = Atomic<Int>(0)
 public final class Storage: @unchecked Sendable {
     public let raw: UnsafeMutableRawPointer
     public let byteCount: Int
+    /// Bumped by every in-place write, so autograd can tell when a tensor it
+    /// saved for backward was modified afterwards.
+    public var version = 0
 
     /// Allocates `byteCount` bytes; zero-filled when `zeroed`.
     public init(byteCount: Int, zeroed: Bool = false) {

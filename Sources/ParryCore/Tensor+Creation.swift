@@ -40,7 +40,7 @@ extension Tensor {
 
     public static func full(_ shape: [Int], _ value: Scalar, dtype: DType? = nil) throws -> Tensor {
         try checkShape(shape, dtype: dtype ?? .float32)
-        return Tensor(shape: shape, dtype: dtype ?? .float32, zeroed: false).fill_(value)
+        return Tensor(shape: shape, dtype: dtype ?? .float32, zeroed: false).fillRaw(value)
     }
 
     public static func ones(_ shape: [Int], dtype: DType = .float32) throws -> Tensor {

@@ -217,7 +217,7 @@ func applyUnary(_ op: UnaryOp, _ a: Tensor, into out: Tensor) {
 
 extension Tensor {
     /// `self op other` with broadcasting and type promotion.
-    public func binary(_ op: BinaryOp, _ other: Tensor) throws -> Tensor {
+    func binaryRaw(_ op: BinaryOp, _ other: Tensor) throws -> Tensor {
         let shape = try broadcastShapes(self.shape, other.shape)
         try Tensor.checkShape(shape)
         let out = Tensor(shape: shape, dtype: op.resultDType(dtype, other.dtype), zeroed: false)
@@ -225,9 +225,6 @@ extension Tensor {
         return out
     }
 
-    public func binary(_ op: BinaryOp, _ s: Scalar) throws -> Tensor {
-        try binary(op, Tensor.scalar(s))
-    }
 
     /// In place: `self = self op other`; `other` must broadcast to self's shape
     /// and the result dtype must be self's.
@@ -241,11 +238,12 @@ extension Tensor {
         guard rd == dtype else {
             throw TensorError("result of type \(rd.rawValue) cannot be stored in place in a tensor of dtype \(dtype.rawValue)")
         }
+        try prepareInPlace()
         applyBinary(op, self, other, into: self)
         return self
     }
 
-    public func unary(_ op: UnaryOp) -> Tensor {
+    func unaryRaw(_ op: UnaryOp) -> Tensor {
         let dt: DType = (dtype == .int64 && op.keepsDType) ? .int64 : .float32
         let out = Tensor(shape: shape, dtype: dt, zeroed: false)
         applyUnary(op, self, into: out)
@@ -257,16 +255,17 @@ extension Tensor {
         guard dtype == .float32 || op.keepsDType else {
             throw TensorError("result of type float32 cannot be stored in place in a tensor of dtype int64")
         }
+        try prepareInPlace()
         applyUnary(op, self, into: self)
         return self
     }
 
     /// Elements limited to [lo, hi]; either bound may be nil.
-    public func clamp(_ lo: Scalar?, _ hi: Scalar?) throws -> Tensor {
+    func clampRaw(_ lo: Scalar?, _ hi: Scalar?) throws -> Tensor {
         var r = self
-        if let lo { r = try r.binary(.maximum, lo) }
-        if let hi { r = try r.binary(.minimum, hi) }
-        return r === self ? clone() : r
+        if let lo { r = try r.binaryRaw(.maximum, Tensor.scalar(lo)) }
+        if let hi { r = try r.binaryRaw(.minimum, Tensor.scalar(hi)) }
+        return r === self ? cloneRaw() : r
     }
 
     @discardableResult
@@ -278,7 +277,13 @@ extension Tensor {
 
     /// Sets every element to `value`.
     @discardableResult
-    public func fill_(_ value: Scalar) -> Tensor {
+    public func fill_(_ value: Scalar) throws -> Tensor {
+        try prepareInPlace()
+        return fillRaw(value)
+    }
+
+    @discardableResult
+    func fillRaw(_ value: Scalar) -> Tensor {
         switch dtype {
         case .float32:
             let v = Float(value.double), p = base(Float.self)
@@ -293,6 +298,7 @@ extension Tensor {
     /// Copies `src` (broadcast to self's shape, converted to self's dtype) into self.
     @discardableResult
     public func copy_(_ src: Tensor) throws -> Tensor {
+        try prepareInPlace()
         let shape = try broadcastShapes(self.shape, src.shape)
         guard shape == self.shape else {
             throw TensorError("source shape \(shapeString(src.shape)) does not broadcast to \(shapeString(self.shape))")
@@ -300,13 +306,13 @@ extension Tensor {
         let expanded = Tensor(storage: src.storage, shape: self.shape, strides: src.broadcastStrides(to: self.shape),
                               offset: src.offset, dtype: src.dtype)
         // A source overlapping the destination is copied out first.
-        copyElements(from: src.storage === storage ? expanded.clone() : expanded)
+        copyElements(from: src.storage === storage ? expanded.cloneRaw() : expanded)
         return self
     }
 }
 
 /// Elementwise selection: `mask != 0 ? a : b`, all three broadcast together.
-public func whereSelect(_ mask: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+func whereSelectRaw(_ mask: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
     let shape = try broadcastShapes(try broadcastShapes(mask.shape, a.shape), b.shape)
     let dt = a.dtype.promoted(with: b.dtype)
     try Tensor.checkShape(shape, dtype: dt)

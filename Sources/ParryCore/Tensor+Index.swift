@@ -3,7 +3,7 @@
 
 extension Tensor {
     /// The slices at `indices` along `dim`, in order (a new tensor).
-    public func indexSelect(_ dim: Int, _ indices: [Int]) throws -> Tensor {
+    func indexSelectRaw(_ dim: Int, _ indices: [Int]) throws -> Tensor {
         let n = shape[dim]
         for i in indices where i < 0 || i >= n {
             throw TensorError("index \(i + 1) is out of bounds for dimension \(dim + 1) with size \(n)")
@@ -13,7 +13,7 @@ extension Tensor {
         try Tensor.checkShape(sh, dtype: dtype)
         let out = Tensor(shape: sh, dtype: dtype, zeroed: false)
         for (j, i) in indices.enumerated() {
-            try out.select(dim, j).copyElements(from: select(dim, i))
+            try out.selectRaw(dim, j).copyElements(from: selectRaw(dim, i))
         }
         return out
     }
@@ -21,7 +21,7 @@ extension Tensor {
     /// out[i][j][k] = self[index[i][j][k]][j][k] for dim 0 (and likewise for
     /// other dims). `index` is int64 with self's number of dimensions and no
     /// larger than self outside `dim`.
-    public func gather(_ dim: Int, _ index: Tensor) throws -> Tensor {
+    func gatherRaw(_ dim: Int, _ index: Tensor) throws -> Tensor {
         guard index.dtype == .int64 else { throw TensorError("index must be an int64 tensor, got \(index.dtype.rawValue)") }
         guard index.ndim == ndim else {
             throw TensorError("index has \(index.ndim) dimensions but the input has \(ndim)")
@@ -52,7 +52,7 @@ extension Tensor {
 
 /// Joins tensors along existing dimension `dim`. Shapes must match elsewhere;
 /// dtypes are promoted.
-public func cat(_ tensors: [Tensor], dim: Int) throws -> Tensor {
+func catRaw(_ tensors: [Tensor], dim: Int) throws -> Tensor {
     guard let first = tensors.first else { throw TensorError("expected a non-empty list of tensors") }
     let nd = first.ndim
     var dt = first.dtype
@@ -73,7 +73,7 @@ public func cat(_ tensors: [Tensor], dim: Int) throws -> Tensor {
     let out = Tensor(shape: sh, dtype: dt, zeroed: false)
     var start = 0
     for t in tensors {
-        try out.narrow(dim, start, t.shape[dim]).copyElements(from: t)
+        try out.narrowRaw(dim, start, t.shape[dim]).copyElements(from: t)
         start += t.shape[dim]
     }
     return out
@@ -85,5 +85,5 @@ public func stack(_ tensors: [Tensor], dim: Int) throws -> Tensor {
     for (i, t) in tensors.enumerated() where t.shape != first.shape {
         throw TensorError("tensor \(i + 1) has shape \(shapeString(t.shape)), expected \(shapeString(first.shape))")
     }
-    return try cat(tensors.map { $0.unsqueeze(dim) }, dim: dim)
+    return try cat(tensors.map { try $0.unsqueeze(dim) }, dim: dim)
 }

@@ -47,12 +47,12 @@ extension Tensor {
     /// product, 1-D operands are promoted to a row/column and the added
     /// dimension removed, ≥3-D operands are batched with broadcasting of the
     /// batch dimensions.
-    public func matmul(_ other: Tensor) throws -> Tensor {
+    func matmulRaw(_ other: Tensor) throws -> Tensor {
         guard ndim >= 1, other.ndim >= 1 else {
             throw TensorError("both arguments need at least 1 dimension, got shapes \(shapeString(shape)) and \(shapeString(other.shape))")
         }
-        let a = ndim == 1 ? unsqueeze(0) : self
-        let b = other.ndim == 1 ? other.unsqueeze(1) : other
+        let a = ndim == 1 ? unsqueezeRaw(0) : self
+        let b = other.ndim == 1 ? other.unsqueezeRaw(1) : other
         let m = a.shape[a.ndim - 2], k = a.shape[a.ndim - 1]
         let k2 = b.shape[b.ndim - 2], n = b.shape[b.ndim - 1]
         guard k == k2 else {
@@ -60,7 +60,7 @@ extension Tensor {
         }
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
         let batch = try broadcastShapes(batchA, batchB)
-        let ae = try a.expand(batch + [m, k]), be = try b.expand(batch + [k, n])
+        let ae = try a.expandRaw(batch + [m, k]), be = try b.expandRaw(batch + [k, n])
         try Tensor.checkShape(batch + [m, n])
         guard max(m, n, k) <= Int(Int32.max) else {
             throw TensorError("matrix dimensions above \(Int32.max) are not supported by BLAS")
@@ -80,8 +80,8 @@ extension Tensor {
             result = try naiveMatmul(ae.to(dtype.promoted(with: other.dtype)), be.to(dtype.promoted(with: other.dtype)),
                                      batch: batch, m: m, n: n, k: k)
         }
-        if ndim == 1 { result = result.squeeze(result.ndim - 2) }
-        if other.ndim == 1 { result = result.squeeze(result.ndim - 1) }
+        if ndim == 1 { result = result.squeezeRaw(result.ndim - 2) }
+        if other.ndim == 1 { result = result.squeezeRaw(result.ndim - 1) }
         return result
     }
 

@@ -23,7 +23,7 @@ extension Tensor {
     }
 
     /// Sum of all elements (0-d) or along `dim`. int64 stays int64.
-    public func sum(dim: Int? = nil, keepdim: Bool = false) -> Tensor {
+    func sumRaw(dim: Int? = nil, keepdim: Bool = false) -> Tensor {
         switch dtype {
         case .float32:
             let p = base(Float.self)
@@ -93,7 +93,7 @@ extension Tensor {
     }
 
     /// Max or min along `dim`: values and 0-based int64 indices.
-    public func extremum(largest: Bool, dim: Int, keepdim: Bool = false) throws -> (Tensor, Tensor) {
+    func extremumRaw(largest: Bool, dim: Int, keepdim: Bool = false) throws -> (Tensor, Tensor) {
         guard shape[dim] > 0 else { throw TensorError("cannot reduce an empty dimension") }
         let rs = reducedShape(dim, keepdim: keepdim)
         let values = Tensor(shape: rs, dtype: dtype, zeroed: false)
@@ -117,29 +117,29 @@ extension Tensor {
     }
 
     /// Max or min over all elements: the 0-d value and its 0-based flat index.
-    public func extremum(largest: Bool) throws -> (Tensor, Int) {
+    func extremumRaw(largest: Bool) throws -> (Tensor, Int) {
         guard numel > 0 else { throw TensorError("cannot reduce an empty tensor") }
-        let flat = contiguous()
+        let flat = isContiguous ? self : cloneRaw()
         let f = Tensor(storage: flat.storage, shape: [numel], strides: [1], offset: flat.offset, dtype: dtype)
-        let (v, i) = try f.extremum(largest: largest, dim: 0)
+        let (v, i) = try f.extremumRaw(largest: largest, dim: 0)
         return (v, Int(i.base(Int64.self)[i.offset]))
     }
 
     /// p-norm of all elements or along `dim`; p = .infinity gives max |x|.
-    public func norm(p: Double = 2, dim: Int? = nil, keepdim: Bool = false) throws -> Tensor {
-        let a = to(.float32).unary(.abs)
+    func normComposite(p: Double, dim: Int?, keepdim: Bool) throws -> Tensor {
+        let a = try to(.float32).unary(.abs)
         if p == .infinity {
             if let dim { return try a.extremum(largest: true, dim: dim, keepdim: keepdim).0 }
             return try a.extremum(largest: true).0
         }
-        if p == 1 { return a.sum(dim: dim, keepdim: keepdim) }
+        if p == 1 { return try a.sum(dim: dim, keepdim: keepdim) }
         if p == 2 { return try a.binary(.mul, a).sum(dim: dim, keepdim: keepdim).unary(.sqrt) }
         if p == 0 { return try a.binary(.ne, .float(0)).sum(dim: dim, keepdim: keepdim) }
         return try a.binary(.pow, .float(p)).sum(dim: dim, keepdim: keepdim).binary(.pow, .float(1 / p))
     }
 
     /// Softmax (or log-softmax) along `dim`, computed stably by subtracting the max.
-    public func softmax(dim: Int, log: Bool = false) -> Tensor {
+    func softmaxRaw(dim: Int, log: Bool = false) -> Tensor {
         let x = to(.float32)
         let out = Tensor(shape: shape, dtype: .float32, zeroed: false)
         if numel == 0 { return out }

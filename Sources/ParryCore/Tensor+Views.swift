@@ -21,13 +21,11 @@ extension Tensor {
         return out
     }
 
-    /// `self` if contiguous, otherwise a contiguous copy.
-    public func contiguous() -> Tensor {
-        isContiguous ? self : clone()
-    }
+    /// `self` if contiguous, otherwise a contiguous copy (not recorded).
+    func contiguousRaw() -> Tensor { isContiguous ? self : cloneRaw() }
 
     /// A contiguous copy with its own storage.
-    public func clone() -> Tensor {
+    func cloneRaw() -> Tensor {
         let out = Tensor(shape: shape, dtype: dtype, zeroed: false)
         out.copyElements(from: self)
         return out
@@ -112,7 +110,7 @@ extension Tensor {
     }
 
     /// A view with `shape` (one -1 allowed); fails if the strides do not allow it.
-    public func view(_ requested: [Int]) throws -> Tensor {
+    func viewRaw(_ requested: [Int]) throws -> Tensor {
         let newShape = try Tensor.inferShape(requested, numel: numel)
         guard let st = viewStrides(newShape) else {
             throw TensorError("view of shape \(shapeString(newShape)) is not compatible with the input's strides; use reshape")
@@ -121,13 +119,13 @@ extension Tensor {
     }
 
     /// `view` when possible, otherwise a reshaped contiguous copy.
-    public func reshape(_ requested: [Int]) throws -> Tensor {
+    func reshapeRaw(_ requested: [Int]) throws -> Tensor {
         let newShape = try Tensor.inferShape(requested, numel: numel)
         if let st = viewStrides(newShape) {
             return Tensor(storage: storage, shape: newShape, strides: st, offset: offset, dtype: dtype)
         }
         try Tensor.checkShape(newShape, dtype: dtype)
-        let c = clone()
+        let c = cloneRaw()
         return Tensor(storage: c.storage, shape: newShape, strides: Tensor.contiguousStrides(newShape), offset: 0, dtype: dtype)
     }
 
@@ -143,7 +141,7 @@ extension Tensor {
     }
 
     /// Removes dimension `dim` if it has size 1, or every size-1 dimension when nil.
-    public func squeeze(_ dim: Int? = nil) -> Tensor {
+    func squeezeRaw(_ dim: Int? = nil) -> Tensor {
         var sh = [Int](), st = [Int]()
         for d in 0..<ndim where !(shape[d] == 1 && (dim == nil || dim == d)) {
             sh.append(shape[d]); st.append(strides[d])
@@ -152,7 +150,7 @@ extension Tensor {
     }
 
     /// Inserts a size-1 dimension at position `dim` (0...ndim).
-    public func unsqueeze(_ dim: Int) -> Tensor {
+    func unsqueezeRaw(_ dim: Int) -> Tensor {
         var sh = shape, st = strides
         let s = dim < ndim ? strides[dim] * shape[dim] : 1
         sh.insert(1, at: dim); st.insert(s, at: dim)
@@ -160,14 +158,14 @@ extension Tensor {
     }
 
     /// Swaps dimensions `d0` and `d1`.
-    public func transpose(_ d0: Int, _ d1: Int) -> Tensor {
+    func transposeRaw(_ d0: Int, _ d1: Int) -> Tensor {
         var sh = shape, st = strides
         sh.swapAt(d0, d1); st.swapAt(d0, d1)
         return Tensor(storage: storage, shape: sh, strides: st, offset: offset, dtype: dtype)
     }
 
     /// Reorders dimensions; `dims` must be a permutation of 0..<ndim.
-    public func permute(_ dims: [Int]) throws -> Tensor {
+    func permuteRaw(_ dims: [Int]) throws -> Tensor {
         guard dims.count == ndim, Set(dims) == Set(0..<ndim) else {
             throw TensorError("expected a permutation of the \(ndim) dimensions")
         }
@@ -178,7 +176,7 @@ extension Tensor {
     /// A view broadcasting size-1 (or new leading) dimensions to `sizes`; -1 keeps a size.
     /// The view may not have more elements than could be allocated, so every
     /// tensor that exists can be copied (outputs of unary ops, `clone`, `to`).
-    public func expand(_ sizes: [Int]) throws -> Tensor {
+    func expandRaw(_ sizes: [Int]) throws -> Tensor {
         guard sizes.count >= ndim else {
             throw TensorError("cannot expand shape \(shapeString(shape)) to fewer dimensions \(shapeString(sizes))")
         }
@@ -205,7 +203,7 @@ extension Tensor {
     }
 
     /// Elements `start..<start+length` along `dim` (0-based start).
-    public func narrow(_ dim: Int, _ start: Int, _ length: Int) throws -> Tensor {
+    func narrowRaw(_ dim: Int, _ start: Int, _ length: Int) throws -> Tensor {
         guard start >= 0, start <= shape[dim], length >= 0, length <= shape[dim] - start else {
             throw TensorError("range \(start + 1)..\(start + length) is out of bounds for size \(shape[dim])")
         }
@@ -215,7 +213,7 @@ extension Tensor {
     }
 
     /// The slice at 0-based `index` along `dim`, with that dimension removed.
-    public func select(_ dim: Int, _ index: Int) throws -> Tensor {
+    func selectRaw(_ dim: Int, _ index: Int) throws -> Tensor {
         guard index >= 0, index < shape[dim] else {
             throw TensorError("index \(index + 1) is out of bounds for size \(shape[dim])")
         }

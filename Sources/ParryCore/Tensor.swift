@@ -16,6 +16,13 @@ public final class Tensor: @unchecked Sendable {
     public let offset: Int
     public let dtype: DType
 
+    // Autograd (see Autograd.swift). A leaf has no gradFn; `grad` accumulates
+    // on leaves that require grad.
+    public var requiresGrad = false
+    public var grad: Tensor?
+    public var gradFn: GradNode?
+    public var isLeaf: Bool { gradFn == nil }
+
     /// A view over existing storage. The caller guarantees the view lies in bounds.
     public init(storage: Storage, shape: [Int], strides: [Int], offset: Int, dtype: DType) {
         self.storage = storage

@@ -113,7 +113,7 @@ private func softmaxBinding(_ L: LuaState?, _ name: StaticString, log: Bool) -> 
     bind(L, name) { a in
         let t = try a.tensor(1)
         guard !a.isNil(2) else { throw a.fail("missing dim (argument 2)") }
-        return a.push(t.softmax(dim: try a.dim(2, ndim: t.ndim), log: log))
+        return a.push(try t.softmax(dim: try a.dim(2, ndim: t.ndim), log: log))
     }
 }
 
@@ -190,7 +190,7 @@ private func pushNested(_ a: LuaArgs, _ t: Tensor) {
 let creationFunctions: [(String, parry_SwiftFunction)] = [
     ("tensor", { L in bind(L, "parry.tensor") { a in
         let opts = try a.options(2, allowed: ["dtype"])
-        if let t = a.optTensor(1) { return a.push(t.clone().to(try opts.dtype() ?? t.dtype)) }
+        if let t = a.optTensor(1) { return a.push(try t.detach().clone().to(try opts.dtype() ?? t.dtype)) }
         var r = NestedReader(a: a)
         try r.visit(1, depth: 0)
         let dtype = try opts.dtype() ?? (r.allIntegers && !r.values.isEmpty ? .int64 : .float32)
@@ -345,7 +345,7 @@ let tensorOps: [(String, parry_SwiftFunction)] = [
     } }),
     ("sum", { L in bind(L, "parry.sum") { a in
         let t = try a.tensor(1); let r = try reductionArgs(a, from: 2, ndim: t.ndim)
-        return a.push(t.sum(dim: r.dim, keepdim: r.keepdim))
+        return a.push(try t.sum(dim: r.dim, keepdim: r.keepdim))
     } }),
     ("mean", { L in bind(L, "parry.mean") { a in
         let t = try a.tensor(1); let r = try reductionArgs(a, from: 2, ndim: t.ndim)
@@ -393,21 +393,21 @@ let tensorOps: [(String, parry_SwiftFunction)] = [
         return a.push(try t.flatten(s, e))
     } }),
     ("squeeze", { L in bind(L, "parry.squeeze") { a in
-        let t = try a.tensor(1); return a.push(t.squeeze(try a.optDim(2, ndim: t.ndim)))
+        let t = try a.tensor(1); return a.push(try t.squeeze(try a.optDim(2, ndim: t.ndim)))
     } }),
     ("unsqueeze", { L in bind(L, "parry.unsqueeze") { a in
         let t = try a.tensor(1)
         guard t.ndim < Tensor.maxDims else { throw a.fail("tensors have at most \(Tensor.maxDims) dimensions") }
-        return a.push(t.unsqueeze(try a.dim(2, ndim: t.ndim + 1)))
+        return a.push(try t.unsqueeze(try a.dim(2, ndim: t.ndim + 1)))
     } }),
     ("transpose", { L in bind(L, "parry.transpose") { a in
         let t = try a.tensor(1)
-        return a.push(t.transpose(try a.dim(2, ndim: t.ndim, "dim0"), try a.dim(3, ndim: t.ndim, "dim1")))
+        return a.push(try t.transpose(try a.dim(2, ndim: t.ndim, "dim0"), try a.dim(3, ndim: t.ndim, "dim1")))
     } }),
     ("t", { L in bind(L, "parry.t") { a in
         let t = try a.tensor(1)
         guard t.ndim <= 2 else { throw a.fail("expected a tensor with at most 2 dimensions, got \(t.ndim)") }
-        return a.push(t.ndim == 2 ? t.transpose(0, 1) : t)
+        return a.push(t.ndim == 2 ? try t.transpose(0, 1) : t)
     } }),
     ("permute", { L in bind(L, "parry.permute") { a in
         let t = try a.tensor(1); let (s, _) = try a.sizes(from: 2, "dims")
@@ -551,7 +551,7 @@ let tensorMetamethods: [(String, parry_SwiftFunction)] = [
         }
         guard t.ndim > 0 else { throw a.fail("cannot index a 0-d tensor") }
         let target = try t.select(0, try a.normalizeIndex(try a.integer(2, "index"), size: t.shape[0]))
-        if let v = a.optTensor(3) { try target.copy_(v) } else { target.fill_(try a.scalar(3, "value")) }
+        if let v = a.optTensor(3) { try target.copy_(v) } else { try target.fill_(try a.scalar(3, "value")) }
         return 0
     } }),
 ]

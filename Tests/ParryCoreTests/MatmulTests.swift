@@ -24,7 +24,7 @@ final class MatmulTests: XCTestCase {
     func testTransposedAndStridedOperands() throws {
         let g = Generator(seed: 4)
         let at = try Tensor.randn([5, 3], generator: g), b = try Tensor.randn([5, 4], generator: g)
-        let a = at.transpose(0, 1)                                   // BLAS transpose, no copy
+        let a = try at.transpose(0, 1)                                   // BLAS transpose, no copy
         let expected = naive(a.floats(), b.floats(), m: 3, k: 5, n: 4)
         assertClose(try a.matmul(b).floats(), expected, tol: 1e-4)
         let big = try Tensor.randn([6, 10], generator: g)
