@@ -15,6 +15,11 @@ public struct LuaArgumentError: Error {
     public init(_ message: String) { self.message = message }
 }
 
+/// An error raised by Lua code that a binding called (e.g. a callback).
+public struct LuaCallError: Error {
+    public let message: String
+}
+
 /// Runs a binding body. Any thrown error becomes a Lua error "<name>: <message>"
 /// raised by the trampoline (PARRY_ERROR); nothing longjmps through Swift.
 @inline(__always)
@@ -23,6 +28,9 @@ func bind(_ L: LuaState?, _ name: StaticString, _ body: (LuaArgs) throws -> Int3
     let args = LuaArgs(L, name)
     do {
         return try body(args)
+    } catch let e as LuaCallError {
+        pushString(L, e.message)      // already positioned by Lua: raise unchanged
+        return PARRY_RETHROW
     } catch let e as LuaArgumentError {
         pushString(L, "\(name): \(e.message)")
     } catch let e as TensorError {
@@ -270,6 +278,23 @@ struct LuaArgs {
             }
         }
         return LuaOptions(args: self, index: t)
+    }
+
+    // MARK: calling back into Lua
+
+    /// Calls the function at stack index `fn` with `args` (pushed by `pushArgs`,
+    /// which returns their count) in protected mode; returns with `nresults`
+    /// values on the stack, or throws LuaCallError with Lua's message.
+    func call(_ fn: Int32, nresults: Int32, _ pushArgs: () -> Int32) throws {
+        guard lua_checkstack(L, 8) != 0 else { throw fail("Lua stack overflow") }
+        lua_pushvalue(L, fn)
+        let n = pushArgs()
+        if parry_pcall(L, n, nresults, 0) != LUA_OK {
+            var len = 0
+            let msg = parry_tostring(L, -1, &len).map { String(cString: $0) } ?? "(error object is not a string)"
+            pop()
+            throw LuaCallError(message: msg)
+        }
     }
 
     // MARK: results

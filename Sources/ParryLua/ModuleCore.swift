@@ -13,7 +13,7 @@ let openParryCore: parry_SwiftFunction = { L in
     // methods table
     lua_createtable(L, 0, Int32(tensorOps.count + tensorOnlyMethods.count))
     let methods = lua_gettop(L)
-    for (name, fn) in tensorOps + tensorOnlyMethods {
+    for (name, fn) in tensorOps + tensorOnlyMethods + autogradMethods {
         parry_pushfunction(L, fn)
         lua_setfield(L, methods, name)
     }
@@ -48,7 +48,7 @@ let openParryCore: parry_SwiftFunction = { L in
     // module table
     lua_createtable(L, 0, Int32(creationFunctions.count + tensorOps.count + 4))
     let module = lua_gettop(L)
-    for (name, fn) in creationFunctions + tensorOps {
+    for (name, fn) in creationFunctions + tensorOps + autogradFunctions {
         parry_pushfunction(L, fn)
         lua_setfield(L, module, name)
     }

@@ -546,10 +546,13 @@ let tensorMetamethods: [(String, parry_SwiftFunction)] = [
     } }),
     ("__newindex", { L in bind(L, "Tensor[i]") { a in
         let t = try a.tensor(1)
-        guard a.type(2) == LUA_TNUMBER else {
-            throw a.fail("cannot assign field '\(a.type(2) == LUA_TSTRING ? try a.string(2, "key") : a.typeName(2))' of a tensor")
-        }
+        if a.type(2) == LUA_TSTRING { try setTensorField(a, t, try a.string(2, "key")); return 0 }
+        guard a.type(2) == LUA_TNUMBER else { throw a.fail("cannot assign field '\(a.typeName(2))' of a tensor") }
         guard t.ndim > 0 else { throw a.fail("cannot index a 0-d tensor") }
+        if t.requiresGrad && GradMode.isEnabled {
+            throw a.fail(t.isLeaf ? "a leaf tensor that requires grad cannot be modified in place (use no_grad, or detach())"
+                                  : "in-place operation on a tensor that is part of the graph (use clone() first)")
+        }
         let target = try t.select(0, try a.normalizeIndex(try a.integer(2, "index"), size: t.shape[0]))
         if let v = a.optTensor(3) { try target.copy_(v) } else { try target.fill_(try a.scalar(3, "value")) }
         return 0
@@ -561,9 +564,7 @@ let tensorIndexFallback: parry_SwiftFunction = { L in
     bind(L, "Tensor[i]") { a in
         let t = try a.tensor(1)
         guard a.type(2) == LUA_TNUMBER else {
-            if a.type(2) == LUA_TSTRING, try a.string(2, "key") == "requires_grad" {
-                lua_pushboolean(a.L, 0); return 1
-            }
+            if a.type(2) == LUA_TSTRING { return pushTensorField(a, t, try a.string(2, "key")) }
             lua_pushnil(a.L); return 1
         }
         guard t.ndim > 0 else { throw a.fail("cannot index a 0-d tensor") }
