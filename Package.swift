@@ -19,10 +19,12 @@ let package = Package(
         .target(name: "CLuaShim", dependencies: ["CLua"]),
 
         .target(name: "ParryCore", dependencies: ["CBLAS"], swiftSettings: optimize),
-        .target(name: "ParryLua", dependencies: ["ParryCore", "CLua", "CLuaShim"], swiftSettings: optimize),
+        .target(name: "ParryNN", dependencies: ["ParryCore"], swiftSettings: optimize),
+        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "CLua", "CLuaShim"], swiftSettings: optimize),
         .executableTarget(name: "parry", dependencies: ["ParryLua"], swiftSettings: optimize),
 
         .testTarget(name: "ParryCoreTests", dependencies: ["ParryCore"]),
+        .testTarget(name: "ParryNNTests", dependencies: ["ParryNN", "ParryCore"]),
         .testTarget(name: "ParryLuaTests", dependencies: ["ParryLua", "ParryCore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -45,7 +45,7 @@ public final class GradNode {
 /// Attaches a backward node to `out` if grad mode is on and any input requires
 /// grad; returns `out`. `saved` lists tensors whose values `backward` reads.
 @discardableResult
-func record(_ name: String, _ out: Tensor, _ inputs: [Tensor], saved: [Tensor] = [],
+public func record(_ name: String, _ out: Tensor, _ inputs: [Tensor], saved: [Tensor] = [],
             _ backward: @escaping (Tensor, [Bool]) throws -> [Tensor?]) -> Tensor {
     guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return out }
     out.gradFn = GradNode(name: name, inputs: inputs, saved: saved, backward: backward)
@@ -54,7 +54,7 @@ func record(_ name: String, _ out: Tensor, _ inputs: [Tensor], saved: [Tensor] =
 }
 
 /// Sums `g` down to `shape`, undoing broadcasting (the gradient of an expand).
-func sumTo(_ g: Tensor, _ shape: [Int]) throws -> Tensor {
+public func sumTo(_ g: Tensor, _ shape: [Int]) throws -> Tensor {
     if g.shape == shape { return g }
     var r = g
     for _ in 0..<(g.ndim - shape.count) { r = try r.sum(dim: 0) }

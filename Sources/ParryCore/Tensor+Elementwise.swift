@@ -168,7 +168,7 @@ func applyBinary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) {
 /// (int64 inputs are converted first), the rest keep the input's dtype.
 public enum UnaryOp: String, Sendable {
     case neg, abs, sign, relu
-    case exp, log, sqrt, sigmoid, tanh, sin, cos, floor, ceil, round, log1p, expm1, rsqrt
+    case exp, log, sqrt, sigmoid, tanh, sin, cos, floor, ceil, round, log1p, expm1, rsqrt, erf
 
     var keepsDType: Bool {
         switch self {
@@ -212,6 +212,7 @@ func applyUnary(_ op: UnaryOp, _ a: Tensor, into out: Tensor) {
     case .round: unaryKernel(x, into: out) { (v: Float) in v.rounded(.toNearestOrEven) }
     case .log1p: unaryKernel(x, into: out) { (v: Float) in log1pf(v) }
     case .expm1: unaryKernel(x, into: out) { (v: Float) in expm1f(v) }
+    case .erf: unaryKernel(x, into: out) { (v: Float) in erff(v) }
     }
 }
 

@@ -107,6 +107,10 @@ extension Tensor {
             guard let out else { return [nil] }
             return [try g.binary(.mul, out.binary(.add, .int(1)))]
         }
+        case .erf: return record("erf", out, [a], saved: [a]) { g, _ in
+            // d erf(x)/dx = 2/√π · exp(−x²)
+            [try g.binary(.mul, a.binary(.mul, a).neg().exp().binary(.mul, .float(2 / Double.pi.squareRoot())))]
+        }
         case .sign, .floor, .ceil, .round:
             // Piecewise constant: zero gradient, as PyTorch.
             return record(op.rawValue, out, [a]) { g, _ in [try Tensor.zeros(g.shape)] }

@@ -333,6 +333,7 @@ let tensorOps: [(String, parry_SwiftFunction)] = [
     ("round", { unaryBinding($0, "parry.round", .round) }),
     ("log1p", { unaryBinding($0, "parry.log1p", .log1p) }),
     ("expm1", { unaryBinding($0, "parry.expm1", .expm1) }),
+    ("erf", { unaryBinding($0, "parry.erf", .erf) }),
     ("clamp", { L in bind(L, "parry.clamp") { a in
         let t = try a.tensor(1)
         let lo = a.isNil(2) ? nil : try a.scalar(2, "min"), hi = a.isNil(3) ? nil : try a.scalar(3, "max")

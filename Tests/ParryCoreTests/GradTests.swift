@@ -34,7 +34,7 @@ final class GradTests: XCTestCase {
 
     func testUnary() throws {
         let a = try leaf([7]), pos = try leaf([7], shift: 2, scale: 0.4)
-        for op: UnaryOp in [.neg, .exp, .sigmoid, .tanh, .sin, .cos, .expm1] {
+        for op: UnaryOp in [.neg, .exp, .sigmoid, .tanh, .sin, .cos, .expm1, .erf] {
             try check(op.rawValue, [a]) { try $0[0].unary(op) }
         }
         for op: UnaryOp in [.log, .sqrt, .rsqrt, .log1p, .abs, .relu] {

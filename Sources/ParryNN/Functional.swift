@@ -1,0 +1,254 @@
+import Foundation
+import ParryCore
+
+// Functional forms of the layers (PyTorch's torch.nn.functional). All are
+// differentiable; most are compositions of ParryCore ops, so their
+// higher-order gradients come for free. unfold/fold are the primitives
+// under convolution and average pooling.
+
+public enum F {
+    /// x·Wᵀ + b for x: …×in, W: out×in, b: out.
+    public static func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) throws -> Tensor {
+        guard weight.ndim == 2, x.ndim >= 1, x.shape[x.ndim - 1] == weight.shape[1] else {
+            throw TensorError("input of shape \(shapeString(x.shape)) does not match weight \(shapeString(weight.shape)) (expected last dimension \(weight.ndim == 2 ? weight.shape[1] : 0))")
+        }
+        let y = try x.matmul(weight.transpose(0, 1))
+        return try bias.map { try y.binary(.add, $0) } ?? y
+    }
+
+    /// Output size of a sliding window.
+    static func windows(_ n: Int, _ k: Int, _ s: Int, _ p: Int) -> Int { (n + 2 * p - k) / s + 1 }
+
+    /// im2col: x N×C×H×W → N×(C·kh·kw)×L, L = H'·W' windows (zero padding).
+    public static func unfold(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) throws -> Tensor {
+        guard x.ndim == 4 else { throw TensorError("expected a 4-d input N×C×H×W, got shape \(shapeString(x.shape))") }
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (kh, kw) = kernel, (sh, sw) = stride, (ph, pw) = padding
+        guard kh > 0, kw > 0, sh > 0, sw > 0, ph >= 0, pw >= 0 else { throw TensorError("kernel and stride must be positive and padding non-negative") }
+        let oh = windows(h, kh, sh, ph), ow = windows(w, kw, sw, pw)
+        guard oh > 0, ow > 0 else {
+            throw TensorError("input \(h)×\(w) is smaller than the kernel \(kh)×\(kw) (with padding \(ph), \(pw))")
+        }
+        try Tensor.checkShape([n, c * kh * kw, oh * ow])
+        let src = try x.to(.float32).contiguous().detach()
+        let out = Tensor(shape: [n, c * kh * kw, oh * ow], dtype: .float32, zeroed: false)
+        let ps = src.pointer(Float.self), po = out.pointer(Float.self)
+        let L = oh * ow
+        for b in 0..<n { for ch in 0..<c { for ki in 0..<kh { for kj in 0..<kw {
+            let row = ((b * c + ch) * kh + ki) * kw + kj
+            let dst = po + row * L
+            let plane = ps + (b * c + ch) * h * w
+            for i in 0..<oh {
+                let ih = i * sh - ph + ki
+                if ih < 0 || ih >= h { (dst + i * ow).update(repeating: 0, count: ow); continue }
+                for j in 0..<ow {
+                    let iw = j * sw - pw + kj
+                    dst[i * ow + j] = (iw >= 0 && iw < w) ? plane[ih * w + iw] : 0
+                }
+            }
+        } } } }
+        let size = (h, w)
+        return record("unfold", out, [x]) { g, _ in
+            [try fold(g, outputSize: size, kernel: kernel, stride: stride, padding: padding)]
+        }
+    }
+
+    /// col2im, the adjoint of unfold: sums window columns back into N×C×H×W.
+    public static func fold(_ cols: Tensor, outputSize: (Int, Int), kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) throws -> Tensor {
+        let (h, w) = outputSize, (kh, kw) = kernel, (sh, sw) = stride, (ph, pw) = padding
+        let oh = windows(h, kh, sh, ph), ow = windows(w, kw, sw, pw)
+        guard cols.ndim == 3, cols.shape[1] % (kh * kw) == 0, cols.shape[2] == oh * ow else {
+            throw TensorError("fold: columns of shape \(shapeString(cols.shape)) do not match the output size and kernel")
+        }
+        let n = cols.shape[0], c = cols.shape[1] / (kh * kw)
+        let src = try cols.contiguous().detach()
+        let out = try Tensor.zeros([n, c, h, w])
+        let ps = src.pointer(Float.self), po = out.pointer(Float.self)
+        let L = oh * ow
+        for b in 0..<n { for ch in 0..<c { for ki in 0..<kh { for kj in 0..<kw {
+            let row = ((b * c + ch) * kh + ki) * kw + kj
+            let col = ps + row * L
+            let plane = po + (b * c + ch) * h * w
+            for i in 0..<oh {
+                let ih = i * sh - ph + ki
+                if ih < 0 || ih >= h { continue }
+                for j in 0..<ow {
+                    let iw = j * sw - pw + kj
+                    if iw >= 0 && iw < w { plane[ih * w + iw] += col[i * ow + j] }
+                }
+            }
+        } } } }
+        return record("fold", out, [cols]) { g, _ in
+            [try unfold(g, kernel: kernel, stride: stride, padding: padding)]
+        }
+    }
+
+    /// 2-D convolution (cross-correlation, as PyTorch): x N×C×H×W, weight O×C×kh×kw.
+    public static func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, stride: Int = 1, padding: Int = 0) throws -> Tensor {
+        guard x.ndim == 4 else { throw TensorError("expected a 4-d input N×C×H×W, got shape \(shapeString(x.shape))") }
+        guard weight.ndim == 4, weight.shape[1] == x.shape[1] else {
+            throw TensorError("input has \(x.shape[1]) channels but the weight \(shapeString(weight.shape)) expects \(weight.ndim == 4 ? weight.shape[1] : 0)")
+        }
+        let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        let cols = try unfold(x, kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding))
+        let oh = windows(x.shape[2], kh, stride, padding), ow = windows(x.shape[3], kw, stride, padding)
+        var y = try weight.reshape([o, -1]).matmul(cols)               // N×O×L
+        y = try y.reshape([x.shape[0], o, oh, ow])
+        if let bias { y = try y.binary(.add, bias.reshape([1, o, 1, 1])) }
+        return y
+    }
+
+    /// Max pooling; the gradient goes to each window's maximum.
+    public static func maxPool2d(_ x: Tensor, kernel: Int, stride: Int? = nil, padding: Int = 0) throws -> Tensor {
+        guard x.ndim == 4 else { throw TensorError("expected a 4-d input N×C×H×W, got shape \(shapeString(x.shape))") }
+        let s = stride ?? kernel
+        guard kernel > 0, s > 0, padding >= 0, padding * 2 <= kernel else {
+            throw TensorError("kernel and stride must be positive, padding at most half the kernel")
+        }
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let oh = windows(h, kernel, s, padding), ow = windows(w, kernel, s, padding)
+        guard oh > 0, ow > 0 else { throw TensorError("input \(h)×\(w) is smaller than the kernel \(kernel)") }
+        let src = try x.to(.float32).contiguous().detach()
+        let idx = Tensor(shape: [n, c, oh * ow], dtype: .int64, zeroed: false)
+        let ps = src.pointer(Float.self), pi = idx.pointer(Int64.self)
+        for plane in 0..<(n * c) {
+            let p = ps + plane * h * w
+            for i in 0..<oh { for j in 0..<ow {
+                var best = -Float.infinity, bi = -1
+                for a in 0..<kernel {
+                    let ih = i * s - padding + a
+                    if ih < 0 || ih >= h { continue }
+                    for b in 0..<kernel {
+                        let iw = j * s - padding + b
+                        if iw < 0 || iw >= w { continue }
+                        let v = p[ih * w + iw]
+                        if v > best || bi < 0 || v.isNaN { best = v; bi = ih * w + iw; if v.isNaN { break } }
+                    }
+                }
+                pi[plane * oh * ow + i * ow + j] = Int64(max(bi, 0))
+            } }
+        }
+        // Selecting by index makes the op differentiable (gather ↔ scatter-add).
+        return try x.reshape([n, c, h * w]).gather(2, idx).reshape([n, c, oh, ow])
+    }
+
+    /// Average pooling (zero padding counted, as PyTorch's default).
+    public static func avgPool2d(_ x: Tensor, kernel: Int, stride: Int? = nil, padding: Int = 0) throws -> Tensor {
+        guard x.ndim == 4 else { throw TensorError("expected a 4-d input N×C×H×W, got shape \(shapeString(x.shape))") }
+        let s = stride ?? kernel
+        let (n, c) = (x.shape[0], x.shape[1])
+        let cols = try unfold(x, kernel: (kernel, kernel), stride: (s, s), padding: (padding, padding))
+        let oh = windows(x.shape[2], kernel, s, padding), ow = windows(x.shape[3], kernel, s, padding)
+        return try cols.reshape([n, c, kernel * kernel, oh * ow]).mean(dim: 2).reshape([n, c, oh, ow])
+    }
+
+    /// Adaptive average pooling to out×out, with PyTorch's bins
+    /// [floor(i·H/out), ceil((i+1)·H/out)).
+    public static func adaptiveAvgPool2d(_ x: Tensor, _ out: (Int, Int)) throws -> Tensor {
+        guard x.ndim == 4 else { throw TensorError("expected a 4-d input N×C×H×W, got shape \(shapeString(x.shape))") }
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (oh, ow) = out
+        guard oh > 0, ow > 0 else { throw TensorError("output size must be positive") }
+        // Pooling as a linear map: P is (oh·ow)×(h·w).
+        var p = [Float](repeating: 0, count: oh * ow * h * w)
+        for i in 0..<oh {
+            let h0 = (i * h) / oh, h1 = ((i + 1) * h + oh - 1) / oh
+            for j in 0..<ow {
+                let w0 = (j * w) / ow, w1 = ((j + 1) * w + ow - 1) / ow
+                let inv = 1 / Float((h1 - h0) * (w1 - w0))
+                for a in h0..<h1 { for b in w0..<w1 { p[(i * ow + j) * h * w + a * w + b] = inv } }
+            }
+        }
+        let P = try Tensor(p, shape: [oh * ow, h * w])
+        return try x.reshape([n * c, h * w]).matmul(P.transpose(0, 1)).reshape([n, c, oh, ow])
+    }
+
+    /// Batch normalization over all dimensions but 1 (N×C or N×C×H×W). In
+    /// training, uses batch statistics and updates the running ones in place
+    /// (momentum as PyTorch: new = (1−m)·old + m·batch, variance unbiased).
+    public static func batchNorm(_ x: Tensor, runningMean: Tensor?, runningVar: Tensor?, weight: Tensor?, bias: Tensor?,
+                                 training: Bool, momentum: Double = 0.1, eps: Double = 1e-5) throws -> Tensor {
+        guard x.ndim == 2 || x.ndim == 4 else {
+            throw TensorError("expected a 2-d (N×C) or 4-d (N×C×H×W) input, got shape \(shapeString(x.shape))")
+        }
+        let c = x.shape[1]
+        for (name, t) in [("running_mean", runningMean), ("running_var", runningVar), ("weight", weight), ("bias", bias)] {
+            if let t, t.shape != [c] { throw TensorError("\(name) has shape \(shapeString(t.shape)), expected {\(c)}") }
+        }
+        let shape = x.ndim == 4 ? [1, c, 1, 1] : [1, c]
+        let reduceDims = x.ndim == 4 ? [0, 2, 3] : [0]
+        let count = x.numel / max(c, 1)
+        var mean: Tensor, variance: Tensor
+        if training {
+            guard count > 1 else { throw TensorError("expected more than 1 value per channel when training, got input shape \(shapeString(x.shape))") }
+            mean = x
+            for d in reduceDims { mean = try mean.sum(dim: d, keepdim: true) }
+            mean = try mean.binary(.div, .float(Double(count)))
+            let centered = try x.binary(.sub, mean)
+            variance = try centered.binary(.mul, centered)
+            for d in reduceDims { variance = try variance.sum(dim: d, keepdim: true) }
+            variance = try variance.binary(.div, .float(Double(count)))
+            if let rm = runningMean, let rv = runningVar {
+                try GradMode.noGrad {
+                    let m = Scalar.float(momentum)
+                    try rm.binary_(.mul, Tensor.scalar(.float(1 - momentum)))
+                    try rm.binary_(.add, mean.detach().reshape([c]).binary(.mul, m))
+                    let unbiased = try variance.detach().reshape([c]).binary(.mul, .float(Double(count) / Double(count - 1)))
+                    try rv.binary_(.mul, Tensor.scalar(.float(1 - momentum)))
+                    try rv.binary_(.add, unbiased.binary(.mul, m))
+                }
+            }
+        } else {
+            guard let rm = runningMean, let rv = runningVar else { throw TensorError("running statistics are needed in eval mode") }
+            mean = try rm.reshape(shape)
+            variance = try rv.reshape(shape)
+        }
+        var y = try x.binary(.sub, mean).binary(.mul, variance.binary(.add, .float(eps)).unary(.rsqrt))
+        if let weight { y = try y.binary(.mul, weight.reshape(shape)) }
+        if let bias { y = try y.binary(.add, bias.reshape(shape)) }
+        return y
+    }
+
+    /// Zeroes elements with probability p and scales the rest by 1/(1−p) when training.
+    public static func dropout(_ x: Tensor, p: Double, training: Bool, generator: Generator = .shared) throws -> Tensor {
+        guard p >= 0, p <= 1 else { throw TensorError("dropout probability must be in [0, 1], got \(p)") }
+        guard training, p > 0 else { return x }
+        if p == 1 { return try x.binary(.mul, .float(0)) }
+        let keep = try Tensor.rand(x.shape, generator: generator).binary(.ge, .float(p))
+        return try x.binary(.mul, keep.binary(.mul, .float(1 / (1 - p))))
+    }
+
+    public static func leakyRelu(_ x: Tensor, slope: Double = 0.01) throws -> Tensor {
+        try whereSelect(x.binary(.gt, .int(0)), x, x.binary(.mul, .float(slope)))
+    }
+
+    /// GELU, exact form x·Φ(x) = x/2·(1 + erf(x/√2)) (PyTorch's default).
+    public static func gelu(_ x: Tensor) throws -> Tensor {
+        try x.binary(.mul, x.binary(.mul, .float(1 / 2.0.squareRoot())).unary(.erf).binary(.add, .int(1))).binary(.mul, .float(0.5))
+    }
+
+    /// One-hot float32 rows for 0-based int64 labels.
+    public static func oneHot(_ labels: Tensor, classes: Int) throws -> Tensor {
+        guard labels.dtype == .int64 else { throw TensorError("labels must be int64, got \(labels.dtype.rawValue)") }
+        let values = labels.int64s()
+        for v in values where v < 0 || v >= classes {
+            throw TensorError("label \(v + 1) is outside 1..\(classes)")
+        }
+        let out = try Tensor.zeros(labels.shape + [classes])
+        let p = out.pointer(Float.self)
+        for (i, v) in values.enumerated() { p[i * classes + Int(v)] = 1 }
+        return out
+    }
+
+    /// x / max(‖x‖_p, eps) along `dim`.
+    public static func normalize(_ x: Tensor, p: Double = 2, dim: Int = 1, eps: Double = 1e-12) throws -> Tensor {
+        try x.binary(.div, x.norm(p: p, dim: dim, keepdim: true).clamp(.float(eps), nil))
+    }
+
+    /// Cosine similarity along `dim`: a·b / max(‖a‖·‖b‖, eps).
+    public static func cosineSimilarity(_ a: Tensor, _ b: Tensor, dim: Int = 1, eps: Double = 1e-8) throws -> Tensor {
+        let dot = try a.binary(.mul, b).sum(dim: dim)
+        let na = try a.norm(dim: dim), nb = try b.norm(dim: dim)
+        return try dot.binary(.div, na.binary(.mul, nb).clamp(.float(eps), nil))
+    }
+}

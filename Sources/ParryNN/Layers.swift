@@ -1,0 +1,176 @@
+import Foundation
+import ParryCore
+
+/// Uniform(−bound, bound) initialization, drawn from the shared generator.
+func uniformInit(_ shape: [Int], bound: Double) throws -> Tensor {
+    try Tensor.zeros(shape).uniform_(-bound, bound).requiresGrad_()
+}
+
+/// y = x·Wᵀ + b. PyTorch's default init: W and b ~ U(−1/√in, 1/√in)
+/// (kaiming_uniform with a = √5).
+public final class Linear: Module {
+    public let inFeatures: Int, outFeatures: Int
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) throws {
+        guard inFeatures > 0, outFeatures > 0 else { throw TensorError("Linear sizes must be positive, got \(inFeatures), \(outFeatures)") }
+        self.inFeatures = inFeatures; self.outFeatures = outFeatures
+        super.init()
+        let bound = 1 / Double(inFeatures).squareRoot()
+        register(parameter: try uniformInit([outFeatures, inFeatures], bound: bound), as: "weight")
+        if bias { register(parameter: try uniformInit([outFeatures], bound: bound), as: "bias") }
+    }
+    public override var extraDescription: String { "in_features=\(inFeatures), out_features=\(outFeatures), bias=\(parameter("bias") != nil)" }
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        guard let w = parameter("weight") else { throw TensorError("Linear has no weight") }
+        return try F.linear(x, w, parameter("bias"))
+    }
+}
+
+/// 2-D convolution over N×C×H×W; init as Linear with fan_in = C·k·k.
+public final class Conv2d: Module {
+    public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
+    public init(_ inChannels: Int, _ outChannels: Int, _ kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) throws {
+        guard inChannels > 0, outChannels > 0, kernel > 0, stride > 0, padding >= 0 else {
+            throw TensorError("Conv2d needs positive channels, kernel and stride and non-negative padding")
+        }
+        self.inChannels = inChannels; self.outChannels = outChannels; self.kernel = kernel; self.stride = stride; self.padding = padding
+        super.init()
+        let bound = 1 / Double(inChannels * kernel * kernel).squareRoot()
+        register(parameter: try uniformInit([outChannels, inChannels, kernel, kernel], bound: bound), as: "weight")
+        if bias { register(parameter: try uniformInit([outChannels], bound: bound), as: "bias") }
+    }
+    public override var extraDescription: String {
+        "\(inChannels), \(outChannels), kernel_size=\(kernel), stride=\(stride), padding=\(padding), bias=\(parameter("bias") != nil)"
+    }
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        guard let w = parameter("weight") else { throw TensorError("Conv2d has no weight") }
+        return try F.conv2d(x, w, parameter("bias"), stride: stride, padding: padding)
+    }
+}
+
+public final class MaxPool2d: Module {
+    public let kernel: Int, stride: Int, padding: Int
+    public init(_ kernel: Int, stride: Int? = nil, padding: Int = 0) { self.kernel = kernel; self.stride = stride ?? kernel; self.padding = padding }
+    public override var extraDescription: String { "kernel_size=\(kernel), stride=\(stride), padding=\(padding)" }
+    public override func forward(_ x: Tensor) throws -> Tensor { try F.maxPool2d(x, kernel: kernel, stride: stride, padding: padding) }
+}
+
+public final class AvgPool2d: Module {
+    public let kernel: Int, stride: Int, padding: Int
+    public init(_ kernel: Int, stride: Int? = nil, padding: Int = 0) { self.kernel = kernel; self.stride = stride ?? kernel; self.padding = padding }
+    public override var extraDescription: String { "kernel_size=\(kernel), stride=\(stride), padding=\(padding)" }
+    public override func forward(_ x: Tensor) throws -> Tensor { try F.avgPool2d(x, kernel: kernel, stride: stride, padding: padding) }
+}
+
+public final class AdaptiveAvgPool2d: Module {
+    public let size: (Int, Int)
+    public init(_ size: Int) { self.size = (size, size) }
+    public override var extraDescription: String { "output_size=\(size.0)" }
+    public override func forward(_ x: Tensor) throws -> Tensor { try F.adaptiveAvgPool2d(x, size) }
+}
+
+/// BatchNorm over channels (dim 2 in Lua terms) for N×C or N×C×H×W inputs.
+public final class BatchNorm: Module {
+    public let features: Int, momentum: Double, eps: Double, spatial: Bool
+    public init(_ features: Int, spatial: Bool, momentum: Double = 0.1, eps: Double = 1e-5) throws {
+        guard features > 0 else { throw TensorError("BatchNorm needs a positive number of features") }
+        self.features = features; self.momentum = momentum; self.eps = eps; self.spatial = spatial
+        super.init()
+        register(parameter: try Tensor.ones([features]).requiresGrad_(), as: "weight")
+        register(parameter: try Tensor.zeros([features]).requiresGrad_(), as: "bias")
+        register(buffer: try Tensor.zeros([features]), as: "running_mean")
+        register(buffer: try Tensor.ones([features]), as: "running_var")
+        register(buffer: try Tensor.zeros([], dtype: .int64), as: "num_batches_tracked")
+    }
+    public override var typeName: String { spatial ? "BatchNorm2d" : "BatchNorm1d" }
+    public override var extraDescription: String { "\(features), eps=\(eps), momentum=\(momentum)" }
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        guard x.ndim == (spatial ? 4 : 2) else {
+            throw TensorError("\(typeName) expects a \(spatial ? "4-d N×C×H×W" : "2-d N×C") input, got shape \(shapeString(x.shape))")
+        }
+        if training, let n = buffer("num_batches_tracked") { try GradMode.noGrad { try n.binary_(.add, Tensor.scalar(.int(1))) } }
+        return try F.batchNorm(x, runningMean: buffer("running_mean"), runningVar: buffer("running_var"),
+                               weight: parameter("weight"), bias: parameter("bias"), training: training, momentum: momentum, eps: eps)
+    }
+}
+
+public final class Dropout: Module {
+    public let p: Double
+    public init(_ p: Double = 0.5) throws {
+        guard p >= 0, p <= 1 else { throw TensorError("dropout probability must be in [0, 1], got \(p)") }
+        self.p = p
+    }
+    public override var extraDescription: String { "p=\(p)" }
+    public override func forward(_ x: Tensor) throws -> Tensor { try F.dropout(x, p: p, training: training) }
+}
+
+/// An elementwise activation.
+public final class Activation: Module {
+    public enum Kind: String { case ReLU, Tanh, Sigmoid, GELU, LeakyReLU }
+    public let kind: Kind, slope: Double
+    public init(_ kind: Kind, slope: Double = 0.01) { self.kind = kind; self.slope = slope }
+    public override var typeName: String { kind.rawValue }
+    public override var extraDescription: String { kind == .LeakyReLU ? "negative_slope=\(slope)" : "" }
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        switch kind {
+        case .ReLU: return try x.unary(.relu)
+        case .Tanh: return try x.unary(.tanh)
+        case .Sigmoid: return try x.unary(.sigmoid)
+        case .GELU: return try F.gelu(x)
+        case .LeakyReLU: return try F.leakyRelu(x, slope: slope)
+        }
+    }
+}
+
+/// Flattens all dimensions after the first.
+public final class Flatten: Module {
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        x.ndim <= 1 ? x : try x.flatten(1, x.ndim - 1)
+    }
+}
+
+public final class Identity: Module {
+    public override func forward(_ x: Tensor) throws -> Tensor { x }
+}
+
+/// Children applied in order; named "1", "2", ... (1-based, as everything in parry).
+public final class Sequential: Module {
+    public init(_ modules: [Module]) {
+        super.init()
+        for (i, m) in modules.enumerated() { register(module: m, as: String(i + 1)) }
+    }
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        try children.reduce(x) { try $1.module($0) }
+    }
+}
+
+/// Averages members' probabilities; the output is log of the mean softmax,
+/// so it can be used as logits by losses and attacks.
+public final class Ensemble: Module {
+    public init(_ members: [Module]) throws {
+        guard !members.isEmpty else { throw TensorError("an Ensemble needs at least one member") }
+        super.init()
+        for (i, m) in members.enumerated() { register(module: m, as: String(i + 1)) }
+    }
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        var total: Tensor? = nil
+        for (_, m) in children {
+            let p = try m(x).softmax(dim: 1)
+            total = try total.map { try $0.binary(.add, p) } ?? p
+        }
+        guard let total else { throw TensorError("an Ensemble needs at least one member") }
+        return try total.binary(.div, .int(Int64(children.count))).unary(.log)
+    }
+}
+
+/// A module whose forward is given as a closure (used by bindings for
+/// modules defined in other languages).
+open class ClosureModule: Module {
+    public var body: ((Tensor) throws -> Tensor)?
+    public let name: String
+    public init(name: String, _ body: ((Tensor) throws -> Tensor)? = nil) { self.name = name; self.body = body }
+    open override var typeName: String { name }
+    open override func forward(_ x: Tensor) throws -> Tensor {
+        guard let body else { throw TensorError("\(name) does not implement forward") }
+        return try body(x)
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import ParryCore
+
+/// How a per-sample loss is reduced.
+public enum Reduction: String, Sendable {
+    case mean, sum, none
+    /// kl_div only: sum divided by the batch size.
+    case batchmean
+}
+
+func reduce(_ l: Tensor, _ r: Reduction, batch: Int) throws -> Tensor {
+    switch r {
+    case .none: return l
+    case .sum: return try l.sum()
+    case .mean: return try l.mean()
+    case .batchmean: return try l.sum().binary(.div, .int(Int64(max(batch, 1))))
+    }
+}
+
+public enum Loss {
+    /// Checks N×C logits against N labels (0-based int64 in 0..<C).
+    static func checkLabels(_ logits: Tensor, _ y: Tensor) throws {
+        guard logits.ndim == 2 else { throw TensorError("expected N×C scores, got shape \(shapeString(logits.shape))") }
+        guard y.dtype == .int64, y.ndim == 1, y.shape[0] == logits.shape[0] else {
+            throw TensorError("expected \(logits.shape[0]) int64 labels, got a \(y.dtype.rawValue) tensor of shape \(shapeString(y.shape))")
+        }
+        let c = Int64(logits.shape[1])
+        for v in y.int64s() where v < 0 || v >= c {
+            throw TensorError("label \(v + 1) is outside 1..\(c)")
+        }
+    }
+
+    /// Negative log-likelihood of 0-based labels under log-probabilities
+    /// (N×C), with optional class weights (weighted mean as PyTorch).
+    public static func nll(_ logp: Tensor, _ y: Tensor, weight: Tensor? = nil, reduction: Reduction = .mean) throws -> Tensor {
+        try checkLabels(logp, y)
+        let picked = try logp.gather(1, y.unsqueeze(1)).squeeze(1).neg()   // N
+        guard let weight else { return try reduce(picked, reduction, batch: y.numel) }
+        guard weight.shape == [logp.shape[1]] else {
+            throw TensorError("class weights have shape \(shapeString(weight.shape)), expected {\(logp.shape[1])}")
+        }
+        let w = try weight.indexSelect(0, y.int64s().map { Int($0) })
+        let l = try picked.binary(.mul, w)
+        if reduction == .mean { return try l.sum().binary(.div, w.sum()) }
+        return try reduce(l, reduction, batch: y.numel)
+    }
+
+    /// Cross-entropy from logits, computed as nll(log_softmax) (log-sum-exp
+    /// stable). Label smoothing ε mixes in the uniform target: (1−ε)·nll + ε·mean_c(−w_c·log p_c).
+    public static func crossEntropy(_ logits: Tensor, _ y: Tensor, weight: Tensor? = nil,
+                                    labelSmoothing: Double = 0, reduction: Reduction = .mean) throws -> Tensor {
+        try checkLabels(logits, y)
+        guard labelSmoothing >= 0, labelSmoothing <= 1 else {
+            throw TensorError("label_smoothing must be in [0, 1], got \(labelSmoothing)")
+        }
+        let logp = try logits.softmax(dim: 1, log: true)
+        if labelSmoothing == 0 { return try nll(logp, y, weight: weight, reduction: reduction) }
+        let c = logits.shape[1]
+        let hard = try nll(logp, y, weight: weight, reduction: .none)
+        let wlogp = try weight.map { try logp.binary(.mul, $0) } ?? logp
+        let smooth = try wlogp.neg().sum(dim: 1).binary(.div, .int(Int64(c)))
+        let l = try hard.binary(.mul, .float(1 - labelSmoothing)).binary(.add, smooth.binary(.mul, .float(labelSmoothing)))
+        if reduction == .mean, let weight {
+            let w = try weight.indexSelect(0, y.int64s().map { Int($0) })
+            return try l.sum().binary(.div, w.sum())
+        }
+        return try reduce(l, reduction, batch: y.numel)
+    }
+
+    /// Mean squared error between same-shaped tensors.
+    public static func mse(_ a: Tensor, _ b: Tensor, reduction: Reduction = .mean) throws -> Tensor {
+        guard a.shape == b.shape else {
+            throw TensorError("input shape \(shapeString(a.shape)) and target shape \(shapeString(b.shape)) differ")
+        }
+        let d = try a.binary(.sub, b)
+        return try reduce(d.binary(.mul, d), reduction, batch: a.shape.first ?? 1)
+    }
+
+    /// KL(target ‖ input) with `input` log-probabilities: target·(log target − input),
+    /// 0 where target = 0 (or exp(t)·(t − input) with `logTarget`).
+    public static func klDiv(_ input: Tensor, _ target: Tensor, reduction: Reduction = .mean, logTarget: Bool = false) throws -> Tensor {
+        guard input.shape == target.shape else {
+            throw TensorError("input shape \(shapeString(input.shape)) and target shape \(shapeString(target.shape)) differ")
+        }
+        let l: Tensor
+        if logTarget {
+            l = try target.exp().binary(.mul, target.binary(.sub, input))
+        } else {
+            let positive = try target.binary(.gt, .int(0))
+            let safeLog = try whereSelect(positive, target, Tensor.scalar(.float(1))).unary(.log)
+            l = try whereSelect(positive, target.binary(.mul, safeLog.binary(.sub, input)), Tensor.scalar(.float(0)))
+        }
+        return try reduce(l, reduction, batch: input.shape.first ?? 1)
+    }
+}

@@ -1,0 +1,156 @@
+import ParryCore
+
+/// A neural-network module: parameters, buffers and child modules in
+/// registration order, with PyTorch's dotted names (`layer2.1.conv2.weight`).
+///
+/// ```swift
+/// let net = Sequential([Linear(784, 256), ReLU(), Linear(256, 10)])
+/// let logits = try net(x)
+/// for (name, p) in net.namedParameters() { print(name, p.shape) }
+/// ```
+open class Module {
+    /// The class name shown by `description` ("Linear", "Sequential", ...).
+    open var typeName: String { String(describing: type(of: self)) }
+    /// Settings shown in `description`, e.g. "in_features=784, out_features=10".
+    open var extraDescription: String { "" }
+
+    public private(set) var training = true
+    public private(set) var children: [(name: String, module: Module)] = []
+    public private(set) var parameters: [(name: String, tensor: Tensor)] = []
+    public private(set) var buffers: [(name: String, tensor: Tensor)] = []
+    /// Called with the output after every forward (feature extraction).
+    public var forwardHook: ((Tensor) -> Void)?
+
+    public init() {}
+
+    /// The computation; subclasses override.
+    open func forward(_ x: Tensor) throws -> Tensor {
+        throw TensorError("\(typeName) does not implement forward")
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let y = try forward(x)
+        forwardHook?(y)
+        return y
+    }
+
+    // MARK: registration (a name registered again is replaced in place)
+
+    public func register(module: Module, as name: String) {
+        if let i = children.firstIndex(where: { $0.name == name }) { children[i].module = module } else { children.append((name, module)) }
+    }
+
+    public func register(parameter: Tensor, as name: String) {
+        if let i = parameters.firstIndex(where: { $0.name == name }) { parameters[i].tensor = parameter } else { parameters.append((name, parameter)) }
+    }
+
+    public func register(buffer: Tensor, as name: String) {
+        if let i = buffers.firstIndex(where: { $0.name == name }) { buffers[i].tensor = buffer } else { buffers.append((name, buffer)) }
+    }
+
+    public func removeEntry(named name: String) {
+        children.removeAll { $0.name == name }
+        parameters.removeAll { $0.name == name }
+        buffers.removeAll { $0.name == name }
+    }
+
+    public func parameter(_ name: String) -> Tensor? { parameters.first { $0.name == name }?.tensor }
+    public func buffer(_ name: String) -> Tensor? { buffers.first { $0.name == name }?.tensor }
+    public func child(_ name: String) -> Module? { children.first { $0.name == name }?.module }
+
+    // MARK: traversal
+
+    /// Every module in the tree, depth first, with dotted names ("" for self).
+    public func namedModules(prefix: String = "") -> [(name: String, module: Module)] {
+        var out: [(String, Module)] = [(prefix, self)]
+        for (n, m) in children { out += m.namedModules(prefix: prefix.isEmpty ? n : prefix + "." + n) }
+        return out
+    }
+
+    public func namedParameters() -> [(name: String, tensor: Tensor)] {
+        namedModules().flatMap { (prefix, m) in m.parameters.map { (prefix.isEmpty ? $0.name : prefix + "." + $0.name, $0.tensor) } }
+    }
+
+    public func namedBuffers() -> [(name: String, tensor: Tensor)] {
+        namedModules().flatMap { (prefix, m) in m.buffers.map { (prefix.isEmpty ? $0.name : prefix + "." + $0.name, $0.tensor) } }
+    }
+
+    public func allParameters() -> [Tensor] { namedParameters().map(\.tensor) }
+
+    // MARK: state
+
+    /// Sets training mode on the whole tree.
+    public func train(_ on: Bool = true) {
+        for (_, m) in namedModules() { m.training = on }
+    }
+
+    public func eval() { train(false) }
+
+    public func zeroGrad() {
+        for p in allParameters() { p.grad = nil }
+    }
+
+    public func requiresGrad_(_ flag: Bool) throws {
+        for p in allParameters() { try p.requiresGrad_(flag) }
+    }
+
+    /// Parameters then buffers, by dotted name (detached views of the live tensors).
+    public func stateDict() -> [(name: String, tensor: Tensor)] {
+        (namedParameters() + namedBuffers()).map { ($0.name, $0.tensor.detach()) }
+    }
+
+    /// Copies values from `state` into parameters and buffers with the same
+    /// names. With `strict`, missing or unexpected keys are errors; shapes must always match.
+    public func loadStateDict(_ state: [(name: String, tensor: Tensor)], strict: Bool = true) throws {
+        var own = [String: Tensor]()
+        for (n, t) in namedParameters() + namedBuffers() { own[n] = t }
+        let given = Set(state.map(\.name))
+        if strict {
+            let missing = own.keys.filter { !given.contains($0) }.sorted()
+            let unexpected = state.map(\.name).filter { own[$0] == nil }
+            if !missing.isEmpty || !unexpected.isEmpty {
+                throw TensorError("state dict does not match: missing keys [\(missing.joined(separator: ", "))], unexpected keys [\(unexpected.joined(separator: ", "))]")
+            }
+        }
+        try GradMode.noGrad {
+            for (n, t) in state {
+                guard let target = own[n] else { continue }
+                guard target.shape == t.shape else {
+                    throw TensorError("size mismatch for \(n): expected \(shapeString(target.shape)), got \(shapeString(t.shape))")
+                }
+                try target.copy_(t)
+            }
+        }
+    }
+
+    /// A tree like PyTorch's `print(model)`.
+    public var description: String {
+        let head = typeName + "(" + extraDescription
+        if children.isEmpty { return head + ")" }
+        var lines = [head]
+        for (n, m) in children {
+            let sub = m.description.split(separator: "\n", omittingEmptySubsequences: false)
+                .enumerated().map { $0.offset == 0 ? String($0.element) : "  " + $0.element }.joined(separator: "\n")
+            lines.append("  (\(n)): " + sub)
+        }
+        return lines.joined(separator: "\n") + "\n)"
+    }
+
+    /// Runs forward and returns the outputs of the named submodules (and the final output).
+    public func features(_ x: Tensor, at names: [String]) throws -> (output: Tensor, features: [String: Tensor]) {
+        let all = Dictionary(namedModules().map { ($0.name, $0.module) }, uniquingKeysWith: { a, _ in a })
+        var captured = [String: Tensor]()
+        var hooked = [(Module, ((Tensor) -> Void)?)]()
+        for n in names {
+            guard let m = all[n] else {
+                throw TensorError("no submodule named '\(n)' (available: \(all.keys.filter { !$0.isEmpty }.sorted().joined(separator: ", ")))")
+            }
+            hooked.append((m, m.forwardHook))
+            let previous = m.forwardHook
+            m.forwardHook = { y in captured[n] = y; previous?(y) }
+        }
+        defer { for (m, h) in hooked { m.forwardHook = h } }
+        let y = try self(x)
+        return (y, captured)
+    }
+}

@@ -1,0 +1,276 @@
+import Foundation
+import XCTest
+@testable import ParryCore
+@testable import ParryNN
+
+func close(_ a: [Float], _ b: [Float], tol: Float = 1e-5, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, file: file, line: line)
+    for (i, (x, y)) in zip(a, b).enumerated() where abs(x - y) > tol * (1 + abs(y)) {
+        XCTFail("element \(i): \(x) vs \(y)", file: file, line: line); return
+    }
+}
+
+final class FunctionalTests: XCTestCase {
+    let g = Generator(seed: 21)
+    func leaf(_ shape: [Int]) throws -> Tensor { try Tensor.randn(shape, generator: g).requiresGrad_() }
+    func check(_ name: String, _ inputs: [Tensor], file: StaticString = #filePath, line: UInt = #line,
+               _ f: @escaping ([Tensor]) throws -> Tensor) throws {
+        let r = try gradcheck(f, inputs: inputs)
+        XCTAssertTrue(r.passed, "\(name): \(r.worst)", file: file, line: line)
+    }
+
+    /// Direct (six nested loops) cross-correlation, the definition conv2d must match.
+    func naiveConv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, stride: Int, padding: Int) -> [Float] {
+        let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (o, k) = (w.shape[0], w.shape[2])
+        let oh = (h + 2 * padding - k) / stride + 1, ow = (wd + 2 * padding - k) / stride + 1
+        let xv = x.floats(), wv = w.floats(), bv = b?.floats()
+        var out = [Float]()
+        for bi in 0..<n { for oc in 0..<o { for i in 0..<oh { for j in 0..<ow {
+            var s = Double(bv?[oc] ?? 0)
+            for ic in 0..<c { for a in 0..<k { for bb in 0..<k {
+                let ih = i * stride - padding + a, iw = j * stride - padding + bb
+                if ih >= 0 && ih < h && iw >= 0 && iw < wd {
+                    s += Double(xv[((bi * c + ic) * h + ih) * wd + iw]) * Double(wv[((oc * c + ic) * k + a) * k + bb])
+                }
+            } } }
+            out.append(Float(s))
+        } } } }
+        return out
+    }
+
+    func testConvMatchesDefinition() throws {
+        for (stride, padding) in [(1, 0), (1, 1), (2, 1), (3, 2)] {
+            let x = try Tensor.randn([2, 3, 7, 6], generator: g), w = try Tensor.randn([4, 3, 3, 3], generator: g)
+            let b = try Tensor.randn([4], generator: g)
+            let y = try F.conv2d(x, w, b, stride: stride, padding: padding)
+            close(y.floats(), naiveConv(x, w, b, stride: stride, padding: padding), tol: 1e-4)
+        }
+    }
+
+    func testConvAndPoolGradients() throws {
+        let x = try leaf([2, 2, 5, 5]), w = try leaf([3, 2, 3, 3]), b = try leaf([3])
+        try check("conv s1 p0", [x, w, b]) { try F.conv2d($0[0], $0[1], $0[2]) }
+        try check("conv s2 p1", [x, w, b]) { try F.conv2d($0[0], $0[1], $0[2], stride: 2, padding: 1) }
+        try check("unfold", [x]) { try F.unfold($0[0], kernel: (2, 3), stride: (2, 1), padding: (1, 0)) }
+        try check("max pool", [x]) { try F.maxPool2d($0[0], kernel: 2) }
+        try check("max pool s1 p1", [x]) { try F.maxPool2d($0[0], kernel: 3, stride: 1, padding: 1) }
+        try check("avg pool", [x]) { try F.avgPool2d($0[0], kernel: 2, stride: 1) }
+        try check("adaptive avg pool 5→3", [x]) { try F.adaptiveAvgPool2d($0[0], (3, 2)) }
+        // Second order through conv: a gradient-norm penalty ‖∂/∂x Σ tanh(conv(x))‖², on a small
+        // well-scaled problem (float32 central differences of a second derivative are noisy).
+        let xs2 = try Tensor.randn([1, 2, 4, 4], generator: g).binary(.mul, .float(0.5)).requiresGrad_()
+        let ws2 = try Tensor.randn([2, 2, 3, 3], generator: g).binary(.mul, .float(0.3)).requiresGrad_()
+        try check("conv double backward", [xs2, ws2]) { xs in
+            let y = try F.conv2d(xs[0], xs[1], nil, padding: 1).unary(.tanh).sum()
+            let gx = try grad([y], [xs[0]], createGraph: true)[0]!
+            return try gx.binary(.mul, gx).sum()
+        }
+    }
+
+    func testPoolValues() throws {
+        let x = try Tensor((1...16).map { Float($0) }, shape: [1, 1, 4, 4])
+        XCTAssertEqual(try F.maxPool2d(x, kernel: 2).floats(), [6, 8, 14, 16])
+        XCTAssertEqual(try F.avgPool2d(x, kernel: 2).floats(), [3.5, 5.5, 11.5, 13.5])
+        // adaptive 4→3 bins: [0,2), [1,3), [2,4) in both directions
+        let a = try F.adaptiveAvgPool2d(x, (3, 3)).floats()
+        close(a, [3.5, 4.5, 5.5, 7.5, 8.5, 9.5, 11.5, 12.5, 13.5])
+        XCTAssertEqual(try F.adaptiveAvgPool2d(x, (1, 1)).floats(), [8.5])
+    }
+
+    func testBatchNormTrainAndEval() throws {
+        let x = try leaf([4, 3, 2, 2]), w = try leaf([3]), b = try leaf([3])
+        try check("batch norm train", [x, w, b]) { xs in
+            try F.batchNorm(xs[0], runningMean: nil, runningVar: nil, weight: xs[1], bias: xs[2], training: true)
+        }
+        let bn = try BatchNorm(3, spatial: true)
+        let y = try bn(x.detach())
+        // Per channel the output has mean 0 and biased variance 1 (weight 1, bias 0).
+        let m = try y.transpose(0, 1).reshape([3, -1])
+        close(try m.mean(dim: 1).floats(), [0, 0, 0], tol: 1e-5)
+        close(try m.variance(dim: 1, correction: 0).floats(), [1, 1, 1], tol: 1e-3)
+        // running stats: 0.9·init + 0.1·batch (unbiased variance)
+        let xc = try x.detach().transpose(0, 1).reshape([3, -1])
+        close(try bn.buffer("running_mean")!.floats(), try xc.mean(dim: 1).binary(.mul, .float(0.1)).floats(), tol: 1e-5)
+        close(try bn.buffer("running_var")!.floats(),
+              try xc.variance(dim: 1).binary(.mul, .float(0.1)).binary(.add, .float(0.9)).floats(), tol: 1e-5)
+        XCTAssertEqual(try bn.buffer("num_batches_tracked")!.item(), .int(1))
+        bn.eval()
+        let e = try bn(x.detach())
+        let expected = try x.detach().binary(.sub, bn.buffer("running_mean")!.reshape([1, 3, 1, 1]))
+            .binary(.div, bn.buffer("running_var")!.reshape([1, 3, 1, 1]).binary(.add, .float(1e-5)).unary(.sqrt))
+        close(e.floats(), expected.floats(), tol: 1e-4)
+    }
+
+    func testActivationsAndLinear() throws {
+        let x = try leaf([3, 4]), w = try leaf([2, 4]), b = try leaf([2])
+        try check("linear", [x, w, b]) { try F.linear($0[0], $0[1], $0[2]) }
+        try check("gelu", [x]) { try F.gelu($0[0]) }
+        try check("leaky relu", [x]) { try F.leakyRelu($0[0], slope: 0.2) }
+        try check("dropout with a fixed mask", [x]) { try F.dropout($0[0], p: 0.3, training: true, generator: Generator(seed: 5)) }
+        try check("normalize", [x]) { try F.normalize($0[0]) }
+        try check("cosine similarity", [x, try leaf([3, 4])]) { try F.cosineSimilarity($0[0], $0[1]) }
+        // GELU(1) = Φ(1) = 0.841344746...
+        XCTAssertEqual(try F.gelu(Tensor([1] as [Float], shape: [1])).floats()[0], 0.8413447, accuracy: 1e-6)
+    }
+}
+
+final class LossTests: XCTestCase {
+    let logits = try! Tensor([2, 1, 0.1, 0.5, 2.5, -1] as [Float], shape: [2, 3])
+    let y = try! Tensor([0, 1] as [Int64], shape: [2])
+
+    func lse(_ r: [Double]) -> Double { log(r.map { exp($0) }.reduce(0, +)) }
+
+    func testCrossEntropyClosedForm() throws {
+        let rows = [[2, 1, 0.1], [0.5, 2.5, -1]]
+        let l0 = lse(rows[0]) - 2, l1 = lse(rows[1]) - 2.5
+        XCTAssertEqual(try Loss.crossEntropy(logits, y).item().double, (l0 + l1) / 2, accuracy: 1e-6)
+        XCTAssertEqual(try Loss.crossEntropy(logits, y, reduction: .sum).item().double, l0 + l1, accuracy: 1e-6)
+        // weights: Σ w_y·l / Σ w_y
+        let w = try Tensor([2, 0.5, 1] as [Float], shape: [3])
+        XCTAssertEqual(try Loss.crossEntropy(logits, y, weight: w).item().double, (2 * l0 + 0.5 * l1) / 2.5, accuracy: 1e-6)
+        // label smoothing ε: (1−ε)·l + ε·mean_c(−log p_c)
+        let s0 = rows[0].map { lse(rows[0]) - $0 }.reduce(0, +) / 3, s1 = rows[1].map { lse(rows[1]) - $0 }.reduce(0, +) / 3
+        let eps = 0.1
+        XCTAssertEqual(try Loss.crossEntropy(logits, y, labelSmoothing: eps).item().double,
+                       ((1 - eps) * l0 + eps * s0 + (1 - eps) * l1 + eps * s1) / 2, accuracy: 1e-6)
+        XCTAssertThrowsError(try Loss.crossEntropy(logits, try Tensor([0, 3] as [Int64], shape: [2])))
+        let lg = try logits.detach().requiresGrad_()
+        let r = try gradcheck({ try Loss.crossEntropy($0[0], self.y, labelSmoothing: 0.2) }, inputs: [lg])
+        XCTAssertTrue(r.passed, r.worst)
+    }
+
+    func testMseAndKL() throws {
+        let a = try Tensor([1, 2, 3] as [Float], shape: [3]), b = try Tensor([1, 0, 1] as [Float], shape: [3])
+        XCTAssertEqual(try Loss.mse(a, b).item().double, 8.0 / 3, accuracy: 1e-6)
+        let p = try Tensor([0.5, 0.5, 0] as [Float], shape: [1, 3]), q = try Tensor([0.25, 0.25, 0.5] as [Float], shape: [1, 3])
+        // KL(p‖q) = Σ p log(p/q) = log 2 (the p = 0 term is 0)
+        XCTAssertEqual(try Loss.klDiv(q.unary(.log), p, reduction: .sum).item().double, log(2.0), accuracy: 1e-6)
+        XCTAssertEqual(try Loss.klDiv(q.unary(.log), p, reduction: .batchmean).item().double, log(2.0), accuracy: 1e-6)
+    }
+}
+
+final class OptimTests: XCTestCase {
+    func param(_ v: [Float], grad: [Float]) throws -> Tensor {
+        let p = try Tensor(v, shape: [v.count]).requiresGrad_()
+        p.grad = try Tensor(grad, shape: [grad.count])
+        return p
+    }
+
+    func testSGDMomentumNesterovWeightDecay() throws {
+        let p = try param([1, -2], grad: [0.5, 0.25])
+        let opt = try SGD([p], lr: 0.1, momentum: 0.9, weightDecay: 0.01, nesterov: true)
+        // step 1: d = g + 0.01p = [0.51, 0.23]; b = d; d = d + 0.9b = 1.9d; p -= 0.1·d
+        try opt.step()
+        close(p.floats(), [1 - 0.1 * 1.9 * 0.51, -2 - 0.1 * 1.9 * 0.23])
+        // step 2 (same grad): d = g + 0.01p; b = 0.9b + d; p -= 0.1(d + 0.9b)
+        let p1 = p.floats()
+        let d2 = [0.5 + 0.01 * p1[0], 0.25 + 0.01 * p1[1]]
+        let b2 = [0.9 * 0.51 + d2[0], 0.9 * 0.23 + d2[1]]
+        try opt.step()
+        close(p.floats(), [p1[0] - 0.1 * (d2[0] + 0.9 * b2[0]), p1[1] - 0.1 * (d2[1] + 0.9 * b2[1])])
+    }
+
+    func testSGDDampening() throws {
+        let p = try param([0], grad: [1])
+        let opt = try SGD([p], lr: 1, momentum: 0.5, dampening: 0.5)
+        try opt.step()          // b = g = 1 (no dampening at the first step); p = -1
+        try opt.step()          // b = 0.5·1 + 0.5·1 = 1; p = -2
+        try opt.step()          // b = 0.5 + 0.5 = 1; p = -3
+        close(p.floats(), [-3])
+    }
+
+    func testAdamAndAdamW() throws {
+        let g: Float = 0.3, lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1
+        for decoupled in [false, true] {
+            let p = try param([1], grad: [g])
+            let opt = try Adam([p], lr: lr, weightDecay: wd, decoupled: decoupled)
+            var x = 1.0, m = 0.0, v = 0.0
+            for t in 1...3 {
+                try opt.step()
+                var gg = Double(g)
+                if decoupled { x *= 1 - lr * wd } else { gg += wd * x }
+                m = b1 * m + (1 - b1) * gg
+                v = b2 * v + (1 - b2) * gg * gg
+                let bc1 = 1 - pow(b1, Double(t)), bc2 = 1 - pow(b2, Double(t))
+                x -= lr / bc1 * m / (v.squareRoot() / bc2.squareRoot() + eps)
+                XCTAssertEqual(Double(p.floats()[0]), x, accuracy: 1e-6, "decoupled=\(decoupled) step \(t)")
+            }
+        }
+    }
+
+    func testSchedulers() throws {
+        let opt = try SGD([try param([0], grad: [0])], lr: 1)
+        let s = try LRScheduler(opt, .multistep(milestones: [2, 4], gamma: 0.1))
+        var lrs = [Double]()
+        for _ in 0..<5 { s.step(); lrs.append(opt.lr) }
+        XCTAssertEqual(lrs.map { ($0 * 1000).rounded() / 1000 }, [1, 0.1, 0.1, 0.01, 0.01])
+        let c = try LRScheduler(try SGD([try param([0], grad: [0])], lr: 1), .cosine(tMax: 4, etaMin: 0))
+        XCTAssertEqual(c.lr(at: 2), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(c.lr(at: 4), 0, accuracy: 1e-12)
+        let st = try LRScheduler(try SGD([try param([0], grad: [0])], lr: 2), .step(stepSize: 3, gamma: 0.5))
+        XCTAssertEqual([0, 2, 3, 6].map { st.lr(at: $0) }, [2, 2, 1, 0.5])
+        let ex = try LRScheduler(try SGD([try param([0], grad: [0])], lr: 1), .exponential(gamma: 0.5))
+        XCTAssertEqual(ex.lr(at: 3), 0.125)
+    }
+}
+
+final class ModuleTests: XCTestCase {
+    func testNamesStateAndModes() throws {
+        let net = try Models.resnet20(inChannels: 3, classes: 10)
+        let names = net.namedParameters().map(\.name)
+        XCTAssertEqual(names.first, "conv1.weight")
+        XCTAssertTrue(names.contains("layer2.1.conv1.weight"))
+        XCTAssertTrue(names.contains("layer2.1.shortcut.1.weight"))
+        XCTAssertEqual(names.last, "fc.bias")
+        XCTAssertTrue(net.stateDict().map(\.name).contains("layer3.3.bn2.running_var"))
+        // 0.27M parameters, as the ResNet-20 of He et al. (with 1×1 projection shortcuts)
+        let count = net.allParameters().map(\.numel).reduce(0, +)
+        XCTAssertGreaterThan(count, 260_000); XCTAssertLessThan(count, 290_000)
+        net.eval()
+        XCTAssertFalse(net.namedModules().contains { $0.module.training })
+        let y = try net(try Tensor.randn([2, 3, 32, 32]))
+        XCTAssertEqual(y.shape, [2, 10])
+        let (_, feats) = try net.features(try Tensor.randn([2, 3, 32, 32]), at: ["layer2", "avgpool"])
+        XCTAssertEqual(feats["layer2"]?.shape, [2, 32, 16, 16])
+        XCTAssertEqual(feats["avgpool"]?.shape, [2, 64, 1, 1])
+        XCTAssertThrowsError(try net.features(try Tensor.randn([1, 3, 32, 32]), at: ["layer9"]))
+    }
+
+    func testLoadStateDict() throws {
+        let a = try Models.mlp([4, 3, 2]), b = try Models.mlp([4, 3, 2])
+        try b.loadStateDict(a.stateDict())
+        let x = try Tensor.randn([5, 4])
+        XCTAssertEqual(try a(x).floats(), try b(x).floats())
+        XCTAssertThrowsError(try b.loadStateDict(Array(a.stateDict().dropLast())))
+        XCTAssertThrowsError(try b.loadStateDict(try Models.mlp([4, 5, 2]).stateDict()))
+        XCTAssertNoThrow(try b.loadStateDict(Array(a.stateDict().dropLast()), strict: false))
+    }
+
+    func testDefaultInitBounds() throws {
+        let l = try Linear(100, 50)
+        let w = l.parameter("weight")!.floats()
+        XCTAssertLessThanOrEqual(w.map(abs).max()!, 0.1)          // 1/√100
+        XCTAssertGreaterThan(w.map(abs).max()!, 0.09)
+        let c = try Conv2d(4, 8, 3)
+        XCTAssertLessThanOrEqual(c.parameter("weight")!.floats().map(abs).max()!, Float(1 / 6.0))   // 1/√36
+    }
+
+    func testTrainingReducesLoss() throws {
+        // A 2-class problem a linear model separates: loss must fall well below log 2.
+        let g = Generator(seed: 3)
+        let x = try Tensor.randn([64, 2], generator: g)
+        let y = try x.select(1, 0).binary(.gt, .int(0)).to(.int64)
+        let net = try Models.mlp([2, 8, 2])
+        let opt = try SGD(net.allParameters(), lr: 0.5, momentum: 0.9)
+        var last = 0.0
+        for _ in 0..<60 {
+            opt.zeroGrad()
+            let loss = try Loss.crossEntropy(net(x), y)
+            try loss.backward()
+            try opt.step()
+            last = try loss.item().double
+        }
+        XCTAssertLessThan(last, 0.15)
+    }
+}
