@@ -54,7 +54,11 @@ int parry_pushkindmetatable(lua_State *L, int kind) {
 }
 
 void parry_pushobject(lua_State *L, void *object, int kind) {
-  void **box = (void **)lua_newuserdatauv(L, sizeof(void *), 0);
+  parry_pushobject_uv(L, object, kind, 0);
+}
+
+void parry_pushobject_uv(lua_State *L, void *object, int kind, int nuv) {
+  void **box = (void **)lua_newuserdatauv(L, sizeof(void *), nuv);
   *box = object;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
   lua_setmetatable(L, -2);

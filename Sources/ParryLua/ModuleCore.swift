@@ -54,6 +54,7 @@ let openParryCore: parry_SwiftFunction = { L in
     }
     lua_pushvalue(L, methods)
     lua_setfield(L, module, "Tensor")
+    openNN(L, module: module)
     lua_pushstring(L, parryVersion)
     lua_setfield(L, module, "version")
     return 1

@@ -22,7 +22,7 @@ typedef int (*parry_SwiftFunction)(lua_State *L);
 #define PARRY_RETHROW (-2)
 
 /// Userdata kinds; each has one metatable, registered once in the registry.
-enum { PARRY_TENSOR = 0, PARRY_GENERATOR = 1, PARRY_KIND_COUNT = 16 };
+enum { PARRY_TENSOR = 0, PARRY_GENERATOR = 1, PARRY_MODULE = 2, PARRY_OPTIMIZER = 3, PARRY_SCHEDULER = 4, PARRY_KIND_COUNT = 16 };
 
 // --- trampolines -----------------------------------------------------------
 /// Pushes a Lua function that calls `f` through the error trampoline.
@@ -39,6 +39,8 @@ void parry_setkindmetatable(lua_State *L, int kind);
 int parry_pushkindmetatable(lua_State *L, int kind);
 /// Pushes a full userdata boxing `object` with the metatable of `kind`.
 void parry_pushobject(lua_State *L, void *object, int kind);
+/// The same with `nuv` user values (nil until set).
+void parry_pushobject_uv(lua_State *L, void *object, int kind, int nuv);
 /// The object boxed at `idx` if it is a userdata of `kind` (metatables are
 /// compared, the pointer is never trusted alone), else NULL. Never raises.
 void *parry_toobject(lua_State *L, int idx, int kind);

@@ -1,0 +1,8 @@
+--- parry.losses: loss functions. Labels are int64 tensors with values 1..C;
+-- `reduction` is "mean" (default), "sum" or "none".
+--
+--   local loss = parry.losses.cross_entropy(logits, y, {label_smoothing = 0.1})
+local core = require("parry.core")
+local losses = {}
+for name, fn in pairs(core._losses) do losses[name] = fn end
+return losses

@@ -1,0 +1,95 @@
+--- parry.nn: neural-network modules.
+--
+--   local nn = require("parry.nn")       -- or parry.nn
+--   local net = nn.Sequential{nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)}
+--   local y = net(x)
+--
+--   local Block = nn.Module:extend("Block")
+--   function Block:init(c) self.conv = nn.Conv2d(c, c, 3, {padding = 1}); self.bn = nn.BatchNorm2d(c) end
+--   function Block:forward(x) return (self.bn(self.conv(x)) + x):relu() end
+--
+-- Modules are userdata boxing Swift modules. Fields assigned on a module
+-- register by kind: a module becomes a child, a tensor that requires grad a
+-- parameter, any other tensor a buffer (saved in state_dict, not trained),
+-- anything else a plain Lua field. Lookup order for `m.key`: plain fields,
+-- the Lua class (for modules made with `nn.Module:extend`), the built-in
+-- methods, then children/parameters/buffers by name (`seq[2]`, `net.fc`).
+
+local core = require("parry.core")
+local C = core._nn
+local MT = core._module_metatable
+local methods = MT.methods
+local fields_of, get_entry, set_entry = C._fields, C._get, C._set
+local is_tensor, is_module = core.is_tensor, C.is_module
+
+local nn = {}
+for name, fn in pairs(C) do
+  if name:sub(1, 1) ~= "_" then nn[name] = fn end
+end
+nn.functional = core._functional
+
+MT.__index = function(self, key)
+  local fields = fields_of(self)
+  local v = fields[key]
+  if v ~= nil then return v end
+  local class = rawget(fields, "__class")
+  if class ~= nil then
+    v = class[key]
+    if v ~= nil then return v end
+  end
+  v = methods[key]
+  if v ~= nil then return v end
+  if type(key) == "string" or math.type(key) == "integer" then return get_entry(self, key) end
+  return nil
+end
+
+MT.__newindex = function(self, key, value)
+  local fields = fields_of(self)
+  if is_tensor(value) or is_module(value) then
+    fields[key] = nil
+    set_entry(self, key, value)
+  else
+    if value == nil and (type(key) == "string" or math.type(key) == "integer") then set_entry(self, key, nil) end
+    fields[key] = value
+  end
+end
+
+MT.__call = function(self, ...)
+  local y = self:forward(...)
+  -- Built-in forwards fire feature hooks in Swift; Lua-defined ones do it here.
+  if rawget(fields_of(self), "__class") ~= nil then methods._hook(self, y) end
+  return y
+end
+
+-- Swift containers call Lua-defined children through this.
+C._set_forward_helper(function(self, x) return self:forward(x) end)
+
+--- Base class of Lua-defined modules.
+local Module = { __name = "Module" }
+nn.Module = Module
+
+--- Module:extend(name) -> a new class; call it to make instances. `init`
+-- receives the constructor's arguments; `forward` defines the computation.
+function Module:extend(name)
+  assert(type(name) == "string", "nn.Module:extend: expected a class name (string)")
+  local class = { __name = name, __parent = self }
+  return setmetatable(class, {
+    __index = self,
+    __call = function(c, ...) return c:new(...) end,
+    __tostring = function() return "class " .. name end,
+  })
+end
+
+function Module:new(...)
+  local obj = C._new_lua_module(self.__name)
+  fields_of(obj).__class = self
+  local init = self.init
+  if init then init(obj, ...) end
+  return obj
+end
+
+function Module:forward()
+  error(self.__name .. ":forward is not implemented", 2)
+end
+
+return nn
