@@ -15,16 +15,19 @@ let package = Package(
         .systemLibrary(name: "CLua", pkgConfig: "lua5.4",
                        providers: [.apt(["liblua5.4-dev"])]),
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         // The C side of the Lua edge: macro wrappers and the error trampoline.
         .target(name: "CLuaShim", dependencies: ["CLua"]),
 
         .target(name: "ParryCore", dependencies: ["CBLAS"], swiftSettings: optimize),
         .target(name: "ParryNN", dependencies: ["ParryCore"], swiftSettings: optimize),
-        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "CLua", "CLuaShim"], swiftSettings: optimize),
+        .target(name: "ParryData", dependencies: ["ParryCore", "CZlib"], swiftSettings: optimize),
+        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "CLua", "CLuaShim"], swiftSettings: optimize),
         .executableTarget(name: "parry", dependencies: ["ParryLua"], swiftSettings: optimize),
 
         .testTarget(name: "ParryCoreTests", dependencies: ["ParryCore"]),
         .testTarget(name: "ParryNNTests", dependencies: ["ParryNN", "ParryCore"]),
+        .testTarget(name: "ParryDataTests", dependencies: ["ParryData", "ParryCore"]),
         .testTarget(name: "ParryLuaTests", dependencies: ["ParryLua", "ParryCore"]),
     ],
     swiftLanguageModes: [.v5]

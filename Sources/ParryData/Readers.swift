@@ -1,0 +1,194 @@
+import CZlib
+import Foundation
+import ParryCore
+
+// Readers for the file formats experiments use: IDX (MNIST family, plain or
+// gzip), NumPy .npy, CIFAR-10 binary batches and numeric CSV. Each checks its
+// input and names the file in its errors; truncated or corrupt files are
+// errors, never crashes.
+
+public enum DataError {
+    static func at(_ path: String, _ message: String) -> TensorError { TensorError("\(path): \(message)") }
+}
+
+/// The whole file, transparently gunzipped when it starts with the gzip magic.
+public func readFile(_ path: String) throws -> [UInt8] {
+    guard FileManager.default.fileExists(atPath: path) else { throw DataError.at(path, "no such file") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw DataError.at(path, "cannot read the file") }
+    let bytes = [UInt8](data)
+    guard bytes.count >= 2, bytes[0] == 0x1f, bytes[1] == 0x8b else { return bytes }
+    guard let gz = gzopen(path, "rb") else { throw DataError.at(path, "cannot open as gzip") }
+    defer { gzclose(gz) }
+    var out = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
+        if n < 0 { throw DataError.at(path, "corrupt gzip data") }
+        if n == 0 { break }
+        out.append(contentsOf: chunk[0..<Int(n)])
+    }
+    return out
+}
+
+@inline(__always) func bigEndianU32(_ b: [UInt8], _ i: Int) -> Int {
+    Int(b[i]) << 24 | Int(b[i + 1]) << 16 | Int(b[i + 2]) << 8 | Int(b[i + 3])
+}
+
+/// An IDX file (LeCun's MNIST format): magic 0,0,type,ndim; ndim big-endian
+/// u32 sizes; big-endian data. Integer types give int64, floats float32.
+public func readIDX(_ path: String) throws -> Tensor {
+    let b = try readFile(path)
+    guard b.count >= 4, b[0] == 0, b[1] == 0 else { throw DataError.at(path, "not an IDX file (bad magic)") }
+    let type = b[2], nd = Int(b[3])
+    guard nd >= 1, nd <= 8, b.count >= 4 + 4 * nd else { throw DataError.at(path, "truncated IDX header") }
+    let shape = (0..<nd).map { bigEndianU32(b, 4 + 4 * $0) }
+    let size: Int
+    switch type {
+    case 0x08, 0x09: size = 1
+    case 0x0B: size = 2
+    case 0x0C, 0x0D: size = 4
+    case 0x0E: size = 8
+    default: throw DataError.at(path, "unknown IDX element type 0x\(String(type, radix: 16))")
+    }
+    try Tensor.checkShape(shape)
+    let n = shape.reduce(1, *), start = 4 + 4 * nd
+    guard b.count >= start + n * size else {
+        throw DataError.at(path, "truncated IDX data: expected \(n * size) bytes for shape \(shapeString(shape)), found \(b.count - start)")
+    }
+    func raw(_ i: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for k in 0..<size { v = v << 8 | UInt64(b[start + i * size + k]) }
+        return v
+    }
+    if type == 0x0D || type == 0x0E {
+        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+        let p = t.pointer(Float.self)
+        for i in 0..<n { p[i] = type == 0x0D ? Float(bitPattern: UInt32(raw(i))) : Float(Double(bitPattern: raw(i))) }
+        return t
+    }
+    let t = Tensor(shape: shape, dtype: .int64, zeroed: false)
+    let p = t.pointer(Int64.self)
+    if type == 0x08 {
+        for i in 0..<n { p[i] = Int64(b[start + i]) }
+    } else {
+        for i in 0..<n {
+            let v = raw(i), bits = UInt64(size * 8)
+            p[i] = Int64(bitPattern: v << (64 - bits)) >> Int64(64 - bits)   // sign-extend
+        }
+    }
+    return t
+}
+
+/// A NumPy .npy file (versions 1–3), C order; float32/float64 give float32,
+/// uint8/int32/int64 give int64.
+public func readNPY(_ path: String) throws -> Tensor {
+    let b = try readFile(path)
+    guard b.count >= 10, b[0] == 0x93, Array(b[1..<6]) == Array("NUMPY".utf8) else { throw DataError.at(path, "not an .npy file (bad magic)") }
+    let major = b[6]
+    let headerLen: Int, start: Int
+    if major == 1 {
+        headerLen = Int(b[8]) | Int(b[9]) << 8; start = 10
+    } else {
+        guard b.count >= 12 else { throw DataError.at(path, "truncated .npy header") }
+        headerLen = Int(b[8]) | Int(b[9]) << 8 | Int(b[10]) << 16 | Int(b[11]) << 24; start = 12
+    }
+    guard b.count >= start + headerLen, let header = String(bytes: b[start..<(start + headerLen)], encoding: .utf8) else {
+        throw DataError.at(path, "truncated .npy header")
+    }
+    func field(_ key: String) -> String? {
+        guard let r = header.range(of: "'\(key)':") else { return nil }
+        return String(header[r.upperBound...]).trimmingCharacters(in: .whitespaces)
+    }
+    guard let descrField = field("descr"), let q1 = descrField.firstIndex(of: "'"),
+          let q2 = descrField[descrField.index(after: q1)...].firstIndex(of: "'") else { throw DataError.at(path, "no dtype in .npy header") }
+    let descr = String(descrField[descrField.index(after: q1)..<q2])
+    if let fo = field("fortran_order"), fo.hasPrefix("True") { throw DataError.at(path, "Fortran-order arrays are not supported; save with C order") }
+    guard let shapeField = field("shape"), let open = shapeField.firstIndex(of: "("), let close = shapeField.firstIndex(of: ")") else {
+        throw DataError.at(path, "no shape in .npy header")
+    }
+    let shape = try shapeField[shapeField.index(after: open)..<close].split(separator: ",").map { s -> Int in
+        guard let v = Int(s.trimmingCharacters(in: .whitespaces)) else { throw DataError.at(path, "bad shape in .npy header") }
+        return v
+    }
+    try Tensor.checkShape(shape)
+    let n = shape.reduce(1, *), data = start + headerLen
+    let little = descr.hasPrefix("<") || descr.hasPrefix("|")
+    guard little || descr.hasPrefix("=") else { throw DataError.at(path, "big-endian arrays are not supported (\(descr))") }
+    let kind = String(descr.dropFirst())
+    let size: Int
+    switch kind {
+    case "f4", "i4", "u4": size = 4
+    case "f8", "i8", "u8": size = 8
+    case "u1", "i1", "b1": size = 1
+    case "i2", "u2", "f2": size = 2
+    default: throw DataError.at(path, "unsupported dtype \(descr)")
+    }
+    guard b.count >= data + n * size else {
+        throw DataError.at(path, "truncated .npy data: expected \(n * size) bytes for shape \(shapeString(shape)), found \(b.count - data)")
+    }
+    func raw(_ i: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for k in stride(from: size - 1, through: 0, by: -1) { v = v << 8 | UInt64(b[data + i * size + k]) }
+        return v
+    }
+    if kind.hasPrefix("f") {
+        guard kind != "f2" else { throw DataError.at(path, "float16 arrays are not supported") }
+        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+        let p = t.pointer(Float.self)
+        for i in 0..<n { p[i] = size == 4 ? Float(bitPattern: UInt32(raw(i))) : Float(Double(bitPattern: raw(i))) }
+        return t
+    }
+    let t = Tensor(shape: shape, dtype: .int64, zeroed: false)
+    let p = t.pointer(Int64.self)
+    let signed = kind.hasPrefix("i"), bits = UInt64(size * 8)
+    for i in 0..<n {
+        let v = raw(i)
+        p[i] = signed ? Int64(bitPattern: v << (64 - bits)) >> Int64(64 - bits) : Int64(bitPattern: v)
+    }
+    return t
+}
+
+/// CIFAR-10 binary batches: records of 1 label byte + 3072 pixel bytes
+/// (channel-major 3×32×32). Returns images N×3×32×32 in [0, 1] and 0-based labels.
+public func readCIFARBatches(_ paths: [String]) throws -> (Tensor, Tensor) {
+    var images = [Float](), labels = [Int64]()
+    for path in paths {
+        let b = try readFile(path)
+        guard b.count % 3073 == 0, !b.isEmpty else {
+            throw DataError.at(path, "not a CIFAR-10 binary batch (size \(b.count) is not a multiple of 3073)")
+        }
+        images.reserveCapacity(images.count + b.count / 3073 * 3072)
+        for r in 0..<(b.count / 3073) {
+            let base = r * 3073
+            guard b[base] < 10 else { throw DataError.at(path, "label \(b[base]) in record \(r + 1) is not a CIFAR-10 class") }
+            labels.append(Int64(b[base]))
+            for k in 1...3072 { images.append(Float(b[base + k]) / 255) }
+        }
+    }
+    return (try Tensor(images, shape: [labels.count, 3, 32, 32]), try Tensor(labels, shape: [labels.count]))
+}
+
+/// A numeric CSV file: an optional header row, then rows of numbers.
+public func readCSV(_ path: String, header: Bool = true, delimiter: Character = ",") throws -> (Tensor, [String]) {
+    let bytes = try readFile(path)
+    guard let text = String(bytes: bytes, encoding: .utf8) else { throw DataError.at(path, "not UTF-8 text") }
+    var lines = text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+    var names = [String]()
+    if header, !lines.isEmpty { names = lines.removeFirst().split(separator: delimiter, omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } }
+    var values = [Float]()
+    var width: Int? = header ? names.count : nil
+    for (i, line) in lines.enumerated() {
+        let cells = line.split(separator: delimiter, omittingEmptySubsequences: false)
+        if let w = width, w != cells.count {
+            throw DataError.at(path, "row \(i + 1 + (header ? 1 : 0)) has \(cells.count) fields, expected \(w)")
+        }
+        width = cells.count
+        for (j, c) in cells.enumerated() {
+            guard let v = Float(c.trimmingCharacters(in: .whitespaces)) else {
+                throw DataError.at(path, "row \(i + 1 + (header ? 1 : 0)), column \(j + 1): '\(c)' is not a number")
+            }
+            values.append(v)
+        }
+    }
+    return (try Tensor(values, shape: [lines.count, width ?? names.count]), names)
+}
