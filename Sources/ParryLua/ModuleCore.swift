@@ -48,7 +48,7 @@ let openParryCore: parry_SwiftFunction = { L in
     // module table
     lua_createtable(L, 0, Int32(creationFunctions.count + tensorOps.count + 4))
     let module = lua_gettop(L)
-    for (name, fn) in creationFunctions + tensorOps + autogradFunctions {
+    for (name, fn) in creationFunctions + tensorOps + autogradFunctions + checkpointFunctions {
         parry_pushfunction(L, fn)
         lua_setfield(L, module, name)
     }

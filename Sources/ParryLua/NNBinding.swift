@@ -670,6 +670,7 @@ func openNN(_ L: LuaState, module: Int32) {
     table("_losses", lossFunctions)
     table("_optim", optimFunctions)
     table("_lr", schedulerFunctions)
+    table("_data", dataFunctions)
 
     // optimizer metatable
     lua_createtable(L, 0, Int32(optimizerMethods.count))

@@ -15,6 +15,10 @@ for name, value in pairs(core) do
   parry[name] = value
 end
 
+-- Modules can come from anywhere (the zoo, containers, checkpoints): their
+-- Lua-side behaviour (fields, calls, Lua-defined classes) is set up by nn.lua.
+parry.nn = require("parry.nn")
+
 --- Submodules loaded lazily as `parry.<name>` when a file `parry/<name>.lua`
 -- exists on package.path; unknown names stay nil.
 setmetatable(parry, {

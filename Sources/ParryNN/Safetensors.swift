@@ -1,0 +1,103 @@
+import Foundation
+import ParryCore
+
+/// Checkpoints in the safetensors format: an 8-byte little-endian header
+/// length, a JSON header mapping names to {dtype, shape, data_offsets} (plus
+/// "__metadata__": string → string), then raw little-endian data. Files move
+/// between parry, PyTorch and NumPy (`safetensors` Python package).
+public enum Safetensors {
+    static let sizes: [String: Int] = ["F32": 4, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1]
+
+    /// Writes `entries` (float32 as F32, int64 as I64) atomically: a temporary
+    /// file in the same directory, renamed over `path` when complete.
+    public static func write(_ entries: [(name: String, tensor: Tensor)], to path: String, metadata: [String: String] = [:]) throws {
+        var header = [String: Any]()
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        var blobs = [Tensor]()
+        var seen = Set<String>()
+        for (name, t) in entries {
+            guard !name.isEmpty, name != "__metadata__", seen.insert(name).inserted else {
+                throw TensorError("invalid or duplicate tensor name '\(name)'")
+            }
+            let c = try t.contiguous().detach()
+            let n = c.numel * c.dtype.byteSize
+            header[name] = ["dtype": c.dtype == .float32 ? "F32" : "I64", "shape": c.shape, "data_offsets": [offset, offset + n]]
+            offset += n
+            blobs.append(c)
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data(capacity: 8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for c in blobs {   // x86-64 and arm64 are little-endian, as the format
+            out.append(UnsafeRawBufferPointer(start: c.storage.raw + c.offset * c.dtype.byteSize, count: c.numel * c.dtype.byteSize).bindMemory(to: UInt8.self))
+        }
+        let tmp = path + ".tmp-\(getpid())"
+        guard FileManager.default.createFile(atPath: tmp, contents: out) else {
+            throw TensorError("\(path): cannot write (is the directory there and writable?)")
+        }
+        guard rename(tmp, path) == 0 else {
+            unlink(tmp)
+            throw TensorError("\(path): cannot move the written file into place")
+        }
+    }
+
+    /// Reads every tensor (F32/F64 → float32; I64/I32/I16/I8/U8/BOOL → int64) and the metadata.
+    public static func read(_ path: String) throws -> (entries: [(name: String, tensor: Tensor)], metadata: [String: String]) {
+        func bad(_ why: String) -> TensorError { TensorError("\(path): \(why)") }
+        guard FileManager.default.fileExists(atPath: path) else { throw bad("no such file") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw bad("cannot read the file") }
+        let b = [UInt8](data)
+        guard b.count >= 8 else { throw bad("too short for a safetensors file") }
+        var n: UInt64 = 0
+        for k in 0..<8 { n |= UInt64(b[k]) << (8 * UInt64(k)) }
+        guard n <= UInt64(b.count - 8), n < 100_000_000 else { throw bad("corrupt header length \(n)") }
+        let start = 8 + Int(n)
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(b[8..<start])), let header = obj as? [String: Any] else {
+            throw bad("corrupt header (not a JSON object)")
+        }
+        var metadata = [String: String]()
+        if let m = header["__metadata__"] {
+            guard let md = m as? [String: String] else { throw bad("__metadata__ must map strings to strings") }
+            metadata = md
+        }
+        var entries = [(name: String, tensor: Tensor)]()
+        for name in header.keys.sorted() where name != "__metadata__" {
+            guard let info = header[name] as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw bad("entry '\(name)' needs dtype, shape and data_offsets")
+            }
+            guard let size = sizes[dtype] else { throw bad("entry '\(name)' has unsupported dtype \(dtype)") }
+            try Tensor.checkShape(shape)
+            let count = shape.reduce(1, *)
+            let (lo, hi) = (offsets[0], offsets[1])
+            guard lo >= 0, hi >= lo, hi - lo == count * size, start + hi <= b.count else {
+                throw bad("entry '\(name)' has data_offsets [\(lo), \(hi)] that do not match its shape \(shapeString(shape)) or the file size")
+            }
+            let base = start + lo
+            func raw(_ i: Int) -> UInt64 {
+                var v: UInt64 = 0
+                for k in stride(from: size - 1, through: 0, by: -1) { v = v << 8 | UInt64(b[base + i * size + k]) }
+                return v
+            }
+            let t: Tensor
+            if dtype == "F32" || dtype == "F64" {
+                t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+                let p = t.pointer(Float.self)
+                for i in 0..<count { p[i] = dtype == "F32" ? Float(bitPattern: UInt32(raw(i))) : Float(Double(bitPattern: raw(i))) }
+            } else {
+                t = Tensor(shape: shape, dtype: .int64, zeroed: false)
+                let p = t.pointer(Int64.self)
+                let bits = UInt64(size * 8), signed = dtype.hasPrefix("I")
+                for i in 0..<count {
+                    let v = raw(i)
+                    p[i] = signed && bits < 64 ? Int64(bitPattern: v << (64 - bits)) >> Int64(64 - bits) : Int64(bitPattern: v)
+                }
+            }
+            entries.append((name, t))
+        }
+        return (entries, metadata)
+    }
+}

@@ -1,0 +1,206 @@
+--- parry.data: datasets, loaders and transforms. Images are N×C×H×W float32
+-- in [0, 1]; labels are int64 in 1..C.
+--
+--   local train = parry.data.fashion_mnist{split = "train"}
+--   for xb, yb in train:batches(128, {shuffle = true, transform = T.hflip()}) do ... end
+--   local x, y = train:get(1)                   -- one sample
+--   local tr, va = table.unpack(train:split{0.9, 0.1})
+
+local core = require("parry.core")
+local D = core._data
+
+local data = { idx = D.idx, npy = D.npy, csv = D.csv, transforms = {} }
+
+local function fail(fn, msg, level) error("parry.data." .. fn .. ": " .. msg, (level or 1) + 2) end
+
+local Dataset = {}
+local DatasetMT = {}
+
+DatasetMT.__len = function(self) return self.x:size(1) end
+DatasetMT.__index = function(self, key)
+  if math.type(key) == "integer" then return { self:get(key) } end
+  return Dataset[key]
+end
+DatasetMT.__tostring = function(self)
+  return string.format("Dataset(%d samples, x %s, y %s)", #self, table.concat(self.x:shape(), "x"),
+    self.y and table.concat(self.y:shape(), "x") or "none")
+end
+
+--- TensorDataset(x [, y]): samples along dim 1 of x (and y).
+function data.TensorDataset(x, y)
+  if not core.is_tensor(x) then fail("TensorDataset", "expected a tensor x, got " .. type(x)) end
+  if x:dim() == 0 then fail("TensorDataset", "x must have at least one dimension") end
+  if y ~= nil then
+    if not core.is_tensor(y) then fail("TensorDataset", "expected a tensor y, got " .. type(y)) end
+    if y:dim() == 0 or y:size(1) ~= x:size(1) then
+      fail("TensorDataset", string.format("x has %d samples but y has %d", x:size(1), y:dim() > 0 and y:size(1) or 0))
+    end
+  end
+  return setmetatable({ x = x, y = y }, DatasetMT)
+end
+
+--- ds:get(i) -> x_i, y_i (1-based; negative from the end).
+function Dataset:get(i)
+  return self.x[i], self.y and self.y[i]
+end
+
+--- ds:subset(idx): the samples at 1-based indices (a table or an int64 tensor).
+function Dataset:subset(idx)
+  if type(idx) == "table" then idx = core.tensor(idx, { dtype = "int64" }) end
+  return data.TensorDataset(self.x:index_select(1, idx), self.y and self.y:index_select(1, idx))
+end
+
+--- ds:split{f1, f2, ...} [, {generator=}]: random disjoint subsets with those
+-- fractions (or counts); the last takes the remainder of rounding.
+function Dataset:split(parts, opts)
+  if type(parts) ~= "table" or #parts == 0 then fail("split", "expected a table of fractions or counts, e.g. {0.9, 0.1}") end
+  local n, total = #self, 0
+  for _, p in ipairs(parts) do
+    if type(p) ~= "number" or p < 0 then fail("split", "fractions must be non-negative numbers") end
+    total = total + p
+  end
+  local counts, fractions = {}, total <= 1 + 1e-9
+  if not fractions and total ~= n then fail("split", string.format("counts add up to %d, expected %d", total, n)) end
+  local used = 0
+  for i, p in ipairs(parts) do
+    counts[i] = fractions and math.floor(p * n + 0.5) or math.floor(p)
+    if i == #parts and fractions and math.abs(total - 1) < 1e-9 then counts[i] = n - used end
+    used = used + counts[i]
+  end
+  if used > n then fail("split", "the parts need more samples than the dataset has") end
+  local perm = core.randperm(n, opts and opts.generator and { generator = opts.generator } or nil)
+  local out, start = {}, 1
+  for i, c in ipairs(counts) do
+    out[i] = c > 0 and self:subset(perm:narrow(1, start, c)) or data.TensorDataset(self.x:narrow(1, 1, 0), self.y and self.y:narrow(1, 1, 0))
+    start = start + c
+  end
+  return out
+end
+
+--- for xb, yb in ds:batches(bs, {shuffle=, drop_last=, transform=, generator=}) do ... end
+function Dataset:batches(bs, opts)
+  opts = opts or {}
+  if math.type(bs) ~= "integer" or bs < 1 then fail("batches", "batch size must be a positive integer, got " .. tostring(bs)) end
+  for k in pairs(opts) do
+    if k ~= "shuffle" and k ~= "drop_last" and k ~= "transform" and k ~= "generator" then
+      fail("batches", "unknown option '" .. tostring(k) .. "' (expected shuffle, drop_last, transform, generator)")
+    end
+  end
+  local n = #self
+  local order = opts.shuffle and core.randperm(n, opts.generator and { generator = opts.generator } or nil) or nil
+  local start = 1
+  local x, y, transform = self.x, self.y, opts.transform
+  return function()
+    if start > n then return nil end
+    local len = math.min(bs, n - start + 1)
+    if len < bs and opts.drop_last then return nil end
+    local xb, yb
+    if order then
+      local idx = order:narrow(1, start, len)
+      xb, yb = x:index_select(1, idx), y and y:index_select(1, idx)
+    else
+      xb, yb = x:narrow(1, start, len), y and y:narrow(1, start, len)
+    end
+    start = start + len
+    if transform then xb = transform(xb) end
+    return xb, yb
+  end
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- The first of path, path.gz that exists.
+local function find(fn, root, name, hint)
+  for _, p in ipairs{ root .. "/" .. name, root .. "/" .. name .. ".gz" } do
+    if exists(p) then return p end
+  end
+  fail(fn, root .. "/" .. name .. "(.gz): no such file" .. (hint or ""), 2)
+end
+
+local function idx_dataset(fn, opts, default_root, hint)
+  opts = opts or {}
+  local split = opts.split or "train"
+  if split ~= "train" and split ~= "test" then fail(fn, "split must be \"train\" or \"test\", got " .. tostring(split), 2) end
+  local root = opts.root or default_root
+  if not root then fail(fn, "missing option root (the folder with the IDX files)", 2) end
+  local prefix = split == "train" and "train" or "t10k"
+  local images = D.idx(find(fn, root, prefix .. "-images-idx3-ubyte", hint))
+  local labels = D.idx(find(fn, root, prefix .. "-labels-idx1-ubyte", hint))
+  if images:dim() ~= 3 or labels:dim() ~= 1 or images:size(1) ~= labels:size(1) then
+    fail(fn, "images and labels do not match (" .. table.concat(images:shape(), "x") .. " vs " .. table.concat(labels:shape(), "x") .. ")", 2)
+  end
+  local n = opts.limit and math.min(opts.limit, images:size(1)) or images:size(1)
+  local x = images:narrow(1, 1, n):float():div(255):unsqueeze(2)
+  return data.TensorDataset(x, labels:narrow(1, 1, n) + 1)
+end
+
+--- fashion_mnist{split = "train"|"test", root = , limit = } from Debian's dataset-fashion-mnist.
+function data.fashion_mnist(opts)
+  return idx_dataset("fashion_mnist", opts, "/usr/share/datasets/fashion-mnist",
+    " (install Debian's dataset-fashion-mnist, or pass root=)")
+end
+
+--- mnist{root = , split = , limit = }: the same IDX layout.
+function data.mnist(opts) return idx_dataset("mnist", opts, nil) end
+
+--- cifar10{root = , split = "train"|"test"}: the binary version (data_batch_1.bin ... test_batch.bin).
+function data.cifar10(opts)
+  opts = opts or {}
+  if not opts.root then fail("cifar10", "missing option root (the folder with data_batch_1.bin ...)") end
+  local split = opts.split or "train"
+  local names = split == "train" and { "data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin" }
+    or split == "test" and { "test_batch.bin" } or fail("cifar10", "split must be \"train\" or \"test\"")
+  local root = opts.root
+  if not exists(root .. "/" .. names[1]) and exists(root .. "/cifar-10-batches-bin/" .. names[1]) then
+    root = root .. "/cifar-10-batches-bin"
+  end
+  local paths = {}
+  for i, n in ipairs(names) do paths[i] = root .. "/" .. n end
+  local x, y = D._cifar(paths)
+  return data.TensorDataset(x, y + 1)
+end
+
+--- synthetic_classification{n = 1000, dim = 20, classes = 2, seed = 0, spread = 2}:
+-- Gaussian blobs with class means ~ N(0, spread²) and unit noise.
+function data.synthetic_classification(opts)
+  opts = opts or {}
+  local n, dim, classes = opts.n or 1000, opts.dim or 20, opts.classes or 2
+  for _, v in ipairs{ n, dim, classes } do
+    if math.type(v) ~= "integer" or v < 1 then fail("synthetic_classification", "n, dim and classes must be positive integers") end
+  end
+  local g = core.Generator(opts.seed or 0)
+  local means = core.randn(classes, dim, { generator = g }) * (opts.spread or 2)
+  local y = core.randint(1, classes, n, { generator = g })
+  local x = means:index_select(1, y) + core.randn(n, dim, { generator = g })
+  return data.TensorDataset(x, y)
+end
+
+-- Transforms: functions from a batch to a batch.
+local T = data.transforms
+
+function T.random_crop(size, opts)
+  local h, w = size, size
+  if type(size) == "table" then h, w = size[1], size[2] end
+  return function(x) return D._random_crop(x, h, w, opts) end
+end
+
+function T.hflip(p, opts)
+  return function(x) return D._hflip(x, p or 0.5, opts) end
+end
+
+function T.normalize(mean, std)
+  return function(x) return D._normalize(x, mean, std) end
+end
+
+function T.compose(list)
+  return function(x)
+    for _, t in ipairs(list) do x = t(x) end
+    return x
+  end
+end
+
+return data
