@@ -64,6 +64,28 @@ end
 -- Swift containers call Lua-defined children through this.
 C._set_forward_helper(function(self, x) return self:forward(x) end)
 
+-- Maps each dotted name's numeric components with f (PyTorch's Sequential
+-- indices are 0-based, parry's 1-based).
+local function map_indices(sd, f)
+  if type(sd) ~= "table" then error("expected a table of name = tensor", 3) end
+  local out = {}
+  for name, t in pairs(sd) do
+    local parts = {}
+    for part in tostring(name):gmatch("[^.]+") do
+      parts[#parts + 1] = part:match("^%d+$") and tostring(f(tonumber(part))) or part
+    end
+    out[table.concat(parts, ".")] = t
+  end
+  return out
+end
+
+--- nn.from_torch_names(sd): PyTorch state-dict names ("0.weight",
+-- "layer1.0.conv1.weight") to parry's ("1.weight", "layer1.1.conv1.weight").
+function nn.from_torch_names(sd) return map_indices(sd, function(i) return i + 1 end) end
+
+--- nn.to_torch_names(sd): the inverse, for files PyTorch will load.
+function nn.to_torch_names(sd) return map_indices(sd, function(i) return i - 1 end) end
+
 --- Base class of Lua-defined modules.
 local Module = { __name = "Module" }
 nn.Module = Module
