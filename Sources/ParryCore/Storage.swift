@@ -9,7 +9,7 @@ import Synchronization
 /// (fresh mmap'd buffers cost a page fault per 4 KB on first touch). Called
 /// once by the host before any tensor is made.
 public func configureAllocator() {
-    _ = mallopt(-3, 256 << 20)   // M_MMAP_THRESHOLD (glibc malloc.h)
+    _ = mallopt(-3, 32 << 20)    // M_MMAP_THRESHOLD (glibc malloc.h); 32 MB is its maximum
     _ = mallopt(-1, 1 << 30)     // M_TRIM_THRESHOLD
 }
 
