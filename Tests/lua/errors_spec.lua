@@ -70,6 +70,59 @@ describe("every exposed function survives bad arguments", function()
     assert(n > 80, "expected many methods, found " .. n)
   end)
 
+  it("for nn, functional, losses, optim, data and module methods", function()
+    local groups = {
+      {parry.nn, "nn."}, {parry.nn.functional, "nn.functional."}, {parry.losses, "parry.losses."},
+      {parry.optim, "optim."}, {parry.optim.lr, "optim.lr."}, {parry.models, "parry.models."},
+    }
+    local slow = {fashion_mnist = true, mnist = true, cifar10 = true}
+    local n = 0
+    for _, g in ipairs(groups) do
+      for name, fn in pairs(g[1]) do
+        if type(fn) == "function" and not name:find("torch_names") then
+          check(g[2] .. name, fn, {g[2] .. name, "nn.Module"})
+          n = n + 1
+        end
+      end
+    end
+    for name, fn in pairs(parry.data) do
+      if type(fn) == "function" and not slow[name] then check("parry.data." .. name, fn, {"parry.data." .. name}); n = n + 1 end
+    end
+    for name, fn in pairs(parry.data.transforms) do
+      check("parry.data.transforms." .. name, fn, {"parry.data.transforms." .. name}); n = n + 1
+    end
+    local module_methods = getmetatable(parry.nn.Linear(1, 1)).methods
+    for name, fn in pairs(module_methods) do
+      check("Module:" .. name, fn, {"Module:" .. name})
+      check("Module:" .. name .. " on a module", function(...) return fn(parry.nn.Linear(3, 2), ...) end, {"Module:" .. name})
+      n = n + 1
+    end
+    local ds = parry.data.synthetic_classification{n = 10, dim = 3, classes = 2}
+    for _, name in ipairs{"get", "subset", "split", "batches"} do
+      check("Dataset:" .. name, function(...) return ds[name](ds, ...) end, {"parry.data." .. name})
+      check("Dataset:" .. name .. " without self", ds[name], {"parry.data." .. name})
+    end
+    assert(n > 50, "expected many functions, found " .. n)
+  end)
+
+  it("for wrong shapes into layers", function()
+    local cases = {
+      {function() parry.nn.Linear(4, 2)(parry.zeros(3, 5)) end, "Module:forward: input of shape {3,5} does not match weight {2,4}"},
+      {function() parry.nn.Conv2d(3, 8, 3)(parry.zeros(1, 1, 8, 8)) end, "input has 1 channels but the weight {8,3,3,3} expects 3"},
+      {function() parry.nn.Conv2d(1, 8, 3)(parry.zeros(8, 8)) end, "expected a 4-d input N×C×H×W, got shape {8,8}"},
+      {function() parry.nn.Conv2d(1, 8, 5)(parry.zeros(1, 1, 3, 3)) end, "smaller than the kernel"},
+      {function() parry.nn.MaxPool2d(2)(parry.zeros(4)) end, "expected a 4-d input"},
+      {function() parry.nn.BatchNorm2d(3)(parry.zeros(2, 3)) end, "BatchNorm2d expects a 4-d N×C×H×W input"},
+      {function() parry.nn.BatchNorm1d(3)(parry.zeros(2, 4)) end, "running_mean has shape {3}, expected {4}"},
+      {function() parry.nn.BatchNorm1d(3)(parry.zeros(1, 3)) end, "expected more than 1 value per channel when training"},
+      {function() parry.models.resnet20()(parry.zeros(1, 1, 8, 8)) end, "input has 1 channels"},
+      {function() parry.nn.Sequential{parry.nn.Linear(2, 2), 5} end, "nn.Sequential: expected modules in modules, got integer at position 2"},
+      {function() parry.nn.Linear(0, 2) end, "nn.Linear: Linear sizes must be positive"},
+      {function() parry.nn.Dropout(1.5) end, "dropout probability must be in [0, 1]"},
+    }
+    for _, c in ipairs(cases) do assert.error(c[1], c[2]) end
+  end)
+
   it("for operators and indexing", function()
     local x = T()
     for _, other in ipairs{"x", {}, print, parry.zeros(4), true} do

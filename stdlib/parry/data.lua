@@ -11,7 +11,20 @@ local D = core._data
 
 local data = { idx = D.idx, npy = D.npy, csv = D.csv, transforms = {} }
 
-local function fail(fn, msg, level) error("parry.data." .. fn .. ": " .. msg, (level or 1) + 2) end
+local function fail(fn, msg) error("parry.data." .. fn .. ": " .. msg, 0) end
+
+-- Wraps f so that any error it raises (its own or a tensor op's) names
+-- parry.data.<fn> and points at the caller's line.
+local function named(fn, f)
+  local prefix = "parry.data." .. fn
+  return function(...)
+    local r = table.pack(pcall(f, ...))
+    if r[1] then return table.unpack(r, 2, r.n) end
+    local msg = tostring(r[2]):gsub("^[^\n]-:%d+: ", "")
+    if msg:sub(1, #prefix) ~= prefix then msg = prefix .. ": " .. msg end
+    error(msg, 2)
+  end
+end
 
 local Dataset = {}
 local DatasetMT = {}
@@ -41,11 +54,15 @@ end
 
 --- ds:get(i) -> x_i, y_i (1-based; negative from the end).
 function Dataset:get(i)
+  if getmetatable(self) ~= DatasetMT then fail("get", "call as ds:get(i) on a dataset") end
+  if math.type(i) ~= "integer" then fail("get", "expected an integer index, got " .. tostring(i)) end
   return self.x[i], self.y and self.y[i]
 end
 
 --- ds:subset(idx): the samples at 1-based indices (a table or an int64 tensor).
 function Dataset:subset(idx)
+  if getmetatable(self) ~= DatasetMT then fail("subset", "call as ds:subset(idx) on a dataset") end
+  if type(idx) ~= "table" and not core.is_tensor(idx) then fail("subset", "expected a table or tensor of indices, got " .. type(idx)) end
   if type(idx) == "table" then idx = core.tensor(idx, { dtype = "int64" }) end
   return data.TensorDataset(self.x:index_select(1, idx), self.y and self.y:index_select(1, idx))
 end
@@ -53,6 +70,8 @@ end
 --- ds:split{f1, f2, ...} [, {generator=}]: random disjoint subsets with those
 -- fractions (or counts); the last takes the remainder of rounding.
 function Dataset:split(parts, opts)
+  if getmetatable(self) ~= DatasetMT then fail("split", "call as ds:split{...} on a dataset") end
+  if opts ~= nil and type(opts) ~= "table" then fail("split", "expected an options table, got " .. type(opts)) end
   if type(parts) ~= "table" or #parts == 0 then fail("split", "expected a table of fractions or counts, e.g. {0.9, 0.1}") end
   local n, total = #self, 0
   for _, p in ipairs(parts) do
@@ -79,6 +98,8 @@ end
 
 --- for xb, yb in ds:batches(bs, {shuffle=, drop_last=, transform=, generator=}) do ... end
 function Dataset:batches(bs, opts)
+  if getmetatable(self) ~= DatasetMT then fail("batches", "call as ds:batches(...) on a dataset") end
+  if opts ~= nil and type(opts) ~= "table" then fail("batches", "expected an options table, got " .. type(opts)) end
   opts = opts or {}
   if math.type(bs) ~= "integer" or bs < 1 then fail("batches", "batch size must be a positive integer, got " .. tostring(bs)) end
   for k in pairs(opts) do
@@ -118,20 +139,30 @@ local function find(fn, root, name, hint)
   for _, p in ipairs{ root .. "/" .. name, root .. "/" .. name .. ".gz" } do
     if exists(p) then return p end
   end
-  fail(fn, root .. "/" .. name .. "(.gz): no such file" .. (hint or ""), 2)
+  fail(fn, root .. "/" .. name .. "(.gz): no such file" .. (hint or ""))
+end
+
+local function check_opts(fn, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then fail(fn, "expected an options table, got " .. type(opts)) end
+  for k in pairs(opts) do
+    if not allowed[k] then fail(fn, "unknown option '" .. tostring(k) .. "'") end
+  end
+  return opts
 end
 
 local function idx_dataset(fn, opts, default_root, hint)
-  opts = opts or {}
+  opts = check_opts(fn, opts, { split = true, root = true, limit = true })
+  if opts.limit ~= nil and (math.type(opts.limit) ~= "integer" or opts.limit < 1) then fail(fn, "limit must be a positive integer") end
   local split = opts.split or "train"
-  if split ~= "train" and split ~= "test" then fail(fn, "split must be \"train\" or \"test\", got " .. tostring(split), 2) end
+  if split ~= "train" and split ~= "test" then fail(fn, "split must be \"train\" or \"test\", got " .. tostring(split)) end
   local root = opts.root or default_root
-  if not root then fail(fn, "missing option root (the folder with the IDX files)", 2) end
+  if not root then fail(fn, "missing option root (the folder with the IDX files)") end
   local prefix = split == "train" and "train" or "t10k"
   local images = D.idx(find(fn, root, prefix .. "-images-idx3-ubyte", hint))
   local labels = D.idx(find(fn, root, prefix .. "-labels-idx1-ubyte", hint))
   if images:dim() ~= 3 or labels:dim() ~= 1 or images:size(1) ~= labels:size(1) then
-    fail(fn, "images and labels do not match (" .. table.concat(images:shape(), "x") .. " vs " .. table.concat(labels:shape(), "x") .. ")", 2)
+    fail(fn, "images and labels do not match (" .. table.concat(images:shape(), "x") .. " vs " .. table.concat(labels:shape(), "x") .. ")")
   end
   local n = opts.limit and math.min(opts.limit, images:size(1)) or images:size(1)
   local x = images:narrow(1, 1, n):float():div(255):unsqueeze(2)
@@ -149,7 +180,7 @@ function data.mnist(opts) return idx_dataset("mnist", opts, nil) end
 
 --- cifar10{root = , split = "train"|"test"}: the binary version (data_batch_1.bin ... test_batch.bin).
 function data.cifar10(opts)
-  opts = opts or {}
+  opts = check_opts("cifar10", opts, { split = true, root = true })
   if not opts.root then fail("cifar10", "missing option root (the folder with data_batch_1.bin ...)") end
   local split = opts.split or "train"
   local names = split == "train" and { "data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin" }
@@ -167,7 +198,7 @@ end
 --- synthetic_classification{n = 1000, dim = 20, classes = 2, seed = 0, spread = 2}:
 -- Gaussian blobs with class means ~ N(0, spread²) and unit noise.
 function data.synthetic_classification(opts)
-  opts = opts or {}
+  opts = check_opts("synthetic_classification", opts, { n = true, dim = true, classes = true, seed = true, spread = true })
   local n, dim, classes = opts.n or 1000, opts.dim or 20, opts.classes or 2
   for _, v in ipairs{ n, dim, classes } do
     if math.type(v) ~= "integer" or v < 1 then fail("synthetic_classification", "n, dim and classes must be positive integers") end
@@ -202,5 +233,13 @@ function T.compose(list)
     return x
   end
 end
+
+-- Every public function reports errors under its own name.
+data.TensorDataset = named("TensorDataset", data.TensorDataset)
+data.fashion_mnist = named("fashion_mnist", data.fashion_mnist)
+data.mnist = named("mnist", data.mnist)
+data.cifar10 = named("cifar10", data.cifar10)
+data.synthetic_classification = named("synthetic_classification", data.synthetic_classification)
+for _, m in ipairs{ "get", "subset", "split", "batches" } do Dataset[m] = named(m, Dataset[m]) end
 
 return data
