@@ -74,6 +74,29 @@ describe("modules", function()
     assert.equals(1, #m:parameters())
   end)
 
+  it("pass finite-difference gradient checks end to end (inputs and parameters)", function()
+    parry.manual_seed(4)
+    local Gate = nn.Module:extend("Gate")
+    function Gate:init(n) self.w = parry.randn(n):requires_grad_() end
+    function Gate:forward(x) return x * self.w:sigmoid() end
+    local net = nn.Sequential{
+      nn.Conv2d(2, 3, 3, {stride = 2, padding = 1}), nn.BatchNorm2d(3), nn.LeakyReLU(0.1), nn.AvgPool2d(2, {stride = 1}),
+      nn.Flatten(), nn.Linear(3 * 2 * 2, 4), nn.GELU(), Gate(4), nn.Tanh(), nn.Linear(4, 3), nn.Sigmoid(),
+    }
+    local x = parry.randn(3, 2, 6, 6):requires_grad_()
+    local inputs = {x}
+    for _, p in ipairs(net:parameters()) do inputs[#inputs + 1] = p end
+    local ok, detail = parry.gradcheck(function(xx) return net(xx) end, inputs, {atol = 2e-3, rtol = 2e-2})
+    assert(ok, detail)
+    local ens = nn.Ensemble{nn.Linear(3, 2), nn.Sequential{nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)}}
+    local y = parry.randn(4, 3):requires_grad_()
+    ok, detail = parry.gradcheck(function(v) return ens(v) end, {y})
+    assert(ok, detail)
+    -- the ensemble outputs log of the mean of its members' softmax
+    local expected = ((ens[1](y):softmax(2) + ens[2](y):softmax(2)) / 2):log()
+    assert.near(expected, ens(y), 1e-6)
+  end)
+
   it("give features of named layers", function()
     local net = parry.models.resnet20{in_channels = 1, classes = 3}
     local f, logits = net:features(parry.randn(2, 1, 16, 16), "layer2")
