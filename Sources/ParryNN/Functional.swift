@@ -16,11 +16,20 @@ public enum F {
         return try bias.map { try y.binary(.add, $0) } ?? y
     }
 
+    @inline(__always) static func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
+    @inline(__always) static func ceilDiv(_ a: Int, _ b: Int) -> Int { -floorDiv(-a, b) }
+
     /// Output size of a sliding window.
     static func windows(_ n: Int, _ k: Int, _ s: Int, _ p: Int) -> Int { (n + 2 * p - k) / s + 1 }
 
-    /// im2col: x N×C×H×W → N×(C·kh·kw)×L, L = H'·W' windows (zero padding).
-    public static func unfold(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) throws -> Tensor {
+    /// How unfold lays out its columns: `batched` is N×(C·kh·kw)×L (PyTorch's
+    /// unfold); `matrix` is (C·kh·kw)×(N·L), one matrix for the whole batch,
+    /// so a convolution is a single GEMM.
+    public enum ColumnLayout: Sendable { case batched, matrix }
+
+    /// im2col: x N×C×H×W → windows as columns (L = H'·W' per image, zero padding).
+    public static func unfold(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int),
+                              layout: ColumnLayout = .batched) throws -> Tensor {
         guard x.ndim == 4 else { throw TensorError("expected a 4-d input N×C×H×W, got shape \(shapeString(x.shape))") }
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (kh, kw) = kernel, (sh, sw) = stride, (ph, pw) = padding
@@ -29,45 +38,57 @@ public enum F {
         guard oh > 0, ow > 0 else {
             throw TensorError("input \(h)×\(w) is smaller than the kernel \(kh)×\(kw) (with padding \(ph), \(pw))")
         }
-        try Tensor.checkShape([n, c * kh * kw, oh * ow])
+        let L = oh * ow, rows = c * kh * kw
+        let outShape = layout == .batched ? [n, rows, L] : [rows, n * L]
+        try Tensor.checkShape(outShape)
         let src = try x.to(.float32).contiguous().detach()
-        let out = Tensor(shape: [n, c * kh * kw, oh * ow], dtype: .float32, zeroed: false)
+        let out = Tensor(shape: outShape, dtype: .float32, zeroed: false)
         let ps = src.pointer(Float.self), po = out.pointer(Float.self)
-        let L = oh * ow
         for b in 0..<n { for ch in 0..<c { for ki in 0..<kh { for kj in 0..<kw {
-            let row = ((b * c + ch) * kh + ki) * kw + kj
-            let dst = po + row * L
+            let row = (ch * kh + ki) * kw + kj
+            let dst = layout == .batched ? po + (b * rows + row) * L : po + row * n * L + b * L
             let plane = ps + (b * c + ch) * h * w
             for i in 0..<oh {
                 let ih = i * sh - ph + ki
                 if ih < 0 || ih >= h { (dst + i * ow).update(repeating: 0, count: ow); continue }
-                for j in 0..<ow {
-                    let iw = j * sw - pw + kj
-                    dst[i * ow + j] = (iw >= 0 && iw < w) ? plane[ih * w + iw] : 0
+                // Columns j whose input column iw = j·sw − pw + kj lies inside [0, w).
+                let jlo = max(0, ceilDiv(pw - kj, sw)), jhi = min(ow, floorDiv(w - 1 + pw - kj, sw) + 1)
+                let d = dst + i * ow, srow = plane + ih * w - pw + kj
+                if jlo > 0 { d.update(repeating: 0, count: min(jlo, ow)) }
+                if jhi > jlo {
+                    if sw == 1 { (d + jlo).update(from: srow + jlo, count: jhi - jlo) }
+                    else { for j in jlo..<jhi { d[j] = srow[j * sw] } }
                 }
+                if jhi < ow { (d + max(jhi, jlo)).update(repeating: 0, count: ow - max(jhi, jlo)) }
             }
         } } } }
-        let size = (h, w)
+        let size = (h, w), batch = n
         return record("unfold", out, [x]) { g, _ in
-            [try fold(g, outputSize: size, kernel: kernel, stride: stride, padding: padding)]
+            [try fold(g, outputSize: size, kernel: kernel, stride: stride, padding: padding, layout: layout, batch: batch)]
         }
     }
 
-    /// col2im, the adjoint of unfold: sums window columns back into N×C×H×W.
-    public static func fold(_ cols: Tensor, outputSize: (Int, Int), kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) throws -> Tensor {
+    /// col2im, the adjoint of unfold: sums window columns back into N×C×H×W
+    /// (`batch` is N, needed for the `matrix` layout).
+    public static func fold(_ cols: Tensor, outputSize: (Int, Int), kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int),
+                            layout: ColumnLayout = .batched, batch: Int? = nil) throws -> Tensor {
         let (h, w) = outputSize, (kh, kw) = kernel, (sh, sw) = stride, (ph, pw) = padding
         let oh = windows(h, kh, sh, ph), ow = windows(w, kw, sw, pw)
-        guard cols.ndim == 3, cols.shape[1] % (kh * kw) == 0, cols.shape[2] == oh * ow else {
+        let L = oh * ow
+        let n = layout == .batched ? (cols.ndim == 3 ? cols.shape[0] : 0) : (batch ?? 1)
+        let valid = layout == .batched
+            ? cols.ndim == 3 && cols.shape[1] % (kh * kw) == 0 && cols.shape[2] == L
+            : cols.ndim == 2 && cols.shape[0] % (kh * kw) == 0 && cols.shape[1] == n * L
+        guard valid else {
             throw TensorError("fold: columns of shape \(shapeString(cols.shape)) do not match the output size and kernel")
         }
-        let n = cols.shape[0], c = cols.shape[1] / (kh * kw)
+        let rows = layout == .batched ? cols.shape[1] : cols.shape[0], c = rows / (kh * kw)
         let src = try cols.contiguous().detach()
         let out = try Tensor.zeros([n, c, h, w])
         let ps = src.pointer(Float.self), po = out.pointer(Float.self)
-        let L = oh * ow
         for b in 0..<n { for ch in 0..<c { for ki in 0..<kh { for kj in 0..<kw {
-            let row = ((b * c + ch) * kh + ki) * kw + kj
-            let col = ps + row * L
+            let row = (ch * kh + ki) * kw + kj
+            let col = layout == .batched ? ps + (b * rows + row) * L : ps + row * n * L + b * L
             let plane = po + (b * c + ch) * h * w
             for i in 0..<oh {
                 let ih = i * sh - ph + ki
@@ -79,7 +100,7 @@ public enum F {
             }
         } } } }
         return record("fold", out, [cols]) { g, _ in
-            [try unfold(g, kernel: kernel, stride: stride, padding: padding)]
+            [try unfold(g, kernel: kernel, stride: stride, padding: padding, layout: layout)]
         }
     }
 
@@ -90,10 +111,11 @@ public enum F {
             throw TensorError("input has \(x.shape[1]) channels but the weight \(shapeString(weight.shape)) expects \(weight.ndim == 4 ? weight.shape[1] : 0)")
         }
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-        let cols = try unfold(x, kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding))
+        // One GEMM for the whole batch: (O × C·kh·kw) · (C·kh·kw × N·L) → O × N·L.
+        let cols = try unfold(x, kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding), layout: .matrix)
         let oh = windows(x.shape[2], kh, stride, padding), ow = windows(x.shape[3], kw, stride, padding)
-        var y = try weight.reshape([o, -1]).matmul(cols)               // N×O×L
-        y = try y.reshape([x.shape[0], o, oh, ow])
+        var y = try weight.reshape([o, -1]).matmul(cols)
+        y = try y.reshape([o, x.shape[0], oh, ow]).permute([1, 0, 2, 3])
         if let bias { y = try y.binary(.add, bias.reshape([1, o, 1, 1])) }
         return y
     }

@@ -40,8 +40,11 @@ final class FunctionalTests: XCTestCase {
     }
 
     func testConvMatchesDefinition() throws {
-        for (stride, padding) in [(1, 0), (1, 1), (2, 1), (3, 2)] {
+        for (stride, padding) in [(1, 0), (1, 1), (2, 1), (3, 2), (2, 3)] {
             let x = try Tensor.randn([2, 3, 7, 6], generator: g), w = try Tensor.randn([4, 3, 3, 3], generator: g)
+            // a kernel wider than the image (padding makes room) exercises the clipped column ranges
+            let wide = try Tensor.randn([2, 3, 7, 7], generator: g)
+            close(try F.conv2d(x, wide, nil, stride: stride, padding: 3).floats(), naiveConv(x, wide, nil, stride: stride, padding: 3), tol: 1e-4)
             let b = try Tensor.randn([4], generator: g)
             let y = try F.conv2d(x, w, b, stride: stride, padding: padding)
             close(y.floats(), naiveConv(x, w, b, stride: stride, padding: padding), tol: 1e-4)
@@ -53,6 +56,7 @@ final class FunctionalTests: XCTestCase {
         try check("conv s1 p0", [x, w, b]) { try F.conv2d($0[0], $0[1], $0[2]) }
         try check("conv s2 p1", [x, w, b]) { try F.conv2d($0[0], $0[1], $0[2], stride: 2, padding: 1) }
         try check("unfold", [x]) { try F.unfold($0[0], kernel: (2, 3), stride: (2, 1), padding: (1, 0)) }
+        try check("unfold as one matrix", [x]) { try F.unfold($0[0], kernel: (3, 2), stride: (1, 2), padding: (1, 1), layout: .matrix) }
         try check("max pool", [x]) { try F.maxPool2d($0[0], kernel: 2) }
         try check("max pool s1 p1", [x]) { try F.maxPool2d($0[0], kernel: 3, stride: 1, padding: 1) }
         try check("avg pool", [x]) { try F.avgPool2d($0[0], kernel: 2, stride: 1) }
