@@ -134,21 +134,26 @@ public enum F {
         let idx = Tensor(shape: [n, c, oh * ow], dtype: .int64, zeroed: false)
         let ps = src.pointer(Float.self), pi = idx.pointer(Int64.self)
         for plane in 0..<(n * c) {
-            let p = ps + plane * h * w
-            for i in 0..<oh { for j in 0..<ow {
-                var best = -Float.infinity, bi = -1
-                for a in 0..<kernel {
-                    let ih = i * s - padding + a
-                    if ih < 0 || ih >= h { continue }
-                    for b in 0..<kernel {
-                        let iw = j * s - padding + b
-                        if iw < 0 || iw >= w { continue }
-                        let v = p[ih * w + iw]
-                        if v > best || bi < 0 || v.isNaN { best = v; bi = ih * w + iw; if v.isNaN { break } }
+            let p = ps + plane &* h &* w, q = pi + plane &* oh &* ow
+            for i in 0..<oh {
+                let h0 = i &* s &- padding
+                let ha = max(h0, 0), hb = min(h0 &+ kernel, h)
+                for j in 0..<ow {
+                    let w0 = j &* s &- padding
+                    let wa = max(w0, 0), wb = min(w0 &+ kernel, w)
+                    var bi = ha &* w &+ wa
+                    var best = p[bi]
+                    for a in ha..<hb {
+                        let row = a &* w
+                        for b in wa..<wb {
+                            let v = p[row &+ b]
+                            // v > best, or v is NaN (NaN wins and stays, as in PyTorch)
+                            if !(v <= best) && !best.isNaN { best = v; bi = row &+ b }
+                        }
                     }
+                    q[i &* ow &+ j] = Int64(bi)
                 }
-                pi[plane * oh * ow + i * ow + j] = Int64(max(bi, 0))
-            } }
+            }
         }
         // Selecting by index makes the op differentiable (gather ↔ scatter-add).
         return try x.reshape([n, c, h * w]).gather(2, idx).reshape([n, c, oh, ow])
