@@ -215,6 +215,17 @@ describe("data", function()
     assert.error(function() ds:batches(0) end, "parry.data.batches: batch size must be a positive integer")
   end)
 
+  it("reports truncated and missing files with their paths", function()
+    local path = os.tmpname()
+    local f = io.open(path, "wb")
+    f:write(string.char(0, 0, 8, 1, 0, 0, 0, 9, 1, 2))     -- an IDX header for 9 bytes, then only 2
+    f:close()
+    assert.error(function() parry.data.idx(path) end, "parry.data.idx: " .. path .. ": truncated IDX data")
+    os.remove(path)
+    assert.error(function() parry.data.npy("/nonexistent.npy") end, "parry.data.npy: /nonexistent.npy: no such file")
+    assert.error(function() parry.data.cifar10{root = "/nonexistent"} end, "parry.data.cifar10: /nonexistent/data_batch_1.bin: no such file")
+  end)
+
   it("makes synthetic classification data", function()
     local ds = parry.data.synthetic_classification{n = 200, dim = 5, classes = 3, seed = 1}
     assert.same({200, 5}, ds.x:shape())
