@@ -55,28 +55,8 @@ public func readIDX(_ path: String) throws -> Tensor {
     guard b.count >= start + n * size else {
         throw DataError.at(path, "truncated IDX data: expected \(n * size) bytes for shape \(shapeString(shape)), found \(b.count - start)")
     }
-    func raw(_ i: Int) -> UInt64 {
-        var v: UInt64 = 0
-        for k in 0..<size { v = v << 8 | UInt64(b[start + i * size + k]) }
-        return v
-    }
-    if type == 0x0D || type == 0x0E {
-        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
-        let p = t.pointer(Float.self)
-        for i in 0..<n { p[i] = type == 0x0D ? Float(bitPattern: UInt32(raw(i))) : Float(Double(bitPattern: raw(i))) }
-        return t
-    }
-    let t = Tensor(shape: shape, dtype: .int64, zeroed: false)
-    let p = t.pointer(Int64.self)
-    if type == 0x08 {
-        for i in 0..<n { p[i] = Int64(b[start + i]) }
-    } else {
-        for i in 0..<n {
-            let v = raw(i), bits = UInt64(size * 8)
-            p[i] = Int64(bitPattern: v << (64 - bits)) >> Int64(64 - bits)   // sign-extend
-        }
-    }
-    return t
+    return decodeElements(b, at: start, count: n, size: size, shape: shape,
+                          float: type == 0x0D || type == 0x0E, signed: type != 0x08, bigEndian: true)
 }
 
 /// A NumPy .npy file (versions 1–3), C order; float32/float64 give float32,
@@ -126,26 +106,9 @@ public func readNPY(_ path: String) throws -> Tensor {
     guard b.count >= data + n * size else {
         throw DataError.at(path, "truncated .npy data: expected \(n * size) bytes for shape \(shapeString(shape)), found \(b.count - data)")
     }
-    func raw(_ i: Int) -> UInt64 {
-        var v: UInt64 = 0
-        for k in stride(from: size - 1, through: 0, by: -1) { v = v << 8 | UInt64(b[data + i * size + k]) }
-        return v
-    }
-    if kind.hasPrefix("f") {
-        guard kind != "f2" else { throw DataError.at(path, "float16 arrays are not supported") }
-        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
-        let p = t.pointer(Float.self)
-        for i in 0..<n { p[i] = size == 4 ? Float(bitPattern: UInt32(raw(i))) : Float(Double(bitPattern: raw(i))) }
-        return t
-    }
-    let t = Tensor(shape: shape, dtype: .int64, zeroed: false)
-    let p = t.pointer(Int64.self)
-    let signed = kind.hasPrefix("i"), bits = UInt64(size * 8)
-    for i in 0..<n {
-        let v = raw(i)
-        p[i] = signed ? Int64(bitPattern: v << (64 - bits)) >> Int64(64 - bits) : Int64(bitPattern: v)
-    }
-    return t
+    guard kind != "f2" else { throw DataError.at(path, "float16 arrays are not supported") }
+    return decodeElements(b, at: data, count: n, size: size, shape: shape,
+                          float: kind.hasPrefix("f"), signed: kind.hasPrefix("i"), bigEndian: false)
 }
 
 /// CIFAR-10 binary batches: records of 1 label byte + 3072 pixel bytes

@@ -258,10 +258,10 @@ let moduleMethods: [(String, parry_SwiftFunction)] = [
     } }),
     ("parameters", { L in bind(L, "Module:parameters") { a in a.push(try a.module(1).allParameters()) } }),
     ("named_parameters", { L in bind(L, "Module:named_parameters") { a in
-        pushNamed(a, try a.module(1).namedParameters().map { ($0.name, $0.tensor) }); return 1
+        pushNamed(a, try a.module(1).namedParameters().map { ($0.name, $0.tensor) }) { pushTensor(a.L, $0) }; return 1
     } }),
     ("named_buffers", { L in bind(L, "Module:named_buffers") { a in
-        pushNamed(a, try a.module(1).namedBuffers().map { ($0.name, $0.tensor) }); return 1
+        pushNamed(a, try a.module(1).namedBuffers().map { ($0.name, $0.tensor) }) { pushTensor(a.L, $0) }; return 1
     } }),
     ("modules", { L in bind(L, "Module:modules") { a in
         let ms = try a.module(1).namedModules()
@@ -270,14 +270,7 @@ let moduleMethods: [(String, parry_SwiftFunction)] = [
         return 1
     } }),
     ("named_modules", { L in bind(L, "Module:named_modules") { a in
-        let ms = try a.module(1).namedModules()
-        lua_createtable(a.L, Int32(clamping: ms.count), 0)
-        for (k, (n, m)) in ms.enumerated() {
-            lua_createtable(a.L, 2, 0)
-            pushString(a.L, n); lua_rawseti(a.L, -2, 1)
-            pushModule(a.L, m); lua_rawseti(a.L, -2, 2)
-            lua_rawseti(a.L, -2, lua_Integer(k + 1))
-        }
+        pushNamed(a, try a.module(1).namedModules().map { ($0.name, $0.module) }) { pushModule(a.L, $0) }
         return 1
     } }),
     ("train", { L in bind(L, "Module:train") { a in
@@ -342,12 +335,13 @@ let moduleMethods: [(String, parry_SwiftFunction)] = [
     } }),
 ]
 
-private func pushNamed(_ a: LuaArgs, _ entries: [(String, Tensor)]) {
+/// Pushes a list of {name, value} pairs.
+private func pushNamed<T>(_ a: LuaArgs, _ entries: [(String, T)], _ push: (T) -> Void) {
     lua_createtable(a.L, Int32(clamping: entries.count), 0)
-    for (k, (n, t)) in entries.enumerated() {
+    for (k, (n, v)) in entries.enumerated() {
         lua_createtable(a.L, 2, 0)
         pushString(a.L, n); lua_rawseti(a.L, -2, 1)
-        pushTensor(a.L, t); lua_rawseti(a.L, -2, 2)
+        push(v); lua_rawseti(a.L, -2, 2)
         lua_rawseti(a.L, -2, lua_Integer(k + 1))
     }
 }

@@ -76,26 +76,8 @@ public enum Safetensors {
             guard lo >= 0, hi >= lo, hi - lo == count * size, start + hi <= b.count else {
                 throw bad("entry '\(name)' has data_offsets [\(lo), \(hi)] that do not match its shape \(shapeString(shape)) or the file size")
             }
-            let base = start + lo
-            func raw(_ i: Int) -> UInt64 {
-                var v: UInt64 = 0
-                for k in stride(from: size - 1, through: 0, by: -1) { v = v << 8 | UInt64(b[base + i * size + k]) }
-                return v
-            }
-            let t: Tensor
-            if dtype == "F32" || dtype == "F64" {
-                t = Tensor(shape: shape, dtype: .float32, zeroed: false)
-                let p = t.pointer(Float.self)
-                for i in 0..<count { p[i] = dtype == "F32" ? Float(bitPattern: UInt32(raw(i))) : Float(Double(bitPattern: raw(i))) }
-            } else {
-                t = Tensor(shape: shape, dtype: .int64, zeroed: false)
-                let p = t.pointer(Int64.self)
-                let bits = UInt64(size * 8), signed = dtype.hasPrefix("I")
-                for i in 0..<count {
-                    let v = raw(i)
-                    p[i] = signed && bits < 64 ? Int64(bitPattern: v << (64 - bits)) >> Int64(64 - bits) : Int64(bitPattern: v)
-                }
-            }
+            let t = decodeElements(b, at: start + lo, count: count, size: size, shape: shape,
+                                   float: dtype.hasPrefix("F"), signed: dtype.hasPrefix("I"), bigEndian: false)
             entries.append((name, t))
         }
         return (entries, metadata)

@@ -293,3 +293,21 @@ describe("checkpoints", function()
     assert.truthy(nn.to_torch_names(net:state_dict())["0.weight"])
   end)
 end)
+
+describe("parry.train helpers", function()
+  it("train a model on separable data and measure accuracy", function()
+    parry.manual_seed(7)
+    local ds = parry.data.synthetic_classification{n = 300, dim = 4, classes = 3, seed = 7, spread = 3}
+    local net = parry.models.mlp{4, 16, 3}
+    local train = require("parry.train")
+    local before = train.accuracy(net, ds)
+    local opt = parry.optim.Adam(net:parameters(), {lr = 0.05})
+    local first = train.epoch(net, ds, opt, {batch_size = 32, generator = parry.Generator(1)})
+    local last
+    for _ = 1, 5 do last = train.epoch(net, ds, opt, {batch_size = 32}) end
+    assert.truthy(last < first, string.format("loss went from %.3f to %.3f", first, last))
+    local after = train.accuracy(net, ds)
+    assert.truthy(after > 0.9 and after > before, string.format("accuracy %.3f -> %.3f", before, after))
+    assert.is_true(net:is_training())
+  end)
+end)

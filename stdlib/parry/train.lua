@@ -1,0 +1,45 @@
+--- parry.train: small experiment helpers shared by scripts and examples.
+--
+--   local train = require("parry.train")
+--   local loss = train.epoch(net, ds, opt, {batch_size = 128})
+--   local acc = train.accuracy(net, test)
+local core = require("parry.core")
+local losses = require("parry.losses")
+
+local M = {}
+
+--- One pass over `ds` in shuffled mini-batches, one optimizer step each.
+-- Options: batch_size (128), loss (cross-entropy; a function(logits, y) -> scalar),
+-- transform (applied to each input batch), generator (for the shuffle).
+-- Returns the mean training loss.
+function M.epoch(model, ds, opt, opts)
+  opts = opts or {}
+  local loss_fn = opts.loss or losses.cross_entropy
+  local total, batches = 0, 0
+  model:train()
+  for xb, yb in ds:batches(opts.batch_size or 128, {shuffle = true, transform = opts.transform, generator = opts.generator}) do
+    local loss = loss_fn(model(xb), yb)
+    opt:zero_grad()
+    loss:backward()
+    opt:step()
+    total, batches = total + loss:item(), batches + 1
+  end
+  return total / math.max(batches, 1)
+end
+
+--- Fraction of `ds` that `model` classifies correctly (eval mode, no grad);
+-- the model's mode is restored afterwards.
+function M.accuracy(model, ds, opts)
+  local was_training = model:is_training()
+  model:eval()
+  local correct = 0
+  core.no_grad(function()
+    for xb, yb in ds:batches((opts and opts.batch_size) or 500) do
+      correct = correct + model(xb):argmax(2):eq(yb):sum():item()
+    end
+  end)
+  model:train(was_training)
+  return correct / #ds
+end
+
+return M
