@@ -4,9 +4,10 @@
 --
 --   parry examples/train_cnn.lua [epochs=3] [checkpoint=out/cnn.safetensors]
 --
--- SGD (lr 0.05, momentum 0.9), batch 128; ≥ 90% test accuracy after 3
--- epochs. Prints loss, test accuracy and time per epoch, then saves a
--- checkpoint for examples/evaluate.lua. A few minutes on 2 cores.
+-- SGD (lr 0.05, momentum 0.9, cosine schedule over the epochs), batch 128;
+-- ≥ 90% test accuracy after 3 epochs. Prints loss, test accuracy and time
+-- per epoch, then saves a checkpoint for examples/evaluate.lua. About two
+-- minutes on 2 cores.
 local parry = require("parry")
 local optim = parry.optim
 
@@ -19,12 +20,14 @@ local train_set = parry.data.fashion_mnist{split = "train"}
 local test_set = parry.data.fashion_mnist{split = "test"}
 local net = parry.models.small_cnn{in_channels = 1, classes = 10}
 local opt = optim.SGD(net:parameters(), {lr = 0.05, momentum = 0.9})
+local schedule = optim.lr.cosine(opt, {T_max = epochs})
 
 for epoch = 1, epochs do
   local t0 = parry.clock()
   local loss = train.epoch(net, train_set, opt, {batch_size = 128})
   local seconds = parry.clock() - t0
-  print(string.format("epoch %d  loss %.4f  test acc %.4f  %.1f s", epoch, loss, train.accuracy(net, test_set), seconds))
+  print(string.format("epoch %d  lr %.4f  loss %.4f  test acc %.4f  %.1f s", epoch, opt.lr, loss, train.accuracy(net, test_set), seconds))
+  schedule:step()
 end
 
 os.execute("mkdir -p " .. (path:match("^(.*)/") or "."))

@@ -3,7 +3,7 @@
 --   parry examples/train_mlp.lua [epochs=3] [checkpoint=out/mlp.safetensors]
 --
 -- SGD (lr 0.05, momentum 0.9), batch 128. Prints loss, test accuracy and time
--- per epoch (about 87-88% test accuracy after 3 epochs), then saves a
+-- per epoch (about 85% test accuracy after 3 epochs), then saves a
 -- checkpoint that examples/evaluate.lua loads. Takes well under a minute.
 local parry = require("parry")
 local optim = parry.optim
