@@ -22,12 +22,14 @@ let package = Package(
         .target(name: "ParryCore", dependencies: ["CBLAS"], swiftSettings: optimize),
         .target(name: "ParryNN", dependencies: ["ParryCore"], swiftSettings: optimize),
         .target(name: "ParryData", dependencies: ["ParryCore", "CZlib"], swiftSettings: optimize),
-        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "CLua", "CLuaShim"], swiftSettings: optimize),
+        .target(name: "ParryRobust", dependencies: ["ParryCore", "ParryNN"], swiftSettings: optimize),
+        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "ParryRobust", "CLua", "CLuaShim"], swiftSettings: optimize),
         .executableTarget(name: "parry", dependencies: ["ParryLua"], swiftSettings: optimize),
 
         .testTarget(name: "ParryCoreTests", dependencies: ["ParryCore"]),
         .testTarget(name: "ParryNNTests", dependencies: ["ParryNN", "ParryCore"]),
         .testTarget(name: "ParryDataTests", dependencies: ["ParryData", "ParryCore"]),
+        .testTarget(name: "ParryRobustTests", dependencies: ["ParryRobust", "ParryNN", "ParryCore"]),
         .testTarget(name: "ParryLuaTests", dependencies: ["ParryLua", "ParryCore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -86,6 +86,9 @@ open class Module {
 
     public func eval() { train(false) }
 
+    /// Sets this module's flag alone (restoring saved per-module modes).
+    public func setTrainingFlag(_ on: Bool) { training = on }
+
     public func zeroGrad() {
         for p in allParameters() { p.grad = nil }
     }

@@ -1,0 +1,251 @@
+import Foundation
+import ParryCore
+import ParryNN
+
+// APGD (Croce & Hein 2020), Square (Andriushchenko et al. 2020) and the
+// AutoAttack ensemble, following the schedules of the authors' code.
+
+extension Attacks {
+    public struct APGDOptions {
+        public var steps = 100
+        public var loss: AttackLoss = .ce        // .ce or .dlr (targeted runs use targeted DLR)
+        public var targeted = false
+        public var targetClasses = 9               // targeted: the 2nd…(k+1)-th most likely classes
+        public var restarts = 1
+        public var rho = 0.75
+        public init() {}
+    }
+
+    /// Auto-PGD for L∞ and L2: step size 2ε halved at checkpoints
+    /// p₀ = 0, p₁ = 0.22, pⱼ₊₁ = pⱼ + max(pⱼ − pⱼ₋₁ − 0.03, 0.06) (as iterations:
+    /// first after 0.22·N, then shrinking by 0.03·N down to 0.06·N) when fewer than
+    /// ρ of the steps since the last checkpoint raised the loss, or when the step
+    /// was not reduced last time and the best loss did not improve; momentum 0.75.
+    /// Returns per sample the first misclassified point found, else the highest-loss one.
+    public static func apgd(_ model: Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel,
+                            _ o: APGDOptions = APGDOptions(), generator: Generator = .shared) throws -> Tensor {
+        try tm.validate()
+        guard o.steps >= 1, o.restarts >= 1 else { throw TensorError("steps and restarts must be at least 1") }
+        let classes = try AttackMath.check(model, x, y)
+        if !o.targeted { return try apgdRuns(model, x, y, tm, o, target: nil, generator: generator) }
+        // Targets: the k-th most likely classes at the clean point, k = 2…targetClasses+1.
+        let z = try GradMode.noGrad { try model(x) }
+        var adv = try x.detach()
+        var fooled = try Tensor.zeros([x.shape[0]])
+        for k in 1...max(1, min(o.targetClasses, classes - 1)) {
+            let top = try GradMode.noGrad { () -> Tensor in
+                var rest = z, idx = Tensor.scalar(.int(0))
+                for _ in 0...k {
+                    let (_, i) = try rest.extremum(largest: true, dim: 1)
+                    idx = i
+                    rest = try whereSelect(F.oneHot(i, classes: classes), Tensor.scalar(.float(-1e30)), rest)
+                }
+                return idx
+            }
+            let candidate = try apgdRuns(model, x, y, tm, o, target: top, generator: generator)
+            try GradMode.noGrad {
+                let s = try AttackMath.success(model(candidate), y, targeted: false)
+                let take = try s.binary(.mul, fooled.neg().binary(.add, .int(1)))
+                adv = try AttackMath.select(take, candidate, adv)
+                fooled = try fooled.binary(.maximum, s)
+            }
+        }
+        return adv
+    }
+
+    /// Restarts of one APGD run (untargeted, or targeted DLR toward `target`).
+    static func apgdRuns(_ model: Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel, _ o: APGDOptions,
+                         target: Tensor?, generator: Generator) throws -> Tensor {
+        var best = try x.detach(), fooled = try Tensor.zeros([x.shape[0]])
+        for _ in 0..<o.restarts {
+            let (cand, s) = try apgdOnce(model, x, y, tm, o, target: target, generator: generator)
+            try GradMode.noGrad {
+                let take = try fooled.binary(.eq, .int(0))
+                best = try AttackMath.select(take, cand, best)
+                fooled = try fooled.binary(.maximum, s)
+            }
+        }
+        return best
+    }
+
+    static func apgdOnce(_ model: Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel, _ o: APGDOptions,
+                         target: Tensor?, generator: Generator) throws -> (Tensor, Tensor) {
+        let n = x.shape[0], steps = o.steps
+        let lossKind: AttackLoss = target != nil ? .dlr : o.loss
+        // The objective to maximize: CE or DLR, or the targeted DLR toward `target`.
+        func evaluate(_ a: Tensor) throws -> (Tensor, Tensor, Tensor) {
+            try AttackMath.gradient(model, a, y, lossKind, targeted: target != nil, target: target)
+        }
+        let shape1 = [n] + [Int](repeating: 1, count: x.ndim - 1)
+        // Random start: L∞ x + ε·t/max|t| with t ~ U(−1, 1); L2 x + ε·t/‖t‖ with t ~ N(0, 1).
+        var xAdv: Tensor = try GradMode.noGrad {
+            let t = tm.norm == .linf ? try Tensor.rand(x.shape, generator: generator).binary(.mul, .int(2)).binary(.sub, .int(1))
+                                     : try Tensor.randn(x.shape, generator: generator)
+            let scale = try AttackMath.sampleNorm(t, tm.norm).binary(.add, .float(1e-12))
+            return try x.binary(.add, t.binary(.div, scale).binary(.mul, .float(tm.eps))).clamp(.float(tm.bounds.0), .float(tm.bounds.1))
+        }
+        var (grad, loss, z) = try evaluate(xAdv)
+        var fooled = try AttackMath.success(z, y, targeted: false)
+        var xBestAdv = xAdv, xBest = xAdv, gradBest = grad, lossBest = loss
+        var stepSize = try Tensor.full(shape1, .float(2 * tm.eps))
+        var xOld = xAdv
+        // checkpoint bookkeeping (AutoAttack's apgd: k = 0.22·N, then −0.03·N down to 0.06·N)
+        var k = max(Int(0.22 * Double(steps)), 1)
+        let kMin = max(Int(0.06 * Double(steps)), 1), sizeDecr = max(Int(0.03 * Double(steps)), 1)
+        var counter = 0
+        var increases = try Tensor.zeros([n])            // steps since the checkpoint that raised the loss
+        var reducedLast = try Tensor.zeros([n]), lossBestLastCheck = lossBest
+        var previousLoss = loss
+        for i in 0..<steps {
+            try GradMode.noGrad {
+                let grad2 = try xAdv.binary(.sub, xOld)
+                xOld = xAdv
+                let a = i > 0 ? 0.75 : 1.0
+                let direction = tm.norm == .linf ? try grad.unary(.sign)
+                    : try grad.binary(.div, AttackMath.sampleNorm(grad, .l2).binary(.add, .float(1e-12)))
+                let z1 = try AttackMath.project(xAdv.binary(.add, direction.binary(.mul, stepSize)), x, tm)
+                let mixed = try xAdv.binary(.add, z1.binary(.sub, xAdv).binary(.mul, .float(a))).binary(.add, grad2.binary(.mul, .float(1 - a)))
+                xAdv = try AttackMath.project(mixed, x, tm)
+            }
+            (grad, loss, z) = try evaluate(xAdv)
+            try GradMode.noGrad {
+                let s = try AttackMath.success(z, y, targeted: false)
+                let newly = try s.binary(.mul, fooled.binary(.eq, .int(0)))
+                xBestAdv = try AttackMath.select(newly, xAdv, xBestAdv)
+                fooled = try fooled.binary(.maximum, s)
+                increases = try increases.binary(.add, loss.binary(.gt, previousLoss))
+                previousLoss = loss
+                let improved = try loss.binary(.gt, lossBest)
+                xBest = try AttackMath.select(improved, xAdv, xBest)
+                gradBest = try AttackMath.select(improved, grad, gradBest)
+                lossBest = try whereSelect(improved, loss, lossBest)
+                counter += 1
+                if counter == k {
+                    // halve where the loss rose in at most ρ·k of the last k steps, or where the
+                    // step was not reduced last time and the best loss did not improve since
+                    let oscillation = try increases.binary(.le, .float(Double(k) * o.rho))
+                    let noImprovement = try reducedLast.neg().binary(.add, .int(1)).binary(.mul, lossBestLastCheck.binary(.ge, lossBest))
+                    let reduce = try oscillation.binary(.maximum, noImprovement)
+                    reducedLast = reduce
+                    lossBestLastCheck = lossBest
+                    stepSize = try AttackMath.select(reduce, stepSize.binary(.mul, .float(0.5)), stepSize)
+                    xAdv = try AttackMath.select(reduce, xBest, xAdv)
+                    grad = try AttackMath.select(reduce, gradBest, grad)
+                    counter = 0
+                    increases = try Tensor.zeros([n])
+                    k = max(k - sizeDecr, kMin)
+                }
+            }
+        }
+        let result = try GradMode.noGrad { try AttackMath.select(fooled, xBestAdv, xBest) }
+        return (result, fooled)
+    }
+
+    // MARK: Square
+
+    /// Square attack, L∞ (Andriushchenko et al. 2020): random vertical-stripe
+    /// init, then square updates of side √(p·H·W) filled with ±2ε per channel,
+    /// accepted when the margin loss z_y − max_{j≠y} z_j decreases; p follows the
+    /// paper's schedule from `pInit`, halving at 10, 50, 200, 500, 1000, 2000,
+    /// 4000, 6000 and 8000 of 10000 (rescaled to `queries`). Stops per sample once fooled.
+    public static func square(_ model: Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel, queries: Int = 5000,
+                              pInit: Double = 0.8, generator: Generator = .shared) throws -> Tensor {
+        try tm.validate()
+        guard tm.norm == .linf else { throw TensorError("square supports the L∞ norm only") }
+        guard queries >= 1, pInit > 0, pInit <= 1 else { throw TensorError("queries must be ≥ 1 and p_init in (0, 1]") }
+        guard x.ndim == 4 else { throw TensorError("square expects N×C×H×W images, got shape \(shapeString(x.shape))") }
+        _ = try AttackMath.check(model, x, y)
+        return try GradMode.noGrad {
+            let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+            let eps = tm.eps, lo = tm.bounds.0, hi = tm.bounds.1
+            func margin(_ a: Tensor) throws -> Tensor {
+                let z = try model(a)
+                return try AttackMath.picked(z, y).binary(.sub, AttackMath.maxOther(z, y))
+            }
+            // stripes: ±ε per (channel, column)
+            let signs = try Tensor.randint(0, 1, [n, c, 1, w], generator: generator).to(.float32).binary(.mul, .int(2)).binary(.sub, .int(1))
+            var best = try x.binary(.add, signs.binary(.mul, .float(eps))).clamp(.float(lo), .float(hi))
+            var m = try margin(best)
+            let xs = try x.contiguous().detach()
+            for it in 1..<queries {
+                let active = m.floats().enumerated().filter { $0.element > 0 }.map(\.offset)
+                if active.isEmpty { break }
+                let p = squareP(pInit, it, queries)
+                var side = Int((p * Double(h * w)).squareRoot().rounded())
+                side = min(max(side, 1), h - 1 > 0 ? h - 1 : 1)
+                let cand = try best.clone()
+                let pc = cand.pointer(Float.self), px = xs.pointer(Float.self)
+                for s in active {
+                    let top = Int(generator.integer(0, Int64(max(h - side, 0))))
+                    let left = Int(generator.integer(0, Int64(max(w - side, 0))))
+                    for ch in 0..<c {
+                        let v = Float(2 * eps) * (generator.integer(0, 1) == 0 ? -1 : 1)
+                        for i in top..<min(top + side, h) { for j in left..<min(left + side, w) {
+                            let off = ((s * c + ch) * h + i) * w + j
+                            let nv = pc[off] + v
+                            pc[off] = min(max(nv, max(px[off] - Float(eps), Float(lo))), min(px[off] + Float(eps), Float(hi)))
+                        } }
+                    }
+                }
+                let mNew = try margin(cand)
+                let mask = try Tensor.zeros([n])
+                let pm = mask.pointer(Float.self)
+                for s in active { pm[s] = 1 }
+                let improved = try mNew.binary(.lt, m).binary(.mul, mask)
+                best = try AttackMath.select(improved, cand, best)
+                m = try whereSelect(improved, mNew, m)
+            }
+            return best
+        }
+    }
+
+    /// The paper's p schedule (for 10000 queries, rescaled to `queries`).
+    static func squareP(_ pInit: Double, _ it: Int, _ queries: Int) -> Double {
+        let t = Int(Double(it) / Double(queries) * 10000)
+        let steps = [10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000]
+        let halvings = steps.filter { t > $0 }.count
+        return pInit / Double(1 << halvings)
+    }
+
+    // MARK: AutoAttack
+
+    public enum AutoAttackVersion: String { case standard, fast }
+
+    /// APGD-CE, then targeted APGD-DLR, then Square (L∞), each run only on the
+    /// points still robust, as AutoAttack does. "standard": 100 steps, 9 target
+    /// classes, 5000 queries; "fast": 100 steps, 3 target classes, 1000 queries.
+    /// Returns the adversarial inputs and, per attack, the robust accuracy after it.
+    public static func autoattack(_ model: @escaping Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel,
+                                  version: AutoAttackVersion = .standard, generator: Generator = .shared) throws -> (Tensor, [(String, Double)]) {
+        try tm.validate()
+        _ = try AttackMath.check(model, x, y)
+        let adv = try x.detach().clone()          // written in place below: never alias x
+        let robust = try GradMode.noGrad { try AttackMath.success(model(x), y, targeted: false).neg().binary(.add, .int(1)) }
+        var log = [(String, Double)]()
+        var ce = APGDOptions(); ce.loss = .ce
+        var dlr = APGDOptions(); dlr.targeted = true; dlr.targetClasses = version == .standard ? 9 : 3
+        let squareQueries = version == .standard ? 5000 : 1000
+        let stages: [(String, (Tensor, Tensor) throws -> Tensor)] = [
+            ("apgd-ce", { try apgd(model, $0, $1, tm, ce, generator: generator) }),
+            ("apgd-t", { try apgd(model, $0, $1, tm, dlr, generator: generator) }),
+            ("square", { try square(model, $0, $1, tm, queries: squareQueries, generator: generator) }),
+        ]
+        for (name, run) in stages {
+            if name == "square" && tm.norm != .linf { continue }
+            let idx = robust.floats().enumerated().filter { $0.element > 0 }.map(\.offset)
+            if !idx.isEmpty {
+                let xs = try x.indexSelect(0, idx), ys = try y.indexSelect(0, idx)
+                let out = try run(xs, ys)
+                try GradMode.noGrad {
+                    let fooled = try AttackMath.success(model(out), ys, targeted: false).floats()
+                    for (k, i) in idx.enumerated() where fooled[k] > 0 {
+                        try adv.select(0, i).copy_(out.select(0, k))
+                        try robust.select(0, i).fill_(.int(0))
+                    }
+                }
+            }
+            log.append((name, try robust.mean().item().double))
+        }
+        return (adv, log)
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import ParryCore
+import ParryNN
+
+/// Adversarial training losses (per batch, scalar) and the training loop.
+public enum RobustTraining {
+    /// Runs `body` with `module` in eval mode (when `eval`), restoring every
+    /// submodule's previous mode afterwards.
+    public static func withMode<T>(_ module: Module?, eval: Bool, _ body: () throws -> T) rethrows -> T {
+        guard let module, eval else { return try body() }
+        let saved = module.namedModules().map { ($0.module, $0.module.training) }
+        module.eval()
+        defer { for (m, t) in saved { m.trainFlat(t) } }
+        return try body()
+    }
+
+    /// Madry et al.: cross-entropy on PGD examples (L∞ or L2) made with the model
+    /// in eval mode (`attackEval`, the default) or in train mode.
+    public static func pgdLoss(_ model: Classifier, module: Module?, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel,
+                               _ o: Attacks.PGDOptions, attackEval: Bool = true, generator: Generator = .shared) throws -> Tensor {
+        let adv = try withMode(module, eval: attackEval) { try Attacks.pgd(model, x, y, tm, o, generator: generator) }
+        return try Loss.crossEntropy(model(adv.detach()), y)
+    }
+
+    /// TRADES (Zhang et al. 2019): CE(f(x), y) + β·KL(f(x) ‖ f(x')) with
+    /// x' from L∞ PGD on the KL term, started at x + 0.001·N(0, 1)
+    /// (the authors' code: step α, `steps` steps, model in eval mode while attacking).
+    public static func tradesLoss(_ model: Classifier, module: Module?, _ x: Tensor, _ y: Tensor, eps: Double, alpha: Double,
+                                  steps: Int, beta: Double = 6, bounds: (Double, Double) = (0, 1), generator: Generator = .shared) throws -> Tensor {
+        guard eps >= 0, alpha >= 0, steps >= 0, beta >= 0 else { throw TensorError("eps, alpha, steps and beta must be non-negative") }
+        let tm = ThreatModel(eps: eps, norm: .linf, bounds: bounds)
+        let adv = try withMode(module, eval: true) { () -> Tensor in
+            let pNat = try GradMode.noGrad { try model(x).softmax(dim: 1) }
+            var a = try x.binary(.add, Tensor.randn(x.shape, generator: generator).binary(.mul, .float(0.001)))
+            for _ in 0..<steps {
+                let av = try a.detach().requiresGrad_()
+                let kl = try Loss.klDiv(model(av).softmax(dim: 1, log: true), pNat, reduction: .sum)
+                let g = try grad([kl], [av])[0] ?? Tensor.zeros(x.shape)
+                a = try GradMode.noGrad { try AttackMath.project(av.detach().binary(.add, g.unary(.sign).binary(.mul, .float(alpha))), x, tm) }
+            }
+            return try a.clamp(.float(bounds.0), .float(bounds.1)).detach()
+        }
+        let logits = try model(x)
+        let natural = try Loss.crossEntropy(logits, y)
+        let robust = try Loss.klDiv(model(adv).softmax(dim: 1, log: true), logits.softmax(dim: 1), reduction: .batchmean)
+        return try natural.binary(.add, robust.binary(.mul, .float(beta)))
+    }
+}
+
+extension Module {
+    /// Sets this module's own training flag only (not its children's).
+    func trainFlat(_ on: Bool) { setTrainingFlag(on) }
+}
