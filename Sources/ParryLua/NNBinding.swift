@@ -665,6 +665,8 @@ func openNN(_ L: LuaState, module: Int32) {
     table("_optim", optimFunctions)
     table("_lr", schedulerFunctions)
     table("_data", dataFunctions)
+    table("_attacks", attackFunctions)
+    table("_robust", robustFunctions)
 
     // optimizer metatable
     lua_createtable(L, 0, Int32(optimizerMethods.count))

@@ -5,4 +5,6 @@
 local core = require("parry.core")
 local losses = {}
 for name, fn in pairs(core._losses) do losses[name] = fn end
+--- trades(model, x, y, {eps=, alpha=, steps=, beta=}): TRADES (Zhang et al. 2019), as parry.robust.trades_loss.
+losses.trades = core._robust.trades_loss
 return losses
