@@ -74,13 +74,14 @@ describe("every exposed function survives bad arguments", function()
     local groups = {
       {parry.nn, "nn."}, {parry.nn.functional, "nn.functional."}, {parry.losses, "parry.losses."},
       {parry.optim, "optim."}, {parry.optim.lr, "optim.lr."}, {parry.models, "parry.models."},
+      {parry.attacks, "parry.attacks."}, {parry.robust, "parry.robust."},
     }
     local slow = {fashion_mnist = true, mnist = true, cifar10 = true}
     local n = 0
     for _, g in ipairs(groups) do
       for name, fn in pairs(g[1]) do
         if type(fn) == "function" and not name:find("torch_names") then
-          check(g[2] .. name, fn, {g[2] .. name, "nn.Module"})
+          check(g[2] .. name, fn, {g[2] .. name, "nn.Module", "parry.robust." .. name .. "_loss"})
           n = n + 1
         end
       end

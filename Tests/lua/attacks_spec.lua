@@ -1,0 +1,125 @@
+-- parry.attacks and parry.robust as scripts use them, on tiny models and
+-- synthetic data (the algorithms' properties are tested in Swift).
+local parry = require("parry")
+local nn, A = parry.nn, parry.attacks
+
+local function setup(n)
+  parry.manual_seed(3)
+  local net = nn.Sequential{nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)}
+  local x = parry.rand(n or 12, 1, 2, 2)
+  local y = parry.no_grad(function() return net(x):argmax(2) end)     -- labels the model gets right
+  return net, x, y
+end
+
+local function max_dev(a, b) return (a - b):abs():max():item() end
+
+describe("attacks", function()
+  it("stay in the ball and bounds, accept modules and functions, restore train mode", function()
+    local net, x, y = setup()
+    net:train()
+    local as_function = function(v) return net(v) end
+    local runs = {
+      function(m) return A.fgsm(m, x, y, {eps = 0.1}) end,
+      function(m) return A.pgd(m, x, y, {eps = 0.1, alpha = 0.02, steps = 5, seed = 1}) end,
+      function(m) return A.pgd(m, x, y, {eps = 0.1, norm = "l2", steps = 5, restarts = 2, seed = 1}) end,
+      function(m) return A.mifgsm(m, x, y, {eps = 0.1, steps = 5}) end,
+      function(m) return A.apgd(m, x, y, {eps = 0.1, steps = 10, seed = 1}) end,
+      function(m) return A.apgd(m, x, y, {eps = 0.1, steps = 10, loss = "dlr", targeted = true, n_target_classes = 2}) end,
+      function(m) return A.square(m, x, y, {eps = 0.1, queries = 50, seed = 1}) end,
+    }
+    for i, run in ipairs(runs) do
+      for _, m in ipairs{net, as_function} do
+        local adv = run(m)
+        assert.same(x:shape(), adv:shape())
+        assert(max_dev(adv, x) <= 0.1 + 1e-6 or i == 3, "attack " .. i .. " left the L∞ ball")
+        assert(adv:min():item() >= 0 and adv:max():item() <= 1, "attack " .. i .. " left the bounds")
+      end
+    end
+    assert.is_true(net:is_training())
+    local l2 = A.pgd(net, x, y, {eps = 0.2, norm = "l2", steps = 5})
+    assert.truthy(((l2 - x):reshape(12, -1):norm(2, 2)):max():item() <= 0.2 + 1e-5)
+    local cw = A.cw_l2(net, x, y, {c = 5, steps = 20, lr = 0.05})
+    assert.same(x:shape(), cw:shape())
+  end)
+
+  it("return the input for eps = 0 and reproduce with the same seed", function()
+    local net, x, y = setup()
+    assert.equals(x, A.pgd(net, x, y, {eps = 0, steps = 3}))
+    assert.equals(x, A.fgsm(net, x, y, {eps = 0}))
+    local a = A.pgd(net, x, y, {eps = 0.1, steps = 3, seed = 7})
+    assert.equals(a, A.pgd(net, x, y, {eps = 0.1, steps = 3, seed = 7}))
+    parry.manual_seed(5); local b = A.square(net, x, y, {eps = 0.1, queries = 20})
+    parry.manual_seed(5); assert.equals(b, A.square(net, x, y, {eps = 0.1, queries = 20}))
+  end)
+
+  it("take custom per-sample losses with 1-based labels", function()
+    local net, x, y = setup()
+    local seen
+    local adv = A.pgd(net, x, y, {eps = 0.05, steps = 2, random_start = false, loss = function(logits, labels)
+      seen = labels
+      return parry.losses.cross_entropy(logits, labels, {reduction = "none"})
+    end})
+    assert.equals(y, seen)
+    assert.equals(adv, A.pgd(net, x, y, {eps = 0.05, steps = 2, random_start = false}))
+  end)
+
+  it("evaluate and autoattack report accuracies", function()
+    local net, x, y = setup(20)
+    local r = A.evaluate(net, x, y, {eps = 0.3, batch_size = 7, progress = false,
+      attacks = {"fgsm", {"pgd", {steps = 5, alpha = 0.1}}, function(m, xb, yb) return xb end}})
+    assert.equals(1, r.clean)
+    assert.same({"fgsm", "pgd", "attack 3"}, r.order)
+    assert.equals(1, r.robust["attack 3"])                    -- the identity "attack" fools nobody
+    assert.truthy(r.robust.pgd <= r.clean and r.robust.fgsm <= r.clean)
+    assert.truthy(r.worst_case <= r.robust.pgd)
+    assert.same({20}, r.success.pgd:shape())
+    assert.truthy(A.report(r):find("worst case", 1, true))
+    local adv, log = A.autoattack(net, x, y, {eps = 0.3, version = "fast", seed = 1})
+    assert.same({"apgd-ce", "apgd-t", "square"}, {log[1].attack, log[2].attack, log[3].attack})
+    local acc = parry.no_grad(function() return net(adv):argmax(2):eq(y):float():mean():item() end)
+    assert.near(acc, log[3].robust_accuracy, 1e-6)
+    -- softmax outputs are flagged
+    local probs = function(v) return net(v):softmax(2) end
+    local w = A.evaluate(probs, x, y, {eps = 0.1, attacks = {"fgsm"}, progress = false}).warnings
+    assert.truthy(table.concat(w, " "):find("probabilities", 1, true))
+  end)
+
+  it("reject bad input", function()
+    local net, x, y = setup()
+    assert.error(function() A.pgd(net, x, y, {eps = -1}) end, "parry.attacks.pgd: eps must be a non-negative number")
+    assert.error(function() A.pgd(net, x, y, {eps = 0.1, norm = "l3"}) end, "unknown norm 'l3'")
+    assert.error(function() A.pgd(net, x, y + 5, {eps = 0.1}) end, "is outside 1..3")
+    assert.error(function() A.pgd(net, x, y) end, "missing option eps")
+    assert.error(function() A.pgd(net, x, y, {eps = 0.1, loss = "hinge"}) end, "unknown loss 'hinge'")
+    assert.error(function() A.pgd(function(v) return v:sum() end, x, y, {eps = 0.1}) end, "the model must return N×C logits")
+    assert.error(function() A.pgd(42, x, y, {eps = 0.1}) end, "expected a model")
+    assert.error(function() A.pgd(function() error("boom") end, x, y, {eps = 0.1}) end, "boom")
+    assert.error(function() A.evaluate(net, x, y, {eps = 0.1, attacks = {"deepfool"}}) end, "unknown attack 'deepfool'")
+    assert.error(function() A.square(net, x:reshape(12, 4), y, {eps = 0.1}) end, "square expects N×C×H×W images")
+    assert.error(function() A.pgd(net, x, y, {eps = 0.1, stpes = 3}) end, "unknown option 'stpes'")
+  end)
+end)
+
+describe("robust training", function()
+  it("gives differentiable PGD-AT and TRADES losses and trains with any loss", function()
+    local net, x, y = setup(16)
+    local l = parry.robust.pgd_loss(net, x, y, {eps = 0.1, alpha = 0.05, steps = 3})
+    l:backward()
+    assert.truthy(net[2].weight.grad)
+    net:zero_grad()
+    local t = parry.losses.trades(net, x, y, {eps = 0.1, alpha = 0.05, steps = 3, beta = 6})
+    t:backward()
+    assert.truthy(net[4].weight.grad)
+    assert.truthy(t:item() >= parry.losses.cross_entropy(net(x), y):item() - 1e-6)   -- KL term is non-negative
+    local ds = parry.data.synthetic_classification{n = 64, dim = 4, classes = 3, seed = 2}
+    local mlp = parry.models.mlp{4, 8, 3}
+    local opt = parry.optim.SGD(mlp:parameters(), {lr = 0.1})
+    local epochs = {}
+    for _, loss in ipairs{"pgd", "trades", "ce", function(m, xb, yb) return parry.losses.cross_entropy(m(xb), yb) end} do
+      parry.robust.train(mlp, ds, opt, {loss = loss, eps = 0.1, steps = 2, epochs = 1, batch_size = 32,
+        on_epoch = function(e, mean) epochs[#epochs + 1] = mean end})
+    end
+    assert.equals(4, #epochs)
+    assert.error(function() parry.robust.train(mlp, ds, opt, {loss = "pgd"}) end, "parry.robust.train: missing option eps")
+  end)
+end)
