@@ -164,36 +164,40 @@ extension Attacks {
             }
             // stripes: ±ε per (channel, column)
             let signs = try Tensor.randint(0, 1, [n, c, 1, w], generator: generator).to(.float32).binary(.mul, .int(2)).binary(.sub, .int(1))
-            var best = try x.binary(.add, signs.binary(.mul, .float(eps))).clamp(.float(lo), .float(hi))
-            var m = try margin(best)
+            let best = try x.binary(.add, signs.binary(.mul, .float(eps))).clamp(.float(lo), .float(hi)).contiguous()
+            let m = try margin(best).contiguous()
             let xs = try x.contiguous().detach()
+            let yAll = y
             for it in 1..<queries {
+                // Only samples the model still classifies correctly are queried.
                 let active = m.floats().enumerated().filter { $0.element > 0 }.map(\.offset)
                 if active.isEmpty { break }
                 let p = squareP(pInit, it, queries)
                 var side = Int((p * Double(h * w)).squareRoot().rounded())
                 side = min(max(side, 1), h - 1 > 0 ? h - 1 : 1)
-                let cand = try best.clone()
+                let cand = try best.indexSelect(0, active)          // a copy of the active rows
                 let pc = cand.pointer(Float.self), px = xs.pointer(Float.self)
-                for s in active {
+                for (r, s) in active.enumerated() {
                     let top = Int(generator.integer(0, Int64(max(h - side, 0))))
                     let left = Int(generator.integer(0, Int64(max(w - side, 0))))
                     for ch in 0..<c {
                         let v = Float(2 * eps) * (generator.integer(0, 1) == 0 ? -1 : 1)
                         for i in top..<min(top + side, h) { for j in left..<min(left + side, w) {
-                            let off = ((s * c + ch) * h + i) * w + j
-                            let nv = pc[off] + v
-                            pc[off] = min(max(nv, max(px[off] - Float(eps), Float(lo))), min(px[off] + Float(eps), Float(hi)))
+                            let o = ((r * c + ch) * h + i) * w + j, ox = ((s * c + ch) * h + i) * w + j
+                            let nv = pc[o] + v
+                            pc[o] = min(max(nv, max(px[ox] - Float(eps), Float(lo))), min(px[ox] + Float(eps), Float(hi)))
                         } }
                     }
                 }
-                let mNew = try margin(cand)
-                let mask = try Tensor.zeros([n])
-                let pm = mask.pointer(Float.self)
-                for s in active { pm[s] = 1 }
-                let improved = try mNew.binary(.lt, m).binary(.mul, mask)
-                best = try AttackMath.select(improved, cand, best)
-                m = try whereSelect(improved, mNew, m)
+                let z = try model(cand)
+                let ya = try yAll.indexSelect(0, active)
+                let mNew = try AttackMath.picked(z, ya).binary(.sub, AttackMath.maxOther(z, ya)).floats()
+                let mOld = m.floats()
+                let pm = m.pointer(Float.self)
+                for (r, s) in active.enumerated() where mNew[r] < mOld[s] {
+                    try best.select(0, s).copy_(cand.select(0, r))
+                    pm[s] = mNew[r]
+                }
             }
             return best
         }
