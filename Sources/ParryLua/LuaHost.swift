@@ -31,7 +31,14 @@ public final class LuaHost {
 
     deinit { lua_close(L) }
 
-    private static let configureOnce: Void = configureAllocator()
+    /// Process-wide set-up, once: the allocator, and PARRY_NUM_THREADS (the
+    /// number of BLAS threads; OpenBLAS's default is the number of cores).
+    private static let configureOnce: Void = {
+        configureAllocator()
+        if let s = ProcessInfo.processInfo.environment["PARRY_NUM_THREADS"], let n = Int(s), n >= 1, n <= 1024 {
+            setBLASThreads(n)
+        }
+    }()
 
     /// Directories searched for parry's own Lua modules, in order.
     public static func stdlibDirectories() -> [String] {

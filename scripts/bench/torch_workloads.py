@@ -1,0 +1,79 @@
+"""PyTorch's side of `make bench`: the workloads of scripts/bench/workloads.lua,
+written as ../shared/peers/torch_bench.py writes them. Prints
+"name<TAB>seconds<TAB>note" lines. Needs torch (torchattacks for pgd20)."""
+import gzip, struct, sys, time
+import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+
+only = sys.argv[1] if len(sys.argv) > 1 else None
+want = lambda name: only is None or only == name
+torch.manual_seed(0)
+
+def emit(name, seconds, note=""):
+    print(f"{name}\t{seconds:.9g}\t{note}", flush=True)
+
+def best_of(reps, f):
+    f(); best = float("inf")
+    for _ in range(reps):
+        s = time.perf_counter(); f(); best = min(best, time.perf_counter() - s)
+    return best
+
+if want("sgemm2048"):
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    emit("sgemm2048", best_of(5, lambda: a @ b), "2048x2048")
+if want("tiny_add"):
+    a = torch.randn(16); n = 200000
+    def loop():
+        for _ in range(n): a + a
+    emit("tiny_add", best_of(3, loop) / n, "per call")
+
+D = "/usr/share/datasets/fashion-mnist/"
+def idx(path):
+    b = gzip.open(D + path).read(); nd = b[3]; dims = struct.unpack(">" + "I" * nd, b[4:4 + 4 * nd])
+    return np.frombuffer(b, np.uint8, offset=4 + 4 * nd).reshape(dims)
+if want("mlp_epoch") or want("cnn_epoch") or want("pgd20"):
+    Xtr = torch.tensor(idx("train-images-idx3-ubyte.gz"), dtype=torch.float32).div_(255).unsqueeze(1)
+    Ytr = torch.tensor(idx("train-labels-idx1-ubyte.gz"), dtype=torch.long)
+    Xte = torch.tensor(idx("t10k-images-idx3-ubyte.gz"), dtype=torch.float32).div_(255).unsqueeze(1)
+    Yte = torch.tensor(idx("t10k-labels-idx1-ubyte.gz"), dtype=torch.long)
+def epoch(model, n=60000, bs=128):
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9); perm = torch.randperm(60000)[:n]
+    s = time.perf_counter()
+    for i in range(0, n, bs):
+        j = perm[i:i + bs]; loss = F.cross_entropy(model(Xtr[j]), Ytr[j]); opt.zero_grad(); loss.backward(); opt.step()
+    return time.perf_counter() - s
+def acc(model, X, Y):
+    with torch.no_grad(): return (model(X).argmax(1) == Y).float().mean().item()
+if want("mlp_epoch"):
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    emit("mlp_epoch", epoch(mlp), f"test acc {acc(mlp, Xte, Yte):.4f}")
+if want("cnn_epoch") or want("pgd20"):
+    cnn = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+    s = epoch(cnn)
+    if want("cnn_epoch"): emit("cnn_epoch", s, f"test acc {acc(cnn, Xte, Yte):.4f}")
+if want("pgd20"):
+    try:
+        import torchattacks
+        cnn.eval(); X, Y = Xte[:1000], Yte[:1000]
+        atk = torchattacks.PGD(cnn, eps=0.1, alpha=0.01, steps=20, random_start=True)
+        s = time.perf_counter(); xa = atk(X, Y); emit("pgd20", time.perf_counter() - s, f"robust acc {acc(cnn, xa, Y):.4f}")
+    except ImportError:
+        pass
+if want("resnet20_fwd_bwd"):
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(cout)
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else nn.Identity()
+        def forward(self, x):
+            y = F.relu(self.bn1(self.conv1(x))); y = self.bn2(self.conv2(y)); return F.relu(y + self.shortcut(x))
+    layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    cin = 16
+    for i, w in enumerate([16, 32, 64]):
+        for b in range(3): layers.append(Block(cin, w, 2 if (b == 0 and i > 0) else 1)); cin = w
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    x, y = torch.rand(128, 3, 32, 32), torch.randint(0, 10, (128,))
+    def step():
+        net.zero_grad(); F.cross_entropy(net(x), y).backward()
+    emit("resnet20_fwd_bwd", best_of(3, step), "batch 128x3x32x32")

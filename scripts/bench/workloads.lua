@@ -1,0 +1,90 @@
+-- parry's side of `make bench`: prints "name<TAB>seconds<TAB>note" lines.
+-- Workloads mirror ../shared/peers/torch_bench.py (same data, sizes, batch
+-- sizes and optimizer) so the two columns of the table are comparable.
+local parry = require("parry")
+local only = arg[1]        -- optional: run one workload by name
+
+local function emit(name, seconds, note)
+  print(string.format("%s\t%.9g\t%s", name, seconds, note or ""))
+  io.stdout:flush()
+end
+
+local function best_of(reps, f)
+  f()
+  local best = math.huge
+  for _ = 1, reps do
+    local t = parry.clock(); f(); best = math.min(best, parry.clock() - t)
+  end
+  return best
+end
+
+local function want(name) return only == nil or only == name end
+
+if want("sgemm2048") then
+  parry.manual_seed(0)
+  local a, b = parry.randn(2048, 2048), parry.randn(2048, 2048)
+  emit("sgemm2048", best_of(5, function() return a:matmul(b) end), "2048x2048")
+end
+
+if want("tiny_add") then
+  local a = parry.randn(16)
+  local n = 200000
+  local t = best_of(3, function() for _ = 1, n do local _ = a + a end end)
+  emit("tiny_add", t / n, "per call")
+end
+
+local train, test
+local function data()
+  train = train or parry.data.fashion_mnist{split = "train"}
+  test = test or parry.data.fashion_mnist{split = "test"}
+end
+
+local function epoch(net)
+  local opt = parry.optim.SGD(net:parameters(), {lr = 0.05, momentum = 0.9})
+  local t = parry.clock()
+  for xb, yb in train:batches(128, {shuffle = true}) do
+    local loss = parry.losses.cross_entropy(net(xb), yb)
+    opt:zero_grad(); loss:backward(); opt:step()
+  end
+  return parry.clock() - t
+end
+
+local function accuracy(net)
+  return require("parry.train").accuracy(net, test)
+end
+
+if want("mlp_epoch") then
+  data(); parry.manual_seed(0)
+  local mlp = parry.models.mlp{784, 256, 256, 10}
+  local s = epoch(mlp)
+  emit("mlp_epoch", s, string.format("test acc %.4f", accuracy(mlp)))
+end
+
+local cnn
+if want("cnn_epoch") or want("pgd20") then
+  data(); parry.manual_seed(0)
+  cnn = parry.models.small_cnn{}
+  local s = epoch(cnn)
+  if want("cnn_epoch") then emit("cnn_epoch", s, string.format("test acc %.4f", accuracy(cnn))) end
+end
+
+if want("pgd20") then
+  cnn:eval()
+  local x, y = test.x:narrow(1, 1, 1000), test.y:narrow(1, 1, 1000)
+  local t = parry.clock()
+  local adv = parry.attacks.pgd(cnn, x, y, {eps = 0.1, alpha = 0.01, steps = 20, random_start = true, seed = 0})
+  local s = parry.clock() - t
+  local acc = parry.no_grad(function() return cnn(adv):argmax(2):eq(y):float():mean():item() end)
+  emit("pgd20", s, string.format("robust acc %.4f", acc))
+end
+
+if want("resnet20_fwd_bwd") then
+  parry.manual_seed(0)
+  local net = parry.models.resnet20{in_channels = 3, classes = 10}
+  local x, y = parry.rand(128, 3, 32, 32), parry.randint(1, 10, 128)
+  local s = best_of(3, function()
+    net:zero_grad()
+    parry.losses.cross_entropy(net(x), y):backward()
+  end)
+  emit("resnet20_fwd_bwd", s, "batch 128x3x32x32")
+end
