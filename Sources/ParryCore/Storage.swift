@@ -17,7 +17,7 @@ public func configureAllocator() {
 /// it to drive the garbage collector, which cannot see native buffers.
 public let nativeBytes = Atomic<Int>(0)
 
-/// A reference-counted, 64-byte aligned buffer shared by a tensor and its views.
+/// A reference-counted buffer (64-byte aligned from 4 KB up) shared by a tensor and its views.
 public final class Storage: @unchecked Sendable {
     public let raw: UnsafeMutableRawPointer
     public let byteCount: Int
@@ -28,7 +28,10 @@ public final class Storage: @unchecked Sendable {
     /// Allocates `byteCount` bytes; zero-filled when `zeroed`.
     public init(byteCount: Int, zeroed: Bool = false) {
         let n = max(byteCount, 1)
-        raw = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+        // Large buffers are cache-line aligned for the kernels; small ones take
+        // malloc's fast path (an aligned request goes through memalign, which
+        // splits and frees chunks on every call).
+        raw = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: n >= 4096 ? 64 : 16)
         if zeroed { raw.initializeMemory(as: UInt8.self, repeating: 0, count: n) }
         self.byteCount = byteCount
         nativeBytes.add(byteCount, ordering: .relaxed)
