@@ -34,6 +34,22 @@ extension Tensor {
             }
             let out = Tensor(shape: reducedShape(dim, keepdim: keepdim), dtype: .float32, zeroed: false)
             let o = out.base(Float.self), n = shape[dim], s = strides[dim]
+            if isContiguous && dim < ndim - 1 {
+                // Contiguous input, reducing a non-last dim: add whole rows of the
+                // inner block (vectorizes), accumulating in Double per output.
+                let inner = shape[(dim + 1)...].reduce(1, *), outer = shape[..<dim].reduce(1, *)
+                let src = p + offset
+                var acc = [Double](repeating: 0, count: inner)
+                for a in 0..<outer {
+                    for j in 0..<inner { acc[j] = 0 }
+                    for i in 0..<n {
+                        let row = src + (a * n + i) * inner
+                        for j in 0..<inner { acc[j] += Double(row[j]) }
+                    }
+                    for j in 0..<inner { o[a * inner + j] = Float(acc[j]) }
+                }
+                return out
+            }
             forEachLane(dim) { off, k in
                 var acc = 0.0
                 for i in 0..<n { acc += Double(p[off + i * s]) }
