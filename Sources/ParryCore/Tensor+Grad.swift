@@ -173,8 +173,8 @@ extension Tensor {
         }
         return record("norm", out, [x], saved: [x, out]) { [weak out] g, _ in
             guard let out else { return [nil] }
-            let o = (dim == nil || keepdim) ? out : try out.unsqueeze(dim!)
-            let gg = (dim == nil || keepdim) ? g : try g.unsqueeze(dim!)
+            var o = out, gg = g
+            if let d = dim, !keepdim { o = try out.unsqueeze(d); gg = try g.unsqueeze(d) }
             let safe = try whereSelect(o.binary(.eq, .int(0)), Tensor.scalar(.float(1)), o)
             let scale = try whereSelect(o.binary(.eq, .int(0)), Tensor.scalar(.float(0)), gg.binary(.div, safe))
             return [try x.binary(.mul, scale)]

@@ -227,7 +227,7 @@ let nnConstructors: [(String, parry_SwiftFunction)] = [
         m.removeEntry(named: key)
         keepChild(a.L, owner: 1, name: key, value: 3)
         if let c = a.optModule(3) {
-            guard c !== m else { throw a.fail("a module cannot be its own child") }
+            guard !c.contains(m) else { throw a.fail("'\(key)' would make the module its own descendant (a cycle)") }
             m.register(module: c, as: key)
         } else if let t = a.optTensor(3) {
             if t.requiresGrad { m.register(parameter: t, as: key) } else { m.register(buffer: t, as: key) }
@@ -328,6 +328,7 @@ let moduleMethods: [(String, parry_SwiftFunction)] = [
     ("append", { L in bind(L, "Module:append") { a in
         guard let s = try a.module(1) as? Sequential else { throw a.fail("append is for Sequential containers") }
         let c = try a.module(2, "module")
+        guard !c.contains(s) else { throw a.fail("appending the container to itself would make a cycle") }
         let name = String(s.children.count + 1)
         s.register(module: c, as: name)
         keepChild(a.L, owner: 1, name: name, value: 2)

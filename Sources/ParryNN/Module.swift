@@ -36,6 +36,11 @@ open class Module {
 
     // MARK: registration (a name registered again is replaced in place)
 
+    /// True when `other` is this module or one of its descendants.
+    public func contains(_ other: Module) -> Bool {
+        other === self || children.contains { $0.module.contains(other) }
+    }
+
     public func register(module: Module, as name: String) {
         if let i = children.firstIndex(where: { $0.name == name }) { children[i].module = module } else { children.append((name, module)) }
     }
@@ -67,8 +72,12 @@ open class Module {
         return out
     }
 
+    /// Parameters with dotted names; a tensor shared by several modules is
+    /// listed once, under its first name (as PyTorch does).
     public func namedParameters() -> [(name: String, tensor: Tensor)] {
-        namedModules().flatMap { (prefix, m) in m.parameters.map { (prefix.isEmpty ? $0.name : prefix + "." + $0.name, $0.tensor) } }
+        var seen = Set<ObjectIdentifier>()
+        return namedModules().flatMap { (prefix, m) in m.parameters.map { (prefix.isEmpty ? $0.name : prefix + "." + $0.name, $0.tensor) } }
+            .filter { seen.insert(ObjectIdentifier($0.1)).inserted }
     }
 
     public func namedBuffers() -> [(name: String, tensor: Tensor)] {

@@ -97,6 +97,17 @@ describe("modules", function()
     assert.near(expected, ens(y), 1e-6)
   end)
 
+  it("refuse cycles and list shared parameters once", function()
+    local a, b = nn.Sequential{nn.Linear(2, 2)}, nn.Sequential{nn.Linear(2, 2)}
+    a.inner = b
+    assert.error(function() b.outer = a end, "would make the module its own descendant")
+    assert.error(function() a:append(a) end, "would make a cycle")
+    local shared = nn.Linear(3, 3)
+    local twice = nn.Sequential{shared, nn.ReLU(), shared}
+    assert.equals(2, #twice:parameters())
+    assert.same({1, 3}, twice(parry.randn(1, 3)):shape())
+  end)
+
   it("give features of named layers", function()
     local net = parry.models.resnet20{in_channels = 1, classes = 3}
     local f, logits = net:features(parry.randn(2, 1, 16, 16), "layer2")
