@@ -90,13 +90,14 @@ public enum F {
             let row = (ch * kh + ki) * kw + kj
             let col = layout == .batched ? ps + (b * rows + row) * L : ps + row * n * L + b * L
             let plane = po + (b * c + ch) * h * w
+            let jlo = max(0, ceilDiv(pw - kj, sw)), jhi = min(ow, floorDiv(w - 1 + pw - kj, sw) + 1)
+            if jhi <= jlo { continue }
             for i in 0..<oh {
-                let ih = i * sh - ph + ki
+                let ih = i &* sh &- ph &+ ki
                 if ih < 0 || ih >= h { continue }
-                for j in 0..<ow {
-                    let iw = j * sw - pw + kj
-                    if iw >= 0 && iw < w { plane[ih * w + iw] += col[i * ow + j] }
-                }
+                let dst = plane + (ih &* w &- pw &+ kj), src = col + i &* ow
+                if sw == 1 { for j in jlo..<jhi { dst[j] += src[j] } }
+                else { for j in jlo..<jhi { dst[j &* sw] += src[j] } }
             }
         } } } }
         return record("fold", out, [cols]) { g, _ in
