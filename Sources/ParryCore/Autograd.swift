@@ -47,7 +47,8 @@ public final class GradNode {
 @discardableResult
 public func record(_ name: String, _ out: Tensor, _ inputs: [Tensor], saved: [Tensor] = [],
             _ backward: @escaping (Tensor, [Bool]) throws -> [Tensor?]) -> Tensor {
-    guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return out }
+    // The cheap test first: reading the task-local grad mode costs more than scanning inputs.
+    guard inputs.contains(where: { $0.requiresGrad }), GradMode.isEnabled else { return out }
     out.gradFn = GradNode(name: name, inputs: inputs, saved: saved, backward: backward)
     out.requiresGrad = true
     return out

@@ -7,6 +7,7 @@ import Foundation
 
 /// The shape two shapes broadcast to, or an error naming both.
 public func broadcastShapes(_ a: [Int], _ b: [Int]) throws -> [Int] {
+    if a == b { return a }
     let n = max(a.count, b.count)
     var out = [Int](repeating: 1, count: n)
     for i in 0..<n {
