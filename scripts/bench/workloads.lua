@@ -61,7 +61,7 @@ if want("mlp_epoch") then
 end
 
 local cnn
-if want("cnn_epoch") or want("pgd20") then
+if want("cnn_epoch") or want("pgd20") or want("autoattack_fast") then
   data(); parry.manual_seed(0)
   cnn = parry.models.small_cnn{}
   local s = epoch(cnn)
@@ -76,6 +76,15 @@ if want("pgd20") then
   local s = parry.clock() - t
   local acc = parry.no_grad(function() return cnn(adv):argmax(2):eq(y):float():mean():item() end)
   emit("pgd20", s, string.format("robust acc %.4f", acc))
+end
+
+if want("autoattack_fast") then
+  if not cnn then data(); parry.manual_seed(0); cnn = parry.models.small_cnn{}; epoch(cnn) end
+  cnn:eval()
+  local x, y = test.x:narrow(1, 1, 1000), test.y:narrow(1, 1, 1000)
+  local t = parry.clock()
+  local _, log = parry.attacks.autoattack(cnn, x, y, {eps = 0.1, version = "fast", seed = 0})
+  emit("autoattack_fast", parry.clock() - t, string.format("robust acc %.4f", log[#log].robust_accuracy))
 end
 
 if want("resnet20_fwd_bwd") then
