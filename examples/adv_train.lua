@@ -5,8 +5,9 @@
 --
 --   parry examples/adv_train.lua [epochs=3] [train_images=20000]
 --
--- Training attacks: PGD-7 (α = 0.025, random start). About 10 minutes on
--- 2 cores with the defaults; pass fewer images for a quick look.
+-- Training attacks: PGD-7 (α = 0.025, random start). About 15 minutes on
+-- 2 cores with the defaults (measured: standard 88.3% clean / 9.1% PGD-20,
+-- PGD-AT 80.8% / 68.8%, TRADES 81.5% / 69.1%); pass fewer images for a quick look.
 local parry = require("parry")
 
 local epochs = tonumber(arg[1]) or 3
