@@ -28,6 +28,10 @@ public func decodeElements(_ b: [UInt8], at offset: Int, count: Int, size: Int, 
     }
     let t = Tensor(shape: shape, dtype: .int64, zeroed: false)
     let p = t.pointer(Int64.self)
+    if size == 1 && !signed {   // bytes (images, labels): the common case, kept fast
+        for i in 0..<count { p[i] = Int64(b[offset + i]) }
+        return t
+    }
     let shift = UInt64(64 - size * 8)
     for i in 0..<count {
         let v = decodeUnsigned(b, at: offset + i * size, size: size, bigEndian: bigEndian)

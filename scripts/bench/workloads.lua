@@ -2,7 +2,9 @@
 -- Workloads mirror ../shared/peers/torch_bench.py (same data, sizes, batch
 -- sizes and optimizer) so the two columns of the table are comparable.
 local parry = require("parry")
-local only = arg[1]        -- optional: run one workload by name
+-- Optional arguments: the workloads to run (default all).
+local only = nil
+for _, name in ipairs(arg) do only = only or {}; only[name] = true end
 
 local function emit(name, seconds, note)
   print(string.format("%s\t%.9g\t%s", name, seconds, note or ""))
@@ -18,7 +20,7 @@ local function best_of(reps, f)
   return best
 end
 
-local function want(name) return only == nil or only == name end
+local function want(name) return only == nil or only[name] == true end
 
 if want("sgemm2048") then
   parry.manual_seed(0)
