@@ -65,10 +65,43 @@ func binaryKernel<T: TensorElement, U: TensorElement>(_ a: Tensor, _ b: Tensor, 
         for i in 0..<n { z[i] = f(s, y[i]) }
         return
     }
-    forEachOffset3(out.shape, a.broadcastStrides(to: out.shape), a.offset,
-                   b.broadcastStrides(to: out.shape), b.offset, out.strides, out.offset) { i, j, k in
+    let sa = a.broadcastStrides(to: out.shape), sb = b.broadcastStrides(to: out.shape)
+    // One operand full and contiguous, the other constant over a trailing block
+    // (a per-channel bias or statistic): scalar-times-block loops that vectorize.
+    if out.isContiguous && n > 0 {
+        if a.isContiguous && a.shape == out.shape, let (block, outer) = constantBlock(out.shape, sb), block >= 8 {
+            let x = pa + a.offset, z = po + out.offset
+            var k = 0
+            forEachOffset(outer, Array(sb.prefix(outer.count)), b.offset) { j in
+                let s = pb[j], base = k * block
+                for i in 0..<block { z[base + i] = f(x[base + i], s) }
+                k += 1
+            }
+            return
+        }
+        if b.isContiguous && b.shape == out.shape, let (block, outer) = constantBlock(out.shape, sa), block >= 8 {
+            let y = pb + b.offset, z = po + out.offset
+            var k = 0
+            forEachOffset(outer, Array(sa.prefix(outer.count)), a.offset) { j in
+                let s = pa[j], base = k * block
+                for i in 0..<block { z[base + i] = f(s, y[base + i]) }
+                k += 1
+            }
+            return
+        }
+    }
+    forEachOffset3(out.shape, sa, a.offset, sb, b.offset, out.strides, out.offset) { i, j, k in
         po[k] = f(pa[i], pb[j])
     }
+}
+
+/// For broadcast strides `st` over `shape`: the size of the trailing block over
+/// which the operand is constant (stride 0), and the shape before it.
+@inline(__always)
+func constantBlock(_ shape: [Int], _ st: [Int]) -> (Int, [Int])? {
+    var d = shape.count, block = 1
+    while d > 0 && (st[d - 1] == 0 || shape[d - 1] == 1) { d -= 1; block *= shape[d] }
+    return d < shape.count ? (block, Array(shape[..<d])) : nil
 }
 
 /// out[i] = f(a[i]) for a of out's shape.

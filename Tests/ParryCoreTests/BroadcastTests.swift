@@ -19,6 +19,23 @@ final class BroadcastTests: XCTestCase {
         assertClose(out.floats(), expected)
     }
 
+    func testPerChannelBlocksBothWays() throws {
+        // x {2,3,2,4} with a per-channel {1,3,1,1} operand (constant over 2×4 = 8 trailing
+        // elements): the block fast path, checked against elementwise arithmetic by index.
+        let x = try Tensor.arange(.int(0), .int(47)).to(.float32).reshape([2, 3, 2, 4])
+        let c = t([10, 20, 30], [1, 3, 1, 1])
+        let sum = try x.binary(.add, c).floats(), diff = try c.binary(.sub, x).floats()
+        for i in 0..<48 {
+            let ch = (i / 8) % 3
+            XCTAssertEqual(sum[i], Float(i) + Float(10 * (ch + 1)))
+            XCTAssertEqual(diff[i], Float(10 * (ch + 1)) - Float(i))
+        }
+        // a strided (transposed) per-row operand over a contiguous input
+        let m = try Tensor.arange(.int(0), .int(15)).to(.float32).reshape([2, 8])
+        let col = try t([1, 2], [1, 2]).transposeRaw(0, 1)       // {2,1}, stride 1 along dim 0
+        assertClose(try m.binary(.mul, col).floats(), (0..<16).map { Float($0) * ($0 < 8 ? 1 : 2) })
+    }
+
     func testTypePromotion() throws {
         let i = try Tensor([1, 2, 3] as [Int64], shape: [3])
         XCTAssertEqual(try i.binary(.add, .int(1)).dtype, .int64)
