@@ -436,6 +436,26 @@ let lossFunctions: [(String, parry_SwiftFunction)] = [
         if o.index != 0 { let j = a.rawField(o.index, "weight"); defer { a.pop() }; if !a.isNil(j) { weight = try a.tensor(j, "weight") } }
         return a.push(try Loss.nll(try a.tensor(1, "log_probs"), try a.labels(2), weight: weight, reduction: try a.reduction(o)))
     } }),
+    ("comp_sum", { L in bind(L, "parry.losses.comp_sum") { a in
+        let o = try a.options(3, allowed: ["tau", "reduction"])
+        guard let tau = try o.number("tau") else { throw a.fail("missing option tau (a number ≥ 0)") }
+        guard tau >= 0 else { throw a.fail("tau must be ≥ 0, got \(tau)") }
+        return a.push(try Loss.compSum(try a.tensor(1, "logits"), try a.labels(2), tau: tau, reduction: try a.reduction(o)))
+    } }),
+    ("sum_exp", { L in bind(L, "parry.losses.sum_exp") { a in
+        let o = try a.options(3, allowed: ["reduction"])
+        return a.push(try Loss.compSum(try a.tensor(1, "logits"), try a.labels(2), tau: 0, reduction: try a.reduction(o)))
+    } }),
+    ("gce", { L in bind(L, "parry.losses.gce") { a in
+        let o = try a.options(3, allowed: ["q", "reduction"])
+        let q = try o.number("q") ?? 0.7
+        guard q > 0, q <= 1 else { throw a.fail("q must be in (0, 1], got \(q)") }
+        return a.push(try Loss.compSum(try a.tensor(1, "logits"), try a.labels(2), tau: 1 + q, reduction: try a.reduction(o)))
+    } }),
+    ("mae", { L in bind(L, "parry.losses.mae") { a in
+        let o = try a.options(3, allowed: ["reduction"])
+        return a.push(try Loss.compSum(try a.tensor(1, "logits"), try a.labels(2), tau: 2, reduction: try a.reduction(o)))
+    } }),
     ("mse", { L in bind(L, "parry.losses.mse") { a in
         let o = try a.options(3, allowed: ["reduction"])
         return a.push(try Loss.mse(try a.tensor(1, "input"), try a.tensor(2, "target"), reduction: try a.reduction(o)))

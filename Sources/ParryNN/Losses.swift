@@ -67,6 +67,22 @@ public enum Loss {
         return try reduce(l, reduction, batch: y.numel)
     }
 
+    /// The comp-sum family (Mao, Mohri & Zhong 2023):
+    /// ℓ_τ(h, y) = Φ^τ(Σ_{y'≠y} exp(h_{y'} − h_y)) with Φ^τ(u) = ((1+u)^{1−τ} − 1)/(1−τ)
+    /// and Φ¹ = log(1+u). Since 1+u = 1/p_y: ℓ_τ = (1 − p_y^{τ−1})/(τ − 1), computed from
+    /// log p_y (log-softmax) as −expm1((τ−1)·log p_y)/(τ−1), and −log p_y near τ = 1.
+    /// τ = 0 sum-exponential, τ = 1 cross-entropy, τ ∈ (1, 2) generalized CE with
+    /// q = τ − 1, τ = 2 mean absolute error. Gradient: p_y^{τ−1}·(p − e_y).
+    public static func compSum(_ logits: Tensor, _ y: Tensor, tau: Double, reduction: Reduction = .mean) throws -> Tensor {
+        try checkLabels(logits, y)
+        guard tau >= 0, tau.isFinite else { throw TensorError("tau must be a non-negative number, got \(tau)") }
+        let lp = try logits.softmax(dim: 1, log: true).gather(1, y.unsqueeze(1)).squeeze(1)   // log p_y
+        let k = tau - 1
+        let l = abs(k) < 1e-6 ? try lp.neg()
+            : try lp.binary(.mul, .float(k)).unary(.expm1).binary(.div, .float(-k))
+        return try reduce(l, reduction, batch: y.numel)
+    }
+
     /// Mean squared error between same-shaped tensors.
     public static func mse(_ a: Tensor, _ b: Tensor, reduction: Reduction = .mean) throws -> Tensor {
         guard a.shape == b.shape else {

@@ -278,3 +278,65 @@ final class ModuleTests: XCTestCase {
         XCTAssertLessThan(last, 0.15)
     }
 }
+
+final class CompSumTests: XCTestCase {
+    let logits = try! Tensor([2, 0.5, -1, 0, 3, 1] as [Float], shape: [2, 3])
+    let y = try! Tensor([0, 2] as [Int64], shape: [2])
+
+    /// p_y from the definition, in Double.
+    func py() -> [Double] {
+        let rows: [[Double]] = [[2, 0.5, -1], [0, 3, 1]]
+        return zip(rows, [0, 2]).map { r, k in exp(r[k]) / r.map(exp).reduce(0, +) }
+    }
+
+    func testClosedFormsOfTheNamedMembers() throws {
+        let p = py()
+        func mean(_ f: (Double) -> Double) -> Double { p.map(f).reduce(0, +) / 2 }
+        let cases: [(Double, (Double) -> Double)] = [
+            (0, { 1 / $0 - 1 }),                               // sum-exponential
+            (0.5, { (1 - pow($0, -0.5)) / -0.5 }),             // ((1/p)^{1/2} − 1)/(1/2)
+            (1, { -log($0) }),                                 // cross-entropy
+            (1.5, { (1 - pow($0, 0.5)) / 0.5 }),               // GCE with q = 0.5
+            (2, { 1 - $0 }),                                   // MAE
+        ]
+        for (tau, f) in cases {
+            XCTAssertEqual(try Loss.compSum(logits, y, tau: tau).item().double, mean(f), accuracy: 1e-5, "tau \(tau)")
+        }
+        XCTAssertEqual(try Loss.compSum(logits, y, tau: 1).item().double, try Loss.crossEntropy(logits, y).item().double, accuracy: 1e-6)
+        XCTAssertEqual(try Loss.compSum(logits, y, tau: 2, reduction: .none).floats().count, 2)
+        XCTAssertThrowsError(try Loss.compSum(logits, y, tau: -1))
+    }
+
+    func testGradientIdentityAndGradcheck() throws {
+        // ∂ℓ_τ/∂h = p_y^{τ−1}·(p − e_y), per sample (reduction "sum").
+        for tau in [0.0, 0.5, 1, 1.5, 2] {
+            let h = try logits.detach().requiresGrad_()
+            let g = try grad([Loss.compSum(h, y, tau: tau, reduction: .sum)], [h])[0]!.floats()
+            let p = try logits.softmax(dim: 1).floats(), pyv = py()
+            for i in 0..<2 { for j in 0..<3 {
+                let onehot: Float = (i == 0 && j == 0) || (i == 1 && j == 2) ? 1 : 0
+                let expected = Float(pow(pyv[i], tau - 1)) * (p[i * 3 + j] - onehot)
+                XCTAssertEqual(g[i * 3 + j], expected, accuracy: 1e-5, "tau \(tau) [\(i)][\(j)]")
+            } }
+            let r = try gradcheck({ try Loss.compSum($0[0], self.y, tau: tau) }, inputs: [h])
+            XCTAssertTrue(r.passed, "tau \(tau): \(r.worst)")
+        }
+    }
+
+    func testExtremeLogitsStayFiniteWhereTheLossIs() throws {
+        let big = try Tensor([1e4, -1e4, 0, -1e4, 1e4, 0] as [Float], shape: [2, 3])
+        let yy = try Tensor([0, 0] as [Int64], shape: [2])     // row 1 confidently right, row 2 confidently wrong
+        for tau in [0.5, 1, 1.5, 2] {
+            let h = try big.detach().requiresGrad_()
+            let l = try Loss.compSum(h, yy, tau: tau, reduction: .none)
+            let g = try grad([l.sum()], [h])[0]!.floats()
+            if tau >= 1 {   // bounded or logarithmic: finite everywhere
+                XCTAssertTrue(l.floats().allSatisfy { $0.isFinite }, "tau \(tau)")
+                XCTAssertTrue(g.allSatisfy { $0.isFinite }, "tau \(tau)")
+            } else {        // τ < 1: the confident-wrong row is e^{5000}, not a float; the right one is finite
+                XCTAssertTrue(l.floats()[0].isFinite)
+                XCTAssertTrue(g[0..<3].allSatisfy { $0.isFinite })
+            }
+        }
+    }
+}

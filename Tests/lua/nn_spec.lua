@@ -141,6 +141,22 @@ describe("functional and losses", function()
     assert.near({1}, F.cosine_similarity(parry.tensor{{1.0, 2.0}}, parry.tensor{{2.0, 4.0}}), 1e-6)
   end)
 
+  it("comp-sum family: named members, aliases and bad tau", function()
+    -- logits {0, ln 3}, label 2: p_y = 3/4
+    local h, y = parry.tensor{{0.0, math.log(3)}}, parry.tensor{2}
+    local p = 0.75
+    assert.near(1 / p - 1, parry.losses.sum_exp(h, y):item(), 1e-6)
+    assert.near(1 / p - 1, parry.losses.comp_sum(h, y, {tau = 0}):item(), 1e-6)
+    assert.near(-math.log(p), parry.losses.comp_sum(h, y, {tau = 1}):item(), 1e-6)
+    assert.near((1 - p ^ 0.7) / 0.7, parry.losses.gce(h, y, {q = 0.7}):item(), 1e-6)
+    assert.near(1 - p, parry.losses.mae(h, y):item(), 1e-6)
+    assert.near(parry.losses.cross_entropy(h, y):item(), parry.losses.comp_sum(h, y, {tau = 1}):item(), 1e-7)
+    assert.error(function() parry.losses.comp_sum(h, y, {tau = -0.5}) end, "parry.losses.comp_sum: tau must be ≥ 0")
+    assert.error(function() parry.losses.comp_sum(h, y, {tau = "a"}) end, "option 'tau' must be a number")
+    assert.error(function() parry.losses.comp_sum(h, y) end, "missing option tau")
+    assert.error(function() parry.losses.gce(h, y, {q = 0}) end, "q must be in (0, 1]")
+  end)
+
   it("reject labels outside 1..C", function()
     assert.error(function() parry.losses.cross_entropy(parry.zeros(2, 3), parry.tensor{1, 4}) end, "parry.losses.cross_entropy: label 4 is outside 1..3")
     assert.error(function() parry.losses.cross_entropy(parry.zeros(2, 3), parry.tensor{0, 1}) end, "label 0 is outside 1..3")
