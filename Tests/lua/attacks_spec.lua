@@ -123,3 +123,35 @@ describe("robust training", function()
     assert.error(function() parry.robust.train(mlp, ds, opt, {loss = "pgd"}) end, "parry.robust.train: missing option eps")
   end)
 end)
+
+describe("smooth adversarial comp-sum loss", function()
+  it("reduces to comp-sum for nu = 0 or eps = 0 and is differentiable", function()
+    local net, x, y = setup(10)
+    local base = parry.losses.comp_sum(net(x), y, {tau = 0.5}):item()
+    assert.near(base, parry.losses.adv_comp_sum(net, x, y, {tau = 0.5, nu = 0, eps = 0.1}):item(), 1e-6)
+    assert.near(base, parry.losses.adv_comp_sum(net, x, y, {tau = 0.5, nu = 3, eps = 0, steps = 3}):item(), 1e-6)
+    local l = parry.losses.adv_comp_sum(net, x, y, {tau = 1.5, nu = 2, eps = 0.2, alpha = 0.05, steps = 5, seed = 1})
+    -- the regularizer ν·‖h(x') − h(x)‖₂ is non-negative, and here the inner maximization found a positive one
+    assert.truthy(l:item() > parry.losses.comp_sum(net(x), y, {tau = 1.5}):item() + 1e-4)
+    l:backward()
+    assert.truthy(net[2].weight.grad)
+    local mlp = parry.models.mlp{4, 8, 3}
+    local trained = parry.robust.train(mlp, parry.data.synthetic_classification{n = 32, dim = 4, classes = 3},
+      parry.optim.SGD(mlp:parameters(), {lr = 0.1}), {loss = function(m, xb, yb)
+        return parry.losses.adv_comp_sum(m, xb, yb, {tau = 0.5, nu = 1, eps = 0.1, steps = 2})
+      end})
+    assert.truthy(trained == trained)   -- a number, not NaN
+    assert.error(function() parry.losses.adv_comp_sum(net, x, y, {nu = 1, eps = 0.1}) end, "parry.losses.adv_comp_sum: missing option tau")
+  end)
+
+  it("the inner maximization does not decrease the logit distance from its start", function()
+    local net, x, y = setup(10)
+    local function reg(steps)
+      local l = parry.losses.adv_comp_sum(net, x, y, {tau = 1, nu = 1, eps = 0.3, alpha = 0.05, steps = steps, seed = 4})
+      return l:item() - parry.losses.cross_entropy(net(x), y):item()
+    end
+    local start, after = reg(0), reg(8)
+    assert.truthy(start >= 0)
+    assert.truthy(after >= start, string.format("%.5f < %.5f", after, start))
+  end)
+end)

@@ -81,7 +81,8 @@ describe("every exposed function survives bad arguments", function()
     for _, g in ipairs(groups) do
       for name, fn in pairs(g[1]) do
         if type(fn) == "function" and not name:find("torch_names") then
-          check(g[2] .. name, fn, {g[2] .. name, "nn.Module", "parry.robust." .. name .. "_loss"})
+          check(g[2] .. name, fn, {g[2] .. name, "nn.Module", "parry.robust." .. name .. "_loss",
+            "parry.losses." .. name:gsub("_loss$", "")})
           n = n + 1
         end
       end
