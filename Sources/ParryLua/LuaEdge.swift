@@ -71,12 +71,34 @@ struct LuaArgs {
 
     func fail(_ message: String) -> LuaArgumentError { LuaArgumentError(message) }
 
+    // MARK: boxed Swift objects
+
+    /// The Swift object of userdata kind `kind` at `i` (metatables compared), or nil.
+    func optObject<T: AnyObject>(_ i: Int32, _ kind: Int32, as _: T.Type = T.self) -> T? {
+        guard let p = parry_toobject(L, i, kind) else { return nil }
+        return Unmanaged<T>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    /// A table of boxed objects of one kind; `noun` names them in messages ("tensors").
+    func objectList<T: AnyObject>(_ i: Int32, _ kind: Int32, _ what: String, _ noun: String) throws -> [T] {
+        guard type(i) == LUA_TTABLE else {
+            throw fail("expected a table of \(noun) for \(what) (argument \(i)), got \(typeName(i))")
+        }
+        var out = [T]()
+        for k in 1...max(rawLength(i), 1) where k <= rawLength(i) {
+            let j = rawIndex(i, k)
+            defer { pop() }
+            guard let o: T = optObject(j, kind) else {
+                throw fail("expected \(noun) in \(what), got \(typeName(j)) at position \(k)")
+            }
+            out.append(o)
+        }
+        return out
+    }
+
     // MARK: tensors
 
-    func optTensor(_ i: Int32) -> Tensor? {
-        guard let p = parry_toobject(L, i, Int32(PARRY_TENSOR)) else { return nil }
-        return Unmanaged<Tensor>.fromOpaque(p).takeUnretainedValue()
-    }
+    func optTensor(_ i: Int32) -> Tensor? { optObject(i, Int32(PARRY_TENSOR)) }
 
     func tensor(_ i: Int32, _ what: String = "self") throws -> Tensor {
         if let t = optTensor(i) { return t }
@@ -212,19 +234,7 @@ struct LuaArgs {
 
     /// A list of tensors from a table at `i`.
     func tensorList(_ i: Int32, _ what: String) throws -> [Tensor] {
-        guard type(i) == LUA_TTABLE else {
-            throw fail("expected a table of tensors for \(what) (argument \(i)), got \(typeName(i))")
-        }
-        var out = [Tensor]()
-        for k in 1...max(rawLength(i), 1) where k <= rawLength(i) {
-            let j = rawIndex(i, k)
-            defer { pop() }
-            guard let t = optTensor(j) else {
-                throw fail("expected tensors in \(what), got \(typeName(j)) at position \(k)")
-            }
-            out.append(t)
-        }
-        return out
+        try objectList(i, Int32(PARRY_TENSOR), what, "tensors")
     }
 
     /// Sizes given as integers from argument `from` on, or as one table;
@@ -389,10 +399,10 @@ struct LuaOptions {
     /// The `generator` option (a parry.Generator), or the shared generator.
     func generator() throws -> Generator {
         try with("generator") { j in
-            guard let p = parry_toobject(args.L, j, Int32(PARRY_GENERATOR)) else {
+            guard let g: Generator = args.optObject(j, Int32(PARRY_GENERATOR)) else {
                 throw args.fail("option 'generator' must be a parry.Generator, got \(args.typeName(j))")
             }
-            return Unmanaged<Generator>.fromOpaque(p).takeUnretainedValue()
+            return g
         } ?? .shared
     }
 

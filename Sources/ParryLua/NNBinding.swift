@@ -93,10 +93,7 @@ private func keepChild(_ L: LuaState, owner: Int32, name: String, value: Int32) 
 }
 
 extension LuaArgs {
-    func optModule(_ i: Int32) -> Module? {
-        guard let p = parry_toobject(L, i, Int32(PARRY_MODULE)) else { return nil }
-        return Unmanaged<Module>.fromOpaque(p).takeUnretainedValue()
-    }
+    func optModule(_ i: Int32) -> Module? { optObject(i, Int32(PARRY_MODULE)) }
 
     func module(_ i: Int32, _ what: String = "self") throws -> Module {
         if let m = optModule(i) { return m }
@@ -106,15 +103,7 @@ extension LuaArgs {
     /// A list of modules from a table at `i`, each kept alive by the module
     /// that will be pushed next (see `adoptChildren`).
     func moduleList(_ i: Int32, _ what: String) throws -> [Module] {
-        guard type(i) == LUA_TTABLE else { throw fail("expected a table of modules for \(what) (argument \(i)), got \(typeName(i))") }
-        var out = [Module]()
-        for k in 1...max(rawLength(i), 1) where k <= rawLength(i) {
-            let j = rawIndex(i, k)
-            defer { pop() }
-            guard let m = optModule(j) else { throw fail("expected modules in \(what), got \(typeName(j)) at position \(k)") }
-            out.append(m)
-        }
-        return out
+        try objectList(i, Int32(PARRY_MODULE), what, "modules")
     }
 
     /// Pushes container `m` built from the module list at `list`, keeping each
@@ -477,17 +466,13 @@ extension LuaArgs {
     }
 
     func optimizer(_ i: Int32) throws -> Optimizer {
-        guard let p = parry_toobject(L, i, Int32(PARRY_OPTIMIZER)) else {
-            throw fail("expected an optimizer (argument \(i)), got \(typeName(i))")
-        }
-        return Unmanaged<Optimizer>.fromOpaque(p).takeUnretainedValue()
+        if let o: Optimizer = optObject(i, Int32(PARRY_OPTIMIZER)) { return o }
+        throw fail("expected an optimizer (argument \(i)), got \(typeName(i))")
     }
 
     func scheduler(_ i: Int32) throws -> LRScheduler {
-        guard let p = parry_toobject(L, i, Int32(PARRY_SCHEDULER)) else {
-            throw fail("expected a scheduler (argument \(i)), got \(typeName(i))")
-        }
-        return Unmanaged<LRScheduler>.fromOpaque(p).takeUnretainedValue()
+        if let s: LRScheduler = optObject(i, Int32(PARRY_SCHEDULER)) { return s }
+        throw fail("expected a scheduler (argument \(i)), got \(typeName(i))")
     }
 }
 

@@ -579,10 +579,10 @@ let tensorIndexFallback: parry_SwiftFunction = { L in
 /// Methods of parry.Generator userdata: `g:manual_seed(n)` reseeds it.
 let generatorMethods: [(String, parry_SwiftFunction)] = [
     ("manual_seed", { L in bind(L, "Generator:manual_seed") { a in
-        guard let p = parry_toobject(a.L, 1, Int32(PARRY_GENERATOR)) else {
+        guard let g: Generator = a.optObject(1, Int32(PARRY_GENERATOR)) else {
             throw a.fail("expected a generator for self (argument 1), got \(a.typeName(1))")
         }
-        Unmanaged<Generator>.fromOpaque(p).takeUnretainedValue().reseed(UInt64(bitPattern: Int64(try a.integer(2, "seed"))))
+        g.reseed(UInt64(bitPattern: Int64(try a.integer(2, "seed"))))
         lua_pushvalue(a.L, 1)
         return 1
     } }),

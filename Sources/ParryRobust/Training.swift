@@ -10,7 +10,7 @@ public enum RobustTraining {
         guard let module, eval else { return try body() }
         let saved = module.namedModules().map { ($0.module, $0.module.training) }
         module.eval()
-        defer { for (m, t) in saved { m.trainFlat(t) } }
+        defer { for (m, t) in saved { m.setTrainingFlag(t) } }
         return try body()
     }
 
@@ -82,9 +82,4 @@ extension RobustTraining {
         let regularizer = try model(xAdv).binary(.sub, logits).norm(dim: 1).mean()
         return try base.binary(.add, regularizer.binary(.mul, .float(nu)))
     }
-}
-
-extension Module {
-    /// Sets this module's own training flag only (not its children's).
-    func trainFlat(_ on: Bool) { setTrainingFlag(on) }
 }
