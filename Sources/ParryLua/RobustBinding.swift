@@ -87,15 +87,53 @@ extension LuaArgs {
 
 private let attackOptions = ["eps", "norm", "bounds", "seed", "generator"]
 
-/// Runs an attack body with the model (module in eval mode) and pushes x_adv.
-private func attackBinding(_ L: LuaState?, _ name: StaticString, allowed: [String],
-                           _ run: (LuaArgs, Classifier, Tensor, Tensor, LuaOptions) throws -> Tensor) -> Int32 {
+/// Runs the attack `name` on (model, x, y, options at 4) with the module in
+/// eval mode and pushes x_adv; `allowed` lists the options it accepts.
+private func attackBinding(_ L: LuaState?, _ name: StaticString, attack: String, allowed: [String], defaultEps: Double? = nil) -> Int32 {
     bind(L, name) { a in
         let (model, module) = try a.classifier(1)
         let x = try a.tensor(2, "x"), y = try a.labels(3)
         let o = try a.options(4, allowed: allowed)
-        let adv = try RobustTraining.withMode(module, eval: true) { try run(a, model, x, y, o) }
-        return a.push(adv)
+        let run = try attackRunner(attack, a, o, model, try a.threatModel(o, defaultEps: defaultEps), try a.generatorOption(o)).run
+        return a.push(try RobustTraining.withMode(module, eval: true) { try run(x, y) })
+    }
+}
+
+/// The attack named `name` with its settings read from `o` now (so bad options
+/// fail before anything runs): the one place both the attack functions and
+/// `evaluate` build attacks. Returns the attack and whether it uses gradients.
+private func attackRunner(_ name: String, _ a: LuaArgs, _ o: LuaOptions, _ model: @escaping Classifier,
+                          _ tm: ThreatModel, _ gen: Generator) throws -> (run: (Tensor, Tensor) throws -> Tensor, whiteBox: Bool) {
+    switch name {
+    case "fgsm":
+        let targeted = try o.bool("targeted") ?? false, loss = try a.attackLoss(o)
+        return ({ x, y in try Attacks.fgsm(model, x, y, tm, targeted: targeted, loss: loss) }, true)
+    case "pgd":
+        let p = try pgdOptions(a, o)
+        return ({ x, y in try Attacks.pgd(model, x, y, tm, p, generator: gen) }, true)
+    case "mifgsm":
+        guard tm.norm == .linf else { throw a.fail("mifgsm supports the L∞ norm only") }
+        let alpha = try o.number("alpha"), steps = try o.integer("steps") ?? 10, decay = try o.number("decay") ?? 1
+        let targeted = try o.bool("targeted") ?? false
+        return ({ x, y in try Attacks.mifgsm(model, x, y, tm, alpha: alpha, steps: steps, decay: decay, targeted: targeted) }, true)
+    case "cw_l2":
+        let c = try o.number("c") ?? 1, kappa = try o.number("kappa") ?? 0, steps = try o.integer("steps") ?? 50
+        let lr = try o.number("lr") ?? 0.01, targeted = try o.bool("targeted") ?? false
+        return ({ x, y in try Attacks.cwL2(model, x, y, bounds: tm.bounds, c: c, kappa: kappa, steps: steps, lr: lr, targeted: targeted) }, true)
+    case "apgd", "apgd-ce", "apgd-dlr", "apgd-t":
+        var p = try apgdOptions(a, o)
+        if name == "apgd-dlr" { p.loss = .dlr }
+        if name == "apgd-t" { p.targeted = true }
+        return ({ x, y in try Attacks.apgd(model, x, y, tm, p, generator: gen) }, true)
+    case "square":
+        let q = try o.integer("queries") ?? 5000, pInit = try o.number("p_init") ?? 0.8
+        return ({ x, y in try Attacks.square(model, x, y, tm, queries: q, pInit: pInit, generator: gen) }, false)
+    case "autoattack":
+        let v = try o.string("version") ?? "standard"
+        guard let version = Attacks.AutoAttackVersion(rawValue: v) else { throw a.fail("unknown version '\(v)' (expected \"standard\" or \"fast\")") }
+        return ({ x, y in try Attacks.autoattack(model, x, y, tm, version: version, generator: gen).0 }, true)
+    default:
+        throw a.fail("unknown attack '\(name)' (expected fgsm, pgd, mifgsm, cw_l2, apgd, apgd-ce, apgd-dlr, apgd-t, square, autoattack or a function)")
     }
 }
 
@@ -131,30 +169,14 @@ private func apgdOptions(_ a: LuaArgs, _ o: LuaOptions) throws -> Attacks.APGDOp
 }
 
 let attackFunctions: [(String, parry_SwiftFunction)] = [
-    ("fgsm", { L in attackBinding(L, "parry.attacks.fgsm", allowed: attackOptions + ["targeted", "loss"]) { a, m, x, y, o in
-        try Attacks.fgsm(m, x, y, try a.threatModel(o), targeted: try o.bool("targeted") ?? false, loss: try a.attackLoss(o))
-    } }),
-    ("pgd", { L in attackBinding(L, "parry.attacks.pgd", allowed: attackOptions + ["alpha", "steps", "random_start", "restarts", "targeted", "loss", "early_stop"]) { a, m, x, y, o in
-        try Attacks.pgd(m, x, y, try a.threatModel(o), try pgdOptions(a, o), generator: try a.generatorOption(o))
-    } }),
-    ("mifgsm", { L in attackBinding(L, "parry.attacks.mifgsm", allowed: attackOptions + ["alpha", "steps", "decay", "targeted"]) { a, m, x, y, o in
-        let tm = try a.threatModel(o)
-        guard tm.norm == .linf else { throw a.fail("mifgsm supports the L∞ norm only") }
-        return try Attacks.mifgsm(m, x, y, tm, alpha: try o.number("alpha"), steps: try o.integer("steps") ?? 10,
-                                  decay: try o.number("decay") ?? 1, targeted: try o.bool("targeted") ?? false)
-    } }),
-    ("cw_l2", { L in attackBinding(L, "parry.attacks.cw_l2", allowed: ["c", "kappa", "steps", "lr", "targeted", "bounds"]) { a, m, x, y, o in
-        let tm = try a.threatModel(o, defaultEps: 0)
-        return try Attacks.cwL2(m, x, y, bounds: tm.bounds, c: try o.number("c") ?? 1, kappa: try o.number("kappa") ?? 0,
-                                steps: try o.integer("steps") ?? 50, lr: try o.number("lr") ?? 0.01, targeted: try o.bool("targeted") ?? false)
-    } }),
-    ("apgd", { L in attackBinding(L, "parry.attacks.apgd", allowed: attackOptions + ["steps", "loss", "targeted", "n_target_classes", "restarts", "rho"]) { a, m, x, y, o in
-        try Attacks.apgd(m, x, y, try a.threatModel(o), try apgdOptions(a, o), generator: try a.generatorOption(o))
-    } }),
-    ("square", { L in attackBinding(L, "parry.attacks.square", allowed: attackOptions + ["queries", "p_init"]) { a, m, x, y, o in
-        try Attacks.square(m, x, y, try a.threatModel(o), queries: try o.integer("queries") ?? 5000,
-                           pInit: try o.number("p_init") ?? 0.8, generator: try a.generatorOption(o))
-    } }),
+    ("fgsm", { attackBinding($0, "parry.attacks.fgsm", attack: "fgsm", allowed: attackOptions + ["targeted", "loss"]) }),
+    ("pgd", { attackBinding($0, "parry.attacks.pgd", attack: "pgd",
+                            allowed: attackOptions + ["alpha", "steps", "random_start", "restarts", "targeted", "loss", "early_stop"]) }),
+    ("mifgsm", { attackBinding($0, "parry.attacks.mifgsm", attack: "mifgsm", allowed: attackOptions + ["alpha", "steps", "decay", "targeted"]) }),
+    ("cw_l2", { attackBinding($0, "parry.attacks.cw_l2", attack: "cw_l2", allowed: ["c", "kappa", "steps", "lr", "targeted", "bounds"], defaultEps: 0) }),
+    ("apgd", { attackBinding($0, "parry.attacks.apgd", attack: "apgd",
+                             allowed: attackOptions + ["steps", "loss", "targeted", "n_target_classes", "restarts", "rho"]) }),
+    ("square", { attackBinding($0, "parry.attacks.square", attack: "square", allowed: attackOptions + ["queries", "p_init"]) }),
     ("autoattack", { L in bind(L, "parry.attacks.autoattack") { a in
         let (model, module) = try a.classifier(1)
         let x = try a.tensor(2, "x"), y = try a.labels(3)
@@ -229,32 +251,8 @@ private func evaluationAttack(_ a: LuaArgs, _ j: Int32, model: @escaping Classif
     if let e = try o.number("eps") { t.eps = e }
     if let n = try o.string("norm") { t.norm = n == "l2" || n == "L2" ? .l2 : .linf }
     let gen = try o.integer("seed").map { Generator(seed: UInt64(bitPattern: Int64($0))) } ?? generator
-    switch name {
-    case "fgsm":
-        return ("fgsm", { x, y in try Attacks.fgsm(model, x, y, t) }, true)
-    case "pgd":
-        let p = try pgdOptions(a, o)
-        return ("pgd", { x, y in try Attacks.pgd(model, x, y, t, p, generator: gen) }, true)
-    case "mifgsm":
-        let alpha = try o.number("alpha"), steps = try o.integer("steps") ?? 10, decay = try o.number("decay") ?? 1
-        return ("mifgsm", { x, y in try Attacks.mifgsm(model, x, y, t, alpha: alpha, steps: steps, decay: decay) }, true)
-    case "cw_l2":
-        let c = try o.number("c") ?? 1, kappa = try o.number("kappa") ?? 0, steps = try o.integer("steps") ?? 50, lr = try o.number("lr") ?? 0.01
-        return ("cw_l2", { x, y in try Attacks.cwL2(model, x, y, bounds: t.bounds, c: c, kappa: kappa, steps: steps, lr: lr) }, true)
-    case "apgd", "apgd-ce", "apgd-dlr", "apgd-t":
-        var p = try apgdOptions(a, o)
-        if name == "apgd-dlr" { p.loss = .dlr }
-        if name == "apgd-t" { p.targeted = true }
-        return (name, { x, y in try Attacks.apgd(model, x, y, t, p, generator: gen) }, true)
-    case "square":
-        let q = try o.integer("queries") ?? 5000, pInit = try o.number("p_init") ?? 0.8
-        return ("square", { x, y in try Attacks.square(model, x, y, t, queries: q, pInit: pInit, generator: gen) }, false)
-    case "autoattack":
-        let v = Attacks.AutoAttackVersion(rawValue: try o.string("version") ?? "standard") ?? .standard
-        return ("autoattack", { x, y in try Attacks.autoattack(model, x, y, t, version: v, generator: gen).0 }, true)
-    default:
-        throw a.fail("unknown attack '\(name)' (expected fgsm, pgd, mifgsm, cw_l2, apgd, apgd-ce, apgd-dlr, apgd-t, square, autoattack or a function)")
-    }
+    let attack = try attackRunner(name, a, o, model, t, gen)
+    return (name, attack.run, attack.whiteBox)
 }
 
 private func pushReport(_ a: LuaArgs, _ r: RobustnessReport) {
