@@ -23,13 +23,15 @@ let package = Package(
         .target(name: "ParryNN", dependencies: ["ParryCore"], swiftSettings: optimize),
         .target(name: "ParryData", dependencies: ["ParryCore", "CZlib"], swiftSettings: optimize),
         .target(name: "ParryRobust", dependencies: ["ParryCore", "ParryNN"], swiftSettings: optimize),
-        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "ParryRobust", "CLua", "CLuaShim"], swiftSettings: optimize),
+        .target(name: "ParryFed", dependencies: ["ParryCore", "ParryNN"], swiftSettings: optimize),
+        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "ParryRobust", "ParryFed", "CLua", "CLuaShim"], swiftSettings: optimize),
         .executableTarget(name: "parry", dependencies: ["ParryLua"], swiftSettings: optimize),
 
         .testTarget(name: "ParryCoreTests", dependencies: ["ParryCore"]),
         .testTarget(name: "ParryNNTests", dependencies: ["ParryNN", "ParryCore"]),
         .testTarget(name: "ParryDataTests", dependencies: ["ParryData", "ParryCore"]),
         .testTarget(name: "ParryRobustTests", dependencies: ["ParryRobust", "ParryNN", "ParryCore"]),
+        .testTarget(name: "ParryFedTests", dependencies: ["ParryFed", "ParryNN", "ParryCore"]),
         .testTarget(name: "ParryLuaTests", dependencies: ["ParryLua", "ParryCore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -10,6 +10,12 @@ public final class Generator: @unchecked Sendable {
     /// The generator used when none is passed; `manual_seed` reseeds it.
     public static let shared = Generator(seed: 0x5EED)
 
+    /// The generator that defaulted random draws use on this task or thread
+    /// (`shared` unless bound with `Generator.$current.withValue(g) { ... }`).
+    /// Federated clients training concurrently each bind their own, so the
+    /// draws (dropout masks, shuffles) do not depend on thread scheduling.
+    @TaskLocal public static var current: Generator = .shared
+
     public init(seed: UInt64) { reseed(seed) }
 
     public func reseed(_ seed: UInt64) {

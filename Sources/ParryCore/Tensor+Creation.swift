@@ -1,7 +1,7 @@
 import Foundation
 
 // Factories. Shapes are validated here (no negative sizes); random factories
-// draw from `Generator.shared` unless a generator is given.
+// draw from `Generator.current` (normally `Generator.shared`) unless a generator is given.
 
 extension Tensor {
     /// The most dimensions a tensor may have (as PyTorch).
@@ -95,7 +95,7 @@ extension Tensor {
     }
 
     /// Uniform in [0, 1).
-    public static func rand(_ shape: [Int], generator: Generator = .shared) throws -> Tensor {
+    public static func rand(_ shape: [Int], generator: Generator = .current) throws -> Tensor {
         try checkShape(shape)
         let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
         generator.fillUniform(t.base(Float.self), count: t.numel)
@@ -103,7 +103,7 @@ extension Tensor {
     }
 
     /// Standard normal.
-    public static func randn(_ shape: [Int], generator: Generator = .shared) throws -> Tensor {
+    public static func randn(_ shape: [Int], generator: Generator = .current) throws -> Tensor {
         try checkShape(shape)
         let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
         generator.fillNormal(t.base(Float.self), count: t.numel)
@@ -111,7 +111,7 @@ extension Tensor {
     }
 
     /// int64 uniform in lo...hi (inclusive).
-    public static func randint(_ lo: Int64, _ hi: Int64, _ shape: [Int], generator: Generator = .shared) throws -> Tensor {
+    public static func randint(_ lo: Int64, _ hi: Int64, _ shape: [Int], generator: Generator = .current) throws -> Tensor {
         try checkShape(shape, dtype: .int64)
         guard lo <= hi else { throw TensorError("empty range \(lo)..\(hi)") }
         let t = Tensor(shape: shape, dtype: .int64, zeroed: false)
@@ -120,20 +120,20 @@ extension Tensor {
     }
 
     /// A random permutation of 0..<n as int64 (the binding adds 1 for Lua).
-    public static func randperm(_ n: Int, generator: Generator = .shared) throws -> Tensor {
+    public static func randperm(_ n: Int, generator: Generator = .current) throws -> Tensor {
         try checkShape([n], dtype: .int64)
         return try Tensor(generator.permutation(n).map { Int64($0) }, shape: [n])
     }
 
     /// Fills self with values uniform in [lo, hi).
     @discardableResult
-    public func uniform_(_ lo: Double = 0, _ hi: Double = 1, generator: Generator = .shared) throws -> Tensor {
+    public func uniform_(_ lo: Double = 0, _ hi: Double = 1, generator: Generator = .current) throws -> Tensor {
         try fillRandom { generator.fillUniform($0, count: $1, lo: Float(lo), hi: Float(hi)) }
     }
 
     /// Fills self with values from N(mean, std²).
     @discardableResult
-    public func normal_(_ mean: Double = 0, _ std: Double = 1, generator: Generator = .shared) throws -> Tensor {
+    public func normal_(_ mean: Double = 0, _ std: Double = 1, generator: Generator = .current) throws -> Tensor {
         try fillRandom { generator.fillNormal($0, count: $1, mean: Float(mean), std: Float(std)) }
     }
 

@@ -11,7 +11,7 @@ public enum Transforms {
     }
 
     /// Pads each image by `padding` zeros and crops a random size×size window.
-    public static func randomCrop(_ x: Tensor, size: (Int, Int), padding: Int, generator: Generator = .shared) throws -> Tensor {
+    public static func randomCrop(_ x: Tensor, size: (Int, Int), padding: Int, generator: Generator = .current) throws -> Tensor {
         try check(x)
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (oh, ow) = size
@@ -40,7 +40,7 @@ public enum Transforms {
     }
 
     /// Mirrors each image left–right with probability p.
-    public static func horizontalFlip(_ x: Tensor, p: Double = 0.5, generator: Generator = .shared) throws -> Tensor {
+    public static func horizontalFlip(_ x: Tensor, p: Double = 0.5, generator: Generator = .current) throws -> Tensor {
         try check(x)
         let out = try x.contiguous().detach().clone()
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])

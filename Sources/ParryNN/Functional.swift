@@ -238,7 +238,7 @@ public enum F {
     }
 
     /// Zeroes elements with probability p and scales the rest by 1/(1−p) when training.
-    public static func dropout(_ x: Tensor, p: Double, training: Bool, generator: Generator = .shared) throws -> Tensor {
+    public static func dropout(_ x: Tensor, p: Double, training: Bool, generator: Generator = .current) throws -> Tensor {
         guard p >= 0, p <= 1 else { throw TensorError("dropout probability must be in [0, 1], got \(p)") }
         guard training, p > 0 else { return x }
         if p == 1 { return try x.binary(.mul, .float(0)) }

@@ -42,7 +42,7 @@ public enum Attacks {
     /// uniform in the L∞ box, or for L2 a uniform direction with radius ε·U(0,1).
     /// With restarts, each sample keeps its first successful example, else its highest-loss one.
     public static func pgd(_ model: Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel,
-                           _ o: PGDOptions = PGDOptions(), generator: Generator = .shared) throws -> Tensor {
+                           _ o: PGDOptions = PGDOptions(), generator: Generator = .current) throws -> Tensor {
         try tm.validate()
         guard o.steps >= 0, o.restarts >= 1 else { throw TensorError("steps must be ≥ 0 and restarts ≥ 1") }
         _ = try AttackMath.check(model, x, y)

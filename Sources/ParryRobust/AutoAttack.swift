@@ -23,7 +23,7 @@ extension Attacks {
     /// was not reduced last time and the best loss did not improve; momentum 0.75.
     /// Returns per sample the first misclassified point found, else the highest-loss one.
     public static func apgd(_ model: Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel,
-                            _ o: APGDOptions = APGDOptions(), generator: Generator = .shared) throws -> Tensor {
+                            _ o: APGDOptions = APGDOptions(), generator: Generator = .current) throws -> Tensor {
         try tm.validate()
         guard o.steps >= 1, o.restarts >= 1 else { throw TensorError("steps and restarts must be at least 1") }
         let classes = try AttackMath.check(model, x, y)
@@ -149,7 +149,7 @@ extension Attacks {
     /// paper's schedule from `pInit`, halving at 10, 50, 200, 500, 1000, 2000,
     /// 4000, 6000 and 8000 of 10000 (rescaled to `queries`). Stops per sample once fooled.
     public static func square(_ model: Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel, queries: Int = 5000,
-                              pInit: Double = 0.8, generator: Generator = .shared) throws -> Tensor {
+                              pInit: Double = 0.8, generator: Generator = .current) throws -> Tensor {
         try tm.validate()
         guard tm.norm == .linf else { throw TensorError("square supports the L∞ norm only") }
         guard queries >= 1, pInit > 0, pInit <= 1 else { throw TensorError("queries must be ≥ 1 and p_init in (0, 1]") }
@@ -220,7 +220,7 @@ extension Attacks {
     /// classes, 5000 queries; "fast": 100 steps, 3 target classes, 1000 queries.
     /// Returns the adversarial inputs and, per attack, the robust accuracy after it.
     public static func autoattack(_ model: @escaping Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel,
-                                  version: AutoAttackVersion = .standard, generator: Generator = .shared) throws -> (Tensor, [(String, Double)]) {
+                                  version: AutoAttackVersion = .standard, generator: Generator = .current) throws -> (Tensor, [(String, Double)]) {
         try tm.validate()
         _ = try AttackMath.check(model, x, y)
         let adv = try x.detach().clone()          // written in place below: never alias x

@@ -17,7 +17,7 @@ public enum RobustTraining {
     /// Madry et al.: cross-entropy on PGD examples (L∞ or L2) made with the model
     /// in eval mode (`attackEval`, the default) or in train mode.
     public static func pgdLoss(_ model: Classifier, module: Module?, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel,
-                               _ o: Attacks.PGDOptions, attackEval: Bool = true, generator: Generator = .shared) throws -> Tensor {
+                               _ o: Attacks.PGDOptions, attackEval: Bool = true, generator: Generator = .current) throws -> Tensor {
         let adv = try withMode(module, eval: attackEval) { try Attacks.pgd(model, x, y, tm, o, generator: generator) }
         return try Loss.crossEntropy(model(adv.detach()), y)
     }
@@ -26,7 +26,7 @@ public enum RobustTraining {
     /// x' from L∞ PGD on the KL term, started at x + 0.001·N(0, 1)
     /// (the authors' code: step α, `steps` steps, model in eval mode while attacking).
     public static func tradesLoss(_ model: Classifier, module: Module?, _ x: Tensor, _ y: Tensor, eps: Double, alpha: Double,
-                                  steps: Int, beta: Double = 6, bounds: (Double, Double) = (0, 1), generator: Generator = .shared) throws -> Tensor {
+                                  steps: Int, beta: Double = 6, bounds: (Double, Double) = (0, 1), generator: Generator = .current) throws -> Tensor {
         guard eps >= 0, alpha >= 0, steps >= 0, beta >= 0 else { throw TensorError("eps, alpha, steps and beta must be non-negative") }
         let tm = ThreatModel(eps: eps, norm: .linf, bounds: bounds)
         let adv = try withMode(module, eval: true) { () -> Tensor in
@@ -57,7 +57,7 @@ extension RobustTraining {
     /// Differentiable in the model's parameters through both h(x) and h(x').
     public static func advCompSumLoss(_ model: Classifier, module: Module?, _ x: Tensor, _ y: Tensor, tau: Double, nu: Double,
                                       _ tm: ThreatModel, alpha: Double, steps: Int, randomStart: Bool = false,
-                                      generator: Generator = .shared) throws -> Tensor {
+                                      generator: Generator = .current) throws -> Tensor {
         try tm.validate()
         guard nu >= 0, alpha >= 0, steps >= 0 else { throw TensorError("nu, alpha and steps must be non-negative") }
         let logits = try model(x)

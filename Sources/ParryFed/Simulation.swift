@@ -1,0 +1,535 @@
+import Dispatch
+import Foundation
+import ParryCore
+import ParryNN
+
+/// A client's samples: inputs along dim 0 and 0-based int64 labels.
+public struct ClientData {
+    public let x: Tensor
+    public let y: Tensor
+    public init(x: Tensor, y: Tensor) throws {
+        guard x.ndim >= 1, y.ndim == 1, y.dtype == .int64, x.shape[0] == y.shape[0] else {
+            throw TensorError("client data needs x with N samples along dim 1 and N int64 labels")
+        }
+        self.x = x; self.y = y
+    }
+    public var count: Int { y.shape[0] }
+}
+
+/// Local training: SGD on cross-entropy, shuffled mini-batches.
+public struct LocalTraining {
+    public var epochs = 1
+    public var batchSize = 32
+    public var lr = 0.1
+    public var momentum = 0.0
+    public var weightDecay = 0.0
+    /// lr in round r (1-based) is lr · lrDecay^(r−1) (RFFL uses 0.977).
+    public var lrDecay = 1.0
+    public init() {}
+    func lr(round: Int) -> Double { lr * pow(lrDecay, Double(round - 1)) }
+}
+
+public struct FedConfig {
+    public var rounds = 10
+    public var local = LocalTraining()
+    /// Share of clients sampled per round (global-model aggregators; RFFL uses everyone).
+    public var fraction = 1.0
+    public var aggregator: Aggregator = .fedavg
+    /// Global model w ← w + serverLR · aggregate.
+    public var serverLR = 1.0
+    /// Optional norm bound on every upload for the global-model aggregators.
+    public var clip: Double? = nil
+    /// RFFL constants (official defaults for MNIST).
+    public var rffl = RFFLConfig()
+    /// Evaluate every honest client's model on the test set each round.
+    public var evalClients = true
+    public var evalBatch = 1000
+    /// Train the round's clients concurrently (each with single-threaded BLAS).
+    public var parallel = true
+    public var seed: UInt64 = 0
+    public init() {}
+}
+
+public struct RFFLConfig {
+    /// Γ: uploads are clipped to this L2 norm.
+    public var gamma = 0.5
+    /// Reputation momentum: r ← α·r + (1 − α)·ψ.
+    public var alpha = 0.95
+    /// c: participants with r_i < c/|R| are removed.
+    public var threshold = 1.0 / 3
+    /// Removal starts once this many rounds have completed (official code: `_round >= 10`).
+    public var removalAfter = 10
+    /// Reward with the layer-wise top-⌈q_i·numel⌉ of the aggregate (false: the whole aggregate).
+    public var sparsify = true
+    public init() {}
+}
+
+/// One participant: a personal model and optimizer, its data, and whether it is an adversary.
+public final class Participant {
+    public let model: Module
+    public let data: ClientData
+    public let adversary: Adversary?
+    let params: [Tensor]
+    let trainLabels: Tensor
+    let generator: Generator
+
+    public init(model: Module, data: ClientData, adversary: Adversary? = nil) throws {
+        self.model = model
+        self.data = data
+        self.adversary = adversary
+        params = model.allParameters()
+        trainLabels = try adversary.map { try Tensor($0.relabel(data.y.int64s()), shape: [data.count]) } ?? data.y
+        generator = Generator(seed: 0)
+    }
+    public var isHonest: Bool { adversary == nil }
+}
+
+/// What happened in one round (rounds are 1-based).
+public struct RoundRecord {
+    public var round: Int
+    /// Test accuracy of each honest participant's model (nil for adversaries or when not evaluated).
+    public var accuracy: [Double?]
+    /// Test accuracy of the global model (global-model aggregators).
+    public var globalAccuracy: Double?
+    /// RFFL reputations after the round (0 for removed participants).
+    public var reputation: [Double]?
+    public var removed: [Bool]
+    public var selected: [Bool]
+    /// L2 norm of each upload (nil when the participant did not upload).
+    public var updateNorm: [Double?]
+    /// FLTrust trust scores, or 1/0 for Krum's selection; nil otherwise.
+    public var weight: [Double?]?
+    public var trainSeconds: Double
+    public var seconds: Double
+}
+
+public struct FedResult {
+    public var rounds: [RoundRecord]
+    /// The last and best recorded accuracy per participant (nil for adversaries).
+    public var finalAccuracy: [Double?]
+    public var bestAccuracy: [Double?]
+    /// 1-based round in which each participant was removed (RFFL), nil if never.
+    public var removedRound: [Int?]
+    public var trainSeconds: Double
+    public var totalSeconds: Double
+}
+
+/// A federated simulation over participants with personal model copies.
+/// Global-model aggregators keep a server model (`server`); RFFL keeps none.
+public final class Simulation {
+    public let participants: [Participant]
+    public let test: ClientData
+    public let server: Module
+    public let root: ClientData?
+    public var config: FedConfig
+    /// Called after each round (on the calling thread).
+    public var onRound: ((RoundRecord) throws -> Void)?
+
+    let layout: ParameterLayout
+    let serverParams: [Tensor]
+    let serverGenerator: Generator
+
+    public init(participants: [Participant], server: Module, test: ClientData, root: ClientData? = nil,
+                config: FedConfig) throws {
+        guard !participants.isEmpty else { throw TensorError("a simulation needs at least one participant") }
+        guard participants.contains(where: \.isHonest) else { throw TensorError("every participant is an adversary; at least one must be honest") }
+        self.participants = participants
+        self.server = server
+        self.test = test
+        self.root = root
+        self.config = config
+        serverParams = server.allParameters()
+        layout = ParameterLayout(serverParams)
+        for (i, p) in participants.enumerated() {
+            guard ParameterLayout(p.params) == layout else {
+                throw TensorError("participant \(i + 1)'s model has different parameters from the server model")
+            }
+            guard Set(p.params.map(ObjectIdentifier.init)).isDisjoint(with: serverParams.map(ObjectIdentifier.init)),
+                  !participants[..<i].contains(where: { $0.model === p.model }) else {
+                throw TensorError("participant \(i + 1) shares its model with another; each needs its own copy")
+            }
+        }
+        guard config.rounds >= 1 else { throw TensorError("rounds must be at least 1") }
+        guard config.local.epochs >= 0, config.local.batchSize >= 1, config.local.lr >= 0 else {
+            throw TensorError("local training needs epochs ≥ 0, batch_size ≥ 1 and lr ≥ 0")
+        }
+        guard config.fraction > 0, config.fraction <= 1 else { throw TensorError("fraction must be in (0, 1], got \(config.fraction)") }
+        if case .fltrust = config.aggregator, root == nil { throw TensorError("fltrust needs a root dataset on the server") }
+        serverGenerator = Generator(seed: config.seed)
+        for (i, p) in participants.enumerated() { p.generator.reseed(config.seed &+ 0x9E37_79B9 &* UInt64(i + 1)) }
+        // Every model starts from the server's initial weights (RFFL deep-copies one model).
+        let w0 = layout.read(serverParams)
+        for p in participants { try layout.write(w0, to: p.params) }
+    }
+
+    /// Whether jobs may run on worker threads: no Lua-backed module and no user callback inside.
+    var concurrent: Bool {
+        config.parallel && participants.allSatisfy { p in
+            !(p.adversary?.needsMainThread ?? false) && Simulation.threadSafe(p.model)
+        } && Simulation.threadSafe(server)
+    }
+
+    /// A module tree is safe to run off the main thread when it has no closure-backed module or hook.
+    public static func threadSafe(_ m: Module) -> Bool {
+        m.namedModules().allSatisfy { !($0.module is ClosureModule) && $0.module.forwardHook == nil }
+    }
+
+    public func run() throws -> FedResult {
+        if case .rffl = config.aggregator { return try runRFFL() }
+        return try runGlobal()
+    }
+
+    // MARK: global-model aggregators
+
+    func runGlobal() throws -> FedResult {
+        let n = participants.count
+        var records: [RoundRecord] = []
+        var lastAcc = [Double?](repeating: nil, count: n)
+        let start = DispatchTime.now()
+        var trainTotal = 0.0
+        for round in 1...config.rounds {
+            let roundStart = DispatchTime.now()
+            let w = layout.read(serverParams)
+            let m = max(1, Int((config.fraction * Double(n)).rounded()))
+            let chosen = m >= n ? Array(0..<n) : serverGenerator.permutation(n).prefix(m).sorted()
+            let lr = config.local.lr(round: round)
+            let uploads = Slots<[Float]>(n)
+            let rootUpdate = Slots<[Float]>(1)
+            // Phase 1: local training (and the FLTrust server's root update).
+            let t0 = DispatchTime.now()
+            var jobs: [() throws -> Void] = chosen.map { i in {
+                let p = self.participants[i]
+                try self.layout.write(w, to: p.params)
+                let opt = try SGD(p.params, lr: lr, momentum: self.config.local.momentum, weightDecay: self.config.local.weightDecay)
+                if p.adversary?.trains ?? true { try self.train(p.model, opt, p.data.x, p.trainLabels, p.generator) }
+                uploads[i] = Vec.sub(self.layout.read(p.params), w)
+            } }
+            if case .fltrust = config.aggregator, let root {
+                jobs.append {
+                    let opt = try SGD(self.serverParams, lr: lr, momentum: self.config.local.momentum, weightDecay: self.config.local.weightDecay)
+                    try self.train(self.server, opt, root.x, root.y, self.serverGenerator)
+                    rootUpdate[0] = Vec.sub(self.layout.read(self.serverParams), w)
+                    try self.layout.write(w, to: self.serverParams)
+                }
+            }
+            try runJobs(jobs)
+            let trainSeconds = seconds(since: t0)
+            trainTotal += trainSeconds
+            // Phase 2: honest clients' local models on the test set.
+            if config.evalClients {
+                let acc = Slots<Double>(n)
+                try runJobs(chosen.filter { participants[$0].isHonest }.map { i in {
+                    acc[i] = try self.accuracy(self.participants[i].model, self.test)
+                } })
+                for i in chosen where acc[i] != nil { lastAcc[i] = acc[i] }
+            }
+            // Phase 3: adversaries forge, the server aggregates.
+            var norms = [Double?](repeating: nil, count: n)
+            var sent: [[Float]] = []
+            for i in chosen {
+                var u = uploads[i]!
+                if let adv = participants[i].adversary {
+                    u = try adv.forge(u, round: round, participants[i].generator)
+                }
+                if let c = config.clip { _ = Vec.clip(&u, maxNorm: c) }
+                norms[i] = Vec.norm(u)
+                sent.append(u)
+            }
+            let counts = chosen.map { Double(participants[$0].data.count) }
+            var weight: [Double?]? = nil
+            let aggregate: [Float]
+            switch config.aggregator {
+            case .fedavg: aggregate = try Aggregation.weightedMean(sent, weights: counts)
+            case .median: aggregate = try Aggregation.median(sent)
+            case let .trimmedMean(beta): aggregate = try Aggregation.trimmedMean(sent, beta: beta)
+            case let .krum(f, mm):
+                let (a, sel) = try Aggregation.krum(sent, f: f, m: mm)
+                aggregate = a
+                var wv = [Double?](repeating: nil, count: n)
+                for (k, i) in chosen.enumerated() { wv[i] = sel.contains(k) ? 1 : 0 }
+                weight = wv
+            case .fltrust:
+                let (a, trust) = try Aggregation.fltrust(sent, root: rootUpdate[0]!)
+                aggregate = a
+                var wv = [Double?](repeating: nil, count: n)
+                for (k, i) in chosen.enumerated() { wv[i] = trust[k] }
+                weight = wv
+            case let .custom(fn):
+                aggregate = try fn(sent, counts, round)
+                guard aggregate.count == layout.total else {
+                    throw TensorError("the aggregator function returned \(aggregate.count) values; the model has \(layout.total) parameters")
+                }
+                guard aggregate.allSatisfy(\.isFinite) else { throw TensorError("the aggregator function returned non-finite values") }
+            case .rffl: throw TensorError("rffl runs through runRFFL")
+            }
+            try layout.add(aggregate, scale: Float(config.serverLR), to: serverParams)
+            let global = try accuracy(server, test)
+            var selected = [Bool](repeating: false, count: n)
+            for i in chosen { selected[i] = true }
+            let record = RoundRecord(round: round, accuracy: lastAcc, globalAccuracy: global, reputation: nil,
+                                     removed: [Bool](repeating: false, count: n), selected: selected,
+                                     updateNorm: norms, weight: weight, trainSeconds: trainSeconds,
+                                     seconds: seconds(since: roundStart))
+            records.append(record)
+            try onRound?(record)
+        }
+        // Without per-client evaluation every honest client holds the global model.
+        if !config.evalClients {
+            let g = records.last?.globalAccuracy
+            for i in 0..<n where participants[i].isHonest { lastAcc[i] = g }
+        }
+        return summarize(records, removed: [Int?](repeating: nil, count: n), last: lastAcc,
+                         train: trainTotal, total: seconds(since: start))
+    }
+
+    // MARK: RFFL (Xu & Lyu 2020, following the official code)
+
+    func runRFFL() throws -> FedResult {
+        let n = participants.count
+        let rc = config.rffl
+        var active = [Bool](repeating: true, count: n)
+        var removedRound = [Int?](repeating: nil, count: n)
+        var rep = [Double](repeating: 0, count: n)
+        let shares: [Double] = {
+            let c = participants.map { Double($0.data.count) }
+            let s = c.reduce(0, +)
+            return c.map { $0 / s }
+        }()
+        var lastAcc = [Double?](repeating: nil, count: n)
+        var records: [RoundRecord] = []
+        let start = DispatchTime.now()
+        var trainTotal = 0.0
+        for round in 1...config.rounds {
+            let roundStart = DispatchTime.now()
+            let lr = config.local.lr(round: round)
+            let live = (0..<n).filter { active[$0] }
+            let deltas = Slots<[Float]>(n)
+            // Phase 1: every remaining participant trains from its own model.
+            let t0 = DispatchTime.now()
+            try runJobs(live.filter { participants[$0].adversary?.trains ?? true }.map { i in {
+                let p = self.participants[i]
+                let before = self.layout.read(p.params)
+                let opt = try self.optimizer(for: i, lr: lr)
+                try self.train(p.model, opt, p.data.x, p.trainLabels, p.generator)
+                deltas[i] = Vec.sub(self.layout.read(p.params), before)
+                if p.isHonest {
+                    var d = deltas[i]!
+                    // Honest participants keep w_old + clipped Δ when clipping bites.
+                    if Vec.clip(&d, maxNorm: rc.gamma) {
+                        try self.layout.write(before, to: p.params)
+                        try self.layout.add(d, to: p.params)
+                    }
+                    deltas[i] = d
+                }
+            } })
+            let trainSeconds = seconds(since: t0)
+            trainTotal += trainSeconds
+            var norms = [Double?](repeating: nil, count: n)
+            for i in live {
+                var d = deltas[i] ?? [Float](repeating: 0, count: layout.total)
+                if let adv = participants[i].adversary {
+                    d = try adv.forge(d, round: round, participants[i].generator)
+                    _ = Vec.clip(&d, maxNorm: rc.gamma)
+                }
+                guard d.allSatisfy(\.isFinite) else { throw TensorError("participant \(i + 1) uploaded non-finite values in round \(round)") }
+                deltas[i] = d
+                norms[i] = Vec.norm(d)
+            }
+            // Aggregate with shard shares in round 1, reputations afterwards.
+            let weights = round == 1 ? shares : rep
+            let u = Vec.weightedSum(live.map { deltas[$0]! }, live.map { weights[$0] })
+            var psi = [Double](repeating: 0, count: n)
+            for i in live { psi[i] = Vec.cosine(deltas[i]!, u) }
+            for i in 0..<n { rep[i] = active[i] ? rc.alpha * rep[i] + (1 - rc.alpha) * psi[i] : 0 }
+            normalize(&rep)
+            if round > rc.removalAfter {
+                let cut = rc.threshold / Double(live.count)
+                for i in live where rep[i] < cut {
+                    rep[i] = 0; active[i] = false; removedRound[i] = round
+                }
+                normalize(&rep)
+            }
+            let top = rep.max() ?? 0
+            // Reward: the layer-wise top ⌈q_i·numel⌉ of u, q_i = r_i / max r.
+            var rewardJobs: [() throws -> Void] = []
+            for i in 0..<n where active[i] {
+                let q = top > 0 ? rep[i] / top : 0
+                rewardJobs.append {
+                    let reward = rc.sparsify ? Vec.layerTopK(u, layout: self.layout, q: q) : u
+                    try self.layout.add(reward, to: self.participants[i].params)
+                }
+            }
+            try runJobs(rewardJobs)
+            if config.evalClients {
+                let acc = Slots<Double>(n)
+                try runJobs((0..<n).filter { participants[$0].isHonest && (active[$0] || lastAcc[$0] == nil) }.map { i in {
+                    acc[i] = try self.accuracy(self.participants[i].model, self.test)
+                } })
+                for i in 0..<n where acc[i] != nil { lastAcc[i] = acc[i] }
+            }
+            let record = RoundRecord(round: round, accuracy: lastAcc, globalAccuracy: nil, reputation: rep,
+                                     removed: active.map { !$0 }, selected: (0..<n).map { live.contains($0) },
+                                     updateNorm: norms, weight: nil, trainSeconds: trainSeconds,
+                                     seconds: seconds(since: roundStart))
+            records.append(record)
+            try onRound?(record)
+            if !active.contains(true) { break }
+        }
+        if !config.evalClients {
+            for i in 0..<n where participants[i].isHonest { lastAcc[i] = try accuracy(participants[i].model, test) }
+        }
+        return summarize(records, removed: removedRound, last: lastAcc, train: trainTotal, total: seconds(since: start))
+    }
+
+    /// RFFL participants keep their optimizer across rounds (its state is theirs).
+    private var optimizers: [Int: SGD] = [:]
+    private let optimizerLock = NSLock()
+    func optimizer(for i: Int, lr: Double) throws -> SGD {
+        optimizerLock.lock(); defer { optimizerLock.unlock() }
+        if let o = optimizers[i] { o.lr = lr; return o }
+        let o = try SGD(participants[i].params, lr: lr, momentum: config.local.momentum, weightDecay: config.local.weightDecay)
+        optimizers[i] = o
+        return o
+    }
+
+    func normalize(_ r: inout [Double]) {
+        let s = r.reduce(0, +)
+        if s != 0 && s.isFinite { r = r.map { $0 / s } }
+    }
+
+    func summarize(_ records: [RoundRecord], removed: [Int?], last: [Double?], train: Double, total: Double) -> FedResult {
+        let n = participants.count
+        let best = (0..<n).map { i -> Double? in
+            let v = records.compactMap { $0.accuracy[i] }
+            return v.isEmpty ? nil : v.max()
+        }
+        return FedResult(rounds: records, finalAccuracy: last, bestAccuracy: best, removedRound: removed,
+                         trainSeconds: train, totalSeconds: total)
+    }
+
+    // MARK: shared pieces
+
+    func train(_ model: Module, _ opt: SGD, _ x: Tensor, _ y: Tensor, _ g: Generator) throws {
+        try Federated.train(model, opt, x, y, epochs: config.local.epochs, batchSize: config.local.batchSize, generator: g)
+    }
+
+    func accuracy(_ model: Module, _ d: ClientData) throws -> Double {
+        try Federated.accuracy(model, d, batchSize: config.evalBatch)
+    }
+
+    func runJobs(_ jobs: [() throws -> Void]) throws {
+        try Federated.runJobs(jobs, concurrent: concurrent)
+    }
+}
+
+func seconds(since t: DispatchTime) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds) / 1e9 }
+
+/// Local training, evaluation and job scheduling shared by the simulations.
+public enum Federated {
+    /// `epochs` passes of shuffled mini-batch SGD on cross-entropy; draws from `generator`.
+    public static func train(_ model: Module, _ opt: Optimizer, _ x: Tensor, _ y: Tensor, epochs: Int, batchSize: Int,
+                             generator g: Generator) throws {
+        let n = y.shape[0]
+        guard n > 0 else { return }
+        model.train()
+        try Generator.$current.withValue(g) {
+            try GradMode.with(enabled: true) {
+                for _ in 0..<epochs {
+                    let perm = g.permutation(n)
+                    var s = 0
+                    while s < n {
+                        let idx = Array(perm[s..<min(n, s + batchSize)])
+                        let loss = try Loss.crossEntropy(model(x.indexSelect(0, idx)), y.indexSelect(0, idx))
+                        opt.zeroGrad()
+                        try loss.backward()
+                        try opt.step()
+                        s += batchSize
+                    }
+                }
+            }
+        }
+    }
+
+    /// Top-1 accuracy in eval mode, without recording; the module's modes are restored.
+    public static func accuracy(_ model: Module, _ d: ClientData, batchSize: Int = 1000) throws -> Double {
+        let modes = model.namedModules().map { ($0.module, $0.module.training) }
+        defer { for (m, t) in modes { m.setTrainingFlag(t) } }
+        model.eval()
+        let n = d.count
+        guard n > 0 else { return .nan }
+        let labels = d.y.int64s()
+        var correct = 0
+        try GradMode.noGrad {
+            var s = 0
+            while s < n {
+                let len = min(batchSize, n - s)
+                let (_, idx) = try model(d.x.narrow(0, s, len)).extremum(largest: true, dim: 1)
+                for (k, p) in idx.int64s().enumerated() where p == labels[s + k] { correct += 1 }
+                s += len
+            }
+        }
+        return Double(correct) / Double(n)
+    }
+
+    /// Runs the jobs, concurrently across the cores (BLAS single-threaded
+    /// meanwhile) or in order. Each job owns its state, so the results do not
+    /// depend on which runs where. Rethrows the first error by job order.
+    public static func runJobs(_ jobs: [() throws -> Void], concurrent: Bool) throws {
+        guard concurrent, jobs.count > 1, ProcessInfo.processInfo.activeProcessorCount > 1 else {
+            for j in jobs { try j() }
+            return
+        }
+        let blas = blasThreads()
+        setBLASThreads(1)
+        defer { setBLASThreads(blas) }
+        let errors = Slots<Error>(jobs.count)
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { k in
+            do { try jobs[k]() } catch { errors[k] = error }
+        }
+        if let first = (0..<jobs.count).lazy.compactMap({ errors[$0] }).first { throw first }
+    }
+
+    /// Each honest client trained alone for `rounds` rounds of local training,
+    /// from the same initial weights: the standalone baseline of CFFL/RFFL's fairness.
+    public static func standalone(_ participants: [Participant], test: ClientData, rounds: Int, local: LocalTraining,
+                                  seed: UInt64, parallel: Bool, evalBatch: Int = 1000) throws -> [Double] {
+        let acc = Slots<Double>(participants.count)
+        let concurrent = parallel && participants.allSatisfy { Simulation.threadSafe($0.model) }
+        try runJobs(participants.enumerated().map { i, p in {
+            p.generator.reseed(seed &+ 0x9E37_79B9 &* UInt64(i + 1))
+            let opt = try SGD(p.params, lr: local.lr, momentum: local.momentum, weightDecay: local.weightDecay)
+            for r in 1...max(rounds, 1) {
+                opt.lr = local.lr(round: r)
+                try train(p.model, opt, p.data.x, p.trainLabels, epochs: local.epochs, batchSize: local.batchSize, generator: p.generator)
+            }
+            acc[i] = try accuracy(p.model, test, batchSize: evalBatch)
+        } }, concurrent: concurrent)
+        return (0..<participants.count).map { acc[$0] ?? .nan }
+    }
+
+    /// Pearson correlation; nan when either side is constant or fewer than two pairs.
+    public static func pearson(_ a: [Double], _ b: [Double]) -> Double {
+        let n = Double(min(a.count, b.count))
+        guard n >= 2 else { return .nan }
+        let ma = a.reduce(0, +) / n, mb = b.reduce(0, +) / n
+        var sab = 0.0, saa = 0.0, sbb = 0.0
+        for (x, y) in zip(a, b) { sab += (x - ma) * (y - mb); saa += (x - ma) * (x - ma); sbb += (y - mb) * (y - mb) }
+        guard saa > 0, sbb > 0 else { return .nan }
+        return sab / (saa * sbb).squareRoot()
+    }
+}
+
+/// Result slots that concurrent jobs fill, one index each (no two jobs share
+/// an index, so no locking is needed; reads happen after the jobs finish).
+final class Slots<T>: @unchecked Sendable {
+    private let buffer: UnsafeMutableBufferPointer<T?>
+    init(_ n: Int) {
+        buffer = .allocate(capacity: n)
+        buffer.initialize(repeating: nil)
+    }
+    deinit { buffer.deinitialize(); buffer.deallocate() }
+    subscript(i: Int) -> T? {
+        get { buffer[i] }
+        set { buffer[i] = newValue }
+    }
+}
