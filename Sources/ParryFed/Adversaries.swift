@@ -18,7 +18,8 @@ public enum Adversary {
     case signRandom
     /// Uploads N(0, σ²) noise without training.
     case gaussian(sigma: Double)
-    /// Trains honestly, then `transform(update, round)` (0-based round) changes the upload.
+    /// Trains honestly, then `transform(update, round)` (1-based round) changes the upload;
+    /// called on the simulation's calling thread.
     case custom(name: String, transform: (_ update: [Float], _ round: Int) throws -> [Float])
 
     public var name: String {
@@ -41,9 +42,6 @@ public enum Adversary {
         default: return true
         }
     }
-
-    /// Runs on the main thread (a custom transform may call back into Lua).
-    public var needsMainThread: Bool { if case .custom = self { return true } else { return false } }
 
     /// Labels as this participant trains on them.
     public func relabel(_ y: [Int64]) -> [Int64] {

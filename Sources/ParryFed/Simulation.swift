@@ -162,11 +162,10 @@ public final class Simulation {
         for p in participants { try layout.write(w0, to: p.params) }
     }
 
-    /// Whether jobs may run on worker threads: no Lua-backed module and no user callback inside.
+    /// Whether jobs may run on worker threads: no closure-backed (Lua) module inside.
+    /// User callbacks (aggregators, adversaries, on_round) always run on the calling thread.
     var concurrent: Bool {
-        config.parallel && participants.allSatisfy { p in
-            !(p.adversary?.needsMainThread ?? false) && Simulation.threadSafe(p.model)
-        } && Simulation.threadSafe(server)
+        config.parallel && participants.allSatisfy { Simulation.threadSafe($0.model) } && Simulation.threadSafe(server)
     }
 
     /// A module tree is safe to run off the main thread when it has no closure-backed module or hook.

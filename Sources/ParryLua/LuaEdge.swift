@@ -396,14 +396,15 @@ struct LuaOptions {
         }
     }
 
-    /// The `generator` option (a parry.Generator), or the shared generator.
+    /// The `generator` option (a parry.Generator), or the current default
+    /// (the shared generator unless inside `parry.with_generator`).
     func generator() throws -> Generator {
         try with("generator") { j in
             guard let g: Generator = args.optObject(j, Int32(PARRY_GENERATOR)) else {
                 throw args.fail("option 'generator' must be a parry.Generator, got \(args.typeName(j))")
             }
             return g
-        } ?? .shared
+        } ?? Generator.current
     }
 
     func dtype() throws -> DType? {

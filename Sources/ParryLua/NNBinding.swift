@@ -673,6 +673,7 @@ func openNN(_ L: LuaState, module: Int32) {
     table("_data", dataFunctions)
     table("_attacks", attackFunctions)
     table("_robust", robustFunctions)
+    table("_fl", fedFunctions)
 
     // optimizer metatable
     lua_createtable(L, 0, Int32(optimizerMethods.count))

@@ -265,6 +265,20 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         parry_pushobject(a.L, Unmanaged.passRetained(Generator(seed: seed)).toOpaque(), Int32(PARRY_GENERATOR))
         return 1
     } }),
+    ("with_generator", { L in bind(L, "parry.with_generator") { a in
+        guard let g: Generator = a.optObject(1, Int32(PARRY_GENERATOR)) else {
+            throw a.fail("expected a parry.Generator (argument 1), got \(a.typeName(1))")
+        }
+        guard a.type(2) == LUA_TFUNCTION else { throw a.fail("expected a function (argument 2), got \(a.typeName(2))") }
+        let top = lua_gettop(a.L)
+        try Generator.$current.withValue(g) {
+            try a.call(2, nresults: LUA_MULTRET) {
+                for i in stride(from: 3, through: top, by: 1) { lua_pushvalue(a.L, i) }
+                return max(0, top - 2)
+            }
+        }
+        return lua_gettop(a.L) - top
+    } }),
     ("manual_seed", { L in bind(L, "parry.manual_seed") { a in
         Generator.shared.reseed(UInt64(bitPattern: Int64(try a.integer(1, "seed"))))
         return 0

@@ -74,7 +74,8 @@ describe("every exposed function survives bad arguments", function()
     local groups = {
       {parry.nn, "nn."}, {parry.nn.functional, "nn.functional."}, {parry.losses, "parry.losses."},
       {parry.optim, "optim."}, {parry.optim.lr, "optim.lr."}, {parry.models, "parry.models."},
-      {parry.attacks, "parry.attacks."}, {parry.robust, "parry.robust."},
+      {parry.attacks, "parry.attacks."}, {parry.robust, "parry.robust."}, {parry.fl, "parry.fl."},
+      {require("parry.core")._fl, "parry.fl."},
     }
     local slow = {fashion_mnist = true, mnist = true, cifar10 = true}
     local n = 0
