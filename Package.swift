@@ -16,6 +16,7 @@ let package = Package(
                        providers: [.apt(["liblua5.4-dev"])]),
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CEdit", pkgConfig: "libedit", providers: [.apt(["libedit-dev"])]),
         // The C side of the Lua edge: macro wrappers and the error trampoline.
         .target(name: "CLuaShim", dependencies: ["CLua"]),
 
@@ -23,8 +24,8 @@ let package = Package(
         .target(name: "ParryNN", dependencies: ["ParryCore"], swiftSettings: optimize),
         .target(name: "ParryData", dependencies: ["ParryCore", "CZlib"], swiftSettings: optimize),
         .target(name: "ParryRobust", dependencies: ["ParryCore", "ParryNN"], swiftSettings: optimize),
-        .target(name: "ParryFed", dependencies: ["ParryCore", "ParryNN"], swiftSettings: optimize),
-        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "ParryRobust", "ParryFed", "CLua", "CLuaShim"], swiftSettings: optimize),
+        .target(name: "ParryFed", dependencies: ["ParryCore", "ParryNN", "CBLAS"], swiftSettings: optimize),
+        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "ParryRobust", "ParryFed", "CLua", "CLuaShim", "CEdit"], swiftSettings: optimize),
         .executableTarget(name: "parry", dependencies: ["ParryLua"], swiftSettings: optimize),
 
         .testTarget(name: "ParryCoreTests", dependencies: ["ParryCore"]),

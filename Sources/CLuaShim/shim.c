@@ -1,3 +1,4 @@
+#include <string.h>
 #include "shim.h"
 #include <signal.h>
 
@@ -127,6 +128,32 @@ static void on_sigint(int sig) {
 void parry_sigint(lua_State *L, int active) {
   interrupted_state = active ? L : NULL;
   signal(SIGINT, active ? on_sigint : SIG_DFL);
+}
+
+/* Ctrl-C at the REPL prompt: the handler only records it; without SA_RESTART
+ * the terminal read fails with EINTR, libedit's readline returns NULL and the
+ * REPL asks parry_prompt_interrupted() whether that was Ctrl-C or Ctrl-D. */
+static volatile sig_atomic_t prompt_interrupted = 0;
+
+static void on_prompt_sigint(int sig) {
+  (void)sig;
+  prompt_interrupted = 1;
+}
+
+void parry_prompt_sigint(int active) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = active ? on_prompt_sigint : SIG_DFL;
+  sa.sa_flags = 0;
+  if (active) prompt_interrupted = 0;
+  sigaction(SIGINT, &sa, NULL);
+}
+
+int parry_prompt_interrupted(void) {
+  int v = prompt_interrupted;
+  prompt_interrupted = 0;
+  return v;
 }
 
 void parry_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT); }

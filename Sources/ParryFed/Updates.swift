@@ -1,3 +1,4 @@
+import CBLAS
 import Foundation
 import ParryCore
 
@@ -57,12 +58,15 @@ public struct ParameterLayout: Equatable {
     }
 }
 
-/// Vector arithmetic on flat updates (accumulated in Double where it matters).
+/// Vector arithmetic on flat updates, on BLAS level 1 (dot products
+/// accumulated in double precision).
 public enum Vec {
     public static func dot(_ a: [Float], _ b: [Float]) -> Double {
-        var s = 0.0
-        for i in 0..<min(a.count, b.count) { s += Double(a[i]) * Double(b[i]) }
-        return s
+        let n = min(a.count, b.count)
+        guard n > 0 else { return 0 }
+        return a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in cblas_dsdot(Int32(n), pa.baseAddress, 1, pb.baseAddress, 1) }
+        }
     }
 
     public static func norm(_ a: [Float]) -> Double { dot(a, a).squareRoot() }
@@ -82,14 +86,17 @@ public enum Vec {
         return s
     }
 
-    /// Σ_i w_i·u_i.
+    /// Σ_i w_i·u_i (saxpy per update).
     public static func weightedSum(_ u: [[Float]], _ w: [Double]) -> [Float] {
         guard let n = u.first?.count else { return [] }
-        var acc = [Double](repeating: 0, count: n)
-        for (v, wi) in zip(u, w) where wi != 0 {
-            for j in 0..<n { acc[j] += wi * Double(v[j]) }
+        var acc = [Float](repeating: 0, count: n)
+        guard n > 0 else { return acc }
+        acc.withUnsafeMutableBufferPointer { pa in
+            for (v, wi) in zip(u, w) where wi != 0 {
+                v.withUnsafeBufferPointer { pv in cblas_saxpy(Int32(n), Float(wi), pv.baseAddress, 1, pa.baseAddress, 1) }
+            }
         }
-        return acc.map { Float($0) }
+        return acc
     }
 
     /// RFFL's clipping: if ‖u‖ + 1e-7 > Γ, u ← Γ·u/(‖u‖ + 1e-7). Returns whether it clipped.

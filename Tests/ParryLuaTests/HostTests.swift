@@ -3,6 +3,22 @@ import XCTest
 import ParryCore
 
 final class HostTests: XCTestCase {
+    func testHistoryIsWrittenAsLinesAreEnteredAndReloaded() throws {
+        let path = NSTemporaryDirectory() + "parry_history_\(getpid())"
+        try? FileManager.default.removeItem(atPath: path)
+        setenv("PARRY_HISTORY", path, 1)
+        defer { unsetenv("PARRY_HISTORY"); try? FileManager.default.removeItem(atPath: path) }
+        let h = LineHistory()
+        h.add("x = 1")
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "x = 1\n")  // written at once
+        h.add("x = 1")     // a repeat is not stored twice
+        h.add("   ")       // nor blank lines
+        h.add("print(x)")
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "x = 1\nprint(x)\n")
+        let again = LineHistory()   // a new session loads it
+        XCTAssertEqual(again.last, "print(x)")
+    }
+
     func testErrorsBecomeLuaErrorsAndTheStateLivesOn() throws {
         let host = try LuaHost()
         XCTAssertThrowsError(try host.run(code: "require('parry').zeros('x')", chunkName: "=spec")) { e in

@@ -97,7 +97,7 @@ describe("REPL", function()
     }, "\n") .. "\n")
     assert.equals(0, code)
     local expected_parts = {
-      "2\n", "10\ttwo\n", "line\t1\nline\t2\n", "stdin:1: boom", "stack traceback",
+      "2\n", "10\t\"two\"\n", "line\t1\nline\t2\n", "stdin:1: boom", "stack traceback",
       "tensor([1, 2], dtype=int64)\n", "5\n",
     }
     local pos = 1
@@ -108,12 +108,47 @@ describe("REPL", function()
     end
   end)
 
+  it("keeps `_`, suppresses output after `;`, prints tables as trees, times with :time", function()
+    local out = repl(table.concat({
+      "parry.tensor{1, 2, 3}:sum()",
+      "_ * 2",
+      "y = _ + 1;",
+      "y;",
+      "y",
+      "{a = 1, list = {1, 2, {deep = {deeper = true}}}}",
+      ":time",
+      "1",
+      ":bogus",
+    }, "\n") .. "\n")
+    local expected = {
+      "tensor(6, dtype=int64)\n", "tensor(12, dtype=int64)\n", "tensor(13, dtype=int64)\n",
+      "{a = 1, list = {1, 2, {...}}}\n", "wall-time printing on\n", "1\n(", " s)\n", "unknown command :bogus",
+    }
+    local pos = 1
+    for _, part in ipairs(expected) do
+      local s, e = out:find(part, pos, true)
+      assert(s, "missing " .. string.format("%q", part) .. " after position " .. pos .. " in:\n" .. out)
+      pos = e + 1
+    end
+    -- `y;` printed nothing: 12 is followed directly by 13
+    assert.truthy(out:find("tensor(12, dtype=int64)\ntensor(13, dtype=int64)\n", 1, true), out)
+  end)
+
+  it("shows help for functions and modules, from the reference", function()
+    local out = repl("?parry.randn\nhelp(parry.fl)\nhelp('Tensor:sum')\nhelp(print)\n")
+    assert.truthy(out:find("parry.randn(", 1, true), out)
+    assert.truthy(out:find("# parry.fl", 1, true), out)
+    assert.truthy(out:find("simulate", 1, true), out)
+    assert.truthy(out:find("Tensor:sum(", 1, true), out)
+    assert.truthy(out:find("no documentation for this function", 1, true), out)
+  end)
+
   it("runs after a script with -i, and via `parry repl`", function()
     local script = write_temp("answer = 42\n")
     local out = repl("answer\n", "-i " .. q(script))
     assert.equals("42\n", out)
     out = repl("'hi'\n", "repl")
-    assert.equals("hi\n", out)
+    assert.equals('"hi"\n', out)
     os.remove(script)
   end)
 end)

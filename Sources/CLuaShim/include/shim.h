@@ -53,6 +53,10 @@ int parry_docall(lua_State *L, int narg, int nres);
 /// Installs a SIGINT handler that interrupts running Lua code (as lua.c does)
 /// while `active` is non-zero; restores the default handler otherwise.
 void parry_sigint(lua_State *L, int active);
+/// While `active`, SIGINT at the REPL prompt only sets a flag (read by
+/// parry_prompt_interrupted, which clears it) and interrupts the terminal read.
+void parry_prompt_sigint(int active);
+int parry_prompt_interrupted(void);
 
 // --- garbage collector ---------------------------------------------------------
 void parry_gc_collect(lua_State *L);
