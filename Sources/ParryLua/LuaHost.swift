@@ -68,6 +68,16 @@ public final class LuaHost {
     private func configurePaths() throws {
         let prefix = LuaHost.stdlibDirectories().map { "\($0)/?.lua;\($0)/?/init.lua;" }.joined()
         try run(code: "package.path = ... .. package.path", chunkName: "=(parry)", args: [prefix])
+        // Installed script libraries (parry install) are found after the
+        // standard searchers: parry.lib loads only when one is needed.
+        try run(code: """
+            table.insert(package.searchers, function(name)
+              if name:match("^parry%.") then return nil end
+              local ok, lib = pcall(require, "parry.lib")
+              if not ok then return "\\n\\tparry.lib: " .. tostring(lib) end
+              return lib.searcher(name)
+            end)
+            """, chunkName: "=(parry)")
     }
 
     // MARK: running code

@@ -55,6 +55,9 @@ let openParryCore: parry_SwiftFunction = { L in
     lua_pushvalue(L, methods)
     lua_setfield(L, module, "Tensor")
     openNN(L, module: module)
+    lua_createtable(L, 0, Int32(fileFunctions.count))
+    for (name, fn) in fileFunctions { parry_pushfunction(L, fn); lua_setfield(L, -2, name) }
+    lua_setfield(L, module, "_fs")
     lua_pushstring(L, parryVersion)
     lua_setfield(L, module, "version")
     return 1

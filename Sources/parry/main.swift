@@ -9,6 +9,11 @@ usage: parry [options] [script [args...]]
        parry run script [args...]     run a Lua script
        parry repl                     start the interactive prompt
        parry test [paths...]          run *_spec.lua files (default Tests/lua)
+       parry bundle DIR [-o FILE]     write a library folder as one self-contained .lua file
+       parry install FILE|DIR         install a library into $PARRY_HOME/lib (default ~/.parry/lib)
+       parry list                     list installed libraries
+       parry remove NAME[@VERSION]    remove an installed library
+       parry runs [DIR]               list experiment runs (default runs/) with their summaries
        parry version                  print the version
 
 options:
@@ -59,6 +64,18 @@ case "-h", "--help", "help":
     exit(0)
 case "repl":
     makeHost().repl()
+    exit(0)
+case "bundle", "install", "list", "remove", "runs":
+    // Implemented in Lua (stdlib/parry/lib.lua, stdlib/parry/exp.lua).
+    let host = makeHost()
+    let module = rest[0] == "runs" ? "parry.exp" : "parry.lib"
+    let quoted = rest.dropFirst().map { "\"" + $0.unicodeScalars.map { c -> String in
+        c == "\\" || c == "\"" ? "\\" + String(c) : c.value < 32 ? String(format: "\\%03d", c.value) : String(c) }.joined() + "\"" }
+    do {
+        try host.run(code: "os.exit(require(\"\(module)\").main(\"\(rest[0])\", {\(quoted.joined(separator: ", "))}))")
+    } catch {
+        fail("\(error)")
+    }
     exit(0)
 case "test":
     let paths = rest.count > 1 ? Array(rest.dropFirst()) : ["Tests/lua"]

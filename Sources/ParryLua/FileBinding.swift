@@ -1,0 +1,46 @@
+import CLua
+import CLuaShim
+import Foundation
+
+// File-system helpers for the Lua stdlib (parry.lib: bundle, install, list,
+// remove; parry.exp: run folders; REPL completion). Exposed as parry.core._fs;
+// errors are Lua errors naming parry.fs.<fn>.
+
+let fileFunctions: [(String, parry_SwiftFunction)] = [
+    ("listdir", { L in bind(L, "parry.fs.listdir") { a in
+        let path = try a.string(1, "path")
+        let names = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
+        lua_createtable(a.L, Int32(clamping: names.count), 0)
+        for (i, n) in names.enumerated() { pushString(a.L, n); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
+        return 1
+    } }),
+    ("mkdir", { L in bind(L, "parry.fs.mkdir") { a in
+        try FileManager.default.createDirectory(atPath: try a.string(1, "path"), withIntermediateDirectories: true)
+        return 0
+    } }),
+    ("rmtree", { L in bind(L, "parry.fs.rmtree") { a in
+        let path = try a.string(1, "path")
+        guard !path.isEmpty, path != "/" else { throw a.fail("refusing to remove '\(path)'") }
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+        return 0
+    } }),
+    ("isdir", { L in bind(L, "parry.fs.isdir") { a in
+        var dir: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: try a.string(1, "path"), isDirectory: &dir)
+        lua_pushboolean(a.L, exists && dir.boolValue ? 1 : 0)
+        return 1
+    } }),
+    ("exists", { L in bind(L, "parry.fs.exists") { a in
+        lua_pushboolean(a.L, FileManager.default.fileExists(atPath: try a.string(1, "path")) ? 1 : 0)
+        return 1
+    } }),
+    ("rename", { L in bind(L, "parry.fs.rename") { a in
+        let from = try a.string(1, "from"), to = try a.string(2, "to")
+        guard rename(from, to) == 0 else { throw a.fail("cannot rename \(from) to \(to): \(String(cString: strerror(errno)))") }
+        return 0
+    } }),
+    ("cwd", { L in bind(L, "parry.fs.cwd") { a in
+        pushString(a.L, FileManager.default.currentDirectoryPath)
+        return 1
+    } }),
+]
