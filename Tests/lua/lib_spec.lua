@@ -178,3 +178,23 @@ describe("parry bundle / install / require", function()
     fs.rmtree(root)
   end)
 end)
+
+describe("LuaRocks interplay", function()
+  it("loads a rock made with `luarocks --lua-version 5.4` unchanged", function()
+    local root = os.tmpname()
+    os.remove(root)
+    write(root .. "/greet/src/greet.lua", "local M = {}\nfunction M.hi(name) return 'hi ' .. name end\nreturn M\n")
+    write(root .. "/greet/greet-1.0-1.rockspec", table.concat({
+      'package = "greet"', 'version = "1.0-1"', 'source = { url = "." }',
+      'build = { type = "builtin", modules = { greet = "src/greet.lua" } }' }, "\n") .. "\n")
+    local tree = root .. "/tree"
+    local out, code = sh("cd " .. q(root .. "/greet") .. " && luarocks --lua-version 5.4 --tree " .. q(tree) ..
+      " make greet-1.0-1.rockspec")
+    assert.equals(0, code, "luarocks make failed (scripts/deps installs luarocks):\n" .. out)
+    out, code = sh("eval \"$(luarocks --lua-version 5.4 --tree " .. q(tree) .. " path)\" && cd / && " .. q(PARRY) ..
+      " -e " .. q("print(require('greet').hi('parry'))"))
+    assert.equals(0, code, out)
+    assert.truthy(out:find("hi parry\n", 1, true), out)
+    fs.rmtree(root)
+  end)
+end)
