@@ -39,6 +39,10 @@ let fileFunctions: [(String, parry_SwiftFunction)] = [
         guard rename(from, to) == 0 else { throw a.fail("cannot rename \(from) to \(to): \(String(cString: strerror(errno)))") }
         return 0
     } }),
+    ("isatty", { L in bind(L, "parry.fs.isatty") { a in
+        lua_pushboolean(a.L, isatty(Int32(clamping: try a.integer(1, "fd"))) != 0 ? 1 : 0)
+        return 1
+    } }),
     ("cwd", { L in bind(L, "parry.fs.cwd") { a in
         pushString(a.L, FileManager.default.currentDirectoryPath)
         return 1

@@ -155,7 +155,8 @@ local sim_options = { model = true, clients = true, test = true, rounds = true, 
   lr = true, momentum = true, weight_decay = true, lr_decay = true, fraction = true, server_lr = true, clip = true,
   aggregator = true, beta = true, f = true, m = true, gamma = true, alpha = true, threshold = true,
   removal_after = true, sparsify = true, adversaries = true, adversary_data = true, root = true, standalone = true,
-  seed = true, parallel = true, eval_clients = true, eval_batch = true, on_round = true, csv = true, verbose = true }
+  seed = true, parallel = true, eval_clients = true, eval_batch = true, on_round = true, csv = true, verbose = true,
+  progress = true }
 
 local function check_clients(fn, spec)
   if type(spec.model) ~= "function" then
@@ -223,7 +224,8 @@ end
 --   adversary_data=600  samples each adversary draws from the clients' pool (or a dataset)
 --   root=100     FLTrust's server dataset (sample count from the pool, or a dataset)
 --   standalone=true   train each honest client alone too (or pass the list from fl.standalone)
---   seed=0, parallel=true, eval_clients=true, on_round=function(record), csv=path, verbose=false
+--   seed=0, parallel=true, eval_clients=true, on_round=function(record), csv=path, verbose=false,
+--   progress (default: on when stderr is a terminal) — a parry.progress bar over the rounds
 -- Returns {rounds = {record...}, clients = {...}, fairness =, honest = {best =, mean =},
 -- removed = {{client =, kind =, round =}...}, train_seconds =, total_seconds =, overhead =}.
 function fl.simulate(spec)
@@ -252,6 +254,17 @@ function fl.simulate(spec)
   local xs, ys = {}, {}
   for i, d in ipairs(datasets) do xs[i], ys[i] = d.x, d.y end
   local on_round = spec.on_round
+  local show = spec.progress
+  if show == nil then show = core._fs.isatty(2) and not spec.verbose end
+  if show then
+    local bar = require("parry.progress").new(spec.rounds or 10, { desc = "fl " .. tostring(type(aggregator) == "string" and aggregator or "custom") })
+    local user = on_round
+    on_round = function(r)
+      bar:update(r.round)
+      if r.round == (spec.rounds or 10) then bar:close() end
+      if user then user(r) end
+    end
+  end
   if spec.verbose then
     local user = on_round
     on_round = function(r)

@@ -18,6 +18,9 @@ end
 -- Modules can come from anywhere (the zoo, containers, checkpoints): their
 -- Lua-side behaviour (fields, calls, Lua-defined classes) is set up by nn.lua.
 parry.nn = require("parry.nn")
+-- parry.exp is both the exponential (parry.exp(t)) and the experiment runner
+-- (parry.exp.run{...}): a callable table.
+parry.exp = require("parry.exp")
 
 --- Submodules loaded lazily as `parry.<name>` when a file `parry/<name>.lua`
 -- exists on package.path; unknown names stay nil.

@@ -1,0 +1,199 @@
+--- parry.exp: experiment runs with their config, metrics, summary and log on disk.
+--
+--   local exp = require("parry.exp")        -- or parry.exp
+--   local run = exp.run{name = "cnn", config = {lr = 0.05, epochs = 3}, seed = 1, fn = function(run, config)
+--     for epoch = 1, config.epochs do run.log(epoch, {loss = 0.5 / epoch, acc = 0.8 + epoch / 100}) end
+--     return {acc = 0.83}                     -- the summary
+--   end}
+--   exp.grid{name = "sweep", config = {epochs = 3}, grid = {lr = {0.1, 0.01}, tau = {0.5, 1}}, fn = ...}
+-- Each run writes runs/<name>/<timestamp>/ with config.json, metrics.csv
+-- (one row per `log` call), summary.json (with the parry version, git commit,
+-- seed, status and seconds) and log.txt (everything printed during fn).
+-- `parry runs [DIR]` lists them.
+-- parry.exp is also callable: parry.exp(t) is the elementwise exponential
+-- (the tensor function that shared the name first).
+local core = require("parry.core")
+local fs = core._fs
+local M = {}
+local json = setmetatable({}, { __index = function(_, k) return require("parry.json")[k] end })
+local tbl = setmetatable({}, { __index = function(_, k) return require("parry.table")[k] end })
+
+local function fail(fn, msg) error("parry.exp." .. fn .. ": " .. msg, 3) end
+
+local function git_commit()
+  local p = io.popen("git rev-parse --short HEAD 2>/dev/null")
+  if not p then return nil end
+  local c = p:read("l")
+  p:close()
+  return c ~= "" and c or nil
+end
+
+local function timestamp()
+  local t = os.date("%Y%m%d-%H%M%S")
+  local frac = math.floor((core.clock() % 1) * 1000)
+  return string.format("%s-%03d", t, frac)
+end
+
+local function copy(t)
+  local out = {}
+  for k, v in pairs(t or {}) do out[k] = v end
+  return out
+end
+
+--- run{name=, config={}, seed=, fn=function(run, config) -> summary, dir="runs", quiet=false}
+-- Runs fn with `run.log(step, {key = number ...})`, `run.dir` and `run.config`;
+-- seeds parry's shared generator with `seed`; returns {dir=, summary=, config=, metrics=}.
+-- An error in fn is recorded (status "failed", the message in summary.json) and re-raised.
+function M.run(spec)
+  if type(spec) ~= "table" then fail("run", "expected a table {name=, config=, fn=}") end
+  if type(spec.name) ~= "string" or not spec.name:match("^[%w_%-%.]+$") then
+    fail("run", "name must be a word (letters, digits, _ - .), got " .. tostring(spec.name))
+  end
+  if type(spec.fn) ~= "function" then fail("run", "fn must be a function(run, config)") end
+  if spec.config ~= nil and type(spec.config) ~= "table" then fail("run", "config must be a table") end
+  local config = copy(spec.config)
+  local root = spec.dir or "runs"
+  local dir = root .. "/" .. spec.name .. "/" .. timestamp()
+  while fs.exists(dir) do dir = dir .. "x" end
+  fs.mkdir(dir)
+  json.write(dir .. "/config.json", require("parry.json").object(copy(config)))
+  if spec.seed ~= nil then
+    if math.type(spec.seed) ~= "integer" then fail("run", "seed must be an integer") end
+    core.manual_seed(spec.seed)
+  end
+  local metrics, keys, seen = {}, { "step" }, { step = true }
+  local log = assert(io.open(dir .. "/log.txt", "w"))
+  local run = { dir = dir, config = config, name = spec.name }
+  function run.log(step, values)
+    if type(values) ~= "table" then error("run.log: expected (step, {key = value})", 2) end
+    local row = copy(values)
+    row.step = step
+    local new = {}
+    for k in pairs(values) do if not seen[k] then new[#new + 1] = k end end
+    table.sort(new, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(new) do seen[k] = true; keys[#keys + 1] = k end
+    metrics[#metrics + 1] = row
+  end
+  -- tee print/io.write into log.txt while fn runs
+  local saved_print, saved_write = print, io.write
+  local quiet = spec.quiet
+  _G.print = function(...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    local line = table.concat(parts, "\t", 1, parts.n)
+    log:write(line, "\n")
+    if not quiet then saved_print(...) end
+  end
+  io.write = function(...)
+    for _, v in ipairs{ ... } do log:write(tostring(v)) end
+    if not quiet then return saved_write(...) end
+    return io.stdout
+  end
+  local t0 = core.clock()
+  local ok, result = pcall(spec.fn, run, config)
+  _G.print, io.write = saved_print, saved_write
+  log:close()
+  local summary = {}
+  if ok and type(result) == "table" then summary = copy(result) end
+  summary._status = ok and "ok" or "failed"
+  if not ok then summary._error = tostring(result) end
+  summary._seconds = core.clock() - t0
+  summary._seed = spec.seed
+  summary._parry = core.version
+  summary._git = git_commit()
+  summary._started = dir:match("([^/]+)$")
+  json.write(dir .. "/summary.json", summary)
+  tbl.write_csv(dir .. "/metrics.csv", metrics, { columns = keys })
+  if not ok then error(result, 0) end
+  return { dir = dir, summary = summary, config = config, metrics = metrics }
+end
+
+--- grid{name=, config={}, grid={key = {values...}}, seed=, fn=, dir=, quiet=} -> list of runs
+-- Runs the Cartesian product of the grid's values (keys in sorted order),
+-- each as a `run` with config = base config + that combination, and prints a
+-- summary table (one row per run: the grid values and the summary's numbers).
+function M.grid(spec)
+  if type(spec) ~= "table" or type(spec.grid) ~= "table" then fail("grid", "expected {name=, grid={key = {values}}, fn=}") end
+  local keys = {}
+  for k, vs in pairs(spec.grid) do
+    if type(vs) ~= "table" or #vs == 0 then fail("grid", "grid." .. tostring(k) .. " must be a non-empty list") end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local combos = { {} }
+  for _, k in ipairs(keys) do
+    local next_combos = {}
+    for _, c in ipairs(combos) do
+      for _, v in ipairs(spec.grid[k]) do
+        local n = copy(c); n[k] = v; next_combos[#next_combos + 1] = n
+      end
+    end
+    combos = next_combos
+  end
+  local runs, rows, cols = {}, {}, { table.unpack(keys) }
+  local seen = {}
+  for _, k in ipairs(keys) do seen[k] = true end
+  for _, c in ipairs(combos) do
+    local config = copy(spec.config)
+    for k, v in pairs(c) do config[k] = v end
+    local r = M.run{ name = spec.name, config = config, seed = spec.seed, fn = spec.fn, dir = spec.dir, quiet = spec.quiet }
+    runs[#runs + 1] = r
+    local row = copy(c)
+    local extra = {}
+    for k, v in pairs(r.summary) do
+      if type(k) == "string" and not k:match("^_") and type(v) ~= "table" then
+        row[k] = v
+        if not seen[k] then seen[k] = true; extra[#extra + 1] = k end
+      end
+    end
+    table.sort(extra)
+    for _, k in ipairs(extra) do cols[#cols + 1] = k end
+    row.seconds = r.summary._seconds
+    rows[#rows + 1] = row
+  end
+  cols[#cols + 1] = "seconds"
+  if not spec.quiet then print(tbl.format(rows, { columns = cols, title = spec.name .. ": " .. #runs .. " runs" })) end
+  return runs
+end
+
+--- list([dir="runs"]) -> rows {name=, started=, status=, seconds=, summary=} sorted by name and time.
+function M.list(dir)
+  dir = dir or "runs"
+  local rows = {}
+  if not fs.isdir(dir) then return rows end
+  for _, name in ipairs(fs.listdir(dir)) do
+    if fs.isdir(dir .. "/" .. name) then
+      for _, ts in ipairs(fs.listdir(dir .. "/" .. name)) do
+        local path = dir .. "/" .. name .. "/" .. ts .. "/summary.json"
+        local ok, s = pcall(json.read, path)
+        if ok and type(s) == "table" then
+          rows[#rows + 1] = { name = name, started = ts, status = s._status, seconds = s._seconds, summary = s }
+        end
+      end
+    end
+  end
+  return rows
+end
+
+--- main("runs", {dir}) -> exit code: prints the runs under dir with their summaries.
+function M.main(_, args)
+  local dir = args[1] or "runs"
+  local rows = M.list(dir)
+  if #rows == 0 then print("no runs in " .. dir); return 0 end
+  local out = {}
+  for _, r in ipairs(rows) do
+    local parts = {}
+    local keys = {}
+    for k in pairs(r.summary) do if type(k) == "string" and not k:match("^_") then keys[#keys + 1] = k end end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      local v = r.summary[k]
+      if type(v) ~= "table" then parts[#parts + 1] = k .. "=" .. (math.type(v) == "float" and string.format("%.4g", v) or tostring(v)) end
+    end
+    out[#out + 1] = { run = r.name .. "/" .. r.started, status = r.status, seconds = r.seconds, summary = table.concat(parts, " ") }
+  end
+  print(tbl.format(out, { columns = { "run", "status", "seconds", "summary" }, precision = 1 }))
+  return 0
+end
+
+return setmetatable(M, { __call = function(_, ...) return core.exp(...) end })
