@@ -36,9 +36,10 @@ bench: release
 	@scripts/bench/run
 
 install: release
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/parry/lua
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/parry/lua $(DESTDIR)$(PREFIX)/share/parry/docs
 	install -m 755 $(RELEASE) $(DESTDIR)$(PREFIX)/bin/parry
 	cp -R stdlib/parry $(DESTDIR)$(PREFIX)/share/parry/lua/
+	cp docs/*.md $(DESTDIR)$(PREFIX)/share/parry/docs/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/parry
