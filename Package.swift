@@ -21,7 +21,7 @@ let package = Package(
         .target(name: "CLuaShim", dependencies: ["CLua"]),
 
         .target(name: "ParryCore", dependencies: ["CBLAS"], swiftSettings: optimize),
-        .target(name: "ParryNN", dependencies: ["ParryCore"], swiftSettings: optimize),
+        .target(name: "ParryNN", dependencies: ["ParryCore", "CBLAS"], swiftSettings: optimize),
         .target(name: "ParryData", dependencies: ["ParryCore", "CZlib"], swiftSettings: optimize),
         .target(name: "ParryRobust", dependencies: ["ParryCore", "ParryNN"], swiftSettings: optimize),
         .target(name: "ParryFed", dependencies: ["ParryCore", "ParryNN", "CBLAS"], swiftSettings: optimize),

@@ -45,3 +45,46 @@ public func forEachOffset3(_ shape: [Int], _ s0: [Int], _ o0: Int, _ s1: [Int], 
         if d < 0 { return }
     }
 }
+
+/// Merges adjacent dimensions that are laid out back to back in every operand
+/// (stride[d] == stride[d+1]·shape[d+1]), so strided loops run longer inner
+/// rows: a permuted N×C×H×W view has H·W-long contiguous rows.
+@inline(__always)
+public func coalesce(_ shape: [Int], _ strides: [[Int]]) -> (shape: [Int], strides: [[Int]]) {
+    guard shape.count > 1 else { return (shape, strides) }
+    var sh = [shape[shape.count - 1]]
+    var st = strides.map { [$0[shape.count - 1]] }
+    for d in stride(from: shape.count - 2, through: 0, by: -1) {
+        let inner = sh[0]
+        if shape[d] == 1 { continue }
+        if inner == 1 {
+            sh[0] = shape[d]
+            for k in 0..<st.count { st[k][0] = strides[k][d] }
+            continue
+        }
+        if (0..<st.count).allSatisfy({ strides[$0][d] == st[$0][0] * inner }) {
+            sh[0] = shape[d] * inner
+        } else {
+            sh.insert(shape[d], at: 0)
+            for k in 0..<st.count { st[k].insert(strides[k][d], at: 0) }
+        }
+    }
+    return (sh, st)
+}
+
+/// Visits the rows (innermost dimension after coalescing) of two strided
+/// layouts: the start offsets of each row, its length and the inner strides.
+@inline(__always)
+public func forEachRow2(_ shape: [Int], _ s0: [Int], _ o0: Int, _ s1: [Int], _ o1: Int,
+                        _ body: (Int, Int, Int, Int, Int) -> Void) {
+    if shape.isEmpty { body(o0, o1, 1, 1, 1); return }
+    for n in shape where n == 0 { return }
+    let (sh, st) = coalesce(shape, [s0, s1])
+    let nd = sh.count
+    let len = sh[nd - 1], a = st[0][nd - 1], b = st[1][nd - 1]
+    if nd == 1 { body(o0, o1, len, a, b); return }
+    let outer = Array(sh.prefix(nd - 1))
+    forEachOffset2(outer, Array(st[0].prefix(nd - 1)), o0, Array(st[1].prefix(nd - 1)), o1) { p, q in
+        body(p, q, len, a, b)
+    }
+}

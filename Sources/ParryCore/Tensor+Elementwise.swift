@@ -68,31 +68,54 @@ func binaryKernel<T: TensorElement, U: TensorElement>(_ a: Tensor, _ b: Tensor, 
     let sa = a.broadcastStrides(to: out.shape), sb = b.broadcastStrides(to: out.shape)
     // One operand full and contiguous, the other constant over a trailing block
     // (a per-channel bias or statistic): scalar-times-block loops that vectorize.
+    // The block offsets are collected first so `f` is called from this scope
+    // (inlined), not from inside the odometer's closure.
     if out.isContiguous && n > 0 {
         if a.isContiguous && a.shape == out.shape, let (block, outer) = constantBlock(out.shape, sb), block >= 8 {
             let x = pa + a.offset, z = po + out.offset
-            var k = 0
-            forEachOffset(outer, Array(sb.prefix(outer.count)), b.offset) { j in
-                let s = pb[j], base = k * block
-                for i in 0..<block { z[base + i] = f(x[base + i], s) }
-                k += 1
+            let offs = offsets(outer, Array(sb.prefix(outer.count)), b.offset)
+            for (k, j) in offs.enumerated() {
+                let s = pb[j], base = k &* block
+                for i in 0..<block { z[base &+ i] = f(x[base &+ i], s) }
             }
             return
         }
         if b.isContiguous && b.shape == out.shape, let (block, outer) = constantBlock(out.shape, sa), block >= 8 {
             let y = pb + b.offset, z = po + out.offset
-            var k = 0
-            forEachOffset(outer, Array(sa.prefix(outer.count)), a.offset) { j in
-                let s = pa[j], base = k * block
-                for i in 0..<block { z[base + i] = f(s, y[base + i]) }
-                k += 1
+            let offs = offsets(outer, Array(sa.prefix(outer.count)), a.offset)
+            for (k, j) in offs.enumerated() {
+                let s = pa[j], base = k &* block
+                for i in 0..<block { z[base &+ i] = f(s, y[base &+ i]) }
             }
             return
         }
     }
-    forEachOffset3(out.shape, sa, a.offset, sb, b.offset, out.strides, out.offset) { i, j, k in
-        po[k] = f(pa[i], pb[j])
+    // General broadcasting: rows of the coalesced layout, each a tight loop.
+    let (sh, st) = coalesce(out.shape, [sa, sb, out.strides])
+    let nd = sh.count
+    let len = sh[nd - 1], ia = st[0][nd - 1], ib = st[1][nd - 1], io = st[2][nd - 1]
+    var rows: [(Int, Int, Int)] = []
+    rows.reserveCapacity(n / max(len, 1))
+    forEachOffset3(Array(sh.prefix(nd - 1)), Array(st[0].prefix(nd - 1)), a.offset, Array(st[1].prefix(nd - 1)), b.offset,
+                   Array(st[2].prefix(nd - 1)), out.offset) { i, j, k in rows.append((i, j, k)) }
+    for (i0, j0, k0) in rows {
+        if ia == 1 && ib == 1 && io == 1 {
+            let x = pa + i0, y = pb + j0, z = po + k0
+            for t in 0..<len { z[t] = f(x[t], y[t]) }
+        } else {
+            var i = i0, j = j0, k = k0
+            for _ in 0..<len { po[k] = f(pa[i], pb[j]); i &+= ia; j &+= ib; k &+= io }
+        }
     }
+}
+
+/// The element offsets of a strided layout in row-major order.
+@inline(__always)
+func offsets(_ shape: [Int], _ st: [Int], _ o: Int) -> [Int] {
+    var out: [Int] = []
+    out.reserveCapacity(shape.reduce(1, *))
+    forEachOffset(shape, st, o) { out.append($0) }
+    return out
 }
 
 /// For broadcast strides `st` over `shape`: the size of the trailing block over
@@ -113,7 +136,12 @@ func unaryKernel<T: TensorElement, U: TensorElement>(_ a: Tensor, into out: Tens
         for i in 0..<out.numel { z[i] = f(x[i]) }
         return
     }
-    forEachOffset2(out.shape, a.strides, a.offset, out.strides, out.offset) { i, k in po[k] = f(pa[i]) }
+    var rows: [(Int, Int, Int, Int, Int)] = []
+    forEachRow2(out.shape, a.strides, a.offset, out.strides, out.offset) { rows.append(($0, $1, $2, $3, $4)) }
+    for (i0, k0, len, ia, io) in rows {
+        var i = i0, k = k0
+        for _ in 0..<len { po[k] = f(pa[i]); i &+= ia; k &+= io }
+    }
 }
 
 /// Binary elementwise operations.

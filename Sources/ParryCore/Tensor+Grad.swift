@@ -298,7 +298,7 @@ extension Tensor {
 
     /// Zeros of `shape` with self's entries added at `index` along `dim`: the
     /// adjoint of gather (or, with `alongOnly`, of index_select with a 1-D index).
-    func scatterAdd(into shape: [Int], dim: Int, index: Tensor, alongOnly: Bool = false) throws -> Tensor {
+    public func scatterAdd(into shape: [Int], dim: Int, index: Tensor, alongOnly: Bool = false) throws -> Tensor {
         let out = try Tensor.zeros(shape)
         let src = to(.float32).contiguousRaw()
         let po = out.base(Float.self), ps = src.base(Float.self) + src.offset

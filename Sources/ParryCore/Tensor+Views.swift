@@ -45,7 +45,14 @@ extension Tensor {
             (d + offset).update(from: s + src.offset, count: numel)
             return
         }
-        forEachOffset2(shape, src.strides, src.offset, strides, offset) { a, b in d[b] = s[a] }
+        forEachRow2(shape, src.strides, src.offset, strides, offset) { a, b, n, sa, sb in
+            if sa == 1 && sb == 1 {
+                (d + b).update(from: s + a, count: n)
+            } else {
+                var i = a, j = b
+                for _ in 0..<n { d[j] = s[i]; i &+= sa; j &+= sb }
+            }
+        }
     }
 
     /// Resolves a requested shape with at most one -1 against `numel`.

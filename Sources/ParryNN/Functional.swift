@@ -111,14 +111,18 @@ public enum F {
         guard weight.ndim == 4, weight.shape[1] == x.shape[1] else {
             throw TensorError("input has \(x.shape[1]) channels but the weight \(shapeString(weight.shape)) expects \(weight.ndim == 4 ? weight.shape[1] : 0)")
         }
+        if x.dtype == .float32 && weight.dtype == .float32 && (bias?.dtype ?? .float32) == .float32 {
+            return try conv2dFused(x, weight, bias, stride: stride, padding: padding)
+        }
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         // One GEMM for the whole batch: (O × C·kh·kw) · (C·kh·kw × N·L) → O × N·L.
         let cols = try unfold(x, kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding), layout: .matrix)
         let oh = windows(x.shape[2], kh, stride, padding), ow = windows(x.shape[3], kw, stride, padding)
         var y = try weight.reshape([o, -1]).matmul(cols)
-        y = try y.reshape([o, x.shape[0], oh, ow]).permute([1, 0, 2, 3])
-        if let bias { y = try y.binary(.add, bias.reshape([1, o, 1, 1])) }
-        return y
+        // The bias goes on while the result is O × N·L (contiguous rows), then one
+        // row-wise copy lays it out as N × O × H' × W'.
+        if let bias { y = try y.binary(.add, bias.reshape([o, 1])) }
+        return try y.reshape([o, x.shape[0], oh * ow]).permute([1, 0, 2]).contiguous().reshape([x.shape[0], o, oh, ow])
     }
 
     /// Max pooling; the gradient goes to each window's maximum.
@@ -133,31 +137,61 @@ public enum F {
         guard oh > 0, ow > 0 else { throw TensorError("input \(h)×\(w) is smaller than the kernel \(kernel)") }
         let src = try x.to(.float32).contiguous().detach()
         let idx = Tensor(shape: [n, c, oh * ow], dtype: .int64, zeroed: false)
-        let ps = src.pointer(Float.self), pi = idx.pointer(Int64.self)
-        for plane in 0..<(n * c) {
-            let p = ps + plane &* h &* w, q = pi + plane &* oh &* ow
-            for i in 0..<oh {
-                let h0 = i &* s &- padding
-                let ha = max(h0, 0), hb = min(h0 &+ kernel, h)
-                for j in 0..<ow {
-                    let w0 = j &* s &- padding
-                    let wa = max(w0, 0), wb = min(w0 &+ kernel, w)
-                    var bi = ha &* w &+ wa
-                    var best = p[bi]
-                    for a in ha..<hb {
-                        let row = a &* w
-                        for b in wa..<wb {
-                            let v = p[row &+ b]
-                            // v > best, or v is NaN (NaN wins and stays, as in PyTorch)
-                            if !(v <= best) && !best.isNaN { best = v; bi = row &+ b }
-                        }
+        let out = Tensor(shape: [n, c, oh, ow], dtype: .float32, zeroed: false)
+        let ps = src.pointer(Float.self), pi = idx.pointer(Int64.self), po = out.pointer(Float.self)
+        // v replaces best when larger, or when v is NaN (NaN wins and stays, as in PyTorch).
+        @inline(__always) func better(_ v: Float, _ best: Float) -> Bool { !(v <= best) && !best.isNaN }
+        if kernel == 2 && s == 2 && padding == 0 {
+            // The common 2×2 / stride 2 case: four loads per output, no bounds arithmetic.
+            for plane in 0..<(n &* c) {
+                let p = ps + plane &* h &* w, q = pi + plane &* oh &* ow, o = po + plane &* oh &* ow
+                for i in 0..<oh {
+                    let top = 2 &* i &* w, r0 = p + top, r1 = r0 + w
+                    for j in 0..<ow {
+                        let jj = 2 &* j
+                        var best = r0[jj], bi = top &+ jj
+                        let v1 = r0[jj &+ 1]; if better(v1, best) { best = v1; bi = top &+ jj &+ 1 }
+                        let v2 = r1[jj]; if better(v2, best) { best = v2; bi = top &+ w &+ jj }
+                        let v3 = r1[jj &+ 1]; if better(v3, best) { best = v3; bi = top &+ w &+ jj &+ 1 }
+                        o[i &* ow &+ j] = best
+                        q[i &* ow &+ j] = Int64(bi)
                     }
-                    q[i &* ow &+ j] = Int64(bi)
+                }
+            }
+        } else {
+            for plane in 0..<(n &* c) {
+                let p = ps + plane &* h &* w, q = pi + plane &* oh &* ow, o = po + plane &* oh &* ow
+                for i in 0..<oh {
+                    let h0 = i &* s &- padding
+                    let ha = max(h0, 0), hb = min(h0 &+ kernel, h)
+                    for j in 0..<ow {
+                        let w0 = j &* s &- padding
+                        let wa = max(w0, 0), wb = min(w0 &+ kernel, w)
+                        var bi = ha &* w &+ wa
+                        var best = p[bi]
+                        var a = ha
+                        while a < hb {
+                            let row = a &* w
+                            var b = wa
+                            while b < wb {
+                                let v = p[row &+ b]
+                                if better(v, best) { best = v; bi = row &+ b }
+                                b &+= 1
+                            }
+                            a &+= 1
+                        }
+                        o[i &* ow &+ j] = best
+                        q[i &* ow &+ j] = Int64(bi)
+                    }
                 }
             }
         }
-        // Selecting by index makes the op differentiable (gather ↔ scatter-add).
-        return try x.reshape([n, c, h * w]).gather(2, idx).reshape([n, c, oh, ow])
+        // The gradient goes to each window's maximum: a scatter-add by the
+        // recorded indices (itself differentiable, so second order works).
+        let inShape = x.shape
+        return record("max_pool2d", out, [x]) { g, _ in
+            [try g.reshape([n, c, oh * ow]).scatterAdd(into: [n, c, h * w], dim: 2, index: idx).reshape(inShape)]
+        }
     }
 
     /// Average pooling (zero padding counted, as PyTorch's default).
