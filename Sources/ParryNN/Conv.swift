@@ -7,6 +7,66 @@ import ParryCore
 // create_graph the backward is built from differentiable ops instead, so
 // second-order gradients (gradient penalties, TRADES-style curvature) still work.
 
+/// One image's sliding-window geometry and its im2col / col2im kernels: the
+/// building blocks of unfold, fold and the fused convolution. Column row
+/// r = (ch·kh + ki)·kw + kj lives at `cols + r·rowStride`, L = H'·W' long.
+struct WindowGeometry {
+    let c, h, w, kh, kw, sh, sw, ph, pw: Int
+    let oh, ow: Int
+
+    init(c: Int, h: Int, w: Int, kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int) {
+        self.c = c; self.h = h; self.w = w; self.kh = kh; self.kw = kw
+        self.sh = sh; self.sw = sw; self.ph = ph; self.pw = pw
+        oh = F.windows(h, kh, sh, ph); ow = F.windows(w, kw, sw, pw)
+    }
+
+    var rows: Int { c * kh * kw }
+    var L: Int { oh * ow }
+
+    /// Output columns j whose input column j·sw − pw + kj lies inside [0, w).
+    @inline(__always) func columns(_ kj: Int) -> (Int, Int) {
+        (max(0, F.ceilDiv(pw - kj, sw)), min(ow, F.floorDiv(w - 1 + pw - kj, sw) + 1))
+    }
+
+    /// Writes the windows of one C×H×W image as columns (zero padding).
+    func im2col(_ img: UnsafeMutablePointer<Float>, _ cols: UnsafeMutablePointer<Float>, rowStride: Int) {
+        for ch in 0..<c { for ki in 0..<kh { for kj in 0..<kw {
+            let dst = cols + ((ch * kh + ki) * kw + kj) * rowStride
+            let plane = img + ch * h * w
+            let (jlo, jhi) = columns(kj)
+            for i in 0..<oh {
+                let ih = i * sh - ph + ki
+                let d = dst + i * ow
+                if ih < 0 || ih >= h { d.update(repeating: 0, count: ow); continue }
+                let srow = plane + ih * w - pw + kj
+                if jlo > 0 { d.update(repeating: 0, count: min(jlo, ow)) }
+                if jhi > jlo {
+                    if sw == 1 { (d + jlo).update(from: srow + jlo, count: jhi - jlo) }
+                    else { for j in jlo..<jhi { d[j] = srow[j * sw] } }
+                }
+                if jhi < ow { (d + max(jhi, jlo)).update(repeating: 0, count: ow - max(jhi, jlo)) }
+            }
+        } } }
+    }
+
+    /// Adds columns back into one C×H×W image (the adjoint of im2col).
+    func col2im(_ cols: UnsafeMutablePointer<Float>, rowStride: Int, into img: UnsafeMutablePointer<Float>) {
+        for ch in 0..<c { for ki in 0..<kh { for kj in 0..<kw {
+            let col = cols + ((ch * kh + ki) * kw + kj) * rowStride
+            let plane = img + ch * h * w
+            let (jlo, jhi) = columns(kj)
+            if jhi <= jlo { continue }
+            for i in 0..<oh {
+                let ih = i &* sh &- ph &+ ki
+                if ih < 0 || ih >= h { continue }
+                let dst = plane + (ih &* w &- pw &+ kj), src = col + i &* ow
+                if sw == 1 { for j in jlo..<jhi { dst[j] += src[j] } }
+                else { for j in jlo..<jhi { dst[j &* sw] += src[j] } }
+            }
+        } } }
+    }
+}
+
 extension F {
     static func conv2dFused(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, stride: Int, padding: Int) throws -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
@@ -20,21 +80,25 @@ extension F {
         }
         let L = oh * ow, K = c * kh * kw
         let kernel = (kh, kw), strides = (stride, stride), pads = (padding, padding)
-        let cols = try GradMode.noGrad {
-            try unfold(x.detach(), kernel: kernel, stride: strides, padding: pads, layout: .batched)
-        }
+        let geo = WindowGeometry(c: c, h: h, w: w, kh: kh, kw: kw, sh: stride, sw: stride, ph: padding, pw: padding)
+        // Columns one image at a time into a small reused buffer (a whole-batch
+        // im2col can be tens of MB: fresh pages and cache misses every step).
+        let xc = try x.detach().contiguous()
         let wm = try weight.detach().to(.float32).contiguous()
         let out = Tensor(shape: [n, o, oh, ow], dtype: .float32, zeroed: false)
-        let po = out.pointer(Float.self), pw = wm.pointer(Float.self), pc = cols.pointer(Float.self)
+        let po = out.pointer(Float.self), pw = wm.pointer(Float.self), px = xc.pointer(Float.self)
         if let bias {
             let b = try bias.detach().to(.float32).contiguous()
             let pb = b.pointer(Float.self)
             for s in 0..<n { for ch in 0..<o { (po + (s * o + ch) * L).update(repeating: pb[ch], count: L) } }
         }
         let beta: Float = bias == nil ? 0 : 1
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: K * L)
+        defer { scratch.deallocate() }
         for s in 0..<n {
+            geo.im2col(px + s * c * h * w, scratch, rowStride: L)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(L), Int32(K),
-                        1, pw, Int32(K), pc + s * K * L, Int32(L), beta, po + s * o * L, Int32(L))
+                        1, pw, Int32(K), scratch, Int32(L), beta, po + s * o * L, Int32(L))
         }
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         let xShape = x.shape, wShape = weight.shape
@@ -56,27 +120,31 @@ extension F {
             }
             // Pointers taken from the captured tensors, which the closure keeps alive.
             let gc = try g.to(.float32).contiguous()
-            let pg = gc.pointer(Float.self), pw = wm.pointer(Float.self), pc = cols.pointer(Float.self)
+            let pg = gc.pointer(Float.self), pw = wm.pointer(Float.self), px = xc.pointer(Float.self)
             var grads: [Tensor?] = [nil, nil]
-            if needs[0] {
-                let gcols = Tensor(shape: [n, K, L], dtype: .float32, zeroed: false)
-                let pgc = gcols.pointer(Float.self)
+            let gx = needs[0] ? try Tensor.zeros(xShape) : nil
+            let gw = needs[1] ? try Tensor.zeros(wShape) : nil
+            if needs[0] || needs[1] {
+                let cols = UnsafeMutablePointer<Float>.allocate(capacity: K * L)
+                defer { cols.deallocate() }
                 for s in 0..<n {
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(K), Int32(L), Int32(o),
-                                1, pw, Int32(K), pg + s * o * L, Int32(L), 0, pgc + s * K * L, Int32(L))
+                    let gs = pg + s * o * L
+                    if let gw {
+                        // dW += g_s · cols_sᵀ (columns recomputed: cheaper than keeping them)
+                        geo.im2col(px + s * c * h * w, cols, rowStride: L)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(o), Int32(K), Int32(L),
+                                    1, gs, Int32(L), cols, Int32(L), 1, gw.pointer(Float.self), Int32(K))
+                    }
+                    if let gx {
+                        // dcols_s = Wᵀ · g_s, folded back into the image
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(K), Int32(L), Int32(o),
+                                    1, pw, Int32(K), gs, Int32(L), 0, cols, Int32(L))
+                        geo.col2im(cols, rowStride: L, into: gx.pointer(Float.self) + s * c * h * w)
+                    }
                 }
-                grads[0] = try fold(gcols, outputSize: (h, w), kernel: kernel, stride: strides, padding: pads, layout: .batched)
-                    .reshape(xShape)
             }
-            if needs[1] {
-                let gw = Tensor(shape: wShape, dtype: .float32, zeroed: true)
-                let pgw = gw.pointer(Float.self)
-                for s in 0..<n {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(o), Int32(K), Int32(L),
-                                1, pg + s * o * L, Int32(L), pc + s * K * L, Int32(L), 1, pgw, Int32(K))
-                }
-                grads[1] = gw
-            }
+            grads[0] = gx
+            grads[1] = gw
             if inputs.count == 3 {
                 if needs[2] {
                     let gb = Tensor(shape: [o], dtype: .float32, zeroed: true)

@@ -44,24 +44,11 @@ public enum F {
         let src = try x.to(.float32).contiguous().detach()
         let out = Tensor(shape: outShape, dtype: .float32, zeroed: false)
         let ps = src.pointer(Float.self), po = out.pointer(Float.self)
-        for b in 0..<n { for ch in 0..<c { for ki in 0..<kh { for kj in 0..<kw {
-            let row = (ch * kh + ki) * kw + kj
-            let dst = layout == .batched ? po + (b * rows + row) * L : po + row * n * L + b * L
-            let plane = ps + (b * c + ch) * h * w
-            for i in 0..<oh {
-                let ih = i * sh - ph + ki
-                if ih < 0 || ih >= h { (dst + i * ow).update(repeating: 0, count: ow); continue }
-                // Columns j whose input column iw = j·sw − pw + kj lies inside [0, w).
-                let jlo = max(0, ceilDiv(pw - kj, sw)), jhi = min(ow, floorDiv(w - 1 + pw - kj, sw) + 1)
-                let d = dst + i * ow, srow = plane + ih * w - pw + kj
-                if jlo > 0 { d.update(repeating: 0, count: min(jlo, ow)) }
-                if jhi > jlo {
-                    if sw == 1 { (d + jlo).update(from: srow + jlo, count: jhi - jlo) }
-                    else { for j in jlo..<jhi { d[j] = srow[j * sw] } }
-                }
-                if jhi < ow { (d + max(jhi, jlo)).update(repeating: 0, count: ow - max(jhi, jlo)) }
-            }
-        } } } }
+        let g = WindowGeometry(c: c, h: h, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw)
+        for b in 0..<n {
+            if layout == .batched { g.im2col(ps + b * c * h * w, po + b * rows * L, rowStride: L) }
+            else { g.im2col(ps + b * c * h * w, po + b * L, rowStride: n * L) }
+        }
         let size = (h, w), batch = n
         return record("unfold", out, [x]) { g, _ in
             [try fold(g, outputSize: size, kernel: kernel, stride: stride, padding: padding, layout: layout, batch: batch)]
@@ -86,20 +73,11 @@ public enum F {
         let src = try cols.contiguous().detach()
         let out = try Tensor.zeros([n, c, h, w])
         let ps = src.pointer(Float.self), po = out.pointer(Float.self)
-        for b in 0..<n { for ch in 0..<c { for ki in 0..<kh { for kj in 0..<kw {
-            let row = (ch * kh + ki) * kw + kj
-            let col = layout == .batched ? ps + (b * rows + row) * L : ps + row * n * L + b * L
-            let plane = po + (b * c + ch) * h * w
-            let jlo = max(0, ceilDiv(pw - kj, sw)), jhi = min(ow, floorDiv(w - 1 + pw - kj, sw) + 1)
-            if jhi <= jlo { continue }
-            for i in 0..<oh {
-                let ih = i &* sh &- ph &+ ki
-                if ih < 0 || ih >= h { continue }
-                let dst = plane + (ih &* w &- pw &+ kj), src = col + i &* ow
-                if sw == 1 { for j in jlo..<jhi { dst[j] += src[j] } }
-                else { for j in jlo..<jhi { dst[j &* sw] += src[j] } }
-            }
-        } } } }
+        let g = WindowGeometry(c: c, h: h, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw)
+        for b in 0..<n {
+            if layout == .batched { g.col2im(ps + b * rows * L, rowStride: L, into: po + b * c * h * w) }
+            else { g.col2im(ps + b * L, rowStride: n * L, into: po + b * c * h * w) }
+        }
         return record("fold", out, [cols]) { g, _ in
             [try unfold(g, kernel: kernel, stride: stride, padding: padding, layout: layout)]
         }
