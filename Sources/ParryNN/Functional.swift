@@ -215,6 +215,21 @@ public enum F {
         for (name, t) in [("running_mean", runningMean), ("running_var", runningVar), ("weight", weight), ("bias", bias)] {
             if let t, t.shape != [c] { throw TensorError("\(name) has shape \(shapeString(t.shape)), expected {\(c)}") }
         }
+        let fusable = [x, runningMean, runningVar, weight, bias].allSatisfy { $0 == nil || $0!.dtype == .float32 }
+            && [runningMean, runningVar].allSatisfy { $0 == nil || $0!.isContiguous }
+        if fusable {
+            return try batchNormFused(x, runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias,
+                                      training: training, momentum: momentum, eps: eps)
+        }
+        return try batchNormComposite(x, runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias,
+                                      training: training, momentum: momentum, eps: eps, updateRunning: true)
+    }
+
+    /// BatchNorm from differentiable tensor ops (any dtype; the create_graph
+    /// backward of the fused op differentiates this).
+    static func batchNormComposite(_ x: Tensor, runningMean: Tensor?, runningVar: Tensor?, weight: Tensor?, bias: Tensor?,
+                                   training: Bool, momentum: Double = 0.1, eps: Double, updateRunning: Bool = false) throws -> Tensor {
+        let c = x.shape[1]
         let shape = x.ndim == 4 ? [1, c, 1, 1] : [1, c]
         let reduceDims = x.ndim == 4 ? [0, 2, 3] : [0]
         let count = x.numel / max(c, 1)
@@ -228,7 +243,7 @@ public enum F {
             variance = try centered.binary(.mul, centered)
             for d in reduceDims { variance = try variance.sum(dim: d, keepdim: true) }
             variance = try variance.binary(.div, .float(Double(count)))
-            if let rm = runningMean, let rv = runningVar {
+            if updateRunning, let rm = runningMean, let rv = runningVar {
                 try GradMode.noGrad {
                     let m = Scalar.float(momentum)
                     try rm.binary_(.mul, Tensor.scalar(.float(1 - momentum)))

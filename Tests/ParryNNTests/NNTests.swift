@@ -87,6 +87,22 @@ final class FunctionalTests: XCTestCase {
         try check("batch norm train", [x, w, b]) { xs in
             try F.batchNorm(xs[0], runningMean: nil, runningVar: nil, weight: xs[1], bias: xs[2], training: true)
         }
+        try check("batch norm 1d train, no affine", [try leaf([5, 3])]) { xs in
+            try F.batchNorm(xs[0], runningMean: nil, runningVar: nil, weight: nil, bias: nil, training: true)
+        }
+        let rm = try Tensor.randn([3], generator: g), rv = try Tensor.rand([3], generator: g).binary(.add, .float(0.5))
+        try check("batch norm eval", [x, w, b]) { xs in
+            try F.batchNorm(xs[0], runningMean: rm, runningVar: rv, weight: xs[1], bias: xs[2], training: false)
+        }
+        // Second order through the fused op's create_graph path: a gradient-norm penalty.
+        let xs2 = try Tensor.randn([3, 2, 2, 2], generator: g).requiresGrad_()
+        let ws2 = try Tensor.rand([2], generator: g).binary(.add, .float(0.5)).requiresGrad_()
+        try check("batch norm double backward", [xs2, ws2]) { xs in
+            let y = try F.batchNorm(xs[0], runningMean: nil, runningVar: nil, weight: xs[1], bias: nil, training: true)
+                .unary(.tanh).binary(.mul, try Tensor.randn([3, 2, 2, 2], generator: Generator(seed: 5))).sum()
+            let gx = try grad([y], [xs[0]], createGraph: true)[0]!
+            return try gx.binary(.mul, gx).sum()
+        }
         let bn = try BatchNorm(3, spatial: true)
         let y = try bn(x.detach())
         // Per channel the output has mean 0 and biased variance 1 (weight 1, bias 0).

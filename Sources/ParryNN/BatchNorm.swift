@@ -1,0 +1,161 @@
+import ParryCore
+
+// BatchNorm as one fused op: statistics in two passes per channel, the
+// normalization and affine transform in one pass (y = a_c·x + b_c), and the
+// closed-form backward, dx = γ·invstd/M · (M·g − Σg − x̂·Σ(g·x̂)). Under
+// create_graph the backward differentiates the composite formula instead,
+// so higher-order gradients keep working.
+
+extension F {
+    static func batchNormFused(_ x: Tensor, runningMean: Tensor?, runningVar: Tensor?, weight: Tensor?, bias: Tensor?,
+                               training: Bool, momentum: Double, eps: Double) throws -> Tensor {
+        let n = x.shape[0], c = x.shape[1]
+        let s = x.ndim == 4 ? x.shape[2] * x.shape[3] : 1
+        let m = n * s
+        if training && m <= 1 {
+            throw TensorError("expected more than 1 value per channel when training, got input shape \(shapeString(x.shape))")
+        }
+        if !training && (runningMean == nil || runningVar == nil) { throw TensorError("running statistics are needed in eval mode") }
+        let xc = try x.detach().contiguous()
+        let px = xc.pointer(Float.self)
+        var mean = [Float](repeating: 0, count: c), invstd = [Float](repeating: 0, count: c)
+        if training {
+            var variance = [Double](repeating: 0, count: c)
+            for ch in 0..<c {
+                var sum: Float = 0
+                for b in 0..<n { sum += rowSum(px + (b * c + ch) * s, s) }
+                let mu = sum / Float(m)
+                var sq: Float = 0
+                for b in 0..<n { sq += rowSquaredDeviation(px + (b * c + ch) * s, s, mu) }
+                mean[ch] = mu
+                variance[ch] = Double(sq) / Double(m)
+                invstd[ch] = Float(1 / (variance[ch] + eps).squareRoot())
+            }
+            if let rm = runningMean, let rv = runningVar {
+                let unbiased = Double(m) / Double(m - 1)
+                try GradMode.noGrad {
+                    let pm = rm.pointer(Float.self), pv = rv.pointer(Float.self)
+                    for ch in 0..<c {
+                        pm[ch] = Float((1 - momentum) * Double(pm[ch]) + momentum * Double(mean[ch]))
+                        pv[ch] = Float((1 - momentum) * Double(pv[ch]) + momentum * variance[ch] * unbiased)
+                    }
+                    rm.storage.version &+= 1; rv.storage.version &+= 1
+                }
+            }
+        } else if let rm = runningMean, let rv = runningVar {
+            let rmc = try rm.contiguous(), rvc = try rv.contiguous()
+            for ch in 0..<c {
+                mean[ch] = rmc.pointer(Float.self)[ch]
+                invstd[ch] = Float(1 / (Double(rvc.pointer(Float.self)[ch]) + eps).squareRoot())
+            }
+        }
+        let gamma = try weight.map { try $0.detach().contiguous() }
+        let beta = try bias.map { try $0.detach().contiguous() }
+        let out = Tensor(shape: x.shape, dtype: .float32, zeroed: false)
+        let po = out.pointer(Float.self)
+        for ch in 0..<c {
+            let gm = gamma.map { $0.pointer(Float.self)[ch] } ?? 1, bt = beta.map { $0.pointer(Float.self)[ch] } ?? 0
+            let a = invstd[ch] * gm, b0 = bt - mean[ch] * a
+            for b in 0..<n {
+                let src = px + (b * c + ch) * s, dst = po + (b * c + ch) * s
+                for k in 0..<s { dst[k] = src[k] * a + b0 }
+            }
+        }
+        var inputs = [x]
+        if let weight { inputs.append(weight) }
+        if let bias { inputs.append(bias) }
+        let hasWeight = weight != nil, hasBias = bias != nil
+        return record("batch_norm", out, inputs) { g, needs in
+            if GradMode.isEnabled {
+                // create_graph: differentiate the composite formula.
+                let y = try batchNormComposite(x, runningMean: training ? nil : runningMean, runningVar: training ? nil : runningVar,
+                                               weight: weight, bias: bias, training: training, eps: eps)
+                let wanted = zip(inputs, needs).filter { $0.1 && $0.0.requiresGrad }.map(\.0)
+                let gs = try grad([y], wanted, gradOutputs: [g], createGraph: true, allowUnused: true)
+                var k = 0
+                return inputs.indices.map { i in
+                    guard needs[i] && inputs[i].requiresGrad else { return nil }
+                    defer { k += 1 }
+                    return gs[k]
+                }
+            }
+            let gc = try g.to(.float32).contiguous()
+            let pg = gc.pointer(Float.self)
+            var sumG = [Float](repeating: 0, count: c), sumGX = [Float](repeating: 0, count: c)
+            for ch in 0..<c {
+                var a: Float = 0, bsum: Float = 0
+                for b in 0..<n {
+                    let off = (b * c + ch) * s
+                    a += rowSum(pg + off, s)
+                    bsum += rowDotCentered(pg + off, px + off, s, mean[ch])
+                }
+                sumG[ch] = a
+                sumGX[ch] = bsum * invstd[ch]      // Σ g·x̂
+            }
+            var grads: [Tensor?] = []
+            if needs[0] {
+                let gx = Tensor(shape: xc.shape, dtype: .float32, zeroed: false)
+                let pgx = gx.pointer(Float.self)
+                for ch in 0..<c {
+                    let gm = gamma.map { $0.pointer(Float.self)[ch] } ?? 1
+                    let inv = invstd[ch], mu = mean[ch]
+                    if training {
+                        let k1 = gm * inv, mg = sumG[ch] / Float(m), mgx = sumGX[ch] / Float(m)
+                        for b in 0..<n {
+                            let off = (b * c + ch) * s
+                            let gp = pg + off, xp = px + off, dp = pgx + off
+                            for k in 0..<s { dp[k] = k1 * (gp[k] - mg - (xp[k] - mu) * inv * mgx) }
+                        }
+                    } else {
+                        let k1 = gm * inv
+                        for b in 0..<n {
+                            let off = (b * c + ch) * s
+                            for k in 0..<s { pgx[off + k] = k1 * pg[off + k] }
+                        }
+                    }
+                }
+                grads.append(gx)
+            } else { grads.append(nil) }
+            if hasWeight {
+                grads.append(needs[grads.count] ? try Tensor(sumGX, shape: [c]) : nil)
+            }
+            if hasBias {
+                grads.append(needs[grads.count] ? try Tensor(sumG, shape: [c]) : nil)
+            }
+            return grads
+        }
+    }
+}
+
+/// Σ (row[k] − mu)², with eight partial sums.
+@inline(__always)
+func rowSquaredDeviation(_ row: UnsafeMutablePointer<Float>, _ n: Int, _ mu: Float) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    let m = SIMD8<Float>(repeating: mu)
+    var l = 0
+    while l &+ 8 <= n {
+        let d = UnsafeRawPointer(row + l).loadUnaligned(as: SIMD8<Float>.self) - m
+        acc += d * d
+        l &+= 8
+    }
+    var tail: Float = 0
+    while l < n { let d = row[l] - mu; tail += d * d; l &+= 1 }
+    return acc.sum() + tail
+}
+
+/// Σ g[k]·(x[k] − mu), with eight partial sums.
+@inline(__always)
+func rowDotCentered(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ n: Int, _ mu: Float) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    let m = SIMD8<Float>(repeating: mu)
+    var l = 0
+    while l &+ 8 <= n {
+        let gv = UnsafeRawPointer(g + l).loadUnaligned(as: SIMD8<Float>.self)
+        let xv = UnsafeRawPointer(x + l).loadUnaligned(as: SIMD8<Float>.self)
+        acc += gv * (xv - m)
+        l &+= 8
+    }
+    var tail: Float = 0
+    while l < n { tail += g[l] * (x[l] - mu); l &+= 1 }
+    return acc.sum() + tail
+}
