@@ -93,6 +93,17 @@ public func runBackward(roots: [Tensor], seeds: [Tensor], inputs: [Tensor]? = ni
 
     var grads = [ObjectIdentifier: Tensor]()
     let wanted = Set((inputs ?? []).map(ObjectIdentifier.init))
+    // With explicit inputs, only tensors that lead to one of them need a
+    // gradient: an attack's ∂loss/∂x then skips every weight gradient.
+    var relevant: Set<ObjectIdentifier>? = nil
+    if inputs != nil {
+        var r = Set<ObjectIdentifier>()
+        for t in order {   // post-order: a tensor's inputs come before it
+            let id = ObjectIdentifier(t)
+            if wanted.contains(id) || (t.gradFn?.inputs.contains { r.contains(ObjectIdentifier($0)) } ?? false) { r.insert(id) }
+        }
+        relevant = r
+    }
     try GradMode.with(enabled: createGraph) {
         for (r, s) in zip(roots, seeds) where r.requiresGrad {
             let id = ObjectIdentifier(r)
@@ -101,6 +112,7 @@ public func runBackward(roots: [Tensor], seeds: [Tensor], inputs: [Tensor]? = ni
         for t in order.reversed() {
             let id = ObjectIdentifier(t)
             guard let g = grads[id] else { continue }
+            if let relevant, !relevant.contains(id) { grads[id] = nil; continue }
             if let node = t.gradFn {
                 guard let backward = node.backward else {
                     throw TensorError("trying to backward through the graph a second time (or after it was freed); pass retain_graph=true the first time")
@@ -108,7 +120,7 @@ public func runBackward(roots: [Tensor], seeds: [Tensor], inputs: [Tensor]? = ni
                 for (storage, version) in node.saved where storage.version != version {
                     throw TensorError("a tensor needed to compute the gradient of \(node.name) was modified by an in-place operation")
                 }
-                let needs = node.inputs.map { $0.requiresGrad }
+                let needs = node.inputs.map { $0.requiresGrad && (relevant?.contains(ObjectIdentifier($0)) ?? true) }
                 let gs = try backward(g, needs)
                 for (k, input) in node.inputs.enumerated() where needs[k] {
                     guard k < gs.count, let gi = gs[k] else { continue }
