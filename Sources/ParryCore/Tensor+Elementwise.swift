@@ -281,9 +281,15 @@ func applyUnary(_ op: UnaryOp, _ a: Tensor, into out: Tensor) {
 extension Tensor {
     /// `self op other` with broadcasting and type promotion.
     func binaryRaw(_ op: BinaryOp, _ other: Tensor) throws -> Tensor {
+        let dt = op.resultDType(dtype, other.dtype)
+        if self.shape == other.shape {
+            let out = Tensor(shapeOf: self, dtype: dt)
+            applyBinary(op, self, other, into: out)
+            return out
+        }
         let shape = try broadcastShapes(self.shape, other.shape)
         try Tensor.checkShape(shape)
-        let out = Tensor(shape: shape, dtype: op.resultDType(dtype, other.dtype), zeroed: false)
+        let out = shape == self.shape ? Tensor(shapeOf: self, dtype: dt) : Tensor(shape: shape, dtype: dt, zeroed: false)
         applyBinary(op, self, other, into: out)
         return out
     }
@@ -308,7 +314,7 @@ extension Tensor {
 
     func unaryRaw(_ op: UnaryOp) -> Tensor {
         let dt: DType = (dtype == .int64 && op.keepsDType) ? .int64 : .float32
-        let out = Tensor(shape: shape, dtype: dt, zeroed: false)
+        let out = Tensor(shapeOf: self, dtype: dt)
         applyUnary(op, self, into: out)
         return out
     }

@@ -39,6 +39,14 @@ public final class Tensor: @unchecked Sendable {
                   shape: shape, strides: Tensor.contiguousStrides(shape), offset: 0, dtype: dtype)
     }
 
+    /// A new uninitialized contiguous tensor with `t`'s shape, sharing t's
+    /// shape (and, when t is contiguous, strides) arrays: two fewer heap
+    /// allocations per elementwise op, which matters for tiny tensors.
+    public convenience init(shapeOf t: Tensor, dtype: DType) {
+        self.init(storage: Storage(byteCount: t.numel * dtype.byteSize, zeroed: false), shape: t.shape,
+                  strides: t.isContiguous ? t.strides : Tensor.contiguousStrides(t.shape), offset: 0, dtype: dtype)
+    }
+
     /// A contiguous tensor holding `values` (row-major) in `shape`; the dtype
     /// follows the element type (Float → float32, Int64 → int64).
     public convenience init<T: TensorElement>(_ values: [T], shape: [Int]) throws {

@@ -74,6 +74,7 @@ struct LuaArgs {
     // MARK: boxed Swift objects
 
     /// The Swift object of userdata kind `kind` at `i` (metatables compared), or nil.
+    @inline(__always)
     func optObject<T: AnyObject>(_ i: Int32, _ kind: Int32, as _: T.Type = T.self) -> T? {
         guard let p = parry_toobject(L, i, kind) else { return nil }
         return Unmanaged<T>.fromOpaque(p).takeUnretainedValue()
@@ -98,7 +99,11 @@ struct LuaArgs {
 
     // MARK: tensors
 
-    func optTensor(_ i: Int32) -> Tensor? { optObject(i, Int32(PARRY_TENSOR)) }
+    /// Non-generic on purpose: this is on every tensor call's path.
+    func optTensor(_ i: Int32) -> Tensor? {
+        guard let p = parry_toobject(L, i, Int32(PARRY_TENSOR)) else { return nil }
+        return Unmanaged<Tensor>.fromOpaque(p).takeUnretainedValue()
+    }
 
     func tensor(_ i: Int32, _ what: String = "self") throws -> Tensor {
         if let t = optTensor(i) { return t }
