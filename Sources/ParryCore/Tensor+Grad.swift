@@ -78,7 +78,17 @@ extension Tensor {
         switch op {
         case .neg: return record("neg", out, [a]) { g, _ in [try g.neg()] }
         case .abs: return record("abs", out, [a], saved: [a]) { g, _ in [try g.binary(.mul, a.unary(.sign))] }
-        case .relu: return record("relu", out, [a], saved: [a]) { g, _ in [try g.binary(.mul, a.binary(.gt, .int(0)))] }
+        case .relu: return record("relu", out, [a], saved: [a]) { g, _ in
+            if !GradMode.isEnabled && g.shape == a.shape && g.dtype == .float32 && a.dtype == .float32 {
+                // One pass, no mask tensor (the create_graph path below stays differentiable).
+                let gc = try g.contiguous(), ac = try a.contiguous()
+                let r = Tensor(shapeOf: gc, dtype: .float32)
+                let pg = gc.pointer(Float.self), pa = ac.pointer(Float.self), pr = r.pointer(Float.self)
+                for i in 0..<r.numel { pr[i] = pa[i] > 0 ? pg[i] : 0 }
+                return [r]
+            }
+            return [try g.binary(.mul, a.binary(.gt, .int(0)))]
+        }
         case .exp: return record("exp", out, [a], saved: [out]) { [weak out] g, _ in
             guard let out else { return [nil] }
             return [try g.binary(.mul, out)]
