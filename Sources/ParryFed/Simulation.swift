@@ -262,7 +262,7 @@ public final class Simulation {
             case .rffl: throw TensorError("rffl runs through runRFFL")
             }
             try layout.add(aggregate, scale: Float(config.serverLR), to: serverParams)
-            let global = try accuracy(server, test)
+            let global = try Federated.accuracy(server, test, batchSize: config.evalBatch, concurrent: concurrent)
             var selected = [Bool](repeating: false, count: n)
             for i in chosen { selected[i] = true }
             let record = RoundRecord(round: round, accuracy: lastAcc, globalAccuracy: global, reputation: nil,
@@ -449,25 +449,30 @@ public enum Federated {
         }
     }
 
-    /// Top-1 accuracy in eval mode, without recording; the module's modes are restored.
-    public static func accuracy(_ model: Module, _ d: ClientData, batchSize: Int = 1000) throws -> Double {
+    /// Top-1 accuracy in eval mode, without recording; the module's modes are
+    /// restored. With `concurrent`, the batches are split over the cores (an
+    /// eval-mode forward reads the parameters only, so one model can serve
+    /// several threads).
+    public static func accuracy(_ model: Module, _ d: ClientData, batchSize: Int = 1000,
+                                concurrent: Bool = false) throws -> Double {
         let modes = model.namedModules().map { ($0.module, $0.module.training) }
         defer { for (m, t) in modes { m.setTrainingFlag(t) } }
         model.eval()
         let n = d.count
         guard n > 0 else { return .nan }
         let labels = d.y.int64s()
-        var correct = 0
-        try GradMode.noGrad {
-            var s = 0
-            while s < n {
+        let starts = Array(stride(from: 0, to: n, by: batchSize))
+        let counts = Slots<Int>(starts.count)
+        try runJobs(starts.enumerated().map { k, s in {
+            try GradMode.noGrad {
                 let len = min(batchSize, n - s)
                 let (_, idx) = try model(d.x.narrow(0, s, len)).extremum(largest: true, dim: 1)
-                for (k, p) in idx.int64s().enumerated() where p == labels[s + k] { correct += 1 }
-                s += len
+                var correct = 0
+                for (j, p) in idx.int64s().enumerated() where p == labels[s + j] { correct += 1 }
+                counts[k] = correct
             }
-        }
-        return Double(correct) / Double(n)
+        } }, concurrent: concurrent && Simulation.threadSafe(model))
+        return Double(starts.indices.reduce(0) { $0 + (counts[$1] ?? 0) }) / Double(n)
     }
 
     /// Runs the jobs, concurrently across the cores (BLAS single-threaded
