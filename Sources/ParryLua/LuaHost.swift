@@ -38,6 +38,7 @@ public final class LuaHost {
         if let s = ProcessInfo.processInfo.environment["PARRY_NUM_THREADS"], let n = Int(s), n >= 1, n <= 1024 {
             setBLASThreads(n)
         }
+        pinBLASWorkers()
     }()
 
     /// Directories searched for parry's own Lua modules, in order.
