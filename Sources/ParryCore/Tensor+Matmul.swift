@@ -136,7 +136,8 @@ public func pinBLASWorkers() -> Int {
         var mask = [UInt](repeating: 0, count: 16)          // glibc's cpu_set_t: 1024 bits
         guard cpu < mask.count * UInt.bitWidth else { continue }
         mask[cpu / UInt.bitWidth] |= 1 << UInt(cpu % UInt.bitWidth)
-        if mask.withUnsafeBytes({ setAffinity(tid, $0.count, $0.baseAddress!) }) == 0 { pinned += 1 }
+        let status = mask.withUnsafeBytes { bytes in bytes.baseAddress.map { setAffinity(tid, bytes.count, $0) } ?? -1 }
+        if status == 0 { pinned += 1 }
     }
     return pinned
     #else

@@ -226,7 +226,8 @@ public final class Simulation {
             var norms = [Double?](repeating: nil, count: n)
             var sent: [[Float]] = []
             for i in chosen {
-                var u = uploads[i]!
+                // Every chosen client's job filled its slot (runJobs rethrows a job's error first).
+                guard var u = uploads[i] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
                 if let adv = participants[i].adversary {
                     u = try adv.forge(u, round: round, participants[i].generator)
                 }
@@ -248,7 +249,8 @@ public final class Simulation {
                 for (k, i) in chosen.enumerated() { wv[i] = sel.contains(k) ? 1 : 0 }
                 weight = wv
             case .fltrust:
-                let (a, trust) = try Aggregation.fltrust(sent, root: rootUpdate[0]!)
+                guard let root = rootUpdate[0] else { throw TensorError("fltrust: the server produced no root update") }
+                let (a, trust) = try Aggregation.fltrust(sent, root: root)
                 aggregate = a
                 var wv = [Double?](repeating: nil, count: n)
                 for (k, i) in chosen.enumerated() { wv[i] = trust[k] }
@@ -310,20 +312,18 @@ public final class Simulation {
                 let before = self.layout.read(p.params)
                 let opt = try self.optimizer(for: i, lr: lr)
                 try self.train(p.model, opt, p.data.x, p.trainLabels, p.generator)
-                deltas[i] = Vec.sub(self.layout.read(p.params), before)
-                if p.isHonest {
-                    var d = deltas[i]!
-                    // Honest participants keep w_old + clipped Δ when clipping bites.
-                    if Vec.clip(&d, maxNorm: rc.gamma) {
-                        try self.layout.write(before, to: p.params)
-                        try self.layout.add(d, to: p.params)
-                    }
-                    deltas[i] = d
+                var d = Vec.sub(self.layout.read(p.params), before)
+                // Honest participants keep w_old + clipped Δ when clipping bites.
+                if p.isHonest && Vec.clip(&d, maxNorm: rc.gamma) {
+                    try self.layout.write(before, to: p.params)
+                    try self.layout.add(d, to: p.params)
                 }
+                deltas[i] = d
             } })
             let trainSeconds = seconds(since: t0)
             trainTotal += trainSeconds
             var norms = [Double?](repeating: nil, count: n)
+            var uploads: [[Float]] = []   // aligned with `live`
             for i in live {
                 var d = deltas[i] ?? [Float](repeating: 0, count: layout.total)
                 if let adv = participants[i].adversary {
@@ -331,14 +331,14 @@ public final class Simulation {
                     _ = Vec.clip(&d, maxNorm: rc.gamma)
                 }
                 guard d.allSatisfy(\.isFinite) else { throw TensorError("participant \(i + 1) uploaded non-finite values in round \(round)") }
-                deltas[i] = d
+                uploads.append(d)
                 norms[i] = Vec.norm(d)
             }
             // Aggregate with shard shares in round 1, reputations afterwards.
             let weights = round == 1 ? shares : rep
-            let u = Vec.weightedSum(live.map { deltas[$0]! }, live.map { weights[$0] })
+            let u = Vec.weightedSum(uploads, live.map { weights[$0] })
             var psi = [Double](repeating: 0, count: n)
-            for i in live { psi[i] = Vec.cosine(deltas[i]!, u) }
+            for (i, d) in zip(live, uploads) { psi[i] = Vec.cosine(d, u) }
             for i in 0..<n { rep[i] = active[i] ? rc.alpha * rep[i] + (1 - rc.alpha) * psi[i] : 0 }
             normalize(&rep)
             if round > rc.removalAfter {

@@ -20,9 +20,10 @@ public struct ParameterLayout: Equatable {
     public func read(_ params: [Tensor]) -> [Float] {
         var out = [Float](repeating: 0, count: total)
         out.withUnsafeMutableBufferPointer { dst in
+            guard let base = dst.baseAddress else { return }   // no parameter values at all
             for (p, r) in zip(params, ranges) {
                 if p.isContiguous {
-                    dst.baseAddress!.advanced(by: r.lowerBound).update(from: p.pointer(Float.self), count: r.count)
+                    base.advanced(by: r.lowerBound).update(from: p.pointer(Float.self), count: r.count)
                 } else {
                     for (j, v) in p.floats().enumerated() { dst[r.lowerBound + j] = v }
                 }
@@ -47,11 +48,12 @@ public struct ParameterLayout: Equatable {
             throw TensorError("update has \(values.count) values for a model with \(total) parameters")
         }
         try values.withUnsafeBufferPointer { src in
+            guard let base = src.baseAddress else { return }   // no parameter values at all
             for (p, r) in zip(params, ranges) {
                 guard p.isContiguous, p.dtype == .float32, p.numel == r.count else {
                     throw TensorError("parameter of shape \(shapeString(p.shape)) does not match the update layout")
                 }
-                body(p.pointer(Float.self), src.baseAddress!.advanced(by: r.lowerBound), r.count)
+                body(p.pointer(Float.self), base.advanced(by: r.lowerBound), r.count)
                 p.storage.version &+= 1
             }
         }

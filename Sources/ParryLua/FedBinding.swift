@@ -210,9 +210,9 @@ let fedFunctions: [(String, parry_SwiftFunction)] = [
         let n = try a.integer(2, "n")
         let o = try a.options(3, allowed: ["method", "alpha", "min_size", "a", "size", "shards", "classes", "seed", "generator"])
         let labels = y.int64s().map { Int($0) }
-        guard !labels.isEmpty, labels.min()! >= 0 else { throw a.fail("labels must be integers ≥ 1") }
-        let classes = try o.integer("classes") ?? (labels.max()! + 1)
-        guard classes > labels.max()! else { throw a.fail("labels go up to \(labels.max()! + 1) but classes = \(classes)") }
+        guard let lowest = labels.min(), let highest = labels.max(), lowest >= 0 else { throw a.fail("labels must be integers ≥ 1") }
+        let classes = try o.integer("classes") ?? (highest + 1)
+        guard classes > highest else { throw a.fail("labels go up to \(highest + 1) but classes = \(classes)") }
         let method: PartitionMethod
         switch try o.string("method") ?? "iid" {
         case "iid": method = .iid

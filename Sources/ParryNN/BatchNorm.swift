@@ -11,11 +11,7 @@ extension F {
                                training: Bool, momentum: Double, eps: Double) throws -> Tensor {
         let n = x.shape[0], c = x.shape[1]
         let s = x.ndim == 4 ? x.shape[2] * x.shape[3] : 1
-        let m = n * s
-        if training && m <= 1 {
-            throw TensorError("expected more than 1 value per channel when training, got input shape \(shapeString(x.shape))")
-        }
-        if !training && (runningMean == nil || runningVar == nil) { throw TensorError("running statistics are needed in eval mode") }
+        let m = n * s   // > 1 when training, and running stats present in eval: checked by batchNorm
         let xc = try x.detach().contiguous()
         let px = xc.pointer(Float.self)
         var mean = [Float](repeating: 0, count: c), invstd = [Float](repeating: 0, count: c)

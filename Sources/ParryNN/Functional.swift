@@ -215,8 +215,13 @@ public enum F {
         for (name, t) in [("running_mean", runningMean), ("running_var", runningVar), ("weight", weight), ("bias", bias)] {
             if let t, t.shape != [c] { throw TensorError("\(name) has shape \(shapeString(t.shape)), expected {\(c)}") }
         }
-        let fusable = [x, runningMean, runningVar, weight, bias].allSatisfy { $0 == nil || $0!.dtype == .float32 }
-            && [runningMean, runningVar].allSatisfy { $0 == nil || $0!.isContiguous }
+        // Checked once here for both implementations below.
+        if training && x.numel / max(c, 1) <= 1 {
+            throw TensorError("expected more than 1 value per channel when training, got input shape \(shapeString(x.shape))")
+        }
+        if !training && (runningMean == nil || runningVar == nil) { throw TensorError("running statistics are needed in eval mode") }
+        let fusable = [x, runningMean, runningVar, weight, bias].allSatisfy { ($0?.dtype ?? .float32) == .float32 }
+            && [runningMean, runningVar].allSatisfy { $0?.isContiguous ?? true }
         if fusable {
             return try batchNormFused(x, runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias,
                                       training: training, momentum: momentum, eps: eps)
@@ -235,7 +240,6 @@ public enum F {
         let count = x.numel / max(c, 1)
         var mean: Tensor, variance: Tensor
         if training {
-            guard count > 1 else { throw TensorError("expected more than 1 value per channel when training, got input shape \(shapeString(x.shape))") }
             mean = x
             for d in reduceDims { mean = try mean.sum(dim: d, keepdim: true) }
             mean = try mean.binary(.div, .float(Double(count)))
