@@ -1,16 +1,8 @@
 -- The `parry` command as a user meets it: scripts with arg, -e, -l, -i, the
 -- REPL on piped stdin, errors with file:line and exit codes, PARRY_PATH.
 
--- `parry test` sets arg[-1] to the absolute path of the running binary.
-local PARRY = assert(arg and arg[-1], "run through `parry test`")
-
--- Runs a shell command; returns combined output and exit code.
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
-end
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "support.lua")
+local PARRY, sh, q = support.PARRY, support.sh, support.q
 
 local function write_temp(contents, suffix)
   local name = os.tmpname() .. (suffix or ".lua")
@@ -20,7 +12,6 @@ local function write_temp(contents, suffix)
   return name
 end
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 describe("parry command", function()
   it("prints its version and help", function()
@@ -100,12 +91,7 @@ describe("REPL", function()
       "2\n", "10\t\"two\"\n", "line\t1\nline\t2\n", "stdin:1: boom", "stack traceback",
       "tensor([1, 2], dtype=int64)\n", "5\n",
     }
-    local pos = 1
-    for _, part in ipairs(expected_parts) do
-      local s, e = out:find(part, pos, true)
-      assert(s, "missing " .. string.format("%q", part) .. " after position " .. pos .. " in:\n" .. out)
-      pos = e + 1
-    end
+    support.in_order(out, expected_parts)
   end)
 
   it("keeps `_`, suppresses output after `;`, prints tables as trees, times with :time", function()
@@ -124,12 +110,7 @@ describe("REPL", function()
       "tensor(6, dtype=int64)\n", "tensor(12, dtype=int64)\n", "tensor(13, dtype=int64)\n",
       "{a = 1, list = {1, 2, {...}}}\n", "wall-time printing on\n", "1\n(", " s)\n", "unknown command :bogus",
     }
-    local pos = 1
-    for _, part in ipairs(expected) do
-      local s, e = out:find(part, pos, true)
-      assert(s, "missing " .. string.format("%q", part) .. " after position " .. pos .. " in:\n" .. out)
-      pos = e + 1
-    end
+    support.in_order(out, expected)
     -- `y;` printed nothing: 12 is followed directly by 13
     assert.truthy(out:find("tensor(12, dtype=int64)\ntensor(13, dtype=int64)\n", 1, true), out)
   end)

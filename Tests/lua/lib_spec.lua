@@ -2,16 +2,8 @@
 -- and versioned `require`, run through the CLI in a temporary PARRY_HOME.
 local lib = require("parry.lib")
 local fs = require("parry.core")._fs
-local PARRY = assert(arg and arg[-1], "run through `parry test`")
-
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
-end
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "support.lua")
+local PARRY, sh, q = support.PARRY, support.sh, support.q
 
 local function write(path, text)
   fs.mkdir(path:match("^(.*)/[^/]*$"))

@@ -193,18 +193,20 @@ local function mean(t)
   return #t > 0 and s / #t or 0 / 0
 end
 
+-- One CSV row per round and client, written by parry.table (missing values empty).
+local csv_columns = { "round", "client", "kind", "accuracy", "reputation", "removed", "selected", "update_norm",
+  "weight", "global_accuracy" }
 local function write_csv(path, res)
-  local f, err = io.open(path, "w")
-  if not f then fail("simulate", "cannot write csv: " .. tostring(err), 4) end
-  f:write("round,client,kind,accuracy,reputation,removed,selected,update_norm,weight,global_accuracy\n")
-  local function v(x) if x == nil then return "" end return tostring(x) end
+  local rows = {}
   for _, r in ipairs(res.rounds) do
     for _, c in ipairs(r.clients) do
-      f:write(table.concat({ r.round, c.client, c.kind, v(c.accuracy), v(c.reputation), tostring(c.removed),
-        tostring(c.selected), v(c.update_norm), v(c.weight), v(r.global_accuracy) }, ","), "\n")
+      local row = { round = r.round, global_accuracy = r.global_accuracy }
+      for _, k in ipairs(csv_columns) do if c[k] ~= nil then row[k] = c[k] end end
+      rows[#rows + 1] = row
     end
   end
-  f:close()
+  local ok, err = pcall(require("parry.table").write_csv, path, rows, { columns = csv_columns })
+  if not ok then fail("simulate", "cannot write csv: " .. tostring(err):gsub("^.-parry%.table%.write_csv: ", ""), 4) end
 end
 
 --- simulate{...}: runs a federated simulation. Options:

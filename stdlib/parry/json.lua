@@ -34,14 +34,7 @@ local function is_array(t)
   return true
 end
 
--- The shortest decimal that reads back as the same double.
-local function shortest(x)
-  for p = 15, 17 do
-    local s = string.format("%." .. p .. "g", x)
-    if tonumber(s) == x then return s end
-  end
-  return string.format("%.17g", x)
-end
+local shortest = require("parry._util").shortest_float
 
 local function encode(v, indent, depth, seen, out)
   local t = type(v)
@@ -192,20 +185,17 @@ function M.decode(s)
 end
 
 --- read(path) / write(path, value [, opts]): JSON files.
+local util = require("parry._util")
+
 function M.read(path)
-  local f, e = io.open(path)
-  if not f then fail("read", "cannot read " .. tostring(path) .. ": " .. tostring(e)) end
-  local text = f:read("a")
-  f:close()
+  local text, e = util.read_file(path)
+  if not text then fail("read", "cannot read " .. tostring(path) .. ": " .. tostring(e)) end
   return M.decode(text)
 end
 
 function M.write(path, v, opts)
-  local text = M.encode(v, opts or { indent = "  " })
-  local f, e = io.open(path, "w")
-  if not f then fail("write", "cannot write " .. tostring(path) .. ": " .. tostring(e)) end
-  f:write(text, "\n")
-  f:close()
+  local ok, e = util.write_file(path, M.encode(v, opts or { indent = "  " }) .. "\n")
+  if not ok then fail("write", "cannot write " .. tostring(path) .. ": " .. tostring(e)) end
 end
 
 return M

@@ -72,19 +72,11 @@ end
 
 -- MARK: manifests
 
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = require("parry._util").read_file
 
 local function write_file(path, s)
-  local f, err = io.open(path, "wb")
-  if not f then fail("cannot write " .. path .. ": " .. tostring(err)) end
-  f:write(s)
-  f:close()
+  local ok, err = require("parry._util").write_file(path, s)
+  if not ok then fail("cannot write " .. path .. ": " .. tostring(err)) end
 end
 
 --- check_manifest(m [, where]) -> m, raising a clear error for missing or bad fields.

@@ -216,10 +216,8 @@ end
 --- fig:save(path): writes the SVG file; returns the path.
 function Figure:save(path)
   if type(path) ~= "string" then fail("save", "expected a file path, got " .. type(path)) end
-  local f, err = io.open(path, "w")
-  if not f then fail("save", "cannot write " .. path .. ": " .. tostring(err)) end
-  f:write(self:svg())
-  f:close()
+  local ok, err = require("parry._util").write_file(path, self:svg())
+  if not ok then fail("save", "cannot write " .. path .. ": " .. tostring(err)) end
   return path
 end
 

@@ -167,26 +167,24 @@ local function module_names()
   local function add(n) if not seen[n] then seen[n] = true; names[#names + 1] = n end end
   for n in pairs(package.loaded) do if type(n) == "string" then add(n) end end
   for n in pairs(package.preload) do if type(n) == "string" then add(n) end end
+  local ok, core = pcall(require, "parry.core")
+  local fs = ok and core._fs
+  local function listdir(dir)
+    local okl, list = pcall(fs.listdir, dir)
+    return okl and list or {}
+  end
   for template in package.path:gmatch("[^;]+") do
-    local dir = template:match("^(.*)/%?%.lua$")
+    local dir = fs and template:match("^(.*)/%?%.lua$")
     if dir then
-      local p = io.popen('ls "' .. dir .. '" 2>/dev/null')
-      if p then
-        for f in p:lines() do
-          local m = f:match("^([%w_]+)%.lua$")
-          if m then add(m) end
-          if not f:find("%.") then
-            local q = io.popen('ls "' .. dir .. "/" .. f .. '" 2>/dev/null')
-            if q then
-              for g in q:lines() do
-                local s = g:match("^([%w_]+)%.lua$")
-                if s and s ~= "init" then add(f .. "." .. s) end
-              end
-              q:close()
-            end
+      for _, f in ipairs(listdir(dir)) do
+        local m = f:match("^([%w_]+)%.lua$")
+        if m then add(m) end
+        if not f:find("%.") and fs.isdir(dir .. "/" .. f) then
+          for _, g in ipairs(listdir(dir .. "/" .. f)) do
+            local sub = g:match("^([%w_]+)%.lua$")
+            if sub and sub ~= "init" then add(f .. "." .. sub) end
           end
         end
-        p:close()
       end
     end
   end

@@ -5,6 +5,7 @@
 --   print(T.format(rows, {columns = {"method", "clean", "robust"}}))
 --   print(T.format(rows, {format = "markdown"}))
 --   T.write_csv("results.csv", rows)
+local util = require("parry._util")
 local M = {}
 
 local function fail(fn, msg) error("parry.table." .. fn .. ": " .. msg, 3) end
@@ -120,14 +121,6 @@ end
 --- print(rows [, opts]): prints `format(rows, opts)`.
 function M.print(rows, opts) print(M.format(rows, opts)) end
 
-local function shortest(x)
-  for p = 15, 17 do
-    local s = string.format("%." .. p .. "g", x)
-    if tonumber(s) == x then return s end
-  end
-  return string.format("%.17g", x)
-end
-
 local function csv_field(s)
   if s:find('[,"\n\r]') then return '"' .. s:gsub('"', '""') .. '"' end
   return s
@@ -149,7 +142,7 @@ function M.csv(rows, opts)
     for j, c in ipairs(cols) do
       local v = r[c]
       local s = (math.type(v) == "float" and not o.precision and v == v and v ~= math.huge and v ~= -math.huge)
-        and shortest(v) or cell(v, o.precision or 4)
+        and util.shortest_float(v) or cell(v, o.precision or 4)
       f[j] = csv_field(s)
     end
     out[#out + 1] = table.concat(f, ",")
@@ -160,19 +153,14 @@ end
 --- write_csv(path, rows [, opts]): writes `csv(rows, opts)` to a file.
 function M.write_csv(path, rows, opts)
   if type(path) ~= "string" then fail("write_csv", "expected a file path, got " .. type(path)) end
-  local text = M.csv(rows, opts)
-  local f, err = io.open(path, "w")
-  if not f then fail("write_csv", "cannot write " .. path .. ": " .. tostring(err)) end
-  f:write(text)
-  f:close()
+  local ok, err = util.write_file(path, M.csv(rows, opts))
+  if not ok then fail("write_csv", "cannot write " .. path .. ": " .. tostring(err)) end
 end
 
 --- read_csv(path) -> rows (records keyed by the header; numbers converted).
 function M.read_csv(path)
-  local f, err = io.open(path)
-  if not f then fail("read_csv", "cannot read " .. tostring(path) .. ": " .. tostring(err)) end
-  local text = f:read("a")
-  f:close()
+  local text, err = util.read_file(path)
+  if not text then fail("read_csv", "cannot read " .. tostring(path) .. ": " .. tostring(err)) end
   local records, row, i, quoted = {}, {}, 1, false
   local cur = {}
   while i <= #text do
