@@ -69,10 +69,10 @@ case "bundle", "install", "list", "remove", "runs":
     // Implemented in Lua (stdlib/parry/lib.lua, stdlib/parry/exp.lua).
     let host = makeHost()
     let module = rest[0] == "runs" ? "parry.exp" : "parry.lib"
-    let quoted = rest.dropFirst().map { "\"" + $0.unicodeScalars.map { c -> String in
-        c == "\\" || c == "\"" ? "\\" + String(c) : c.value < 32 ? String(format: "\\%03d", c.value) : String(c) }.joined() + "\"" }
     do {
-        try host.run(code: "os.exit(require(\"\(module)\").main(\"\(rest[0])\", {\(quoted.joined(separator: ", "))}))")
+        // The module, command and arguments arrive as the chunk's `...`.
+        try host.run(code: "local module, cmd = ...; os.exit(require(module).main(cmd, {select(3, ...)}))",
+                     args: [module] + rest)
     } catch {
         fail("\(error)")
     }
