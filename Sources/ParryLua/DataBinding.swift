@@ -42,18 +42,16 @@ let dataFunctions: [(String, parry_SwiftFunction)] = [
         return a.push(try Transforms.horizontalFlip(try a.tensor(1, "x"), p: p, generator: try o.generator()))
     } }),
     ("_normalize", { L in bind(L, "parry.data.transforms.normalize") { a in
-        let mean = try numberList(a, 2, "mean"), std = try numberList(a, 3, "std")
+        let mean = try numberOrList(a, 2, "mean"), std = try numberOrList(a, 3, "std")
         return a.push(try Transforms.normalize(try a.tensor(1, "x"), mean: mean, std: std))
     } }),
 ]
 
-private func numberList(_ a: LuaArgs, _ i: Int32, _ what: String) throws -> [Double] {
+/// One number (for every channel) or a table of numbers.
+private func numberOrList(_ a: LuaArgs, _ i: Int32, _ what: String) throws -> [Double] {
     if let s = a.optScalar(i) { return [s.double] }
     guard a.type(i) == LUA_TTABLE else { throw a.fail("expected a number or a table of numbers for \(what) (argument \(i)), got \(a.typeName(i))") }
-    return try (1...max(a.rawLength(i), 1)).filter { $0 <= a.rawLength(i) }.map { k in
-        let j = a.rawIndex(i, k); defer { a.pop() }
-        return try a.number(j, what)
-    }
+    return try a.numberList(i, what)
 }
 
 let checkpointFunctions: [(String, parry_SwiftFunction)] = [

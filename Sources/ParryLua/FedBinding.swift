@@ -324,7 +324,7 @@ let fedFunctions: [(String, parry_SwiftFunction)] = [
             var w = [Double](repeating: 1, count: ups.count)
             if o.index != 0 {
                 let wi = a.rawField(o.index, "weights")
-                if !a.isNil(wi) { w = try a.integerOrNumberList(wi, "weights") }
+                if !a.isNil(wi) { w = try a.numberList(wi, "weights") }
                 a.pop()
             }
             guard w.count == ups.count else { throw a.fail("weights has \(w.count) entries for \(ups.count) updates") }
@@ -349,22 +349,9 @@ let fedFunctions: [(String, parry_SwiftFunction)] = [
         return 1
     } }),
     ("pearson", { L in bind(L, "parry.fl.pearson") { a in
-        let x = try a.integerOrNumberList(1, "a"), y = try a.integerOrNumberList(2, "b")
+        let x = try a.numberList(1, "a"), y = try a.numberList(2, "b")
         guard x.count == y.count else { throw a.fail("the lists have different lengths (\(x.count) and \(y.count))") }
         return a.push(Federated.pearson(x, y))
     } }),
 ]
 
-extension LuaArgs {
-    /// A list of numbers from the table at `i`.
-    func integerOrNumberList(_ i: Int32, _ what: String) throws -> [Double] {
-        guard type(i) == LUA_TTABLE else { throw fail("expected a table of numbers for \(what), got \(typeName(i))") }
-        var out: [Double] = []
-        for k in 1...max(rawLength(i), 1) where k <= rawLength(i) {
-            let j = rawIndex(i, k); defer { pop() }
-            guard let s = optScalar(j) else { throw fail("expected numbers in \(what), got \(typeName(j)) at position \(k)") }
-            out.append(s.double)
-        }
-        return out
-    }
-}

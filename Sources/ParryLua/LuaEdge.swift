@@ -237,6 +237,23 @@ struct LuaArgs {
         return out
     }
 
+    /// A list of numbers from a table at `i`.
+    func numberList(_ i: Int32, _ what: String) throws -> [Double] {
+        guard type(i) == LUA_TTABLE else {
+            throw fail("expected a table of numbers for \(what) (argument \(i)), got \(typeName(i))")
+        }
+        let n = rawLength(i)
+        var out = [Double]()
+        out.reserveCapacity(n)
+        for k in 1...max(n, 1) where k <= n {
+            let j = rawIndex(i, k)
+            defer { pop() }
+            guard let s = optScalar(j) else { throw fail("expected numbers in \(what), got \(typeName(j)) at position \(k)") }
+            out.append(s.double)
+        }
+        return out
+    }
+
     /// A list of tensors from a table at `i`.
     func tensorList(_ i: Int32, _ what: String) throws -> [Tensor] {
         try objectList(i, Int32(PARRY_TENSOR), what, "tensors")
