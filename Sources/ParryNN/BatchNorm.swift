@@ -61,7 +61,8 @@ extension F {
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
         let hasWeight = weight != nil, hasBias = bias != nil
-        return record("batch_norm", out, inputs) { g, needs in
+        // Backward reads x and γ (xc may share x's storage): saved, so in-place changes are caught.
+        return record("batch_norm", out, inputs, saved: [x] + (weight.map { [$0] } ?? [])) { g, needs in
             if GradMode.isEnabled {
                 // create_graph: differentiate the composite formula.
                 let y = try batchNormComposite(x, runningMean: training ? nil : runningMean, runningVar: training ? nil : runningVar,

@@ -102,7 +102,9 @@ extension F {
         }
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         let xShape = x.shape, wShape = weight.shape
-        return record("conv2d", out, inputs) { g, needs in
+        // Backward reads x and the weight (xc/wm may share their storage): saving them
+        // makes an in-place change between forward and backward an error, as before fusion.
+        return record("conv2d", out, inputs, saved: [x, weight]) { g, needs in
             if GradMode.isEnabled {
                 // create_graph: the same gradients from differentiable pieces.
                 let g3 = try g.reshape([n, o, L])
@@ -121,7 +123,6 @@ extension F {
             // Pointers taken from the captured tensors, which the closure keeps alive.
             let gc = try g.to(.float32).contiguous()
             let pg = gc.pointer(Float.self), pw = wm.pointer(Float.self), px = xc.pointer(Float.self)
-            var grads: [Tensor?] = [nil, nil]
             let gx = needs[0] ? try Tensor.zeros(xShape) : nil
             let gw = needs[1] ? try Tensor.zeros(wShape) : nil
             if needs[0] || needs[1] {
@@ -143,8 +144,7 @@ extension F {
                     }
                 }
             }
-            grads[0] = gx
-            grads[1] = gw
+            var grads: [Tensor?] = [gx, gw]
             if inputs.count == 3 {
                 if needs[2] {
                     let gb = Tensor(shape: [o], dtype: .float32, zeroed: true)
