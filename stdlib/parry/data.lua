@@ -143,12 +143,9 @@ local function find(fn, root, name, hint)
 end
 
 local function check_opts(fn, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then fail(fn, "expected an options table, got " .. type(opts)) end
-  for k in pairs(opts) do
-    if not allowed[k] then fail(fn, "unknown option '" .. tostring(k) .. "'") end
-  end
-  return opts
+  local checked, err = require("parry._util").check_options(opts, allowed)
+  if not checked then fail(fn, err) end
+  return checked
 end
 
 local function idx_dataset(fn, opts, default_root, hint)

@@ -23,17 +23,9 @@ local function is_dataset(ds)
 end
 
 local function check_opts(fn, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then fail(fn, "expected an options table, got " .. type(opts), 4) end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      fail(fn, "unknown option '" .. tostring(k) .. "' (expected one of: " .. table.concat(names, ", ") .. ")", 4)
-    end
-  end
-  return opts
+  local checked, err = require("parry._util").check_options(opts, allowed)
+  if not checked then fail(fn, err, 4) end
+  return checked
 end
 
 -- Calls a native function and re-raises its error at the caller of the public function.

@@ -12,16 +12,7 @@ local M = {}
 local palette = { "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf" }
 
 -- Raises at the first caller outside this file, so messages point at the script's line.
-local here = debug.getinfo(1, "S").source
-local function fail(fn, msg)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level + 1, "S")
-    if not info or info.source ~= here then break end
-    level = level + 1
-  end
-  error("parry.plot." .. fn .. ": " .. msg, level + 1)
-end
+local function fail(fn, msg) require("parry._util").raise("parry.plot." .. fn .. ": " .. msg) end
 
 local function esc(s)
   return (tostring(s):gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&apos;" }))

@@ -8,17 +8,13 @@
 local util = require("parry._util")
 local M = {}
 
-local function fail(fn, msg) error("parry.table." .. fn .. ": " .. msg, 3) end
+local function fail(fn, msg) util.raise("parry.table." .. fn .. ": " .. msg) end
 
 local function check(fn, rows, opts)
   if type(rows) ~= "table" then fail(fn, "expected a list of rows, got " .. type(rows)) end
-  if opts ~= nil and type(opts) ~= "table" then fail(fn, "expected an options table, got " .. type(opts)) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not ({ columns = true, headers = true, precision = true, format = true, title = true })[k] then
-      fail(fn, "unknown option '" .. tostring(k) .. "' (expected columns, headers, precision, format, title)")
-    end
-  end
+  local checked, err = util.check_options(opts, { columns = true, headers = true, precision = true, format = true, title = true })
+  if not checked then fail(fn, err) end
+  opts = checked
   for i, r in ipairs(rows) do
     if type(r) ~= "table" then fail(fn, "row " .. i .. " is a " .. type(r) .. ", expected a table") end
   end
