@@ -46,6 +46,10 @@ extension Tensor {
 
 /// out[i] = f(a[i], b[i]) with broadcasting of a and b to out's shape.
 @inline(__always)
+/// Elements per thread below which an elementwise loop stays on one thread
+/// (the hand-off costs microseconds; 64k floats take about as long).
+let elementwiseGrain = 1 << 16
+
 func binaryKernel<T: TensorElement, U: TensorElement>(_ a: Tensor, _ b: Tensor, into out: Tensor,
                                                        _ f: (T, T) -> U) {
     let pa = a.base(T.self), pb = b.base(T.self), po = out.base(U.self)
@@ -180,9 +184,34 @@ public enum BinaryOp: String, Sendable {
     return r
 }
 
+/// A contiguous tensor's elements lo..<hi as a flat view (a scalar-like
+/// tensor of one element stays itself: it broadcasts).
+private func flatSlice(_ t: Tensor, _ r: Range<Int>) -> Tensor {
+    if t.numel == 1 { return t }
+    return Tensor(storage: t.storage, shape: [r.count], strides: [1], offset: t.offset + r.lowerBound, dtype: t.dtype)
+}
+
+/// Large elementwise ops on contiguous operands (each full-size or a single
+/// element) run over `Parallel`'s threads as flat slices, each slice through
+/// the same specialized kernel as a small op — so the loops still vectorize.
+private func splitElementwise(_ out: Tensor, _ operands: [Tensor], _ run: (Tensor, [Tensor]) -> Void) -> Bool {
+    let n = out.numel
+    guard n >= 2 * elementwiseGrain, !Parallel.inRegion, Parallel.threads > 1, out.isContiguous,
+          operands.allSatisfy({ $0.isContiguous && ($0.numel == n || $0.numel == 1) }) else { return false }
+    // In place with an operand that is a different view of the same memory: one pass, in order.
+    if operands.contains(where: { $0.storage === out.storage && $0.offset != out.offset }) { return false }
+    Parallel.forRanges(n, grain: elementwiseGrain) { r in run(flatSlice(out, r), operands.map { flatSlice($0, r) }) }
+    return true
+}
+
 func applyBinary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) {
     let common = a.dtype.promoted(with: b.dtype)
     let x = a.to(common), y = b.to(common)
+    if splitElementwise(out, [x, y], { o, xy in applyBinarySerial(op, xy[0], xy[1], common, into: o) }) { return }
+    applyBinarySerial(op, x, y, common, into: out)
+}
+
+private func applyBinarySerial(_ op: BinaryOp, _ x: Tensor, _ y: Tensor, _ common: DType, into out: Tensor) {
     switch common {
     case .float32:
         switch op {
@@ -256,6 +285,11 @@ func applyUnary(_ op: UnaryOp, _ a: Tensor, into out: Tensor) {
         return
     }
     let x = a.to(.float32)
+    if splitElementwise(out, [x], { o, xs in applyUnaryFloat(op, xs[0], into: o) }) { return }
+    applyUnaryFloat(op, x, into: out)
+}
+
+private func applyUnaryFloat(_ op: UnaryOp, _ x: Tensor, into out: Tensor) {
     switch op {
     case .neg: unaryKernel(x, into: out) { (v: Float) in -v }
     case .abs: unaryKernel(x, into: out) { (v: Float) in Swift.abs(v) }

@@ -84,7 +84,17 @@ extension Tensor {
                 let gc = try g.contiguous(), ac = try a.contiguous()
                 let r = Tensor(shapeOf: gc, dtype: .float32)
                 let pg = gc.pointer(Float.self), pa = ac.pointer(Float.self), pr = r.pointer(Float.self)
-                for i in 0..<r.numel { pr[i] = pa[i] > 0 ? pg[i] : 0 }
+                Parallel.forRanges(r.numel, grain: 1 << 16) { range in
+                    var i = range.lowerBound
+                    let zero = SIMD8<Float>(repeating: 0)
+                    while i &+ 8 <= range.upperBound {     // a select, so it vectorizes
+                        let x = UnsafeRawPointer(pa + i).loadUnaligned(as: SIMD8<Float>.self)
+                        let gv = UnsafeRawPointer(pg + i).loadUnaligned(as: SIMD8<Float>.self)
+                        UnsafeMutableRawPointer(pr + i).storeBytes(of: zero.replacing(with: gv, where: x .> zero), as: SIMD8<Float>.self)
+                        i &+= 8
+                    }
+                    while i < range.upperBound { pr[i] = pa[i] > 0 ? pg[i] : 0; i &+= 1 }
+                }
                 return [r]
             }
             return [try g.binary(.mul, a.binary(.gt, .int(0)))]
@@ -219,7 +229,15 @@ extension Tensor {
             if b.ndim == 1 { G = try G.unsqueeze(G.ndim) }
             var ga: Tensor? = nil, gb: Tensor? = nil
             if n[0] { ga = try sumTo(G.matmul(B.transpose(B.ndim - 2, B.ndim - 1)), A.shape).reshape(a.shape) }
-            if n[1] { gb = try sumTo(A.transpose(A.ndim - 2, A.ndim - 1).matmul(G), B.shape).reshape(b.shape) }
+            if n[1] {
+                if A.ndim == 2 && B.ndim == 2 && B.shape[0] > 1 && B.strides == [1, B.shape[0]] {
+                    // b is a transposed matrix (a linear layer's wᵀ): (Gᵀ·A)ᵀ is laid
+                    // out like w itself, so its gradient reaches w without a copy.
+                    gb = try G.transpose(0, 1).matmul(A).transpose(0, 1).reshape(b.shape)
+                } else {
+                    gb = try sumTo(A.transpose(A.ndim - 2, A.ndim - 1).matmul(G), B.shape).reshape(b.shape)
+                }
+            }
             return [ga, gb]
         }
     }

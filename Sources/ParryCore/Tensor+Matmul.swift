@@ -39,8 +39,36 @@ func sgemm(m: Int, n: Int, k: Int,
     let (A, aBuf) = blasOperand(a, rows: m, cols: k, rs: ars, cs: acs)
     let (B, bBuf) = blasOperand(b, rows: k, cols: n, rs: brs, cs: bcs)
     defer { aBuf?.deallocate(); bBuf?.deallocate() }
-    cblas_sgemm(CblasRowMajor, A.transposed ? CblasTrans : CblasNoTrans, B.transposed ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), 1, A.pointer, Int32(A.ld), B.pointer, Int32(B.ld), 0, c, Int32(n))
+    gemm(transA: A.transposed, transB: B.transposed, m: m, n: n, k: k, alpha: 1, a: A.pointer, lda: A.ld,
+         b: B.pointer, ldb: B.ld, beta: 0, c: c, ldc: n)
+}
+
+/// Row-major C = alpha·op(A)·op(B) + beta·C on single-threaded OpenBLAS,
+/// split over `Parallel.threads` along the larger of m and n when the product
+/// is big enough to pay for the hand-off (each part is an ordinary GEMM on a
+/// block of C, so every element is computed exactly as without the split).
+public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    Parallel.configure()
+    let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+    func run(_ m: Int, _ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+        cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    let minWork = 1 << 21                                    // multiply-adds per part
+    let parts = min(Parallel.width(8), m * n * k / minWork, max(m, n) / 16)
+    if parts <= 1 { run(m, n, a, b, c); return }
+    if m >= n {
+        Parallel.forEach(parts) { p in
+            let i0 = m * p / parts, i1 = m * (p + 1) / parts
+            run(i1 - i0, n, a + (transA ? i0 : i0 * lda), b, c + i0 * ldc)
+        }
+    } else {
+        Parallel.forEach(parts) { p in
+            let j0 = n * p / parts, j1 = n * (p + 1) / parts
+            run(m, j1 - j0, a, b + (transB ? j0 * ldb : j0), c + j0)
+        }
+    }
 }
 
 extension Tensor {
@@ -108,39 +136,6 @@ extension Tensor {
     }
 }
 
-/// Sets the number of threads OpenBLAS uses.
-public func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+/// The number of threads OpenBLAS itself uses (1 once `Parallel` has
+/// configured it: parry splits large GEMMs over its own threads).
 public func blasThreads() -> Int { Int(openblas_get_num_threads()) }
-
-// sched_setaffinity needs _GNU_SOURCE, which the Glibc module does not define.
-@_silgen_name("sched_setaffinity") private func setAffinity(_ tid: Int32, _ size: Int, _ mask: UnsafeRawPointer) -> Int32
-
-/// Pins the threads that exist at start-up besides the main one — OpenBLAS's
-/// workers, created when the library loads — to CPUs 1, 2, … (round robin),
-/// leaving the main thread unpinned. Between GEMMs an idle OpenBLAS worker
-/// spins (sched_yield) at a full core; when the scheduler put it on the main
-/// thread's CPU, every non-BLAS op ran at half speed (CNN step 57 → 95 ms on
-/// 2 cores, measured). Returns how many threads were pinned. `PARRY_NO_PIN=1` skips it.
-@discardableResult
-public func pinBLASWorkers() -> Int {
-    #if os(Linux)
-    if ProcessInfo.processInfo.environment["PARRY_NO_PIN"] == "1" { return 0 }
-    let cores = ProcessInfo.processInfo.activeProcessorCount
-    guard cores >= 2, let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return 0 }
-    let main = getpid()
-    let others = tasks.compactMap { Int32($0) }.filter { $0 != main }.sorted()
-    guard !others.isEmpty, others.count < cores else { return 0 }
-    var pinned = 0
-    for (k, tid) in others.enumerated() {
-        let cpu = 1 + k % (cores - 1)
-        var mask = [UInt](repeating: 0, count: 16)          // glibc's cpu_set_t: 1024 bits
-        guard cpu < mask.count * UInt.bitWidth else { continue }
-        mask[cpu / UInt.bitWidth] |= 1 << UInt(cpu % UInt.bitWidth)
-        let status = mask.withUnsafeBytes { bytes in bytes.baseAddress.map { setAffinity(tid, bytes.count, $0) } ?? -1 }
-        if status == 0 { pinned += 1 }
-    }
-    return pinned
-    #else
-    return 0
-    #endif
-}

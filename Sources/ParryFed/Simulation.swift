@@ -475,22 +475,16 @@ public enum Federated {
         return Double(starts.indices.reduce(0) { $0 + (counts[$1] ?? 0) }) / Double(n)
     }
 
-    /// Runs the jobs, concurrently across the cores (BLAS single-threaded
-    /// meanwhile) or in order. Each job owns its state, so the results do not
-    /// depend on which runs where. Rethrows the first error by job order.
+    /// Runs the jobs, concurrently across parry's threads (`Parallel`; the
+    /// jobs' own parallel loops then run in order) or in order. Each job owns
+    /// its state, so the results do not depend on which runs where. Rethrows
+    /// the first error by job order.
     public static func runJobs(_ jobs: [() throws -> Void], concurrent: Bool) throws {
-        guard concurrent, jobs.count > 1, ProcessInfo.processInfo.activeProcessorCount > 1 else {
+        guard concurrent, jobs.count > 1 else {
             for j in jobs { try j() }
             return
         }
-        let blas = blasThreads()
-        setBLASThreads(1)
-        defer { setBLASThreads(blas) }
-        let errors = Slots<Error>(jobs.count)
-        DispatchQueue.concurrentPerform(iterations: jobs.count) { k in
-            do { try jobs[k]() } catch { errors[k] = error }
-        }
-        if let first = (0..<jobs.count).lazy.compactMap({ errors[$0] }).first { throw first }
+        try Parallel.forEach(jobs.count) { k in try jobs[k]() }
     }
 
     /// Each honest client trained alone for `rounds` rounds of local training,

@@ -31,14 +31,11 @@ public final class LuaHost {
 
     deinit { lua_close(L) }
 
-    /// Process-wide set-up, once: the allocator, and PARRY_NUM_THREADS (the
-    /// number of BLAS threads; OpenBLAS's default is the number of cores).
+    /// Process-wide set-up, once: the allocator, and threading (OpenBLAS
+    /// single-threaded; PARRY_NUM_THREADS is read by `Parallel`).
     private static let configureOnce: Void = {
         configureAllocator()
-        if let s = ProcessInfo.processInfo.environment["PARRY_NUM_THREADS"], let n = Int(s), n >= 1, n <= 1024 {
-            setBLASThreads(n)
-        }
-        pinBLASWorkers()
+        Parallel.configure()
     }()
 
     /// Directories searched for parry's own Lua modules, in order.

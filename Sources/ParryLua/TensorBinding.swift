@@ -301,7 +301,7 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
     ("set_num_threads", { L in bind(L, "parry.set_num_threads") { a in
         let n = try a.integer(1, "n")
         guard n >= 1, n <= 1024 else { throw a.fail("n must be at least 1 and at most 1024, got \(n)") }
-        setBLASThreads(n)
+        Parallel.setThreads(n)
         return 0
     } }),
     ("clock", { L in bind(L, "parry.clock") { a in
@@ -309,7 +309,7 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return a.push(Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9)
     } }),
-    ("get_num_threads", { L in bind(L, "parry.get_num_threads") { a in a.push(blasThreads()) } }),
+    ("get_num_threads", { L in bind(L, "parry.get_num_threads") { a in a.push(Parallel.threads) } }),
 ]
 
 // MARK: - methods (also available as parry.<name>(t, ...))

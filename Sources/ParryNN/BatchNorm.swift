@@ -17,16 +17,20 @@ extension F {
         var mean = [Float](repeating: 0, count: c), invstd = [Float](repeating: 0, count: c)
         if training {
             var variance = [Double](repeating: 0, count: c)
-            for ch in 0..<c {
-                var sum: Float = 0
-                for b in 0..<n { sum += rowSum(px + (b * c + ch) * s, s) }
-                let mu = sum / Float(m)
-                var sq: Float = 0
-                for b in 0..<n { sq += rowSquaredDeviation(px + (b * c + ch) * s, s, mu) }
-                mean[ch] = mu
-                variance[ch] = Double(sq) / Double(m)
-                invstd[ch] = Float(1 / (variance[ch] + eps).squareRoot())
-            }
+            mean.withUnsafeMutableBufferPointer { pm in invstd.withUnsafeMutableBufferPointer { pi in
+                variance.withUnsafeMutableBufferPointer { pv in
+                    Parallel.forEach(c) { ch in         // channels in parallel
+                        var sum: Float = 0
+                        for b in 0..<n { sum += rowSum(px + (b * c + ch) * s, s) }
+                        let mu = sum / Float(m)
+                        var sq: Float = 0
+                        for b in 0..<n { sq += rowSquaredDeviation(px + (b * c + ch) * s, s, mu) }
+                        pm[ch] = mu
+                        pv[ch] = Double(sq) / Double(m)
+                        pi[ch] = Float(1 / (pv[ch] + eps).squareRoot())
+                    }
+                }
+            } }
             if let rm = runningMean, let rv = runningVar {
                 let unbiased = Double(m) / Double(m - 1)
                 try GradMode.noGrad {
@@ -49,9 +53,10 @@ extension F {
         let beta = try bias.map { try $0.detach().contiguous() }
         let out = Tensor(shape: x.shape, dtype: .float32, zeroed: false)
         let po = out.pointer(Float.self)
-        for ch in 0..<c {
-            let gm = gamma.map { $0.pointer(Float.self)[ch] } ?? 1, bt = beta.map { $0.pointer(Float.self)[ch] } ?? 0
-            let a = invstd[ch] * gm, b0 = bt - mean[ch] * a
+        let pgamma = gamma?.pointer(Float.self), pbeta = beta?.pointer(Float.self)
+        let (meanC, invstdC) = (mean, invstd)
+        Parallel.forEach(c) { ch in
+            let a = invstdC[ch] * (pgamma?[ch] ?? 1), b0 = (pbeta?[ch] ?? 0) - meanC[ch] * a
             for b in 0..<n {
                 let src = px + (b * c + ch) * s, dst = po + (b * c + ch) * s
                 for k in 0..<s { dst[k] = src[k] * a + b0 }
@@ -79,21 +84,24 @@ extension F {
             let gc = try g.to(.float32).contiguous()
             let pg = gc.pointer(Float.self)
             var sumG = [Float](repeating: 0, count: c), sumGX = [Float](repeating: 0, count: c)
-            for ch in 0..<c {
-                var a: Float = 0, bsum: Float = 0
-                for b in 0..<n {
-                    let off = (b * c + ch) * s
-                    a += rowSum(pg + off, s)
-                    bsum += rowDotCentered(pg + off, px + off, s, mean[ch])
+            sumG.withUnsafeMutableBufferPointer { psg in sumGX.withUnsafeMutableBufferPointer { psgx in
+                Parallel.forEach(c) { ch in
+                    var a: Float = 0, bsum: Float = 0
+                    for b in 0..<n {
+                        let off = (b * c + ch) * s
+                        a += rowSum(pg + off, s)
+                        bsum += rowDotCentered(pg + off, px + off, s, mean[ch])
+                    }
+                    psg[ch] = a
+                    psgx[ch] = bsum * invstd[ch]      // Σ g·x̂
                 }
-                sumG[ch] = a
-                sumGX[ch] = bsum * invstd[ch]      // Σ g·x̂
-            }
+            } }
             var grads: [Tensor?] = []
             if needs[0] {
                 let gx = Tensor(shape: xc.shape, dtype: .float32, zeroed: false)
                 let pgx = gx.pointer(Float.self)
-                for ch in 0..<c {
+                let (sumG, sumGX) = (sumG, sumGX)
+                Parallel.forEach(c) { ch in
                     let gm = gamma.map { $0.pointer(Float.self)[ch] } ?? 1
                     let inv = invstd[ch], mu = mean[ch]
                     if training {

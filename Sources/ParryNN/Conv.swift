@@ -93,12 +93,17 @@ extension F {
             for s in 0..<n { for ch in 0..<o { (po + (s * o + ch) * L).update(repeating: pb[ch], count: L) } }
         }
         let beta: Float = bias == nil ? 0 : 1
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: K * L)
-        defer { scratch.deallocate() }
-        for s in 0..<n {
-            geo.im2col(px + s * c * h * w, scratch, rowStride: L)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(L), Int32(K),
-                        1, pw, Int32(K), scratch, Int32(L), beta, po + s * o * L, Int32(L))
+        // Images in parallel (Parallel's threads), each thread with its own
+        // column buffer; a GEMM per image, single-threaded.
+        let chunks = convChunks(n)
+        Parallel.forEach(chunks.count) { ci in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: K * L)
+            defer { scratch.deallocate() }
+            for s in chunks[ci] {
+                geo.im2col(px + s * c * h * w, scratch, rowStride: L)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(L), Int32(K),
+                            1, pw, Int32(K), scratch, Int32(L), beta, po + s * o * L, Int32(L))
+            }
         }
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         let xShape = x.shape, wShape = weight.shape
@@ -124,24 +129,39 @@ extension F {
             let gc = try g.to(.float32).contiguous()
             let pg = gc.pointer(Float.self), pw = wm.pointer(Float.self), px = xc.pointer(Float.self)
             let gx = needs[0] ? try Tensor.zeros(xShape) : nil
-            let gw = needs[1] ? try Tensor.zeros(wShape) : nil
+            let gw = needs[1] ? Tensor(shape: wShape, dtype: .float32, zeroed: n == 0) : nil
             if needs[0] || needs[1] {
-                let cols = UnsafeMutablePointer<Float>.allocate(capacity: K * L)
-                defer { cols.deallocate() }
-                for s in 0..<n {
-                    let gs = pg + s * o * L
-                    if let gw {
-                        // dW += g_s · cols_sᵀ (columns recomputed: cheaper than keeping them)
-                        geo.im2col(px + s * c * h * w, cols, rowStride: L)
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(o), Int32(K), Int32(L),
-                                    1, gs, Int32(L), cols, Int32(L), 1, gw.pointer(Float.self), Int32(K))
+                // Images in parallel over fixed chunks; each chunk accumulates
+                // its own dW, summed in chunk order afterwards, so the result
+                // does not depend on the number of threads.
+                let chunks = convChunks(n)
+                let partial = gw == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: chunks.count * o * K)
+                defer { partial?.deallocate() }
+                let pgx = gx?.pointer(Float.self)
+                Parallel.forEach(chunks.count) { ci in
+                    let cols = UnsafeMutablePointer<Float>.allocate(capacity: K * L)
+                    defer { cols.deallocate() }
+                    let dw = partial.map { $0 + ci * o * K }
+                    for s in chunks[ci] {
+                        let gs = pg + s * o * L
+                        if let dw {
+                            // dW += g_s · cols_sᵀ (columns recomputed: cheaper than keeping them)
+                            geo.im2col(px + s * c * h * w, cols, rowStride: L)
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(o), Int32(K), Int32(L),
+                                        1, gs, Int32(L), cols, Int32(L), s == chunks[ci].lowerBound ? 0 : 1, dw, Int32(K))
+                        }
+                        if let pgx {
+                            // dcols_s = Wᵀ · g_s, folded back into the image
+                            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(K), Int32(L), Int32(o),
+                                        1, pw, Int32(K), gs, Int32(L), 0, cols, Int32(L))
+                            geo.col2im(cols, rowStride: L, into: pgx + s * c * h * w)
+                        }
                     }
-                    if let gx {
-                        // dcols_s = Wᵀ · g_s, folded back into the image
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(K), Int32(L), Int32(o),
-                                    1, pw, Int32(K), gs, Int32(L), 0, cols, Int32(L))
-                        geo.col2im(cols, rowStride: L, into: gx.pointer(Float.self) + s * c * h * w)
-                    }
+                }
+                if let gw, let partial, !chunks.isEmpty {
+                    let dst = gw.pointer(Float.self)
+                    dst.update(from: partial, count: o * K)
+                    for ci in 1..<chunks.count { for j in 0..<(o * K) { dst[j] += partial[ci * o * K + j] } }
                 }
             }
             var grads: [Tensor?] = [gx, gw]
@@ -156,6 +176,14 @@ extension F {
             return grads
         }
     }
+}
+
+/// The images of a batch of n split into at most 8 contiguous chunks — a
+/// function of n only, so per-chunk partial sums add up the same way on any
+/// number of threads.
+func convChunks(_ n: Int) -> [Range<Int>] {
+    let parts = min(n, 8)
+    return (0..<parts).map { p in n * p / parts ..< n * (p + 1) / parts }
 }
 
 /// Σ row[0..<n] with eight independent partial sums (vectorizes; a single

@@ -51,6 +51,33 @@ final class FunctionalTests: XCTestCase {
         }
     }
 
+    /// Convolution and batch norm split images / channels over threads: with
+    /// 1 and 3 threads forward and all gradients must be identical (fixed chunks,
+    /// per-chunk dW summed in order), and a 13-image batch (uneven chunks)
+    /// still matches the definition, with dW = Σ over images checked through
+    /// the gradient of a linear functional against finite differences.
+    func testConvAndBatchNormDoNotDependOnThreads() throws {
+        defer { Parallel.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
+        let x0 = try Tensor.randn([13, 3, 9, 8], generator: g), w0 = try Tensor.randn([5, 3, 3, 3], generator: g)
+        let b0 = try Tensor.randn([5], generator: g), gamma0 = try Tensor.randn([5], generator: g)
+        let probe = try Tensor.randn([13, 5, 5, 4], generator: g)
+        func run(_ threads: Int) throws -> [[Float]] {
+            Parallel.setThreads(threads)
+            let x = try x0.cloneRaw().requiresGrad_(), w = try w0.cloneRaw().requiresGrad_(), b = try b0.cloneRaw().requiresGrad_()
+            let gamma = try gamma0.cloneRaw().requiresGrad_()
+            let y = try F.conv2d(x, w, b, stride: 2, padding: 1)
+            let z = try F.batchNorm(y, runningMean: nil, runningVar: nil, weight: gamma, bias: nil, training: true)
+            try z.binary(.mul, probe).sum().backward()
+            return [y.floats(), z.floats(), x.grad!.floats(), w.grad!.floats(), b.grad!.floats(), gamma.grad!.floats()]
+        }
+        let one = try run(1), three = try run(3)
+        XCTAssertEqual(one, three)
+        close(one[0], naiveConv(x0, w0, b0, stride: 2, padding: 1), tol: 1e-4)
+        XCTAssertTrue(try gradcheck({ try F.conv2d($0[0], $0[1], nil, stride: 2, padding: 1) },
+                                    inputs: [try Tensor.randn([11, 2, 5, 5], generator: g).requiresGrad_(),
+                                             try leaf([2, 2, 3, 3])]).passed)
+    }
+
     func testConvAndPoolGradients() throws {
         let x = try leaf([2, 2, 5, 5]), w = try leaf([3, 2, 3, 3]), b = try leaf([3])
         try check("conv s1 p0", [x, w, b]) { try F.conv2d($0[0], $0[1], $0[2]) }

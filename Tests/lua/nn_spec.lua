@@ -129,6 +129,34 @@ describe("modules", function()
   end)
 end)
 
+describe("threads", function()
+  it("give the same training step on 1 and 2 threads, and set_num_threads round-trips", function()
+    local before = parry.get_num_threads()
+    local function step(threads)
+      parry.set_num_threads(threads)
+      assert(parry.get_num_threads() == threads)
+      parry.manual_seed(3)
+      local net = parry.models.small_cnn{}
+      local x, y = parry.rand(20, 1, 28, 28), parry.randint(1, 10, 20)
+      local loss = parry.losses.cross_entropy(net(x), y)
+      loss:backward()
+      local g = {}
+      for _, np in ipairs(net:named_parameters()) do g[np[1]] = np[2].grad:clone() end
+      return loss:item(), g
+    end
+    local l1, g1 = step(1)
+    local l2, g2 = step(2)
+    parry.set_num_threads(before)
+    assert(l1 == l2, ("loss %.9g vs %.9g"):format(l1, l2))
+    local n = 0
+    for name, g in pairs(g1) do
+      assert((g - g2[name]):abs():max():item() == 0, name .. " gradient differs between 1 and 2 threads")
+      n = n + 1
+    end
+    assert(n == 8, "expected 8 parameter tensors, got " .. n)
+  end)
+end)
+
 describe("functional and losses", function()
   it("match closed forms", function()
     -- cross-entropy of logits {0, ln 3} with label 2: -log(3/4)

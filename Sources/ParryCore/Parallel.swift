@@ -1,0 +1,161 @@
+import CBLAS
+import Foundation
+import Synchronization
+
+/// parry's own threading: one knob (`Parallel.threads`, set by
+/// `parry.set_num_threads` / `PARRY_NUM_THREADS`, default = cores) for the
+/// convolution, batch-norm and elementwise loops and for splitting large GEMMs.
+///
+/// OpenBLAS itself runs single-threaded. Its threaded GEMM wakes its workers
+/// for every call and lets them spin in `sched_yield` between calls; with the
+/// many mid-sized GEMMs of a training step (one per image and layer in a
+/// convolution) that spinning took a third of the CPU and the hand-offs most of
+/// the rest. Splitting work ourselves, over chunks that do not depend on the
+/// thread count, also keeps results the same for any number of threads.
+///
+/// Regions do not nest: a `forEach` started inside another one (a client's
+/// training inside a federated round, a GEMM inside a convolution chunk) runs
+/// its chunks in order on the calling thread.
+public enum Parallel {
+    nonisolated(unsafe) private static var configured = defaultThreads
+    private static let depth = Atomic<Int>(0)
+
+    private static var defaultThreads: Int {
+        if let s = ProcessInfo.processInfo.environment["PARRY_NUM_THREADS"], let n = Int(s), n >= 1, n <= 1024 { return n }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// OpenBLAS single-threaded, once per process (before the first GEMM).
+    private static let blasConfigured: Void = { openblas_set_num_threads(1) }()
+
+    /// Makes sure OpenBLAS is in single-threaded mode; cheap after the first call.
+    @inline(__always) public static func configure() { _ = blasConfigured }
+
+    /// The number of threads parallel regions use.
+    public static var threads: Int { configured }
+
+    /// Sets the number of threads (clamped to at least 1).
+    public static func setThreads(_ n: Int) { configure(); configured = max(1, n) }
+
+    /// True on any thread while a parallel region runs.
+    public static var inRegion: Bool { depth.load(ordering: .relaxed) > 0 }
+
+    /// How many threads a region of `count` chunks would use now.
+    public static func width(_ count: Int) -> Int { inRegion ? 1 : min(threads, count) }
+
+    /// Runs body(i) for i in 0..<count, spread over the threads (chunks taken
+    /// in order from a shared counter). Serial when nested, with one thread or
+    /// one chunk.
+    public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+        configure()
+        let w = width(count)
+        if w <= 1 { for i in 0..<count { body(i) }; return }
+        depth.add(1, ordering: .sequentiallyConsistent)
+        defer { depth.subtract(1, ordering: .sequentiallyConsistent) }
+        WorkerPool.shared.run(count, helpers: w - 1, body)
+    }
+
+    /// `forEach` for throwing bodies: every chunk runs; the error of the
+    /// lowest-numbered failing chunk is rethrown.
+    public static func forEach(_ count: Int, _ body: (Int) throws -> Void) throws {
+        let errors = Mutex<[Int: Error]>([:])
+        forEach(count) { i in
+            do { try body(i) } catch { errors.withLock { $0[i] = error } }
+        }
+        if let first = errors.withLock({ $0.min { $0.key < $1.key }?.value }) { throw first }
+    }
+
+    /// Splits 0..<n into contiguous ranges of at least `grain` elements (at
+    /// most one per thread) and runs them in parallel; one range when n < 2·grain.
+    public static func forRanges(_ n: Int, grain: Int, _ body: (Range<Int>) -> Void) {
+        let parts = min(width(n / max(grain, 1)), n)
+        if parts <= 1 { if n > 0 { body(0..<n) }; return }
+        forEach(parts) { p in body(n * p / parts ..< n * (p + 1) / parts) }
+    }
+}
+
+/// The threads behind `Parallel`: helpers that, after a job, spin for a few
+/// tens of microseconds (the gap between two ops of a training step) and then
+/// sleep on a condition variable, so an idle parry uses no CPU. The calling
+/// thread takes chunks too. Only one job runs at a time (`Parallel` does not
+/// nest), so the job's fields need no lock of their own.
+private final class WorkerPool: @unchecked Sendable {
+    static let shared = WorkerPool()
+
+    private var helpers: [Thread] = []
+    private let generation = Atomic<Int>(0)     // bumped to publish a job
+    private let pending = Atomic<Int>(0)        // helpers still inside the job
+    private let next = Atomic<Int>(0)           // next chunk to take
+    private let sleepers = Atomic<Int>(0)
+    private var job: ((Int) -> Void)?
+    private var count = 0, active = 0
+    private let lock = NSCondition()
+
+    /// Spins (with a pause hint) before a helper sleeps: about 50 µs.
+    private static let spinLimit = 20_000
+
+    func run(_ count: Int, helpers wanted: Int, _ body: (Int) -> Void) {
+        while helpers.count < wanted { spawn(helpers.count) }
+        withoutActuallyEscaping(body) { body in
+            job = body
+            self.count = count
+            active = wanted
+            next.store(0, ordering: .relaxed)
+            pending.store(wanted, ordering: .relaxed)
+            generation.add(1, ordering: .sequentiallyConsistent)
+            if sleepers.load(ordering: .sequentiallyConsistent) > 0 { lock.lock(); lock.broadcast(); lock.unlock() }
+            work(body)
+            var spins = 0
+            while pending.load(ordering: .acquiring) > 0 {
+                spins += 1
+                if spins > 1000 { sched_yield() }
+            }
+            job = nil
+        }
+    }
+
+    private func work(_ body: (Int) -> Void) {
+        while true {
+            let i = next.add(1, ordering: .relaxed).oldValue
+            if i >= count { return }
+            body(i)
+        }
+    }
+
+    private func spawn(_ index: Int) {
+        // The generation the helper starts from is read now, before the job
+        // that needs it is published: reading it in the thread could miss that job.
+        let seen = generation.load(ordering: .acquiring)
+        let t = Thread { [unowned self] in self.loop(index, seen: seen) }
+        t.stackSize = 8 << 20
+        t.start()
+        helpers.append(t)
+    }
+
+    private func loop(_ index: Int, seen start: Int) {
+        var seen = start
+        while true {
+            var spins = 0
+            while generation.load(ordering: .acquiring) == seen {
+                spins += 1
+                if spins < Self.spinLimit { continue }
+                lock.lock()
+                sleepers.add(1, ordering: .sequentiallyConsistent)
+                while generation.load(ordering: .sequentiallyConsistent) == seen { lock.wait() }
+                sleepers.subtract(1, ordering: .sequentiallyConsistent)
+                lock.unlock()
+            }
+            seen = generation.load(ordering: .acquiring)
+            guard index < active else { continue }
+            participate()
+            pending.subtract(1, ordering: .releasing)
+        }
+    }
+
+    /// Takes chunks of the current job. A function of its own so the helper's
+    /// reference to the job is released before it reports done (the caller's
+    /// `withoutActuallyEscaping` checks that nothing still holds the body).
+    @inline(never) private func participate() {
+        if let job { work(job) }
+    }
+}

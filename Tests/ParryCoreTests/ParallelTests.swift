@@ -1,0 +1,94 @@
+import Foundation
+import Synchronization
+import XCTest
+@testable import ParryCore
+
+final class ParallelTests: XCTestCase {
+    override func tearDown() { Parallel.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
+
+    func testEveryChunkRunsExactlyOnce() {
+        Parallel.setThreads(4)
+        for count in [0, 1, 2, 3, 17, 1000] {
+            let hits = Mutex<[Int]>(Array(repeating: 0, count: count))
+            Parallel.forEach(count) { i in hits.withLock { $0[i] += 1 } }
+            XCTAssertEqual(hits.withLock { $0 }, Array(repeating: 1, count: count), "count \(count)")
+        }
+    }
+
+    func testNestedRegionsRunInOrderOnTheCallingThread() {
+        Parallel.setThreads(2)
+        let inner = Mutex<[[Int]]>(Array(repeating: [], count: 4))
+        Parallel.forEach(4) { i in
+            XCTAssertTrue(Parallel.inRegion)
+            XCTAssertEqual(Parallel.width(100), 1)
+            Parallel.forEach(5) { j in inner.withLock { $0[i].append(j) } }   // serial: in order
+        }
+        XCTAssertFalse(Parallel.inRegion)
+        XCTAssertEqual(inner.withLock { $0 }, Array(repeating: [0, 1, 2, 3, 4], count: 4))
+    }
+
+    func testThrowingBodiesRethrowTheLowestFailingChunk() {
+        struct Failure: Error { let index: Int }
+        Parallel.setThreads(2)
+        let ran = Atomic<Int>(0)
+        XCTAssertThrowsError(try Parallel.forEach(10) { i in
+            ran.add(1, ordering: .relaxed)
+            if i == 3 || i == 7 { throw Failure(index: i) }
+        }) { XCTAssertEqual(($0 as? Failure)?.index, 3) }
+        XCTAssertEqual(ran.load(ordering: .relaxed), 10)   // every chunk still ran
+    }
+
+    func testRangesCoverTheSpanWithoutOverlap() {
+        Parallel.setThreads(3)
+        for (n, grain) in [(0, 4), (7, 4), (8, 4), (1000, 10), (1 << 20, 1 << 16)] {
+            let seen = Mutex<[Range<Int>]>([])
+            Parallel.forRanges(n, grain: grain) { r in seen.withLock { $0.append(r) } }
+            let ranges = seen.withLock { $0 }.sorted { $0.lowerBound < $1.lowerBound }
+            XCTAssertEqual(ranges.map(\.count).reduce(0, +), n)
+            for (a, b) in zip(ranges, ranges.dropFirst()) { XCTAssertEqual(a.upperBound, b.lowerBound) }
+            XCTAssertTrue(ranges.allSatisfy { $0.count >= min(grain, n) })
+            XCTAssertLessThanOrEqual(ranges.count, 3)
+        }
+    }
+
+    /// Large elementwise ops are split over threads as flat slices; the result
+    /// must equal the one-thread result element for element — including in
+    /// place, broadcasting a one-element operand, and int64.
+    func testSplitElementwiseMatchesOneThread() throws {
+        let g = Generator(seed: 5)
+        let n = 300_001                                     // several slices, an odd tail
+        let a = try Tensor.randn([n], generator: g), b = try Tensor.randn([n], generator: g)
+        let s = try Tensor.randn([1], generator: g)
+        func run() throws -> [[Float]] {
+            let c = a.cloneRaw()
+            try c.binary_(.mul, b)
+            return [try a.binary(.add, b).floats(), try a.binary(.div, s).floats(), try a.unary(.exp).floats(),
+                    try a.binary(.maximum, b).floats(), c.floats(), try a.unary(.relu).floats()]
+        }
+        Parallel.setThreads(1); let one = try run()
+        Parallel.setThreads(2); let two = try run()
+        XCTAssertEqual(one, two)
+        // Spot-check against the definition.
+        let av = a.floats(), bv = b.floats()
+        for i in [0, 1, 65_536, 150_000, n - 1] { XCTAssertEqual(two[0][i], av[i] + bv[i]); XCTAssertEqual(two[4][i], av[i] * bv[i]) }
+    }
+
+    /// Matrix products split over threads equal BLAS's single call.
+    func testSplitGemmMatchesOneThread() throws {
+        let g = Generator(seed: 9)
+        for (m, k, n) in [(512, 300, 700), (700, 300, 512), (64, 1024, 1024)] {
+            let a = try Tensor.randn([m, k], generator: g), b = try Tensor.randn([k, n], generator: g)
+            let bt = try Tensor.randn([n, k], generator: g).transposeRaw(0, 1)
+            Parallel.setThreads(1)
+            let one = [try a.matmulRaw(b).floats(), try a.matmulRaw(bt).floats(), try a.transposeRaw(0, 1).contiguous().transposeRaw(0, 1).matmulRaw(b).floats()]
+            Parallel.setThreads(2)
+            let two = [try a.matmulRaw(b).floats(), try a.matmulRaw(bt).floats(), try a.transposeRaw(0, 1).contiguous().transposeRaw(0, 1).matmulRaw(b).floats()]
+            XCTAssertEqual(one, two, "\(m)×\(k)×\(n)")
+            // One element against the definition.
+            let av = a.floats(), bv = b.floats()
+            var ref: Double = 0
+            for l in 0..<k { ref += Double(av[3 * k + l]) * Double(bv[l * n + 5]) }
+            XCTAssertEqual(Double(two[0][3 * n + 5]), ref, accuracy: 1e-3)
+        }
+    }
+}
