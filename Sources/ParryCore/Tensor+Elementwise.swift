@@ -207,7 +207,7 @@ private func splitElementwise(_ out: Tensor, _ operands: [Tensor], _ run: (Tenso
 func applyBinary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) {
     let common = a.dtype.promoted(with: b.dtype)
     let x = a.to(common), y = b.to(common)
-    if splitElementwise(out, [x, y], { o, xy in applyBinarySerial(op, xy[0], xy[1], common, into: o) }) { return }
+    if out.numel >= 2 * elementwiseGrain, splitElementwise(out, [x, y], { o, xy in applyBinarySerial(op, xy[0], xy[1], common, into: o) }) { return }
     applyBinarySerial(op, x, y, common, into: out)
 }
 
@@ -285,7 +285,7 @@ func applyUnary(_ op: UnaryOp, _ a: Tensor, into out: Tensor) {
         return
     }
     let x = a.to(.float32)
-    if splitElementwise(out, [x], { o, xs in applyUnaryFloat(op, xs[0], into: o) }) { return }
+    if out.numel >= 2 * elementwiseGrain, splitElementwise(out, [x], { o, xs in applyUnaryFloat(op, xs[0], into: o) }) { return }
     applyUnaryFloat(op, x, into: out)
 }
 

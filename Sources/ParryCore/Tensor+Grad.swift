@@ -9,7 +9,9 @@ extension Tensor {
 
     public func binary(_ op: BinaryOp, _ other: Tensor) throws -> Tensor {
         let out = try binaryRaw(op, other)
-        if op.isComparison || op == .floorDiv { return out }
+        // Before building the graph node's input list and closure (two heap
+        // allocations): most calls on small tensors need neither.
+        if op.isComparison || op == .floorDiv || !(requiresGrad || other.requiresGrad) { return out }
         let a = self, b = other
         switch op {
         case .add:
@@ -74,6 +76,7 @@ extension Tensor {
 
     public func unary(_ op: UnaryOp) throws -> Tensor {
         let out = unaryRaw(op)
+        if !requiresGrad { return out }
         let a = self
         switch op {
         case .neg: return record("neg", out, [a]) { g, _ in [try g.neg()] }

@@ -39,12 +39,12 @@ struct WindowGeometry {
                 let d = dst + i * ow
                 if ih < 0 || ih >= h { d.update(repeating: 0, count: ow); continue }
                 let srow = plane + ih * w - pw + kj
-                if jlo > 0 { d.update(repeating: 0, count: min(jlo, ow)) }
+                for j in 0..<min(jlo, ow) { d[j] = 0 }       // a pad column or two: no memset call
                 if jhi > jlo {
-                    if sw == 1 { (d + jlo).update(from: srow + jlo, count: jhi - jlo) }
+                    if sw == 1 { copyShort(srow + jlo, d + jlo, jhi - jlo) }
                     else { for j in jlo..<jhi { d[j] = srow[j * sw] } }
                 }
-                if jhi < ow { (d + max(jhi, jlo)).update(repeating: 0, count: ow - max(jhi, jlo)) }
+                for j in max(jhi, jlo)..<max(ow, max(jhi, jlo)) { d[j] = 0 }
             }
         } } }
     }
@@ -87,11 +87,8 @@ extension F {
         let wm = try weight.detach().to(.float32).contiguous()
         let out = Tensor(shape: [n, o, oh, ow], dtype: .float32, zeroed: false)
         let po = out.pointer(Float.self), pw = wm.pointer(Float.self), px = xc.pointer(Float.self)
-        if let bias {
-            let b = try bias.detach().to(.float32).contiguous()
-            let pb = b.pointer(Float.self)
-            for s in 0..<n { for ch in 0..<o { (po + (s * o + ch) * L).update(repeating: pb[ch], count: L) } }
-        }
+        let b = try bias.map { try $0.detach().to(.float32).contiguous() }
+        let pb = b?.pointer(Float.self)
         let beta: Float = bias == nil ? 0 : 1
         // Images in parallel (Parallel's threads), each thread with its own
         // column buffer; a GEMM per image, single-threaded.
@@ -100,6 +97,7 @@ extension F {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: K * L)
             defer { scratch.deallocate() }
             for s in chunks[ci] {
+                if let pb { for ch in 0..<o { (po + (s * o + ch) * L).update(repeating: pb[ch], count: L) } }
                 geo.im2col(px + s * c * h * w, scratch, rowStride: L)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(L), Int32(K),
                             1, pw, Int32(K), scratch, Int32(L), beta, po + s * o * L, Int32(L))
@@ -128,7 +126,7 @@ extension F {
             // Pointers taken from the captured tensors, which the closure keeps alive.
             let gc = try g.to(.float32).contiguous()
             let pg = gc.pointer(Float.self), pw = wm.pointer(Float.self), px = xc.pointer(Float.self)
-            let gx = needs[0] ? try Tensor.zeros(xShape) : nil
+            let gx = needs[0] ? Tensor(shape: xShape, dtype: .float32, zeroed: false) : nil   // zeroed per image below
             let gw = needs[1] ? Tensor(shape: wShape, dtype: .float32, zeroed: n == 0) : nil
             if needs[0] || needs[1] {
                 // Images in parallel over fixed chunks; each chunk accumulates
@@ -154,6 +152,7 @@ extension F {
                             // dcols_s = Wᵀ · g_s, folded back into the image
                             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(K), Int32(L), Int32(o),
                                         1, pw, Int32(K), gs, Int32(L), 0, cols, Int32(L))
+                            (pgx + s * c * h * w).update(repeating: 0, count: c * h * w)
                             geo.col2im(cols, rowStride: L, into: pgx + s * c * h * w)
                         }
                     }
@@ -175,6 +174,26 @@ extension F {
             }
             return grads
         }
+    }
+}
+
+/// Copies a short row (an image row of a few dozen floats) with 8-wide
+/// vector moves; the last vector overlaps the previous one instead of a
+/// scalar tail. Faster than a memmove call at these lengths.
+@inline(__always)
+func copyShort(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+    if count < 8 {
+        for j in 0..<count { dst[j] = src[j] }
+        return
+    }
+    var j = 0
+    while j &+ 8 <= count {
+        UnsafeMutableRawPointer(dst + j).storeBytes(of: UnsafeRawPointer(src + j).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+        j &+= 8
+    }
+    if j < count {
+        let k = count &- 8
+        UnsafeMutableRawPointer(dst + k).storeBytes(of: UnsafeRawPointer(src + k).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
     }
 }
 
