@@ -14,10 +14,11 @@ import Synchronization
 /// thread count, also keeps results the same for any number of threads.
 ///
 /// Regions do not nest: a `forEach` started inside another one (a client's
-/// training inside a federated round, a GEMM inside a convolution chunk) runs
-/// its chunks in order on the calling thread.
+/// training inside a federated round, a GEMM inside a convolution chunk) — or
+/// from another thread while one runs — runs its chunks in order on the
+/// calling thread.
 public enum Parallel {
-    nonisolated(unsafe) private static var configured = defaultThreads
+    private static let configured = Atomic<Int>(defaultThreads)
     private static let depth = Atomic<Int>(0)
 
     private static var defaultThreads: Int {
@@ -32,10 +33,10 @@ public enum Parallel {
     @inline(__always) public static func configure() { _ = blasConfigured }
 
     /// The number of threads parallel regions use.
-    public static var threads: Int { configured }
+    public static var threads: Int { configured.load(ordering: .relaxed) }
 
     /// Sets the number of threads (clamped to at least 1).
-    public static func setThreads(_ n: Int) { configure(); configured = max(1, n) }
+    public static func setThreads(_ n: Int) { configure(); configured.store(max(1, n), ordering: .relaxed) }
 
     /// True on any thread while a parallel region runs.
     public static var inRegion: Bool { depth.load(ordering: .relaxed) > 0 }
@@ -48,10 +49,14 @@ public enum Parallel {
     /// one chunk.
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         configure()
-        let w = width(count)
-        if w <= 1 { for i in 0..<count { body(i) }; return }
-        depth.add(1, ordering: .sequentiallyConsistent)
-        defer { depth.subtract(1, ordering: .sequentiallyConsistent) }
+        let w = min(threads, count)
+        // Entering is one atomic step, so two threads that start regions at
+        // the same moment cannot both drive the pool: the loser runs serially.
+        guard w > 1, depth.compareExchange(expected: 0, desired: 1, ordering: .sequentiallyConsistent).exchanged else {
+            for i in 0..<count { body(i) }
+            return
+        }
+        defer { depth.store(0, ordering: .sequentiallyConsistent) }
         WorkerPool.shared.run(count, helpers: w - 1, body)
     }
 

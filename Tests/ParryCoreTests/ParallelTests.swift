@@ -27,6 +27,24 @@ final class ParallelTests: XCTestCase {
         XCTAssertEqual(inner.withLock { $0 }, Array(repeating: [0, 1, 2, 3, 4], count: 4))
     }
 
+    /// Regions started from two threads at once: one drives the pool, the
+    /// other runs serially — every chunk of every region still runs once.
+    func testRegionsFromTwoThreadsAtOnce() {
+        Parallel.setThreads(2)
+        let total = Atomic<Int>(0)
+        let group = DispatchGroup()
+        for _ in 0..<2 {
+            group.enter()
+            Thread {
+                for _ in 0..<300 { Parallel.forEach(7) { _ in total.add(1, ordering: .relaxed) } }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        XCTAssertEqual(total.load(ordering: .relaxed), 2 * 300 * 7)
+        XCTAssertFalse(Parallel.inRegion)
+    }
+
     func testThrowingBodiesRethrowTheLowestFailingChunk() {
         struct Failure: Error { let index: Int }
         Parallel.setThreads(2)
