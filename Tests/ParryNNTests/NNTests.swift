@@ -78,6 +78,36 @@ final class FunctionalTests: XCTestCase {
                                              try leaf([2, 2, 3, 3])]).passed)
     }
 
+    /// The fused convolution builds its columns a block of output rows at a
+    /// time; with tiny blocks (one or two rows) forward, gradients and the
+    /// definition must agree with the one-block result.
+    func testConvColumnBlocksMatchOneBlock() throws {
+        let saved = convBlockBytes
+        defer { convBlockBytes = saved }
+        let x0 = try Tensor.randn([3, 2, 9, 7], generator: g), w0 = try Tensor.randn([4, 2, 3, 3], generator: g)
+        let b0 = try Tensor.randn([4], generator: g), probe = try Tensor.randn([3, 4, 5, 4], generator: g)
+        func run() throws -> [[Float]] {
+            let x = try x0.cloneRaw().requiresGrad_(), w = try w0.cloneRaw().requiresGrad_(), b = try b0.cloneRaw().requiresGrad_()
+            let y = try F.conv2d(x, w, b, stride: 2, padding: 1)
+            try y.binary(.mul, probe).sum().backward()
+            return [y.floats(), x.grad!.floats(), w.grad!.floats(), b.grad!.floats()]
+        }
+        convBlockBytes = 1 << 30
+        let one = try run()
+        for bytes in [1, 2 * 18 * 4 * 4, 3 * 18 * 4 * 4] {     // 1 row, 2 rows, 3 rows (uneven last block)
+            convBlockBytes = bytes
+            XCTAssertEqual(WindowGeometry(c: 2, h: 9, w: 7, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1).rowBlocks().ranges.count,
+                           bytes == 1 ? 5 : (bytes == 2 * 18 * 4 * 4 ? 3 : 2))
+            let many = try run()
+            close(many[0], one[0], tol: 1e-5); close(many[1], one[1], tol: 1e-5)
+            close(many[2], one[2], tol: 1e-5); close(many[3], one[3], tol: 1e-5)
+        }
+        close(one[0], naiveConv(x0, w0, b0, stride: 2, padding: 1), tol: 1e-4)
+        convBlockBytes = 1
+        XCTAssertTrue(try gradcheck({ try F.conv2d($0[0], $0[1], nil, stride: 1, padding: 1) },
+                                    inputs: [try Tensor.randn([2, 2, 5, 4], generator: g).requiresGrad_(), try leaf([3, 2, 3, 3])]).passed)
+    }
+
     func testConvAndPoolGradients() throws {
         let x = try leaf([2, 2, 5, 5]), w = try leaf([3, 2, 3, 3]), b = try leaf([3])
         try check("conv s1 p0", [x, w, b]) { try F.conv2d($0[0], $0[1], $0[2]) }
