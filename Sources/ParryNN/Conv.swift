@@ -44,6 +44,10 @@ struct WindowGeometry {
     func im2col(_ img: UnsafeMutablePointer<Float>, _ cols: UnsafeMutablePointer<Float>, rowStride: Int,
                 outputRows: Range<Int>? = nil) {
         let rowsOut = outputRows ?? 0..<oh
+        if sh == 1 && sw == 1 && ow == w {
+            im2colSameWidth(img, cols, rowStride: rowStride, rowsOut: rowsOut)
+            return
+        }
         for ch in 0..<c { for ki in 0..<kh { for kj in 0..<kw {
             let dst = cols + ((ch * kh + ki) * kw + kj) * rowStride
             let plane = img + ch * h * w
@@ -61,6 +65,44 @@ struct WindowGeometry {
                 for j in max(jhi, jlo)..<max(ow, max(jhi, jlo)) { d[j] = 0 }
             }
         } } }
+    }
+
+    /// im2col for stride 1 when the output is as wide as the input ("same"
+    /// padding, 3×3 with padding 1): the valid rows of a column row are the
+    /// input plane shifted by a constant, so they are one contiguous copy,
+    /// after which the wrapped-around pad columns are zeroed.
+    private func im2colSameWidth(_ img: UnsafeMutablePointer<Float>, _ cols: UnsafeMutablePointer<Float>, rowStride: Int,
+                                 rowsOut: Range<Int>) {
+        let plane = h * w, r0 = rowsOut.lowerBound
+        for ki in 0..<kh {
+            // Output rows whose input row i − ph + ki exists.
+            let iLo = max(rowsOut.lowerBound, ph - ki), iHi = min(rowsOut.upperBound, h + ph - ki)
+            for kj in 0..<kw {
+                let (jlo, jhi) = columns(kj)
+                for ch in 0..<c {
+                    let d = cols + ((ch * kh + ki) * kw + kj) * rowStride
+                    guard iHi > iLo else { d.update(repeating: 0, count: rowsOut.count * ow); continue }
+                    if iLo > r0 { d.update(repeating: 0, count: (iLo - r0) * ow) }
+                    if iHi < rowsOut.upperBound { (d + (iHi - r0) * ow).update(repeating: 0, count: (rowsOut.upperBound - iHi) * ow) }
+                    // Elements start..<end of the plane land at d + (iLo − r0)·ow; the
+                    // copy is clamped to the plane (what is cut off is padding).
+                    let start = (iLo - ph + ki) * w + kj - pw, end = start + (iHi - iLo) * ow
+                    let lo = max(start, 0), hi = min(end, plane)
+                    let base = d + (iLo - r0) * ow - start          // base[k] is plane element k
+                    if hi > lo { (base + lo).update(from: img + ch * plane + lo, count: hi - lo) }
+                    // Pad columns j < jlo and j ≥ jhi (clamped: with a kernel wider
+                    // than the image a whole row can be padding).
+                    let padLo = min(jlo, ow), padHi = min(max(jhi, padLo), ow)
+                    if padLo > 0 || padHi < ow {
+                        for i in 0..<(iHi - iLo) {
+                            let row = d + (iLo - r0 + i) * ow
+                            for j in 0..<padLo { row[j] = 0 }
+                            for j in padHi..<ow { row[j] = 0 }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Adds columns back into one C×H×W image (the adjoint of im2col); with

@@ -49,6 +49,14 @@ final class FunctionalTests: XCTestCase {
             let y = try F.conv2d(x, w, b, stride: stride, padding: padding)
             close(y.floats(), naiveConv(x, w, b, stride: stride, padding: padding), tol: 1e-4)
         }
+        // "Same"-width stride-1 geometries take the shifted-plane im2col; include
+        // images narrower than the kernel (whole rows of padding) and 1-wide ones.
+        for (h, wd, k) in [(5, 5, 3), (4, 1, 3), (3, 1, 5), (1, 2, 5), (6, 3, 7)] {
+            let x = try Tensor.randn([2, 2, h, wd], generator: g), w = try Tensor.randn([3, 2, k, k], generator: g)
+            let y = try F.conv2d(x, w, nil, stride: 1, padding: (k - 1) / 2)
+            XCTAssertEqual(y.shape, [2, 3, h, wd])
+            close(y.floats(), naiveConv(x, w, nil, stride: 1, padding: (k - 1) / 2), tol: 1e-4)
+        }
     }
 
     /// Convolution and batch norm split images / channels over threads: with
