@@ -119,9 +119,11 @@ public enum F {
         let ps = src.pointer(Float.self), pi = idx.pointer(Int64.self), po = out.pointer(Float.self)
         // v replaces best when larger, or when v is NaN (NaN wins and stays, as in PyTorch).
         @inline(__always) func better(_ v: Float, _ best: Float) -> Bool { !(v <= best) && !best.isNaN }
+        // Planes in parallel (ranges of whole planes, at least ~64k input elements each).
+        let planeGrain = max(1, 65_536 / max(h * w, 1))
         if kernel == 2 && s == 2 && padding == 0 {
             // The common 2×2 / stride 2 case: four loads per output, no bounds arithmetic.
-            for plane in 0..<(n &* c) {
+            Parallel.forRanges(n &* c, grain: planeGrain) { planes in for plane in planes {
                 let p = ps + plane &* h &* w, q = pi + plane &* oh &* ow, o = po + plane &* oh &* ow
                 for i in 0..<oh {
                     let top = 2 &* i &* w, r0 = p + top, r1 = r0 + w
@@ -135,9 +137,9 @@ public enum F {
                         q[i &* ow &+ j] = Int64(bi)
                     }
                 }
-            }
+            } }
         } else {
-            for plane in 0..<(n &* c) {
+            Parallel.forRanges(n &* c, grain: planeGrain) { planes in for plane in planes {
                 let p = ps + plane &* h &* w, q = pi + plane &* oh &* ow, o = po + plane &* oh &* ow
                 for i in 0..<oh {
                     let h0 = i &* s &- padding
@@ -162,13 +164,25 @@ public enum F {
                         q[i &* ow &+ j] = Int64(bi)
                     }
                 }
-            }
+            } }
         }
         // The gradient goes to each window's maximum: a scatter-add by the
-        // recorded indices (itself differentiable, so second order works).
+        // recorded indices — directly, planes in parallel, or under
+        // create_graph as the differentiable scatterAdd (second order works).
         let inShape = x.shape
         return record("max_pool2d", out, [x]) { g, _ in
-            [try g.reshape([n, c, oh * ow]).scatterAdd(into: [n, c, h * w], dim: 2, index: idx).reshape(inShape)]
+            if !GradMode.isEnabled {
+                let gc = try g.to(.float32).contiguous()
+                let gx = Tensor(shape: inShape, dtype: .float32, zeroed: false)
+                let pg = gc.pointer(Float.self), pgx = gx.pointer(Float.self), pidx = idx.pointer(Int64.self)
+                Parallel.forRanges(n &* c, grain: planeGrain) { planes in for plane in planes {
+                    let dst = pgx + plane &* h &* w, src = pg + plane &* oh &* ow, q = pidx + plane &* oh &* ow
+                    dst.update(repeating: 0, count: h &* w)
+                    for k in 0..<(oh &* ow) { dst[Int(q[k])] += src[k] }
+                } }
+                return [gx]
+            }
+            return [try g.reshape([n, c, oh * ow]).scatterAdd(into: [n, c, h * w], dim: 2, index: idx).reshape(inShape)]
         }
     }
 
