@@ -310,6 +310,19 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         return a.push(Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9)
     } }),
     ("get_num_threads", { L in bind(L, "parry.get_num_threads") { a in a.push(Parallel.threads) } }),
+    ("memory_stats", { L in bind(L, "parry.memory_stats") { a in
+        let pool = BufferPool.stats
+        lua_createtable(a.L, 0, 4)
+        for (key, v) in [("live_bytes", nativeBytes.load(ordering: .relaxed)), ("cached_bytes", pool.cachedBytes),
+                         ("pool_hits", pool.hits), ("pool_misses", pool.misses)] {
+            lua_pushinteger(a.L, lua_Integer(v)); lua_setfield(a.L, -2, key)
+        }
+        return 1
+    } }),
+    ("empty_cache", { L in bind(L, "parry.empty_cache") { a in
+        BufferPool.release()
+        return 0
+    } }),
 ]
 
 // MARK: - methods (also available as parry.<name>(t, ...))

@@ -110,3 +110,50 @@ final class ParallelTests: XCTestCase {
         }
     }
 }
+
+final class BufferPoolTests: XCTestCase {
+    func testSizeClassesBoundTheSlack() {
+        for n in [65_536, 65_537, 100_000, 401_408, 1 << 20, (1 << 20) + 1, 3_000_000, 64 << 20] {
+            let c = BufferPool.sizeClass(n)
+            XCTAssertGreaterThanOrEqual(c, n)
+            XCTAssertLessThanOrEqual(Double(c), Double(n) * 1.125 + 4096, "class \(c) for \(n)")
+            XCTAssertEqual(c % 4096, 0)
+        }
+        XCTAssertEqual(BufferPool.sizeClass(401_408), 425_984)   // 416 KB: multiples of 32 KB below 512 KB
+    }
+
+    /// A freed large buffer is handed out again for a request of the same
+    /// class (dirty: a zeroed request is cleared), and the pool's counters move.
+    func testFreedBuffersAreReused() {
+        BufferPool.release()
+        let before = BufferPool.stats
+        var first: UnsafeMutableRawPointer?
+        do {
+            let s = Storage(byteCount: 300_000)
+            s.raw.storeBytes(of: 7, as: Int.self)
+            first = s.raw
+        }
+        XCTAssertEqual(BufferPool.stats.cachedBytes, BufferPool.sizeClass(300_000))
+        let again = Storage(byteCount: 310_000, zeroed: true)        // same 320 KB class
+        XCTAssertEqual(again.raw, first)
+        XCTAssertEqual(again.raw.load(as: Int.self), 0)
+        XCTAssertEqual(BufferPool.stats.hits, before.hits + 1)
+        XCTAssertEqual(BufferPool.stats.cachedBytes, 0)
+        // Small and huge buffers bypass the pool.
+        do { _ = Storage(byteCount: 1000); _ = Storage(byteCount: (64 << 20) + 1) }
+        XCTAssertEqual(BufferPool.stats.cachedBytes, 0)
+        BufferPool.release()
+    }
+
+    func testCachedBytesStayUnderTheCap() {
+        BufferPool.release()
+        do {
+            var held: [Storage] = []
+            for _ in 0..<((BufferPool.capBytes >> 20) / 8 + 4) { held.append(Storage(byteCount: 8 << 20)) }
+        }
+        XCTAssertLessThanOrEqual(BufferPool.stats.cachedBytes, BufferPool.capBytes)
+        XCTAssertGreaterThan(BufferPool.stats.cachedBytes, BufferPool.capBytes - (9 << 20))
+        BufferPool.release()
+        XCTAssertEqual(BufferPool.stats.cachedBytes, 0)
+    }
+}

@@ -379,3 +379,25 @@ describe("generators", function()
     assert.error(function() parry.rand(2, {generator = 5}) end, "parry.rand: option 'generator' must be a parry.Generator")
   end)
 end)
+
+describe("memory", function()
+  it("recycles large buffers after collection and reports it", function()
+    parry.empty_cache()
+    local m0 = parry.memory_stats()
+    assert(m0.cached_bytes == 0, "cache not emptied: " .. m0.cached_bytes)
+    for _, k in ipairs{"live_bytes", "cached_bytes", "pool_hits", "pool_misses"} do assert(math.type(m0[k]) == "integer", k) end
+    local t = parry.zeros(300, 1000)                     -- 1.2 MB: pooled
+    local live = parry.memory_stats().live_bytes
+    assert(live >= m0.live_bytes + 1200000, "live bytes did not grow")
+    t = nil
+    collectgarbage(); collectgarbage()
+    local m1 = parry.memory_stats()
+    assert(m1.cached_bytes >= 1200000, "freed buffer not cached: " .. m1.cached_bytes)
+    local u = parry.ones(300, 1000)                      -- same size class: served from the cache, and all ones
+    local m2 = parry.memory_stats()
+    assert(m2.pool_hits == m1.pool_hits + 1, "expected a cache hit")
+    assert(u:sum():item() == 300000)
+    parry.empty_cache()
+    assert(parry.memory_stats().cached_bytes == 0)
+  end)
+end)
