@@ -105,6 +105,20 @@ public enum BufferPool {
         if !kept { p.deallocate() }
     }
 
+    /// Runs `body` with a scratch buffer of `count` floats, from the pool when
+    /// it is in the pooled size range (a kernel's per-call workspace).
+    public static func withScratch<R>(floats count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        guard bytes >= minBytes && bytes <= maxBytes else {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+            defer { p.deallocate() }
+            return try body(p)
+        }
+        let (raw, size) = take(bytes)
+        defer { give(raw, size) }
+        return try body(raw.bindMemory(to: Float.self, capacity: max(count, 1)))
+    }
+
     /// Bytes cached for reuse, and how many large allocations were served
     /// from the cache (hits) or from malloc (misses).
     public static var stats: (cachedBytes: Int, hits: Int, misses: Int) {

@@ -28,6 +28,21 @@ extension Tensor {
         case .float32:
             let p = base(Float.self)
             guard let dim else {
+                if isContiguous {
+                    // Fixed blocks (a function of the size only), summed in
+                    // parallel and then in block order: the same result on any
+                    // number of threads.
+                    let n = numel, src = p + offset
+                    let blocks = max(1, (n + reduceBlock - 1) / reduceBlock)
+                    var partial = [Double](repeating: 0, count: blocks)
+                    partial.withUnsafeMutableBufferPointer { part in
+                        Parallel.forEach(blocks) { b in
+                            let lo = b * reduceBlock
+                            part[b] = doubleSum(src + lo, min(n, lo + reduceBlock) - lo)
+                        }
+                    }
+                    return Tensor.scalar(.float(partial.reduce(0, +)))
+                }
                 var acc = 0.0
                 forEachOffset(shape, strides, offset) { acc += Double(p[$0]) }
                 return Tensor.scalar(.float(acc))
@@ -36,17 +51,29 @@ extension Tensor {
             let o = out.base(Float.self), n = shape[dim], s = strides[dim]
             if isContiguous && dim < ndim - 1 {
                 // Contiguous input, reducing a non-last dim: add whole rows of the
-                // inner block (vectorizes), accumulating in Double per output.
+                // inner block (vectorizes), accumulating in Double per output;
+                // the outer index in parallel when there is enough work.
                 let inner = shape[(dim + 1)...].reduce(1, *), outer = shape[..<dim].reduce(1, *)
                 let src = p + offset
-                var acc = [Double](repeating: 0, count: inner)
-                for a in 0..<outer {
-                    for j in 0..<inner { acc[j] = 0 }
-                    for i in 0..<n {
-                        let row = src + (a * n + i) * inner
-                        for j in 0..<inner { acc[j] += Double(row[j]) }
+                let parts = outer * n * inner >= 2 * reduceBlock ? min(outer, 64) : 1
+                Parallel.forEach(parts) { part in
+                    var acc = [Double](repeating: 0, count: inner)
+                    for a in (outer * part / parts)..<(outer * (part + 1) / parts) {
+                        for j in 0..<inner { acc[j] = 0 }
+                        for i in 0..<n {
+                            let row = src + (a * n + i) * inner
+                            for j in 0..<inner { acc[j] += Double(row[j]) }
+                        }
+                        for j in 0..<inner { o[a * inner + j] = Float(acc[j]) }
                     }
-                    for j in 0..<inner { o[a * inner + j] = Float(acc[j]) }
+                }
+                return out
+            }
+            if isContiguous && dim == ndim - 1 {
+                // Rows of a contiguous tensor, in parallel when large.
+                let rows = numel / max(n, 1), src = p + offset
+                Parallel.forRanges(rows, grain: max(1, reduceBlock / max(n, 1))) { r in
+                    for k in r { o[k] = Float(doubleSum(src + k * n, n)) }
                 }
                 return out
             }
@@ -185,4 +212,22 @@ extension Tensor {
         }
         return out
     }
+}
+
+/// Elements per block of a parallel full reduction.
+let reduceBlock = 1 << 16
+
+/// Σ x[0..<n] in Double with four independent partial sums (a single running
+/// sum is a serial dependency chain).
+@inline(__always)
+func doubleSum(_ x: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
+    var acc = SIMD4<Double>(repeating: 0)
+    var i = 0
+    while i &+ 4 <= n {
+        acc += SIMD4<Double>(Double(x[i]), Double(x[i &+ 1]), Double(x[i &+ 2]), Double(x[i &+ 3]))
+        i &+= 4
+    }
+    var tail = 0.0
+    while i < n { tail += Double(x[i]); i &+= 1 }
+    return acc.sum() + tail
 }

@@ -154,9 +154,7 @@ extension F {
         // The columns are built a block of output rows at a time (`geo.rowBlocks`),
         // small enough to stay in the core's L2 cache until BLAS packs them.
         let chunks = convChunks(n), blocks = geo.rowBlocks()
-        Parallel.forEach(chunks.count) { ci in
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: K * blocks.maxColumns)
-            defer { scratch.deallocate() }
+        Parallel.forEach(chunks.count) { ci in BufferPool.withScratch(floats: K * blocks.maxColumns) { scratch in
             for s in chunks[ci] {
                 if let pb { for ch in 0..<o { (po + (s * o + ch) * L).update(repeating: pb[ch], count: L) } }
                 for rows in blocks.ranges {
@@ -166,7 +164,7 @@ extension F {
                                 1, pw, Int32(K), scratch, Int32(nb), beta, po + s * o * L + rows.lowerBound * ow, Int32(L))
                 }
             }
-        }
+        } }
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         let xShape = x.shape, wShape = weight.shape
         // Backward reads x and the weight (xc/wm may share their storage): saving them
@@ -200,9 +198,7 @@ extension F {
                 let partial = gw == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: chunks.count * o * K)
                 defer { partial?.deallocate() }
                 let pgx = gx?.pointer(Float.self)
-                Parallel.forEach(chunks.count) { ci in
-                    let cols = UnsafeMutablePointer<Float>.allocate(capacity: K * blocks.maxColumns)
-                    defer { cols.deallocate() }
+                Parallel.forEach(chunks.count) { ci in BufferPool.withScratch(floats: K * blocks.maxColumns) { cols in
                     let dw = partial.map { $0 + ci * o * K }
                     for s in chunks[ci] {
                         if let pgx { (pgx + s * c * h * w).update(repeating: 0, count: c * h * w) }
@@ -223,7 +219,7 @@ extension F {
                             }
                         }
                     }
-                }
+                } }
                 if let gw, let partial, !chunks.isEmpty {
                     let dst = gw.pointer(Float.self)
                     dst.update(from: partial, count: o * K)

@@ -91,6 +91,30 @@ final class ParallelTests: XCTestCase {
         for i in [0, 1, 65_536, 150_000, n - 1] { XCTAssertEqual(two[0][i], av[i] + bv[i]); XCTAssertEqual(two[4][i], av[i] * bv[i]) }
     }
 
+    /// Sums split into fixed blocks / rows / outer slices give the same result
+    /// on 1 and 2 threads, and agree with a Double reference.
+    func testSplitSumsMatchOneThreadAndTheDefinition() throws {
+        let g = Generator(seed: 11)
+        let big = try Tensor.randn([300_001], generator: g)
+        let m = try Tensor.randn([600, 300], generator: g)
+        func run() throws -> [[Float]] {
+            [big.sumRaw().floats(), m.sumRaw(dim: 0).floats(), m.sumRaw(dim: 1).floats(), m.sumRaw().floats()]
+        }
+        Parallel.setThreads(1); let one = try run()
+        Parallel.setThreads(2); let two = try run()
+        XCTAssertEqual(one, two)
+        let bv = big.floats(), mv = m.floats()
+        XCTAssertEqual(Double(two[0][0]), bv.reduce(0.0) { $0 + Double($1) }, accuracy: 1e-3)
+        for j in [0, 17, 299] {
+            let ref = (0..<600).reduce(0.0) { $0 + Double(mv[$1 * 300 + j]) }
+            XCTAssertEqual(Double(two[1][j]), ref, accuracy: 1e-4)
+        }
+        for i in [0, 123, 599] {
+            let ref = (0..<300).reduce(0.0) { $0 + Double(mv[i * 300 + $1]) }
+            XCTAssertEqual(Double(two[2][i]), ref, accuracy: 1e-4)
+        }
+    }
+
     /// Matrix products split over threads equal BLAS's single call.
     func testSplitGemmMatchesOneThread() throws {
         let g = Generator(seed: 9)
