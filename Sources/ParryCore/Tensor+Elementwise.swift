@@ -194,9 +194,11 @@ private func flatSlice(_ t: Tensor, _ r: Range<Int>) -> Tensor {
 /// Large elementwise ops on contiguous operands (each full-size or a single
 /// element) run over `Parallel`'s threads as flat slices, each slice through
 /// the same specialized kernel as a small op — so the loops still vectorize.
+/// Callers test `out.numel >= 2 * elementwiseGrain` first, before building
+/// the operand array (an allocation a small op should not pay).
 private func splitElementwise(_ out: Tensor, _ operands: [Tensor], _ run: (Tensor, [Tensor]) -> Void) -> Bool {
     let n = out.numel
-    guard n >= 2 * elementwiseGrain, !Parallel.inRegion, Parallel.threads > 1, out.isContiguous,
+    guard !Parallel.inRegion, Parallel.threads > 1, out.isContiguous,
           operands.allSatisfy({ $0.isContiguous && ($0.numel == n || $0.numel == 1) }) else { return false }
     // In place with an operand that is a different view of the same memory: one pass, in order.
     if operands.contains(where: { $0.storage === out.storage && $0.offset != out.offset }) { return false }

@@ -87,7 +87,7 @@ extension Tensor {
                 let gc = try g.contiguous(), ac = try a.contiguous()
                 let r = Tensor(shapeOf: gc, dtype: .float32)
                 let pg = gc.pointer(Float.self), pa = ac.pointer(Float.self), pr = r.pointer(Float.self)
-                Parallel.forRanges(r.numel, grain: 1 << 16) { range in
+                Parallel.forRanges(r.numel, grain: elementwiseGrain) { range in
                     var i = range.lowerBound
                     let zero = SIMD8<Float>(repeating: 0)
                     while i &+ 8 <= range.upperBound {     // a select, so it vectorizes

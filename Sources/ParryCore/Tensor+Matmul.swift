@@ -135,7 +135,3 @@ extension Tensor {
         return out
     }
 }
-
-/// The number of threads OpenBLAS itself uses (1 once `Parallel` has
-/// configured it: parry splits large GEMMs over its own threads).
-public func blasThreads() -> Int { Int(openblas_get_num_threads()) }

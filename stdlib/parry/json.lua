@@ -129,6 +129,15 @@ function M.decode(s)
     end
     return table.concat(out)
   end
+  -- After a container's element: true at its closing bracket, past a ',' otherwise.
+  local function closes(close)
+    ws()
+    local d = s:sub(pos, pos)
+    pos = pos + 1
+    if d == close then return true end
+    if d ~= "," then pos = pos - 1; err("expected ',' or '" .. close .. "'") end
+    return false
+  end
   function value()
     ws()
     local c = s:sub(pos, pos)
@@ -145,11 +154,7 @@ function M.decode(s)
         if s:sub(pos, pos) ~= ":" then err("expected ':'") end
         pos = pos + 1
         t[k] = value()
-        ws()
-        local d = s:sub(pos, pos)
-        pos = pos + 1
-        if d == "}" then return t end
-        if d ~= "," then pos = pos - 1; err("expected ',' or '}'") end
+        if closes("}") then return t end
       end
     elseif c == "[" then
       pos = pos + 1
@@ -158,11 +163,7 @@ function M.decode(s)
       if s:sub(pos, pos) == "]" then pos = pos + 1; return t end
       while true do
         t[#t + 1] = value()
-        ws()
-        local d = s:sub(pos, pos)
-        pos = pos + 1
-        if d == "]" then return t end
-        if d ~= "," then pos = pos - 1; err("expected ',' or ']'") end
+        if closes("]") then return t end
       end
     elseif c == '"' then return str()
     elseif s:sub(pos, pos + 3) == "true" then pos = pos + 4; return true
