@@ -91,7 +91,7 @@ extension Tensor {
         let batch = try broadcastShapes(batchA, batchB)
         let ae = try a.expandRaw(batch + [m, k]), be = try b.expandRaw(batch + [k, n])
         try Tensor.checkShape(batch + [m, n])
-        guard max(m, n, k) <= Int(Int32.max) else {
+        guard Swift.max(m, n, k) <= Int(Int32.max) else {
             throw TensorError("matrix dimensions above \(Int32.max) are not supported by BLAS")
         }
         var result: Tensor

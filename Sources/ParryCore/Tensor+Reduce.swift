@@ -33,12 +33,12 @@ extension Tensor {
                     // parallel and then in block order: the same result on any
                     // number of threads.
                     let n = numel, src = p + offset
-                    let blocks = max(1, (n + reduceBlock - 1) / reduceBlock)
+                    let blocks = Swift.max(1, (n + reduceBlock - 1) / reduceBlock)
                     var partial = [Double](repeating: 0, count: blocks)
                     partial.withUnsafeMutableBufferPointer { part in
                         Parallel.forEach(blocks) { b in
                             let lo = b * reduceBlock
-                            part[b] = doubleSum(src + lo, min(n, lo + reduceBlock) - lo)
+                            part[b] = doubleSum(src + lo, Swift.min(n, lo + reduceBlock) - lo)
                         }
                     }
                     return Tensor.scalar(.float(partial.reduce(0, +)))
@@ -55,7 +55,7 @@ extension Tensor {
                 // the outer index in parallel when there is enough work.
                 let inner = shape[(dim + 1)...].reduce(1, *), outer = shape[..<dim].reduce(1, *)
                 let src = p + offset
-                let parts = outer * n * inner >= 2 * reduceBlock ? min(outer, 64) : 1
+                let parts = outer * n * inner >= 2 * reduceBlock ? Swift.min(outer, 64) : 1
                 Parallel.forEach(parts) { part in
                     var acc = [Double](repeating: 0, count: inner)
                     for a in (outer * part / parts)..<(outer * (part + 1) / parts) {
@@ -71,8 +71,8 @@ extension Tensor {
             }
             if isContiguous && dim == ndim - 1 {
                 // Rows of a contiguous tensor, in parallel when large.
-                let rows = numel / max(n, 1), src = p + offset
-                Parallel.forRanges(rows, grain: max(1, reduceBlock / max(n, 1))) { r in
+                let rows = numel / Swift.max(n, 1), src = p + offset
+                Parallel.forRanges(rows, grain: Swift.max(1, reduceBlock / Swift.max(n, 1))) { r in
                     for k in r { o[k] = Float(doubleSum(src + k * n, n)) }
                 }
                 return out

@@ -235,7 +235,7 @@ extension Tensor {
         var parts = [Tensor]()
         var start = 0
         repeat {
-            let len = min(size, shape[dim] - start)
+            let len = Swift.min(size, shape[dim] - start)
             parts.append(try narrow(dim, start, len))
             start += size
         } while start < shape[dim]
@@ -245,7 +245,7 @@ extension Tensor {
     /// At most `chunks` views of equal size (the last may be shorter) along `dim`.
     public func chunk(_ chunks: Int, dim: Int) throws -> [Tensor] {
         guard chunks > 0 else { throw TensorError("number of chunks must be positive, got \(chunks)") }
-        let size = max(1, shape[dim] / chunks + (shape[dim] % chunks == 0 ? 0 : 1))
+        let size = Swift.max(1, shape[dim] / chunks + (shape[dim] % chunks == 0 ? 0 : 1))
         return try split(size, dim: dim)
     }
 }

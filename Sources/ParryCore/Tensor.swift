@@ -64,7 +64,7 @@ public final class Tensor: @unchecked Sendable {
         var acc = 1
         for d in stride(from: shape.count - 1, through: 0, by: -1) {
             strides[d] = acc
-            acc *= max(shape[d], 1)
+            acc *= Swift.max(shape[d], 1)
         }
         return strides
     }
