@@ -107,7 +107,7 @@ public func runBackward(roots: [Tensor], seeds: [Tensor], inputs: [Tensor]? = ni
     try GradMode.with(enabled: createGraph) {
         for (r, s) in zip(roots, seeds) where r.requiresGrad {
             let id = ObjectIdentifier(r)
-            grads[id] = try grads[id].map { try $0.binary(.add, s) } ?? s
+            grads[id] = try grads[id].map { try $0 + s } ?? s
         }
         for t in order.reversed() {
             let id = ObjectIdentifier(t)
@@ -128,13 +128,13 @@ public func runBackward(roots: [Tensor], seeds: [Tensor], inputs: [Tensor]? = ni
                         throw TensorError("internal error: gradient of shape \(shapeString(gi.shape)) for an input of shape \(shapeString(input.shape)) in \(node.name)")
                     }
                     let iid = ObjectIdentifier(input)
-                    grads[iid] = try grads[iid].map { try $0.binary(.add, gi) } ?? gi
+                    grads[iid] = try grads[iid].map { try $0 + gi } ?? gi
                 }
                 if !wanted.contains(id) { grads[id] = nil }   // free intermediate gradients early
             } else if inputs == nil {
                 // A leaf: accumulate into .grad (an owned copy, never an alias of another gradient).
                 let owned = createGraph ? g : g.cloneRaw()
-                t.grad = try t.grad.map { try $0.binary(.add, owned) } ?? owned
+                t.grad = try t.grad.map { try $0 + owned } ?? owned
             }
         }
     }

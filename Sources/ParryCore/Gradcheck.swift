@@ -22,7 +22,7 @@ public func gradcheck(_ f: ([Tensor]) throws -> Tensor, inputs: [Tensor],
     let checked = inputs.filter { $0.requiresGrad }
     guard !checked.isEmpty else { throw TensorError("no input requires grad") }
     let analytic: [Tensor?] = out0.requiresGrad
-        ? try grad([out0.binary(.mul, v).sum()], checked, allowUnused: true)
+        ? try grad([(out0 * v).sum()], checked, allowUnused: true)
         : checked.map { _ in nil }
 
     func projected() throws -> Double {

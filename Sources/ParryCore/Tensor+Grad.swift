@@ -20,46 +20,45 @@ extension Tensor {
             }
         case .sub:
             return record("sub", out, [a, b]) { g, n in
-                [n[0] ? try sumTo(g, a.shape) : nil, n[1] ? try sumTo(g.neg(), b.shape) : nil]
+                [n[0] ? try sumTo(g, a.shape) : nil, n[1] ? try sumTo(-g, b.shape) : nil]
             }
         case .mul:
             return record("mul", out, [a, b], saved: [a, b]) { g, n in
-                [n[0] ? try sumTo(g.binary(.mul, b), a.shape) : nil,
-                 n[1] ? try sumTo(g.binary(.mul, a), b.shape) : nil]
+                [n[0] ? try sumTo(g * b, a.shape) : nil,
+                 n[1] ? try sumTo(g * a, b.shape) : nil]
             }
         case .div:
             return record("div", out, [a, b], saved: [a, b]) { g, n in
-                [n[0] ? try sumTo(g.binary(.div, b), a.shape) : nil,
-                 n[1] ? try sumTo(g.neg().binary(.mul, a).binary(.div, b.binary(.mul, b)), b.shape) : nil]
+                [n[0] ? try sumTo(g / b, a.shape) : nil,
+                 n[1] ? try sumTo(-g * a / (b * b), b.shape) : nil]
             }
         case .pow:
             return record("pow", out, [a, b], saved: [a, b]) { g, n in
                 var ga: Tensor? = nil, gb: Tensor? = nil
                 if n[0] {
                     // b · a^(b-1), with 0 where b == 0 (so 0^0 contributes nothing)
-                    let d = try b.binary(.mul, a.binary(.pow, b.binary(.sub, .int(1))))
-                    ga = try sumTo(g.binary(.mul, whereSelect(b.binary(.eq, .int(0)), Tensor.scalar(.float(0)), d)), a.shape)
+                    let d = try b * a.pow(b - 1)
+                    ga = try sumTo(g * whereSelect(b.eq(0), 0, d), a.shape)
                 }
                 if n[1] {
                     // a^b · log a, with 0 where a == 0 and b >= 0 (PyTorch's convention)
-                    let d = try a.binary(.pow, b).binary(.mul, a.log())
-                    let zero = try a.binary(.eq, .int(0)).binary(.mul, b.binary(.ge, .int(0)))
-                    gb = try sumTo(g.binary(.mul, whereSelect(zero, Tensor.scalar(.float(0)), d)), b.shape)
+                    let d = try a.pow(b) * a.log()
+                    let zero = try a.eq(0) * b.ge(0)
+                    gb = try sumTo(g * whereSelect(zero, 0, d), b.shape)
                 }
                 return [ga, gb]
             }
         case .maximum, .minimum:
             // The larger (smaller) input takes the gradient; ties split it evenly.
             return record(op.rawValue, out, [a, b], saved: [a, b]) { g, n in
-                let win = try (op == .maximum ? a.binary(.gt, b) : a.binary(.lt, b))
-                    .binary(.add, a.binary(.eq, b).binary(.mul, .float(0.5)))
-                return [n[0] ? try sumTo(g.binary(.mul, win), a.shape) : nil,
-                        n[1] ? try sumTo(g.binary(.mul, win.neg().binary(.add, .int(1))), b.shape) : nil]
+                let win = try (op == .maximum ? a.gt(b) : a.lt(b)) + a.eq(b) * 0.5
+                return [n[0] ? try sumTo(g * win, a.shape) : nil,
+                        n[1] ? try sumTo(g * (1 - win), b.shape) : nil]
             }
         case .remainder:
             return record("remainder", out, [a, b], saved: [a, b]) { g, n in
                 [n[0] ? try sumTo(g, a.shape) : nil,
-                 n[1] ? try sumTo(g.neg().binary(.mul, a.binary(.floorDiv, b)), b.shape) : nil]
+                 n[1] ? try sumTo(-g * a.binary(.floorDiv, b), b.shape) : nil]
             }
         default:
             return out
@@ -79,8 +78,8 @@ extension Tensor {
         if !requiresGrad { return out }
         let a = self
         switch op {
-        case .neg: return record("neg", out, [a]) { g, _ in [try g.neg()] }
-        case .abs: return record("abs", out, [a], saved: [a]) { g, _ in [try g.binary(.mul, a.unary(.sign))] }
+        case .neg: return record("neg", out, [a]) { g, _ in [try -g] }
+        case .abs: return record("abs", out, [a], saved: [a]) { g, _ in [try g * a.sign()] }
         case .relu: return record("relu", out, [a], saved: [a]) { g, _ in
             if !GradMode.isEnabled && g.shape == a.shape && g.dtype == .float32 && a.dtype == .float32 {
                 // One pass, no mask tensor (the create_graph path below stays differentiable).
@@ -100,39 +99,39 @@ extension Tensor {
                 }
                 return [r]
             }
-            return [try g.binary(.mul, a.binary(.gt, .int(0)))]
+            return [try g * a.gt(0)]
         }
         case .exp: return record("exp", out, [a], saved: [out]) { [weak out] g, _ in
             guard let out else { return [nil] }
-            return [try g.binary(.mul, out)]
+            return [try g * out]
         }
-        case .log: return record("log", out, [a], saved: [a]) { g, _ in [try g.binary(.div, a)] }
+        case .log: return record("log", out, [a], saved: [a]) { g, _ in [try g / a] }
         case .sqrt: return record("sqrt", out, [a], saved: [out]) { [weak out] g, _ in
             guard let out else { return [nil] }
-            return [try g.binary(.div, out.binary(.mul, .int(2)))]
+            return [try g / (out * 2)]
         }
         case .rsqrt: return record("rsqrt", out, [a], saved: [out]) { [weak out] g, _ in
             guard let out else { return [nil] }
-            return [try g.binary(.mul, out.binary(.pow, .int(3))).binary(.mul, .float(-0.5))]
+            return [try g * out.pow(3) * -0.5]
         }
         case .sigmoid: return record("sigmoid", out, [a], saved: [out]) { [weak out] g, _ in
             guard let out else { return [nil] }
-            return [try g.binary(.mul, out.binary(.mul, out.neg().binary(.add, .int(1))))]
+            return [try g * (out * (1 - out))]
         }
         case .tanh: return record("tanh", out, [a], saved: [out]) { [weak out] g, _ in
             guard let out else { return [nil] }
-            return [try g.binary(.mul, out.binary(.mul, out).neg().binary(.add, .int(1)))]
+            return [try g * (1 - out * out)]
         }
-        case .sin: return record("sin", out, [a], saved: [a]) { g, _ in [try g.binary(.mul, a.unary(.cos))] }
-        case .cos: return record("cos", out, [a], saved: [a]) { g, _ in [try g.binary(.mul, a.unary(.sin)).neg()] }
-        case .log1p: return record("log1p", out, [a], saved: [a]) { g, _ in [try g.binary(.div, a.binary(.add, .int(1)))] }
+        case .sin: return record("sin", out, [a], saved: [a]) { g, _ in [try g * a.cos()] }
+        case .cos: return record("cos", out, [a], saved: [a]) { g, _ in [try -(g * a.sin())] }
+        case .log1p: return record("log1p", out, [a], saved: [a]) { g, _ in [try g / (a + 1)] }
         case .expm1: return record("expm1", out, [a], saved: [out]) { [weak out] g, _ in
             guard let out else { return [nil] }
-            return [try g.binary(.mul, out.binary(.add, .int(1)))]
+            return [try g * (out + 1)]
         }
         case .erf: return record("erf", out, [a], saved: [a]) { g, _ in
             // d erf(x)/dx = 2/√π · exp(−x²)
-            [try g.binary(.mul, a.binary(.mul, a).neg().exp().binary(.mul, .float(2 / Double.pi.squareRoot())))]
+            [try g * ((-(a * a)).exp() * (2 / Double.pi.squareRoot()))]
         }
         case .sign, .floor, .ceil, .round:
             // Piecewise constant: zero gradient, as PyTorch.
@@ -146,9 +145,9 @@ extension Tensor {
         let a = self
         return record("clamp", out, [a], saved: [a]) { g, _ in
             var mask = try Tensor.ones(a.shape)
-            if let lo { mask = try mask.binary(.mul, a.binary(.ge, lo)) }
-            if let hi { mask = try mask.binary(.mul, a.binary(.le, hi)) }
-            return [try g.binary(.mul, mask)]
+            if let lo { mask = try mask * a.ge(Tensor.scalar(lo)) }
+            if let hi { mask = try mask * a.le(Tensor.scalar(hi)) }
+            return [try g * mask]
         }
     }
 
@@ -198,9 +197,9 @@ extension Tensor {
             guard let out else { return [nil] }
             var o = out, gg = g
             if let d = dim, !keepdim { o = try out.unsqueeze(d); gg = try g.unsqueeze(d) }
-            let safe = try whereSelect(o.binary(.eq, .int(0)), Tensor.scalar(.float(1)), o)
-            let scale = try whereSelect(o.binary(.eq, .int(0)), Tensor.scalar(.float(0)), gg.binary(.div, safe))
-            return [try x.binary(.mul, scale)]
+            let safe = try whereSelect(o.eq(0), 1, o)
+            let scale = try whereSelect(o.eq(0), 0, gg / safe)
+            return [try x * scale]
         }
     }
 
@@ -211,10 +210,10 @@ extension Tensor {
             guard let out else { return [nil] }
             if log {
                 // g - softmax · Σg
-                return [try g.binary(.sub, out.exp().binary(.mul, g.sum(dim: dim, keepdim: true)))]
+                return [try g - out.exp() * g.sum(dim: dim, keepdim: true)]
             }
             // p · (g - Σ g·p)
-            return [try out.binary(.mul, g.binary(.sub, g.binary(.mul, out).sum(dim: dim, keepdim: true)))]
+            return [try out * (g - (g * out).sum(dim: dim, keepdim: true))]
         }
     }
 
@@ -362,9 +361,8 @@ extension Tensor {
 public func whereSelect(_ mask: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
     let out = try whereSelectRaw(mask, a, b)
     return record("where", out, [a, b], saved: [mask]) { g, n in
-        let zero = Tensor.scalar(.float(0))
-        return [n[0] ? try sumTo(whereSelect(mask, g, zero), a.shape) : nil,
-                n[1] ? try sumTo(whereSelect(mask, zero, g), b.shape) : nil]
+        return [n[0] ? try sumTo(whereSelect(mask, g, 0), a.shape) : nil,
+                n[1] ? try sumTo(whereSelect(mask, 0, g), b.shape) : nil]
     }
 }
 

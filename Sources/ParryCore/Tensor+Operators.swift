@@ -152,12 +152,16 @@ extension Tensor {
 
     @discardableResult public func add_(_ o: Tensor) throws -> Tensor { try binary_(.add, o) }
     @discardableResult public func add_(_ v: Double) throws -> Tensor { try binary_(.add, Tensor.scalar(.float(v))) }
+    @discardableResult public func add_(_ v: Int) throws -> Tensor { try binary_(.add, Tensor.scalar(.int(Int64(v)))) }
     @discardableResult public func sub_(_ o: Tensor) throws -> Tensor { try binary_(.sub, o) }
     @discardableResult public func sub_(_ v: Double) throws -> Tensor { try binary_(.sub, Tensor.scalar(.float(v))) }
+    @discardableResult public func sub_(_ v: Int) throws -> Tensor { try binary_(.sub, Tensor.scalar(.int(Int64(v)))) }
     @discardableResult public func mul_(_ o: Tensor) throws -> Tensor { try binary_(.mul, o) }
     @discardableResult public func mul_(_ v: Double) throws -> Tensor { try binary_(.mul, Tensor.scalar(.float(v))) }
+    @discardableResult public func mul_(_ v: Int) throws -> Tensor { try binary_(.mul, Tensor.scalar(.int(Int64(v)))) }
     @discardableResult public func div_(_ o: Tensor) throws -> Tensor { try binary_(.div, o) }
     @discardableResult public func div_(_ v: Double) throws -> Tensor { try binary_(.div, Tensor.scalar(.float(v))) }
+    @discardableResult public func div_(_ v: Int) throws -> Tensor { try binary_(.div, Tensor.scalar(.int(Int64(v)))) }
     @discardableResult public func clamp_(_ lo: Double, _ hi: Double) throws -> Tensor { try clamp_(.float(lo), .float(hi)) }
     @discardableResult public func fill_(_ v: Double) throws -> Tensor { try fill_(.float(v)) }
 

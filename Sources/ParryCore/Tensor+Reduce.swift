@@ -104,7 +104,7 @@ extension Tensor {
     /// Mean (float32) of all elements or along `dim`.
     public func mean(dim: Int? = nil, keepdim: Bool = false) throws -> Tensor {
         let n = dim.map { shape[$0] } ?? numel
-        return try to(.float32).sum(dim: dim, keepdim: keepdim).binary(.div, .float(Double(n)))
+        return try to(.float32).sum(dim: dim, keepdim: keepdim) / Double(n)
     }
 
     /// Variance with Bessel's `correction` (1 = unbiased, PyTorch's default).
@@ -112,13 +112,13 @@ extension Tensor {
         let x = to(.float32)
         let n = dim.map { shape[$0] } ?? numel
         let mu = try x.mean(dim: dim, keepdim: true)
-        let d = try x.binary(.sub, mu)
-        let ss = try d.binary(.mul, d).sum(dim: dim, keepdim: keepdim)
-        return try ss.binary(.div, .float(Double(Swift.max(n - correction, 0))))
+        let d = try x - mu
+        let ss = try (d * d).sum(dim: dim, keepdim: keepdim)
+        return try ss / Double(Swift.max(n - correction, 0))
     }
 
     public func std(dim: Int? = nil, keepdim: Bool = false, correction: Int = 1) throws -> Tensor {
-        try variance(dim: dim, keepdim: keepdim, correction: correction).unary(.sqrt)
+        try variance(dim: dim, keepdim: keepdim, correction: correction).sqrt()
     }
 
     /// Index (0-based, in row-major order) and value of the extreme element;
@@ -170,15 +170,15 @@ extension Tensor {
 
     /// p-norm of all elements or along `dim`; p = .infinity gives max |x|.
     func normComposite(p: Double, dim: Int?, keepdim: Bool) throws -> Tensor {
-        let a = try to(.float32).unary(.abs)
+        let a = try to(.float32).abs()
         if p == .infinity {
-            if let dim { return try a.extremum(largest: true, dim: dim, keepdim: keepdim).0 }
-            return try a.extremum(largest: true).0
+            if let dim { return try a.max(dim: dim, keepdim: keepdim).values }
+            return try a.max()
         }
         if p == 1 { return try a.sum(dim: dim, keepdim: keepdim) }
-        if p == 2 { return try a.binary(.mul, a).sum(dim: dim, keepdim: keepdim).unary(.sqrt) }
-        if p == 0 { return try a.binary(.ne, .float(0)).sum(dim: dim, keepdim: keepdim) }
-        return try a.binary(.pow, .float(p)).sum(dim: dim, keepdim: keepdim).binary(.pow, .float(1 / p))
+        if p == 2 { return try (a * a).sum(dim: dim, keepdim: keepdim).sqrt() }
+        if p == 0 { return try a.ne(0.0).sum(dim: dim, keepdim: keepdim) }
+        return try a.pow(p).sum(dim: dim, keepdim: keepdim).pow(1 / p)
     }
 
     /// Softmax (or log-softmax) along `dim`, computed stably by subtracting the max.

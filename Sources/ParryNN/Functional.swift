@@ -13,7 +13,7 @@ public enum F {
             throw TensorError("input of shape \(shapeString(x.shape)) does not match weight \(shapeString(weight.shape)) (expected last dimension \(weight.ndim == 2 ? weight.shape[1] : 0))")
         }
         let y = try x.matmul(weight.transpose(0, 1))
-        return try bias.map { try y.binary(.add, $0) } ?? y
+        return try bias.map { try y + $0 } ?? y
     }
 
     @inline(__always) static func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
@@ -99,7 +99,7 @@ public enum F {
         var y = try weight.reshape([o, -1]).matmul(cols)
         // The bias goes on while the result is O × N·L (contiguous rows), then one
         // row-wise copy lays it out as N × O × H' × W'.
-        if let bias { y = try y.binary(.add, bias.reshape([o, 1])) }
+        if let bias { y = try y + bias.reshape([o, 1]) }
         return try y.reshape([o, x.shape[0], oh * ow]).permute([1, 0, 2]).contiguous().reshape([x.shape[0], o, oh, ow])
     }
 
@@ -256,19 +256,17 @@ public enum F {
         if training {
             mean = x
             for d in reduceDims { mean = try mean.sum(dim: d, keepdim: true) }
-            mean = try mean.binary(.div, .float(Double(count)))
-            let centered = try x.binary(.sub, mean)
-            variance = try centered.binary(.mul, centered)
+            mean = try mean / Double(count)
+            let centered = try x - mean
+            variance = try centered * centered
             for d in reduceDims { variance = try variance.sum(dim: d, keepdim: true) }
-            variance = try variance.binary(.div, .float(Double(count)))
+            variance = try variance / Double(count)
             if updateRunning, let rm = runningMean, let rv = runningVar {
                 try GradMode.noGrad {
-                    let m = Scalar.float(momentum)
-                    try rm.binary_(.mul, Tensor.scalar(.float(1 - momentum)))
-                    try rm.binary_(.add, mean.detach().reshape([c]).binary(.mul, m))
-                    let unbiased = try variance.detach().reshape([c]).binary(.mul, .float(Double(count) / Double(count - 1)))
-                    try rv.binary_(.mul, Tensor.scalar(.float(1 - momentum)))
-                    try rv.binary_(.add, unbiased.binary(.mul, m))
+                    // running = (1 − m)·running + m·batch, the variance unbiased
+                    let unbiased = try variance.detach().reshape([c]) * (Double(count) / Double(count - 1))
+                    try rm.mul_(1 - momentum).add_(momentum * mean.detach().reshape([c]))
+                    try rv.mul_(1 - momentum).add_(momentum * unbiased)
                 }
             }
         } else {
@@ -276,9 +274,9 @@ public enum F {
             mean = try rm.reshape(shape)
             variance = try rv.reshape(shape)
         }
-        var y = try x.binary(.sub, mean).binary(.mul, variance.binary(.add, .float(eps)).unary(.rsqrt))
-        if let weight { y = try y.binary(.mul, weight.reshape(shape)) }
-        if let bias { y = try y.binary(.add, bias.reshape(shape)) }
+        var y = try (x - mean) * (variance + eps).rsqrt()
+        if let weight { y = try y * weight.reshape(shape) }
+        if let bias { y = try y + bias.reshape(shape) }
         return y
     }
 
@@ -286,18 +284,18 @@ public enum F {
     public static func dropout(_ x: Tensor, p: Double, training: Bool, generator: Generator = .current) throws -> Tensor {
         guard p >= 0, p <= 1 else { throw TensorError("dropout probability must be in [0, 1], got \(p)") }
         guard training, p > 0 else { return x }
-        if p == 1 { return try x.binary(.mul, .float(0)) }
-        let keep = try Tensor.rand(x.shape, generator: generator).binary(.ge, .float(p))
-        return try x.binary(.mul, keep.binary(.mul, .float(1 / (1 - p))))
+        if p == 1 { return try x * 0.0 }
+        let keep = try Tensor.rand(x.shape, generator: generator).ge(p)
+        return try x * (keep * (1 / (1 - p)))
     }
 
     public static func leakyRelu(_ x: Tensor, slope: Double = 0.01) throws -> Tensor {
-        try whereSelect(x.binary(.gt, .int(0)), x, x.binary(.mul, .float(slope)))
+        try whereSelect(x.gt(0), x, slope * x)
     }
 
     /// GELU, exact form x·Φ(x) = x/2·(1 + erf(x/√2)) (PyTorch's default).
     public static func gelu(_ x: Tensor) throws -> Tensor {
-        try x.binary(.mul, x.binary(.mul, .float(1 / 2.0.squareRoot())).unary(.erf).binary(.add, .int(1))).binary(.mul, .float(0.5))
+        try x * ((x * (1 / 2.0.squareRoot())).erf() + 1) * 0.5
     }
 
     /// One-hot float32 rows for 0-based int64 labels.
@@ -315,13 +313,13 @@ public enum F {
 
     /// x / max(‖x‖_p, eps) along `dim`.
     public static func normalize(_ x: Tensor, p: Double = 2, dim: Int = 1, eps: Double = 1e-12) throws -> Tensor {
-        try x.binary(.div, x.norm(p: p, dim: dim, keepdim: true).clamp(.float(eps), nil))
+        try x / x.norm(p: p, dim: dim, keepdim: true).clamp(min: eps)
     }
 
     /// Cosine similarity along `dim`: a·b / max(‖a‖·‖b‖, eps).
     public static func cosineSimilarity(_ a: Tensor, _ b: Tensor, dim: Int = 1, eps: Double = 1e-8) throws -> Tensor {
-        let dot = try a.binary(.mul, b).sum(dim: dim)
+        let dot = try (a * b).sum(dim: dim)
         let na = try a.norm(dim: dim), nb = try b.norm(dim: dim)
-        return try dot.binary(.div, na.binary(.mul, nb).clamp(.float(eps), nil))
+        return try dot / (na * nb).clamp(min: eps)
     }
 }

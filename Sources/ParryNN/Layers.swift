@@ -87,7 +87,7 @@ public final class BatchNorm: Module {
         guard x.ndim == (spatial ? 4 : 2) else {
             throw TensorError("\(typeName) expects a \(spatial ? "4-d N×C×H×W" : "2-d N×C") input, got shape \(shapeString(x.shape))")
         }
-        if training, let n = buffer("num_batches_tracked") { try GradMode.noGrad { try n.binary_(.add, Tensor.scalar(.int(1))) } }
+        if training, let n = buffer("num_batches_tracked") { try GradMode.noGrad { try n.add_(1) } }
         return try F.batchNorm(x, runningMean: buffer("running_mean"), runningVar: buffer("running_var"),
                                weight: parameter("weight"), bias: parameter("bias"), training: training, momentum: momentum, eps: eps)
     }
@@ -112,9 +112,9 @@ public final class Activation: Module {
     public override var extraDescription: String { kind == .LeakyReLU ? "negative_slope=\(slope)" : "" }
     public override func forward(_ x: Tensor) throws -> Tensor {
         switch kind {
-        case .ReLU: return try x.unary(.relu)
-        case .Tanh: return try x.unary(.tanh)
-        case .Sigmoid: return try x.unary(.sigmoid)
+        case .ReLU: return try x.relu()
+        case .Tanh: return try x.tanh()
+        case .Sigmoid: return try x.sigmoid()
         case .GELU: return try F.gelu(x)
         case .LeakyReLU: return try F.leakyRelu(x, slope: slope)
         }
@@ -155,10 +155,10 @@ public final class Ensemble: Module {
         var total: Tensor? = nil
         for (_, m) in children {
             let p = try m(x).softmax(dim: 1)
-            total = try total.map { try $0.binary(.add, p) } ?? p
+            total = try total.map { try $0 + p } ?? p
         }
         guard let total else { throw TensorError("an Ensemble needs at least one member") }
-        return try total.binary(.div, .int(Int64(children.count))).unary(.log)
+        return try (total / children.count).log()    // log of the mean softmax
     }
 }
 

@@ -13,7 +13,7 @@ func reduce(_ l: Tensor, _ r: Reduction, batch: Int) throws -> Tensor {
     case .none: return l
     case .sum: return try l.sum()
     case .mean: return try l.mean()
-    case .batchmean: return try l.sum().binary(.div, .int(Int64(max(batch, 1))))
+    case .batchmean: return try l.sum() / max(batch, 1)
     }
 }
 
@@ -34,14 +34,14 @@ public enum Loss {
     /// (N×C), with optional class weights (weighted mean as PyTorch).
     public static func nll(_ logp: Tensor, _ y: Tensor, weight: Tensor? = nil, reduction: Reduction = .mean) throws -> Tensor {
         try checkLabels(logp, y)
-        let picked = try logp.gather(1, y.unsqueeze(1)).squeeze(1).neg()   // N
+        let picked = try -logp.gather(1, y.unsqueeze(1)).squeeze(1)   // N
         guard let weight else { return try reduce(picked, reduction, batch: y.numel) }
         guard weight.shape == [logp.shape[1]] else {
             throw TensorError("class weights have shape \(shapeString(weight.shape)), expected {\(logp.shape[1])}")
         }
         let w = try weight.indexSelect(0, y.int64s().map { Int($0) })
-        let l = try picked.binary(.mul, w)
-        if reduction == .mean { return try l.sum().binary(.div, w.sum()) }
+        let l = try picked * w
+        if reduction == .mean { return try l.sum() / w.sum() }
         return try reduce(l, reduction, batch: y.numel)
     }
 
@@ -57,12 +57,12 @@ public enum Loss {
         if labelSmoothing == 0 { return try nll(logp, y, weight: weight, reduction: reduction) }
         let c = logits.shape[1]
         let hard = try nll(logp, y, weight: weight, reduction: .none)
-        let wlogp = try weight.map { try logp.binary(.mul, $0) } ?? logp
-        let smooth = try wlogp.neg().sum(dim: 1).binary(.div, .int(Int64(c)))
-        let l = try hard.binary(.mul, .float(1 - labelSmoothing)).binary(.add, smooth.binary(.mul, .float(labelSmoothing)))
+        let wlogp = try weight.map { try logp * $0 } ?? logp
+        let smooth = try (-wlogp).sum(dim: 1) / c
+        let l = try (1 - labelSmoothing) * hard + labelSmoothing * smooth
         if reduction == .mean, let weight {
             let w = try weight.indexSelect(0, y.int64s().map { Int($0) })
-            return try l.sum().binary(.div, w.sum())
+            return try l.sum() / w.sum()
         }
         return try reduce(l, reduction, batch: y.numel)
     }
@@ -78,8 +78,7 @@ public enum Loss {
         guard tau >= 0, tau.isFinite else { throw TensorError("tau must be a non-negative number, got \(tau)") }
         let lp = try logits.softmax(dim: 1, log: true).gather(1, y.unsqueeze(1)).squeeze(1)   // log p_y
         let k = tau - 1
-        let l = abs(k) < 1e-6 ? try lp.neg()
-            : try lp.binary(.mul, .float(k)).unary(.expm1).binary(.div, .float(-k))
+        let l = abs(k) < 1e-6 ? try -lp : try (k * lp).expm1() / -k
         return try reduce(l, reduction, batch: y.numel)
     }
 
@@ -88,8 +87,8 @@ public enum Loss {
         guard a.shape == b.shape else {
             throw TensorError("input shape \(shapeString(a.shape)) and target shape \(shapeString(b.shape)) differ")
         }
-        let d = try a.binary(.sub, b)
-        return try reduce(d.binary(.mul, d), reduction, batch: a.shape.first ?? 1)
+        let d = try a - b
+        return try reduce(d * d, reduction, batch: a.shape.first ?? 1)
     }
 
     /// KL(target ‖ input) with `input` log-probabilities: target·(log target − input),
@@ -100,11 +99,11 @@ public enum Loss {
         }
         let l: Tensor
         if logTarget {
-            l = try target.exp().binary(.mul, target.binary(.sub, input))
+            l = try target.exp() * (target - input)
         } else {
-            let positive = try target.binary(.gt, .int(0))
-            let safeLog = try whereSelect(positive, target, Tensor.scalar(.float(1))).unary(.log)
-            l = try whereSelect(positive, target.binary(.mul, safeLog.binary(.sub, input)), Tensor.scalar(.float(0)))
+            let positive = try target.gt(0)
+            let safeLog = try whereSelect(positive, target, 1).log()
+            l = try whereSelect(positive, target * (safeLog - input), 0)
         }
         return try reduce(l, reduction, batch: input.shape.first ?? 1)
     }

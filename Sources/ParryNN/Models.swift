@@ -58,10 +58,10 @@ public final class BasicBlock: Module {
             guard let m = child(name) else { throw TensorError("BasicBlock has no \(name)") }
             return try m(t)
         }
-        var y = try run("bn1", run("conv1", x)).unary(.relu)
+        var y = try run("bn1", run("conv1", x)).relu()
         y = try run("bn2", run("conv2", y))
         let s = child("shortcut") == nil ? x : try run("shortcut", x)
-        return try y.binary(.add, s).unary(.relu)
+        return try (y + s).relu()
     }
 }
 
@@ -92,7 +92,7 @@ public final class ResNet: Module {
         var y = x
         for (name, m) in children {
             y = try m(y)
-            if name == "bn1" { y = try y.unary(.relu) }
+            if name == "bn1" { y = try y.relu() }
             if name == "avgpool" { y = try y.flatten(1, 3) }
         }
         return y

@@ -57,20 +57,19 @@ public final class SGD: Optimizer {
 
     override func update(_ i: Int, _ p: Tensor, _ g: Tensor) throws {
         var d = g
-        if weightDecay != 0 { d = try d.binary(.add, p.binary(.mul, .float(weightDecay))) }
+        if weightDecay != 0 { d = try d + weightDecay * p }
         if momentum != 0 {
             let buf: Tensor
             if let b = state[i]["momentum_buffer"] {
-                try b.binary_(.mul, Tensor.scalar(.float(momentum)))
-                try b.binary_(.add, d.binary(.mul, .float(1 - dampening)))
+                try b.mul_(momentum).add_((1 - dampening) * d)
                 buf = b
             } else {
                 buf = try d.clone()
                 state[i]["momentum_buffer"] = buf
             }
-            d = nesterov ? try d.binary(.add, buf.binary(.mul, .float(momentum))) : buf
+            d = nesterov ? try d + momentum * buf : buf
         }
-        try p.binary_(.sub, d.binary(.mul, .float(lr)))
+        try p.sub_(lr * d)
     }
 
     public override var hyperparameters: [String: Double] {
@@ -108,21 +107,19 @@ public final class Adam: Optimizer {
     override func update(_ i: Int, _ p: Tensor, _ g0: Tensor) throws {
         var g = g0
         if weightDecay != 0 {
-            if decoupled { try p.binary_(.mul, Tensor.scalar(.float(1 - lr * weightDecay))) }
-            else { g = try g.binary(.add, p.binary(.mul, .float(weightDecay))) }
+            if decoupled { try p.mul_(1 - lr * weightDecay) }
+            else { g = try g + weightDecay * p }
         }
-        let t = (try state[i]["step"]?.item().double ?? 0) + 1
-        state[i]["step"] = Tensor.scalar(.float(t))
+        let t = (try state[i]["step"]?.double() ?? 0) + 1
+        state[i]["step"] = Tensor(t)
         let m = try state[i]["exp_avg"] ?? Tensor.zeros(p.shape)
         let v = try state[i]["exp_avg_sq"] ?? Tensor.zeros(p.shape)
         state[i]["exp_avg"] = m; state[i]["exp_avg_sq"] = v
-        try m.binary_(.mul, Tensor.scalar(.float(beta1)))
-        try m.binary_(.add, g.binary(.mul, .float(1 - beta1)))
-        try v.binary_(.mul, Tensor.scalar(.float(beta2)))
-        try v.binary_(.add, g.binary(.mul, g).binary(.mul, .float(1 - beta2)))
+        try m.mul_(beta1).add_((1 - beta1) * g)                 // m = β1·m + (1−β1)·g
+        try v.mul_(beta2).add_(g * g * (1 - beta2))             // v = β2·v + (1−β2)·g²
         let bc1 = 1 - Foundation.pow(beta1, t), bc2 = 1 - Foundation.pow(beta2, t)
-        let denom = try v.unary(.sqrt).binary(.div, .float(bc2.squareRoot())).binary(.add, .float(eps))
-        try p.binary_(.sub, m.binary(.div, denom).binary(.mul, .float(lr / bc1)))
+        let denom = try v.sqrt() / bc2.squareRoot() + eps
+        try p.sub_(m / denom * (lr / bc1))
     }
 
     public override var hyperparameters: [String: Double] {

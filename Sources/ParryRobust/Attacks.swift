@@ -18,9 +18,8 @@ public enum Attacks {
         _ = try AttackMath.check(model, x, y)
         let (g, _, _) = try AttackMath.gradient(model, x, y, loss, targeted: targeted)
         return try GradMode.noGrad {
-            let step = tm.norm == .linf ? try g.unary(.sign)
-                : try g.binary(.div, AttackMath.sampleNorm(g, .l2).binary(.add, .float(1e-12)))
-            return try x.binary(.add, step.binary(.mul, .float(tm.eps))).clamp(.float(tm.bounds.0), .float(tm.bounds.1))
+            let step = tm.norm == .linf ? try g.sign() : try g / (AttackMath.sampleNorm(g, .l2) + 1e-12)
+            return try (x + tm.eps * step).clamp(tm.bounds.0, tm.bounds.1)
         }
     }
 
@@ -49,7 +48,7 @@ public enum Attacks {
         let alpha = o.alpha ?? (o.steps > 0 ? 2.5 * tm.eps / Double(o.steps) : 0)
         guard alpha >= 0 else { throw TensorError("alpha must be non-negative, got \(alpha)") }
         let n = x.shape[0]
-        var best = x, bestLoss = try Tensor.full([n], .float(-.infinity)), bestSuccess = try Tensor.zeros([n])
+        var best = x, bestLoss = try Tensor.full([n], -Double.infinity), bestSuccess = try Tensor.zeros([n])
         for r in 0..<o.restarts {
             var adv = try x.detach()
             if o.randomStart && tm.eps > 0 { adv = try randomStart(x, tm, generator: generator) }
@@ -57,12 +56,12 @@ public enum Attacks {
             for _ in 0..<o.steps {
                 let (g, _, z) = try AttackMath.gradient(model, adv, y, o.loss, targeted: o.targeted)
                 adv = try GradMode.noGrad {
-                    if o.earlyStop { active = try active.binary(.mul, AttackMath.success(z, y, targeted: o.targeted).neg().binary(.add, .int(1))) }
+                    if o.earlyStop { active = try active * (1 - AttackMath.success(z, y, targeted: o.targeted)) }
                     var step: Tensor
-                    if tm.norm == .linf { step = try g.unary(.sign).binary(.mul, .float(alpha)) }
-                    else { step = try g.binary(.div, AttackMath.sampleNorm(g, .l2).binary(.add, .float(1e-10))).binary(.mul, .float(alpha)) }
-                    if o.earlyStop { step = try AttackMath.select(active, step, Tensor.scalar(.float(0))) }
-                    return try AttackMath.project(adv.binary(.add, step), x, tm)
+                    if tm.norm == .linf { step = try alpha * g.sign() }
+                    else { step = try alpha * (g / (AttackMath.sampleNorm(g, .l2) + 1e-10)) }
+                    if o.earlyStop { step = try AttackMath.select(active, step, Tensor(0)) }
+                    return try AttackMath.project(adv + step, x, tm)
                 }
             }
             let (l, s) = try GradMode.noGrad { () -> (Tensor, Tensor) in
@@ -72,10 +71,10 @@ public enum Attacks {
             if r == 0 { best = adv; bestLoss = l; bestSuccess = s; continue }
             try GradMode.noGrad {
                 // replace where no success yet and (this one succeeds, or has a higher loss)
-                let better = try bestSuccess.neg().binary(.add, .int(1)).binary(.mul, s.binary(.maximum, l.binary(.gt, bestLoss)))
+                let better = try (1 - bestSuccess) * s.maximum(l.gt(bestLoss))
                 best = try AttackMath.select(better, adv, best)
                 bestLoss = try whereSelect(better, l, bestLoss)
-                bestSuccess = try bestSuccess.binary(.maximum, s)
+                bestSuccess = try bestSuccess.maximum(s)
             }
         }
         return best
@@ -87,13 +86,13 @@ public enum Attacks {
         try GradMode.noGrad {
             var delta: Tensor
             if tm.norm == .linf {
-                delta = try Tensor.rand(x.shape, generator: generator).binary(.mul, .float(2 * tm.eps)).binary(.sub, .float(tm.eps))
+                delta = try Tensor.rand(x.shape, generator: generator) * (2 * tm.eps) - tm.eps
             } else {
                 delta = try Tensor.randn(x.shape, generator: generator)
                 let r = try Tensor.rand([x.shape[0]] + [Int](repeating: 1, count: x.ndim - 1), generator: generator)
-                delta = try delta.binary(.div, AttackMath.sampleNorm(delta, .l2)).binary(.mul, r.binary(.mul, .float(tm.eps)))
+                delta = try delta / AttackMath.sampleNorm(delta, .l2) * (r * tm.eps)
             }
-            return try x.binary(.add, delta).clamp(.float(tm.bounds.0), .float(tm.bounds.1))
+            return try (x + delta).clamp(tm.bounds.0, tm.bounds.1)
         }
     }
 
@@ -111,9 +110,9 @@ public enum Attacks {
             let (g, _, _) = try AttackMath.gradient(model, adv, y, .ce, targeted: targeted)
             try GradMode.noGrad {
                 let n = x.shape[0]
-                let l1 = try g.unary(.abs).reshape([n, -1]).mean(dim: 1).reshape([n] + [Int](repeating: 1, count: x.ndim - 1))
-                momentum = try g.binary(.div, l1.binary(.add, .float(1e-12))).binary(.add, momentum.binary(.mul, .float(decay)))
-                adv = try AttackMath.project(adv.binary(.add, momentum.unary(.sign).binary(.mul, .float(a))), x, ThreatModel(eps: tm.eps, norm: .linf, bounds: tm.bounds))
+                let l1 = try g.abs().reshape([n, -1]).mean(dim: 1).reshape([n] + [Int](repeating: 1, count: x.ndim - 1))
+                momentum = try g / (l1 + 1e-12) + decay * momentum
+                adv = try AttackMath.project(adv + a * momentum.sign(), x, ThreatModel(eps: tm.eps, norm: .linf, bounds: tm.bounds))
             }
         }
         return adv
@@ -131,30 +130,30 @@ public enum Attacks {
         guard bounds.0 < bounds.1 else { throw TensorError("bounds must satisfy lo < hi") }
         _ = try AttackMath.check(model, x, y)
         let (lo, hi) = bounds, n = x.shape[0]
-        let scaled = try x.binary(.sub, .float(lo)).binary(.div, .float(hi - lo)).binary(.mul, .int(2)).binary(.sub, .int(1)).clamp(.float(-1 + 1e-6), .float(1 - 1e-6))
+        let scaled = try ((x - lo) / (hi - lo) * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)
         // atanh(u) = ½·log((1+u)/(1−u))
-        let w = try scaled.binary(.add, .int(1)).binary(.div, scaled.neg().binary(.add, .int(1))).unary(.log).binary(.mul, .float(0.5)).detach().requiresGrad_()
+        let w = try (((scaled + 1) / (1 - scaled)).log() * 0.5).detach().requiresGrad_()
         let opt = try Adam([w], lr: lr)
-        var best = try x.detach(), bestL2 = try Tensor.full([n], .float(1e10))
+        var best = try x.detach(), bestL2 = try Tensor.full([n], 1e10)
         var previous = Double.infinity
         for step in 0..<steps {
-            let adv = try w.unary(.tanh).binary(.add, .int(1)).binary(.mul, .float((hi - lo) / 2)).binary(.add, .float(lo))
-            let l2 = try adv.binary(.sub, x).reshape([n, -1]).binary(.pow, .int(2)).sum(dim: 1)
+            let adv = try (w.tanh() + 1) * ((hi - lo) / 2) + lo
+            let l2 = try (adv - x).reshape([n, -1]).pow(2).sum(dim: 1)
             let z = try model(adv)
             let real = try AttackMath.picked(z, y), other = try AttackMath.maxOther(z, y)
-            let f = try (targeted ? other.binary(.sub, real) : real.binary(.sub, other)).clamp(.float(-kappa), nil)
-            let cost = try l2.sum().binary(.add, f.sum().binary(.mul, .float(c)))
+            let f = try (targeted ? other - real : real - other).clamp(min: -kappa)
+            let cost = try l2.sum() + c * f.sum()
             opt.zeroGrad()
             try cost.backward()
             try opt.step()
             try GradMode.noGrad {
-                let better = try AttackMath.success(z, y, targeted: targeted).binary(.mul, bestL2.binary(.gt, l2.detach()))
+                let better = try AttackMath.success(z, y, targeted: targeted) * bestL2.gt(l2.detach())
                 bestL2 = try whereSelect(better, l2.detach(), bestL2)
                 best = try AttackMath.select(better, adv.detach(), best)
             }
             // early abort when the cost stops decreasing (checked every steps/10 iterations)
             if step % max(steps / 10, 1) == 0 {
-                let now = try cost.item().double
+                let now = try cost.double()
                 if now > previous { break }
                 previous = now
             }

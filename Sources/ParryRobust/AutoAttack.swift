@@ -34,20 +34,16 @@ extension Attacks {
         var fooled = try Tensor.zeros([x.shape[0]])
         for k in 1...max(1, min(o.targetClasses, classes - 1)) {
             let top = try GradMode.noGrad { () -> Tensor in
-                var rest = z, idx = Tensor.scalar(.int(0))
-                for _ in 0...k {
-                    let (_, i) = try rest.extremum(largest: true, dim: 1)
-                    idx = i
-                    rest = try whereSelect(F.oneHot(i, classes: classes), Tensor.scalar(.float(-1e30)), rest)
-                }
-                return idx
+                var rest = z              // mask the k most likely classes, then take the next
+                for _ in 0..<k { rest = try rest.maskedFill(F.oneHot(rest.argmax(dim: 1), classes: classes), -1e30) }
+                return try rest.argmax(dim: 1)
             }
             let candidate = try apgdRuns(model, x, y, tm, o, target: top, generator: generator)
             try GradMode.noGrad {
                 let s = try AttackMath.success(model(candidate), y, targeted: false)
-                let take = try s.binary(.mul, fooled.neg().binary(.add, .int(1)))
+                let take = try s * (1 - fooled)
                 adv = try AttackMath.select(take, candidate, adv)
-                fooled = try fooled.binary(.maximum, s)
+                fooled = try fooled.maximum(s)
             }
         }
         return adv
@@ -60,9 +56,9 @@ extension Attacks {
         for _ in 0..<o.restarts {
             let (cand, s) = try apgdOnce(model, x, y, tm, o, target: target, generator: generator)
             try GradMode.noGrad {
-                let take = try fooled.binary(.eq, .int(0))
+                let take = try fooled.eq(0)
                 best = try AttackMath.select(take, cand, best)
-                fooled = try fooled.binary(.maximum, s)
+                fooled = try fooled.maximum(s)
             }
         }
         return best
@@ -79,15 +75,15 @@ extension Attacks {
         let shape1 = [n] + [Int](repeating: 1, count: x.ndim - 1)
         // Random start: L∞ x + ε·t/max|t| with t ~ U(−1, 1); L2 x + ε·t/‖t‖ with t ~ N(0, 1).
         var xAdv: Tensor = try GradMode.noGrad {
-            let t = tm.norm == .linf ? try Tensor.rand(x.shape, generator: generator).binary(.mul, .int(2)).binary(.sub, .int(1))
+            let t = tm.norm == .linf ? try Tensor.rand(x.shape, generator: generator) * 2 - 1
                                      : try Tensor.randn(x.shape, generator: generator)
-            let scale = try AttackMath.sampleNorm(t, tm.norm).binary(.add, .float(1e-12))
-            return try x.binary(.add, t.binary(.div, scale).binary(.mul, .float(tm.eps))).clamp(.float(tm.bounds.0), .float(tm.bounds.1))
+            let scale = try AttackMath.sampleNorm(t, tm.norm) + 1e-12
+            return try (x + t / scale * tm.eps).clamp(tm.bounds.0, tm.bounds.1)
         }
         var (grad, loss, z) = try evaluate(xAdv)
         var fooled = try AttackMath.success(z, y, targeted: false)
         var xBestAdv = xAdv, xBest = xAdv, gradBest = grad, lossBest = loss
-        var stepSize = try Tensor.full(shape1, .float(2 * tm.eps))
+        var stepSize = try Tensor.full(shape1, 2 * tm.eps)
         var xOld = xAdv
         // checkpoint bookkeeping (AutoAttack's apgd: k = 0.22·N, then −0.03·N down to 0.06·N)
         var k = max(Int(0.22 * Double(steps)), 1)
@@ -98,24 +94,23 @@ extension Attacks {
         var previousLoss = loss
         for i in 0..<steps {
             try GradMode.noGrad {
-                let grad2 = try xAdv.binary(.sub, xOld)
+                let grad2 = try xAdv - xOld
                 xOld = xAdv
-                let a = i > 0 ? 0.75 : 1.0
-                let direction = tm.norm == .linf ? try grad.unary(.sign)
-                    : try grad.binary(.div, AttackMath.sampleNorm(grad, .l2).binary(.add, .float(1e-12)))
-                let z1 = try AttackMath.project(xAdv.binary(.add, direction.binary(.mul, stepSize)), x, tm)
-                let mixed = try xAdv.binary(.add, z1.binary(.sub, xAdv).binary(.mul, .float(a))).binary(.add, grad2.binary(.mul, .float(1 - a)))
+                let a = i > 0 ? 0.75 : 1.0           // momentum: the first step takes none
+                let direction = tm.norm == .linf ? try grad.sign() : try grad / (AttackMath.sampleNorm(grad, .l2) + 1e-12)
+                let z1 = try AttackMath.project(xAdv + direction * stepSize, x, tm)
+                let mixed = try xAdv + (z1 - xAdv) * a + grad2 * (1 - a)
                 xAdv = try AttackMath.project(mixed, x, tm)
             }
             (grad, loss, z) = try evaluate(xAdv)
             try GradMode.noGrad {
                 let s = try AttackMath.success(z, y, targeted: false)
-                let newly = try s.binary(.mul, fooled.binary(.eq, .int(0)))
+                let newly = try s * fooled.eq(0)
                 xBestAdv = try AttackMath.select(newly, xAdv, xBestAdv)
-                fooled = try fooled.binary(.maximum, s)
-                increases = try increases.binary(.add, loss.binary(.gt, previousLoss))
+                fooled = try fooled.maximum(s)
+                increases = try increases + loss.gt(previousLoss)
                 previousLoss = loss
-                let improved = try loss.binary(.gt, lossBest)
+                let improved = try loss.gt(lossBest)
                 xBest = try AttackMath.select(improved, xAdv, xBest)
                 gradBest = try AttackMath.select(improved, grad, gradBest)
                 lossBest = try whereSelect(improved, loss, lossBest)
@@ -123,12 +118,12 @@ extension Attacks {
                 if counter == k {
                     // halve where the loss rose in at most ρ·k of the last k steps, or where the
                     // step was not reduced last time and the best loss did not improve since
-                    let oscillation = try increases.binary(.le, .float(Double(k) * o.rho))
-                    let noImprovement = try reducedLast.neg().binary(.add, .int(1)).binary(.mul, lossBestLastCheck.binary(.ge, lossBest))
-                    let reduce = try oscillation.binary(.maximum, noImprovement)
+                    let oscillation = try increases.le(Double(k) * o.rho)
+                    let noImprovement = try (1 - reducedLast) * lossBestLastCheck.ge(lossBest)
+                    let reduce = try oscillation.maximum(noImprovement)
                     reducedLast = reduce
                     lossBestLastCheck = lossBest
-                    stepSize = try AttackMath.select(reduce, stepSize.binary(.mul, .float(0.5)), stepSize)
+                    stepSize = try AttackMath.select(reduce, stepSize * 0.5, stepSize)
                     xAdv = try AttackMath.select(reduce, xBest, xAdv)
                     grad = try AttackMath.select(reduce, gradBest, grad)
                     counter = 0
@@ -160,11 +155,11 @@ extension Attacks {
             let eps = tm.eps, lo = tm.bounds.0, hi = tm.bounds.1
             func margin(_ a: Tensor) throws -> Tensor {
                 let z = try model(a)
-                return try AttackMath.picked(z, y).binary(.sub, AttackMath.maxOther(z, y))
+                return try AttackMath.picked(z, y) - AttackMath.maxOther(z, y)
             }
             // stripes: ±ε per (channel, column)
-            let signs = try Tensor.randint(0, 1, [n, c, 1, w], generator: generator).to(.float32).binary(.mul, .int(2)).binary(.sub, .int(1))
-            let best = try x.binary(.add, signs.binary(.mul, .float(eps))).clamp(.float(lo), .float(hi)).contiguous()
+            let signs = try Tensor.randint(0, 1, [n, c, 1, w], generator: generator).to(.float32) * 2 - 1
+            let best = try (x + eps * signs).clamp(lo, hi).contiguous()
             let m = try margin(best).contiguous()
             let xs = try x.contiguous().detach()
             let yAll = y
@@ -191,7 +186,7 @@ extension Attacks {
                 }
                 let z = try model(cand)
                 let ya = try yAll.indexSelect(0, active)
-                let mNew = try AttackMath.picked(z, ya).binary(.sub, AttackMath.maxOther(z, ya)).floats()
+                let mNew = try (AttackMath.picked(z, ya) - AttackMath.maxOther(z, ya)).floats()
                 let mOld = m.floats()
                 let pm = m.pointer(Float.self)
                 for (r, s) in active.enumerated() where mNew[r] < mOld[s] {
@@ -224,7 +219,7 @@ extension Attacks {
         try tm.validate()
         _ = try AttackMath.check(model, x, y)
         let adv = try x.detach().clone()          // written in place below: never alias x
-        let robust = try GradMode.noGrad { try AttackMath.success(model(x), y, targeted: false).neg().binary(.add, .int(1)) }
+        let robust = try GradMode.noGrad { try 1 - AttackMath.success(model(x), y, targeted: false) }
         var log = [(String, Double)]()
         var ce = APGDOptions(); ce.loss = .ce
         var dlr = APGDOptions(); dlr.targeted = true; dlr.targetClasses = version == .standard ? 9 : 3
@@ -244,11 +239,11 @@ extension Attacks {
                     let fooled = try AttackMath.success(model(out), ys, targeted: false).floats()
                     for (k, i) in idx.enumerated() where fooled[k] > 0 {
                         try adv.select(0, i).copy_(out.select(0, k))
-                        try robust.select(0, i).fill_(.int(0))
+                        try robust.select(0, i).fill_(0)
                     }
                 }
             }
-            log.append((name, try robust.mean().item().double))
+            log.append((name, try robust.mean().double()))
         }
         return (adv, log)
     }

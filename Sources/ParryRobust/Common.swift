@@ -48,7 +48,7 @@ enum AttackMath {
     /// Per-sample max over classes other than `y` (0-based), differentiable.
     static func maxOther(_ z: Tensor, _ y: Tensor) throws -> Tensor {
         let mask = try F.oneHot(y, classes: z.shape[1])
-        return try whereSelect(mask, Tensor.scalar(.float(-1e30)), z).extremum(largest: true, dim: 1).0
+        return try z.maskedFill(mask, -1e30).max(dim: 1).values
     }
 
     static func picked(_ z: Tensor, _ y: Tensor) throws -> Tensor {
@@ -60,9 +60,9 @@ enum AttackMath {
         var rest = z
         var out = [Tensor]()
         for _ in 0..<k {
-            let (v, i) = try rest.extremum(largest: true, dim: 1)
+            let (v, i) = try rest.max(dim: 1)
             out.append(v)
-            rest = try whereSelect(F.oneHot(i, classes: z.shape[1]), Tensor.scalar(.float(-1e30)), rest)
+            rest = try rest.maskedFill(F.oneHot(i, classes: z.shape[1]), -1e30)
         }
         return out
     }
@@ -73,30 +73,30 @@ enum AttackMath {
         switch kind {
         case .ce:
             let l = try Loss.crossEntropy(z, y, reduction: .none)
-            return targeted ? try l.neg() : l
+            return targeted ? try -l : l
         case .cw:
             // margin: max_{j≠y} z_j − z_y (untargeted) or z_t − max_{j≠t} z_j (targeted)
-            let m = try maxOther(z, y).binary(.sub, picked(z, y))
-            return targeted ? try m.neg() : m
+            let m = try maxOther(z, y) - picked(z, y)
+            return targeted ? try -m : m
         case .dlr:
             if targeted, let t = target {
                 // −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e-12), Croce & Hein 2020; y = true label here
                 let top = try topValues(z, min(4, z.shape[1]))
-                let denom = try top[0].binary(.sub, top[min(2, top.count - 1)].binary(.add, top[min(3, top.count - 1)]).binary(.mul, .float(0.5))).binary(.add, .float(1e-12))
-                return try picked(z, y).binary(.sub, picked(z, t)).neg().binary(.div, denom)
+                let denom = try top[0] - (top[min(2, top.count - 1)] + top[min(3, top.count - 1)]) * 0.5 + 1e-12
+                return try -(picked(z, y) - picked(z, t)) / denom
             }
             // −(z_y − max_{j≠y} z_j) / (z_π1 − z_π3 + 1e-12)
             let top = try topValues(z, min(3, z.shape[1]))
-            let denom = try top[0].binary(.sub, top[top.count - 1]).binary(.add, .float(1e-12))
-            let m = try picked(z, y).binary(.sub, maxOther(z, y))
-            let l = try m.neg().binary(.div, denom)
-            return targeted ? try l.neg() : l
+            let denom = try top[0] - top[top.count - 1] + 1e-12
+            let m = try picked(z, y) - maxOther(z, y)
+            let l = try -m / denom
+            return targeted ? try -l : l
         case .custom(let f):
             let l = try f(z, y)
             guard l.shape == [z.shape[0]] else {
                 throw TensorError("a custom attack loss must return one value per sample ({\(z.shape[0])}), got shape \(shapeString(l.shape))")
             }
-            return targeted ? try l.neg() : l
+            return targeted ? try -l : l
         }
     }
 
@@ -120,21 +120,20 @@ enum AttackMath {
 
     /// Projects adv onto the ε-ball around x (in `norm`) and into bounds.
     static func project(_ adv: Tensor, _ x: Tensor, _ tm: ThreatModel) throws -> Tensor {
-        var delta = try adv.binary(.sub, x)
+        var delta = try adv - x
         if tm.norm == .linf {
-            delta = try delta.clamp(.float(-tm.eps), .float(tm.eps))
+            delta = try delta.clamp(-tm.eps, tm.eps)
         } else {
             let n = try sampleNorm(delta, .l2)
-            let factor = try Tensor.scalar(.float(tm.eps)).binary(.div, n.binary(.add, .float(1e-12))).clamp(nil, .float(1))
-            delta = try delta.binary(.mul, factor)
+            delta = try delta * (tm.eps / (n + 1e-12)).clamp(max: 1)
         }
-        return try x.binary(.add, delta).clamp(.float(tm.bounds.0), .float(tm.bounds.1))
+        return try (x + delta).clamp(tm.bounds.0, tm.bounds.1)
     }
 
     /// 0/1 float mask of samples whose prediction is wrong (untargeted) or equals the target.
     static func success(_ logits: Tensor, _ y: Tensor, targeted: Bool) throws -> Tensor {
-        let pred = try logits.extremum(largest: true, dim: 1).1
-        return try targeted ? pred.binary(.eq, y) : pred.binary(.ne, y)
+        let pred = try logits.argmax(dim: 1)
+        return try targeted ? pred.eq(y) : pred.ne(y)
     }
 
     /// Per-sample select: mask (N, float 0/1) ? a : b, for tensors with a batch dim.

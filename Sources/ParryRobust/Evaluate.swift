@@ -31,12 +31,12 @@ public enum Evaluation {
         while start < n {
             let len = min(batchSize, n - start)
             let xb = try x.narrow(0, start, len), yb = try y.narrow(0, start, len)
-            let ok = try GradMode.noGrad { try AttackMath.success(model(xb), yb, targeted: false).neg().binary(.add, .int(1)) }
+            let ok = try GradMode.noGrad { try 1 - AttackMath.success(model(xb), yb, targeted: false) }
             correct += ok.floats()
             for (k, a) in attacks.enumerated() {
                 progress?("\(a.name): \(start + len)/\(n)")
                 let adv = try a.run(xb, yb)
-                let s = try GradMode.noGrad { try AttackMath.success(model(adv), yb, targeted: false).binary(.mul, ok) }
+                let s = try GradMode.noGrad { try AttackMath.success(model(adv), yb, targeted: false) * ok }
                 fooled[k] += s.floats()
             }
             if start == 0 { warnings += try sanity(model, xb, yb) }
@@ -68,16 +68,16 @@ public enum Evaluation {
     public static func sanity(_ model: Classifier, _ x: Tensor, _ y: Tensor) throws -> [String] {
         var warnings = [String]()
         let (z1, z2) = try GradMode.noGrad { (try model(x), try model(x)) }
-        if try z1.binary(.sub, z2).unary(.abs).extremum(largest: true).0.item().double > 1e-5 {
+        if try (z1 - z2).abs().max().double() > 1e-5 {
             warnings.append("the model's outputs differ between two forward passes on the same input (randomness or train mode): results may not be reliable")
         }
         let rowSums = try z1.sum(dim: 1)
-        let nonNegative = try z1.extremum(largest: false).0.item().double >= 0
-        if nonNegative, try rowSums.binary(.sub, .int(1)).unary(.abs).extremum(largest: true).0.item().double < 1e-4 {
+        let nonNegative = try z1.min().double() >= 0
+        if nonNegative, try (rowSums - 1).abs().max().double() < 1e-4 {
             warnings.append("the model's outputs look like probabilities (rows are non-negative and sum to 1); attacks expect logits")
         }
         let (g, _, _) = try AttackMath.gradient(model, x, y, .ce, targeted: false)
-        let zeroRows = try AttackMath.sampleNorm(g, .linf).binary(.eq, .int(0)).mean().item().double
+        let zeroRows = try AttackMath.sampleNorm(g, .linf).eq(0).mean().double()
         if zeroRows > 0 {
             warnings.append(String(format: "the gradient is exactly zero for %.1f%% of the samples: gradient-based attacks cannot work there (gradient masking?)", zeroRows * 100))
         }

@@ -31,19 +31,19 @@ public enum RobustTraining {
         let tm = ThreatModel(eps: eps, norm: .linf, bounds: bounds)
         let adv = try withMode(module, eval: true) { () -> Tensor in
             let pNat = try GradMode.noGrad { try model(x).softmax(dim: 1) }
-            var a = try x.binary(.add, Tensor.randn(x.shape, generator: generator).binary(.mul, .float(0.001)))
+            var a = try x + 0.001 * Tensor.randn(x.shape, generator: generator)
             for _ in 0..<steps {
                 let av = try a.detach().requiresGrad_()
                 let kl = try Loss.klDiv(model(av).softmax(dim: 1, log: true), pNat, reduction: .sum)
                 let g = try grad([kl], [av])[0] ?? Tensor.zeros(x.shape)
-                a = try GradMode.noGrad { try AttackMath.project(av.detach().binary(.add, g.unary(.sign).binary(.mul, .float(alpha))), x, tm) }
+                a = try GradMode.noGrad { try AttackMath.project(av.detach() + alpha * g.sign(), x, tm) }
             }
-            return try a.clamp(.float(bounds.0), .float(bounds.1)).detach()
+            return try a.clamp(bounds.0, bounds.1).detach()
         }
         let logits = try model(x)
         let natural = try Loss.crossEntropy(logits, y)
         let robust = try Loss.klDiv(model(adv).softmax(dim: 1, log: true), logits.softmax(dim: 1), reduction: .batchmean)
-        return try natural.binary(.add, robust.binary(.mul, .float(beta)))
+        return try natural + beta * robust
     }
 }
 
@@ -66,20 +66,19 @@ extension RobustTraining {
         let xAdv = try withMode(module, eval: true) { () -> Tensor in
             let target = logits.detach()
             var a = randomStart ? try Attacks.randomStart(x, tm, generator: generator)
-                : try AttackMath.project(x.binary(.add, Tensor.randn(x.shape, generator: generator).binary(.mul, .float(0.001))), x, tm)
+                : try AttackMath.project(x + 0.001 * Tensor.randn(x.shape, generator: generator), x, tm)
             for _ in 0..<steps {
                 let av = try a.detach().requiresGrad_()
-                let dist = try model(av).binary(.sub, target).norm(dim: 1).sum()
+                let dist = try (model(av) - target).norm(dim: 1).sum()
                 let g = try grad([dist], [av])[0] ?? Tensor.zeros(x.shape)
                 a = try GradMode.noGrad {
-                    let step = tm.norm == .linf ? try g.unary(.sign)
-                        : try g.binary(.div, AttackMath.sampleNorm(g, .l2).binary(.add, .float(1e-12)))
-                    return try AttackMath.project(av.detach().binary(.add, step.binary(.mul, .float(alpha))), x, tm)
+                    let step = tm.norm == .linf ? try g.sign() : try g / (AttackMath.sampleNorm(g, .l2) + 1e-12)
+                    return try AttackMath.project(av.detach() + alpha * step, x, tm)
                 }
             }
             return try a.detach()
         }
-        let regularizer = try model(xAdv).binary(.sub, logits).norm(dim: 1).mean()
-        return try base.binary(.add, regularizer.binary(.mul, .float(nu)))
+        let regularizer = try (model(xAdv) - logits).norm(dim: 1).mean()
+        return try base + nu * regularizer
     }
 }
