@@ -43,10 +43,19 @@ func sgemm(m: Int, n: Int, k: Int,
          b: B.pointer, ldb: B.ld, beta: 0, c: c, ldc: n)
 }
 
+/// Most blocks a GEMM is split into: the machine's cores, at most 8.
+let gemmBlocks = min(8, max(ProcessInfo.processInfo.activeProcessorCount, 1))
+
 /// Row-major C = alpha·op(A)·op(B) + beta·C on single-threaded OpenBLAS,
-/// split over `Parallel.threads` along the larger of m and n when the product
-/// is big enough to pay for the hand-off (each part is an ordinary GEMM on a
-/// block of C, so every element is computed exactly as without the split).
+/// split along the larger of m and n into blocks of C when the product is big
+/// enough to pay for the hand-off; the blocks run on `Parallel`'s threads.
+/// The number of blocks depends on the shape and the machine's core count
+/// (`gemmBlocks`), never on `set_num_threads`: OpenBLAS's result for an element
+/// can depend on the shape of the call it is in (seen with
+/// OPENBLAS_CORETYPE=Haswell: the first 350 columns of a 300×700 product differ
+/// in the last bits from a 300×350 product of the same columns), so a split by
+/// thread count would make 1 and 2 threads disagree. A fixed split of 8 agreed
+/// too but cost 4–5% (1024² sgemm, MLP steps) on 2 cores.
 public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -56,7 +65,7 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
         cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
     let minWork = 1 << 21                                    // multiply-adds per part
-    let parts = min(Parallel.width(8), m * n * k / minWork, max(m, n) / 16)
+    let parts = min(gemmBlocks, m * n * k / minWork, max(m, n) / 16)
     if parts <= 1 { run(m, n, a, b, c); return }
     if m >= n {
         Parallel.forEach(parts) { p in

@@ -33,7 +33,7 @@ extension F {
             } }
             if let rm = runningMean, let rv = runningVar {
                 let unbiased = Double(m) / Double(m - 1)
-                try GradMode.noGrad {
+                do {          // raw writes: nothing is recorded
                     let pm = rm.pointer(Float.self), pv = rv.pointer(Float.self)
                     for ch in 0..<c {
                         pm[ch] = Float((1 - momentum) * Double(pm[ch]) + momentum * Double(mean[ch]))

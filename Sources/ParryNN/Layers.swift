@@ -87,7 +87,7 @@ public final class BatchNorm: Module {
         guard x.ndim == (spatial ? 4 : 2) else {
             throw TensorError("\(typeName) expects a \(spatial ? "4-d N×C×H×W" : "2-d N×C") input, got shape \(shapeString(x.shape))")
         }
-        if training, let n = buffer("num_batches_tracked") { try GradMode.noGrad { try n.add_(1) } }
+        if training, let n = buffer("num_batches_tracked") { try n.add_(1) }
         return try F.batchNorm(x, runningMean: buffer("running_mean"), runningVar: buffer("running_var"),
                                weight: parameter("weight"), bias: parameter("bias"), training: training, momentum: momentum, eps: eps)
     }

@@ -50,7 +50,7 @@ public enum Attacks {
         let n = x.shape[0]
         var best = x, bestLoss = try Tensor.full([n], -Double.infinity), bestSuccess = try Tensor.zeros([n])
         for r in 0..<o.restarts {
-            var adv = try x.detach()
+            var adv = x.detach()
             if o.randomStart && tm.eps > 0 { adv = try randomStart(x, tm, generator: generator) }
             var active = try Tensor.ones([n])
             for _ in 0..<o.steps {
@@ -105,7 +105,7 @@ public enum Attacks {
         guard steps >= 0 else { throw TensorError("steps must be non-negative") }
         _ = try AttackMath.check(model, x, y)
         let a = alpha ?? (steps > 0 ? tm.eps / Double(steps) : 0)
-        var adv = try x.detach(), momentum = try Tensor.zeros(x.shape)
+        var adv = x.detach(), momentum = try Tensor.zeros(x.shape)
         for _ in 0..<steps {
             let (g, _, _) = try AttackMath.gradient(model, adv, y, .ce, targeted: targeted)
             try GradMode.noGrad {
@@ -134,7 +134,7 @@ public enum Attacks {
         // atanh(u) = ½·log((1+u)/(1−u))
         let w = try (((scaled + 1) / (1 - scaled)).log() * 0.5).detach().requiresGrad_()
         let opt = try Adam([w], lr: lr)
-        var best = try x.detach(), bestL2 = try Tensor.full([n], 1e10)
+        var best = x.detach(), bestL2 = try Tensor.full([n], 1e10)
         var previous = Double.infinity
         for step in 0..<steps {
             let adv = try (w.tanh() + 1) * ((hi - lo) / 2) + lo

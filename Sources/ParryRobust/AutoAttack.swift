@@ -30,7 +30,7 @@ extension Attacks {
         if !o.targeted { return try apgdRuns(model, x, y, tm, o, target: nil, generator: generator) }
         // Targets: the k-th most likely classes at the clean point, k = 2…targetClasses+1.
         let z = try GradMode.noGrad { try model(x) }
-        var adv = try x.detach()
+        var adv = x.detach()
         var fooled = try Tensor.zeros([x.shape[0]])
         for k in 1...max(1, min(o.targetClasses, classes - 1)) {
             let top = try GradMode.noGrad { () -> Tensor in
@@ -52,7 +52,7 @@ extension Attacks {
     /// Restarts of one APGD run (untargeted, or targeted DLR toward `target`).
     static func apgdRuns(_ model: Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel, _ o: APGDOptions,
                          target: Tensor?, generator: Generator) throws -> Tensor {
-        var best = try x.detach(), fooled = try Tensor.zeros([x.shape[0]])
+        var best = x.detach(), fooled = try Tensor.zeros([x.shape[0]])
         for _ in 0..<o.restarts {
             let (cand, s) = try apgdOnce(model, x, y, tm, o, target: target, generator: generator)
             try GradMode.noGrad {

@@ -76,7 +76,7 @@ extension RobustTraining {
                     return try AttackMath.project(av.detach() + alpha * step, x, tm)
                 }
             }
-            return try a.detach()
+            return a.detach()
         }
         let regularizer = try (model(xAdv) - logits).norm(dim: 1).mean()
         return try base + nu * regularizer

@@ -12,6 +12,10 @@ end
 
 describe("every exposed function survives bad arguments", function()
   local function T() return parry.zeros(2, 3) end
+  -- The string argument "x" is a path in the temporary directory: functions that
+  -- write files (parry.save(T, "x") succeeds) must not litter the working tree.
+  local XPATH = os.tmpname()
+  after_each(function() os.remove(XPATH) end)
   local bad_calls = {
     {}, {nil}, {"x"}, {{}}, {{1, "a"}}, {print}, {true}, {math.huge}, {-1}, {0 / 0}, {2.5},
     {1 << 62}, {{1 << 40, 1 << 40}},
@@ -25,6 +29,7 @@ describe("every exposed function survives bad arguments", function()
     for i = 1, #args do
       local a = args[i]
       if a == "T" then a = T()
+      elseif a == "x" then a = XPATH
       elseif a == "big" then a = parry.zeros(5, 7)
       elseif a == "long_idx" then a = parry.tensor{{7, 1}, {1, 1}}
       elseif a == "float_idx" then a = parry.tensor{{1.0}} end
