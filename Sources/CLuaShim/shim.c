@@ -4,11 +4,43 @@
 
 static char kind_keys[PARRY_KIND_COUNT];
 
-/* Raises the error that a Swift function reported. The message gets the
- * position of the Lua caller (level 1), as luaL_error would add. */
+/* parry's own Lua modules ("@DIR/parry/"), registered by the host: an
+ * error a script's call causes is positioned at the script's line, not at
+ * the stdlib line that passed the bad value on. */
+#define PARRY_MAX_PREFIXES 8
+static char stdlib_prefixes[PARRY_MAX_PREFIXES][4096];
+static int stdlib_prefix_count = 0;
+
+void parry_add_stdlib_prefix(const char *prefix) {
+  size_t n = strlen(prefix);
+  if (n == 0 || n >= sizeof stdlib_prefixes[0]) return;
+  for (int i = 0; i < stdlib_prefix_count; i++)
+    if (strcmp(stdlib_prefixes[i], prefix) == 0) return;
+  if (stdlib_prefix_count < PARRY_MAX_PREFIXES) memcpy(stdlib_prefixes[stdlib_prefix_count++], prefix, n + 1);
+}
+
+int parry_in_stdlib(const char *source) {
+  for (int i = 0; i < stdlib_prefix_count; i++)
+    if (strncmp(source, stdlib_prefixes[i], strlen(stdlib_prefixes[i])) == 0) return 1;
+  return 0;
+}
+
+/* Pushes "file:line: " of the first Lua frame from level 1 up that is
+ * neither a C function nor in parry's stdlib, or luaL_where(L, 1) if none. */
+static void where_user(lua_State *L) {
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0 || parry_in_stdlib(ar.source)) continue;
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    return;
+  }
+  luaL_where(L, 1);
+}
+
+/* Raises the error that a Swift function reported, positioned at the user's line. */
 static int raise_reported(lua_State *L, int status) {
   if (status == PARRY_ERROR && lua_type(L, -1) == LUA_TSTRING) {
-    luaL_where(L, 1);
+    where_user(L);
     lua_insert(L, -2);
     lua_concat(L, 2);
   }

@@ -1,6 +1,7 @@
 import CLua
 import CLuaShim
 import Foundation
+import ParryCore
 
 // File-system helpers for the Lua stdlib (parry.lib: bundle, install, list,
 // remove; parry.exp: run folders; REPL completion). Exposed as parry.core._fs;
@@ -38,6 +39,28 @@ let fileFunctions: [(String, parry_SwiftFunction)] = [
         let from = try a.string(1, "from"), to = try a.string(2, "to")
         guard rename(from, to) == 0 else { throw a.fail("cannot rename \(from) to \(to): \(String(cString: strerror(errno)))") }
         return 0
+    } }),
+    // write_atomic(path, bytes): AtomicFile.write (temp beside it, fsync, rename, fsync dir).
+    ("write_atomic", { L in bind(L, "parry.fs.write_atomic") { a in
+        let path = try a.string(1, "path")
+        guard lua_type(a.L, 2) == LUA_TSTRING else { throw a.fail("expected a string for text (argument 2), got \(a.typeName(2))") }
+        var len = 0
+        guard let p = parry_tostring(a.L, 2, &len) else { throw a.fail("expected a string for text (argument 2)") }
+        let bytes = UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: len)
+        do { try AtomicFile.write(to: path) { try $0.write(bytes) } } catch { throw a.fail("\(error)") }
+        return 0
+    } }),
+    // replace(from, to): rename a finished temporary (file or folder) over `to`, durably.
+    ("replace", { L in bind(L, "parry.fs.replace") { a in
+        do { try AtomicFile.replace(try a.string(1, "from"), with: try a.string(2, "to")) } catch let e as AtomicFile.WriteError { throw a.fail("\(e)") }
+        return 0
+    } }),
+    // temp_name(dir, target) -> dir/.TARGET.tmp-PID-N, after removing dead writers' temporaries.
+    ("temp_name", { L in bind(L, "parry.fs.temp_name") { a in
+        let dir = try a.string(1, "dir"), target = try a.string(2, "target")
+        AtomicFile.removeStale(in: dir, target: target)
+        pushString(a.L, dir + "/" + AtomicFile.temporaryName(for: target))
+        return 1
     } }),
     ("isatty", { L in bind(L, "parry.fs.isatty") { a in
         lua_pushboolean(a.L, isatty(Int32(clamping: try a.integer(1, "fd"))) != 0 ? 1 : 0)

@@ -64,7 +64,9 @@ public final class LuaHost {
     }
 
     private func configurePaths() throws {
-        let prefix = LuaHost.stdlibDirectories().map { "\($0)/?.lua;\($0)/?/init.lua;" }.joined()
+        let dirs = LuaHost.stdlibDirectories()
+        for d in dirs { parry_add_stdlib_prefix("@\(d)/parry/") }
+        let prefix = dirs.map { "\($0)/?.lua;\($0)/?/init.lua;" }.joined()
         try run(code: "package.path = ... .. package.path", chunkName: "=(parry)", args: [prefix])
         // Installed script libraries (parry install) are found after the
         // standard searchers: parry.lib loads only when one is needed.

@@ -8,8 +8,8 @@ import ParryCore
 public enum Safetensors {
     static let sizes: [String: Int] = ["F32": 4, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1]
 
-    /// Writes `entries` (float32 as F32, int64 as I64) atomically: a temporary
-    /// file in the same directory, renamed over `path` when complete.
+    /// Writes `entries` (float32 as F32, int64 as I64) atomically
+    /// (`AtomicFile`: a kill mid-write leaves the old file loadable).
     public static func write(_ entries: [(name: String, tensor: Tensor)], to path: String, metadata: [String: String] = [:]) throws {
         var header = [String: Any]()
         if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -28,19 +28,18 @@ public enum Safetensors {
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while json.count % 8 != 0 { json.append(0x20) }
-        var out = Data(capacity: 8 + json.count + offset)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(json)
-        for c in blobs {   // x86-64 and arm64 are little-endian, as the format
-            out.append(UnsafeRawBufferPointer(start: c.storage.raw + c.offset * c.dtype.byteSize, count: c.numel * c.dtype.byteSize).bindMemory(to: UInt8.self))
-        }
-        let tmp = path + ".tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: tmp, contents: out) else {
-            throw TensorError("\(path): cannot write (is the directory there and writable?)")
-        }
-        guard rename(tmp, path) == 0 else {
-            unlink(tmp)
-            throw TensorError("\(path): cannot move the written file into place")
+        // Streamed from the tensors' storage (no copy of the whole file in memory).
+        do {
+            try AtomicFile.write(to: path) { w in
+                var length = UInt64(json.count).littleEndian
+                try withUnsafeBytes(of: &length) { try w.write($0) }
+                try w.write(json)
+                for c in blobs {   // x86-64 and arm64 are little-endian, as the format
+                    try w.write(UnsafeRawBufferPointer(start: c.storage.raw + c.offset * c.dtype.byteSize, count: c.numel * c.dtype.byteSize))
+                }
+            }
+        } catch let e as AtomicFile.WriteError {
+            throw TensorError(e.description)
         }
     }
 

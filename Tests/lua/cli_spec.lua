@@ -185,3 +185,42 @@ end)
     os.remove(spec)
   end)
 end)
+
+describe("parry.save killed mid-write", function()
+  local parry = require("parry")
+  local function temporaries(dir)
+    local out = sh("ls -a " .. q(dir))
+    local list = {}
+    for name in out:gmatch("[^\n]+") do
+      if name:find("^%.ck%.safetensors%.tmp%-") then list[#list + 1] = name end
+    end
+    return list
+  end
+
+  it("keeps the old checkpoint loadable, and the next save leaves no temporary", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. q(dir)))
+    local ck = dir .. "/ck.safetensors"
+    parry.save({w = parry.full({4}, 7)}, ck)
+    -- A child saves 256 MB over it and gets kill -9 as soon as its temporary
+    -- appears; tried again in the rare case the whole write won the race.
+    local child = q(PARRY) .. " -e " .. q("local parry = require('parry'); parry.save({w = parry.zeros(64 * 1024 * 1024)}, "
+      .. string.format("%q", ck) .. ")")
+    local caught
+    for _ = 1, 5 do
+      sh(child .. " & pid=$!; i=0; until ls -a " .. q(dir) .. " | grep -q '^\\.ck\\.safetensors\\.tmp-'; do "
+        .. "i=$((i+1)); [ $i -gt 5000 ] && break; sleep 0.001; done; kill -9 $pid; wait $pid")
+      caught = #temporaries(dir) > 0
+      if caught then break end
+      parry.save({w = parry.full({4}, 7)}, ck)
+    end
+    assert.truthy(caught, "the child was never killed mid-write")
+    local sd = parry.load(ck)
+    assert.same({7, 7, 7, 7}, sd.w:totable())
+    parry.save({w = parry.ones(2)}, ck)
+    assert.same({}, temporaries(dir))
+    assert.same({1, 1}, parry.load(ck).w:totable())
+    sh("rm -rf " .. q(dir))
+  end)
+end)

@@ -38,6 +38,14 @@ describe("every exposed function survives bad arguments", function()
     return out, #args
   end
 
+  -- Every problem found, reported together at the end of each `it`.
+  local problems = {}
+  local function report()
+    local list = problems
+    problems = {}
+    assert(#list == 0, #list .. " problems:\n" .. table.concat(list, "\n"))
+  end
+
   local function check(name, fn, accepted)
     local threads = parry.get_num_threads()
     for _, args in ipairs(bad_calls) do
@@ -49,7 +57,13 @@ describe("every exposed function survives bad arguments", function()
         for _, prefix in ipairs(accepted) do
           if msg:find(prefix, 1, true) then named = true end
         end
-        assert(named, name .. " raised an error not naming it: " .. msg)
+        if not named then
+          problems[#problems + 1] = name .. " raised an error not naming it: " .. msg
+        elseif msg:sub(1, #THIS + 1) ~= THIS .. ":" then
+          -- positioned at this file's line (the pcall is skipped as a C frame),
+          -- not inside parry's stdlib and not without a position
+          problems[#problems + 1] = name .. " raised an error not positioned at the caller's line: " .. msg
+        end
       end
     end
     parry.set_num_threads(threads)
@@ -63,6 +77,7 @@ describe("every exposed function survives bad arguments", function()
         n = n + 1
       end
     end
+    report()
     assert(n > 60, "expected many functions, found " .. n)
   end)
 
@@ -72,6 +87,7 @@ describe("every exposed function survives bad arguments", function()
       check("Tensor:" .. name, fn, {"parry." .. name, "Tensor:" .. name})
       n = n + 1
     end
+    report()
     assert(n > 80, "expected many methods, found " .. n)
   end)
 
@@ -80,7 +96,8 @@ describe("every exposed function survives bad arguments", function()
       {parry.nn, "nn."}, {parry.nn.functional, "nn.functional."}, {parry.losses, "parry.losses."},
       {parry.optim, "optim."}, {parry.optim.lr, "optim.lr."}, {parry.models, "parry.models."},
       {parry.attacks, "parry.attacks."}, {parry.robust, "parry.robust."}, {parry.fl, "parry.fl."},
-      {require("parry.core")._fl, "parry.fl."},
+      {require("parry.core")._fl, "parry.fl."}, {require("parry.train"), "parry.train."},
+      {parry.exp, "parry.exp."}, {parry.json, "parry.json."}, {parry.table, "parry.table."},
     }
     local slow = {fashion_mnist = true, mnist = true, cifar10 = true}
     local n = 0
@@ -110,6 +127,7 @@ describe("every exposed function survives bad arguments", function()
       check("Dataset:" .. name, function(...) return ds[name](ds, ...) end, {"parry.data." .. name})
       check("Dataset:" .. name .. " without self", ds[name], {"parry.data." .. name})
     end
+    report()
     assert(n > 50, "expected many functions, found " .. n)
   end)
 
@@ -129,6 +147,34 @@ describe("every exposed function survives bad arguments", function()
       {function() parry.nn.Dropout(1.5) end, "dropout probability must be in [0, 1]"},
     }
     for _, c in ipairs(cases) do assert.error(c[1], c[2]) end
+  end)
+
+  -- Each case is a one-line function: the error must carry that line of this
+  -- file, however deep in parry's stdlib (Lua or Swift) it was raised.
+  it("at the line of the call, for errors raised deep inside the stdlib", function()
+    local Bare = parry.nn.Module:extend("Bare")
+    local cases = {
+      {function() parry.nn.Conv2d(3, 8, 3)(parry.zeros(1, 4, 8, 8)) end, "Module:forward: input has 4 channels"},
+      {function() parry.models.small_cnn{in_channels = 1, classes = 10}(parry.zeros(2, 3, 28, 28)) end, "input has 3 channels"},
+      {function() parry.data.fashion_mnist{split = "bogus"} end, "parry.data.fashion_mnist: split must be"},
+      {function() parry.data.TensorDataset(parry.zeros(3, 2), parry.zeros(2)) end, "parry.data.TensorDataset"},
+      {function() parry.exp.run{name = "a b", fn = print} end, "parry.exp.run: name must be a word"},
+      {function() parry.json.decode("{bad") end, "parry.json.decode"},
+      {function() parry.fl.partition(parry.data.synthetic_classification{n = 10, dim = 2, classes = 2}, 0) end, "parry.fl.partition"},
+      {function() parry.attacks.report(5) end, "parry.attacks.report: expected the table"},
+      {function() Bare()(parry.zeros(1)) end, "Bare:forward is not implemented"},
+      {function() parry.nn.Linear(2, 2):load_state_dict(5) end, "Module:load_state_dict"},
+      {function() require("parry.train").accuracy(parry.nn.Linear(2, 2), 5) end, "parry.train.accuracy: expected a dataset for ds (argument 2), got number"},
+      {function() require("parry.train").epoch(parry.nn.Linear(2, 2), parry.data.synthetic_classification{n = 4, dim = 2, classes = 2}, 1) end, "parry.train.epoch: expected an optimizer"},
+    }
+    for _, c in ipairs(cases) do
+      local where = THIS .. ":" .. debug.getinfo(c[1], "S").linedefined .. ":"
+      local ok, e = pcall(c[1])
+      assert.falsy(ok, "expected an error containing " .. c[2])
+      e = tostring(e)
+      assert.truthy(e:find(c[2], 1, true), e)
+      assert.equals(where, e:sub(1, #where), e)
+    end
   end)
 
   it("for operators and indexing", function()

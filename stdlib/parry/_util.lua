@@ -11,12 +11,12 @@ function M.read_file(path)
   return text
 end
 
---- write_file(path, text) -> true, or nil and the reason.
+--- write_file(path, text) -> true, or nil and the reason. The file is replaced
+-- whole (a temporary beside it, fsync, rename): a reader or a killed run sees
+-- the old text or the new one, never a part.
 function M.write_file(path, text)
-  local f, err = io.open(path, "wb")
-  if not f then return nil, err end
-  f:write(text)
-  f:close()
+  local ok, err = pcall(require("parry.core")._fs.write_atomic, path, text)
+  if not ok then return nil, (tostring(err):gsub("^parry%.fs%.write_atomic: ", "")) end
   return true
 end
 
@@ -36,18 +36,30 @@ function M.check_options(opts, allowed)
   return opts
 end
 
---- raise(msg): error(msg) positioned at the first stack frame outside the
--- file that called raise, so a library's messages point at the script's line
--- however deep inside the library the check sits.
-function M.raise(msg)
-  local here = debug.getinfo(2, "S").source
-  local level = 2
+-- parry's own modules: every chunk whose source starts like this file's
+-- ("@DIR/parry/").
+local STDLIB = debug.getinfo(1, "S").source:match("^(@.*/)") or "\0"
+
+--- user_level(): the level (for `error`) of the first Lua frame that is not
+-- in parry's stdlib, counted from the caller of user_level's caller; nil if none.
+function M.user_level()
+  local level = 3
   while true do
-    local info = debug.getinfo(level, "S")
-    if not info or info.source ~= here then break end
+    local info = debug.getinfo(level, "Sl")
+    if not info then return nil end
+    if info.currentline > 0 and info.source:sub(1, #STDLIB) ~= STDLIB then return level - 1 end
     level = level + 1
   end
-  error(msg, level)
+end
+
+--- raise(msg): error(msg) positioned at the first Lua frame outside parry's
+-- stdlib (C frames such as pcall skipped), so a library's messages point at
+-- the script's line however deep inside the library the check sits. The
+-- bindings position their errors by the same rule (CLuaShim's where_user).
+function M.raise(msg)
+  local level = M.user_level()
+  if level then error(msg, level) end
+  error(msg, 2)
 end
 
 --- shortest_float(x): the shortest decimal (15–17 significant digits) that

@@ -16,7 +16,7 @@ for name, fn in pairs(core._attacks) do attacks[name] = fn end
 --- A readable table of an evaluate() result.
 function attacks.report(r)
   if type(r) ~= "table" or type(r.robust) ~= "table" then
-    error("parry.attacks.report: expected the table returned by parry.attacks.evaluate", 2)
+    require("parry._util").raise("parry.attacks.report: expected the table returned by parry.attacks.evaluate")
   end
   local lines = { string.format("%-16s %8s", "attack", "accuracy"), string.format("%-16s %8.4f", "clean", r.clean) }
   for _, name in ipairs(r.order or {}) do lines[#lines + 1] = string.format("%-16s %8.4f", name, r.robust[name]) end

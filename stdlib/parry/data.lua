@@ -11,7 +11,8 @@ local D = core._data
 
 local data = { idx = D.idx, npy = D.npy, csv = D.csv, transforms = {} }
 
-local function fail(fn, msg) error("parry.data." .. fn .. ": " .. msg, 0) end
+local raise = require("parry._util").raise
+local function fail(fn, msg) raise("parry.data." .. fn .. ": " .. msg) end
 
 -- Wraps f so that any error it raises (its own or a tensor op's) names
 -- parry.data.<fn> and points at the caller's line.
@@ -22,7 +23,7 @@ local function named(fn, f)
     if r[1] then return table.unpack(r, 2, r.n) end
     local msg = tostring(r[2]):gsub("^[^\n]-:%d+: ", "")
     if msg:sub(1, #prefix) ~= prefix then msg = prefix .. ": " .. msg end
-    error(msg, 2)
+    raise(msg)
   end
 end
 

@@ -18,7 +18,8 @@ local M = {}
 local json = setmetatable({}, { __index = function(_, k) return require("parry.json")[k] end })
 local tbl = setmetatable({}, { __index = function(_, k) return require("parry.table")[k] end })
 
-local function fail(fn, msg) error("parry.exp." .. fn .. ": " .. msg, 3) end
+local raise = require("parry._util").raise
+local function fail(fn, msg) raise("parry.exp." .. fn .. ": " .. msg) end
 
 local function git_commit()
   local p = io.popen("git rev-parse --short HEAD 2>/dev/null")
@@ -65,7 +66,7 @@ function M.run(spec)
   local log = assert(io.open(dir .. "/log.txt", "w"))
   local run = { dir = dir, config = config, name = spec.name }
   function run.log(step, values)
-    if type(values) ~= "table" then error("run.log: expected (step, {key = value})", 2) end
+    if type(values) ~= "table" then raise("run.log: expected (step, {key = value})") end
     local row = copy(values)
     row.step = step
     local new = {}
@@ -158,6 +159,7 @@ end
 
 --- list([dir="runs"]) -> rows {name=, started=, status=, seconds=, summary=} sorted by name and time.
 function M.list(dir)
+  if dir ~= nil and type(dir) ~= "string" then fail("list", "expected a folder path, got " .. type(dir)) end
   dir = dir or "runs"
   local rows = {}
   if not fs.isdir(dir) then return rows end
@@ -177,6 +179,8 @@ end
 
 --- main("runs", {dir}) -> exit code: prints the runs under dir with their summaries.
 function M.main(_, args)
+  if type(args) ~= "table" then fail("main", "expected the command's arguments as a list, got " .. type(args)) end
+  if args[1] ~= nil and type(args[1]) ~= "string" then fail("main", "expected a folder path, got " .. type(args[1])) end
   local dir = args[1] or "runs"
   local rows = M.list(dir)
   if #rows == 0 then print("no runs in " .. dir); return 0 end

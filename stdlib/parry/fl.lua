@@ -16,7 +16,9 @@ local nn = require("parry.nn")
 local F = core._fl
 local fl = {}
 
-local function fail(fn, msg, level) error("parry.fl." .. fn .. ": " .. msg, level or 3) end
+-- Errors are positioned at the script's line (parry._util.raise).
+local raise = require("parry._util").raise
+local function fail(fn, msg) raise("parry.fl." .. fn .. ": " .. msg) end
 
 local function is_dataset(ds)
   return type(ds) == "table" and core.is_tensor(rawget(ds, "x")) and core.is_tensor(rawget(ds, "y"))
@@ -24,7 +26,7 @@ end
 
 local function check_opts(fn, opts, allowed)
   local checked, err = require("parry._util").check_options(opts, allowed)
-  if not checked then fail(fn, err, 4) end
+  if not checked then fail(fn, err) end
   return checked
 end
 
@@ -32,7 +34,7 @@ end
 local function native(f, ...)
   local r = table.pack(pcall(f, ...))
   if r[1] then return table.unpack(r, 2, r.n) end
-  error(tostring(r[2]):gsub("^[^\n]-:%d+: ", ""), 3)
+  raise((tostring(r[2]):gsub("^[^\n]-:%d+: ", "")))
 end
 
 -- A table of rows printed as aligned columns.
@@ -88,7 +90,7 @@ local adversary_kinds = { free_rider = true, label_flip = true, sign_flip = true
 local function expand_adversaries(spec, honest)
   if spec == nil then return {} end
   if type(spec) == "function" then spec = { { spec, count = 1 } } end
-  if type(spec) ~= "table" then fail("simulate", "adversaries must be a table, got " .. type(spec), 4) end
+  if type(spec) ~= "table" then fail("simulate", "adversaries must be a table, got " .. type(spec)) end
   if spec[1] == nil or type(spec[1]) ~= "table" then spec = { spec } end
   local out = {}
   for _, s in ipairs(spec) do
@@ -96,20 +98,20 @@ local function expand_adversaries(spec, honest)
     local count = s.count
     if s.fraction ~= nil then
       if type(s.fraction) ~= "number" or s.fraction < 0 or s.fraction >= 1 then
-        fail("simulate", "adversary fraction must be in [0, 1), got " .. tostring(s.fraction), 4)
+        fail("simulate", "adversary fraction must be in [0, 1), got " .. tostring(s.fraction))
       end
       -- the adversaries' share of all participants
       count = math.floor(s.fraction * honest / (1 - s.fraction) + 0.5)
     end
     count = count or 1
-    if math.type(count) ~= "integer" or count < 0 then fail("simulate", "adversary count must be a non-negative integer", 4) end
+    if math.type(count) ~= "integer" or count < 0 then fail("simulate", "adversary count must be a non-negative integer") end
     local entry
     if type(kind) == "function" then
       entry = { kind = "custom", fn = kind, name = s.name }
     elseif adversary_kinds[kind] then
       entry = { kind = kind, zero = s.zero, map = s.map, k = s.k, scale = s.scale, sigma = s.sigma }
     else
-      fail("simulate", "unknown adversary '" .. tostring(kind) .. "' (expected free_rider, label_flip, sign_flip, rescale, value_invert, sign_random, gaussian or a function(update, round))", 4)
+      fail("simulate", "unknown adversary '" .. tostring(kind) .. "' (expected free_rider, label_flip, sign_flip, rescale, value_invert, sign_random, gaussian or a function(update, round))")
     end
     for _ = 1, count do out[#out + 1] = entry end
   end
@@ -124,8 +126,8 @@ end
 
 local function sample(pool, n, g, what)
   if is_dataset(n) then return n end
-  if math.type(n) ~= "integer" or n < 1 then fail("simulate", what .. " must be a dataset or a positive sample count", 5) end
-  if n > #pool then fail("simulate", what .. " asks for " .. n .. " samples but the clients hold " .. #pool, 5) end
+  if math.type(n) ~= "integer" or n < 1 then fail("simulate", what .. " must be a dataset or a positive sample count") end
+  if n > #pool then fail("simulate", what .. " asks for " .. n .. " samples but the clients hold " .. #pool) end
   return pool:subset(core.randperm(#pool, { generator = g }):narrow(1, 1, n))
 end
 
@@ -134,9 +136,9 @@ local function make_models(factory, n, fn, g)
   local models = {}
   for i = 1, n do
     local m = core.with_generator(g, factory)
-    if not nn.is_module(m) then fail(fn, "model() must return a module, got " .. type(m), 5) end
+    if not nn.is_module(m) then fail(fn, "model() must return a module, got " .. type(m)) end
     for j = 1, i - 1 do
-      if rawequal(models[j], m) then fail(fn, "model() returned the same module twice; it must build a fresh one per call", 5) end
+      if rawequal(models[j], m) then fail(fn, "model() returned the same module twice; it must build a fresh one per call") end
     end
     models[i] = m
   end
@@ -152,14 +154,14 @@ local sim_options = { model = true, clients = true, test = true, rounds = true, 
 
 local function check_clients(fn, spec)
   if type(spec.model) ~= "function" then
-    fail(fn, "model must be a function returning a fresh module (each client gets its own), got " .. type(spec.model), 4)
+    fail(fn, "model must be a function returning a fresh module (each client gets its own), got " .. type(spec.model))
   end
-  if type(spec.clients) ~= "table" or #spec.clients == 0 then fail(fn, "clients must be a non-empty list of datasets", 4) end
+  if type(spec.clients) ~= "table" or #spec.clients == 0 then fail(fn, "clients must be a non-empty list of datasets") end
   for i, d in ipairs(spec.clients) do
-    if not is_dataset(d) then fail(fn, "clients[" .. i .. "] is not a labelled dataset", 4) end
-    if #d == 0 then fail(fn, "clients[" .. i .. "] is empty", 4) end
+    if not is_dataset(d) then fail(fn, "clients[" .. i .. "] is not a labelled dataset") end
+    if #d == 0 then fail(fn, "clients[" .. i .. "] is empty") end
   end
-  if not is_dataset(spec.test) then fail(fn, "test must be a labelled dataset", 4) end
+  if not is_dataset(spec.test) then fail(fn, "test must be a labelled dataset") end
 end
 
 --- standalone{model=, clients=, test=, rounds=, local_epochs=, batch_size=, lr=, ...}
@@ -198,7 +200,7 @@ local function write_csv(path, res)
     end
   end
   local ok, err = pcall(require("parry.table").write_csv, path, rows, { columns = csv_columns })
-  if not ok then fail("simulate", "cannot write csv: " .. tostring(err):gsub("^.-parry%.table%.write_csv: ", ""), 4) end
+  if not ok then fail("simulate", "cannot write csv: " .. tostring(err):gsub("^.-parry%.table%.write_csv: ", "")) end
 end
 
 --- simulate{...}: runs a federated simulation. Options:

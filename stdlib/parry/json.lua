@@ -9,13 +9,18 @@
 -- empty table encodes as `[]` unless marked with `json.object({})`.
 local M = {}
 
+local function fail(fn, msg) require("parry._util").raise("parry.json." .. fn .. ": " .. msg) end
 M.null = setmetatable({}, { __tostring = function() return "json.null" end })
 local object_mt = { __name = "json.object" }
 
 --- object(t): marks t to encode as a JSON object even when empty.
-function M.object(t) return setmetatable(t or {}, object_mt) end
+function M.object(t)
+  if t ~= nil and (type(t) ~= "table" or getmetatable(t) ~= nil) then
+    fail("object", "expected a plain table or nothing, got " .. type(t))
+  end
+  return setmetatable(t or {}, object_mt)
+end
 
-local function fail(fn, msg) error("parry.json." .. fn .. ": " .. msg, 0) end
 
 local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 
@@ -189,13 +194,17 @@ end
 local util = require("parry._util")
 
 function M.read(path)
+  if type(path) ~= "string" then fail("read", "expected a file path, got " .. type(path)) end
   local text, e = util.read_file(path)
   if not text then fail("read", "cannot read " .. tostring(path) .. ": " .. tostring(e)) end
   return M.decode(text)
 end
 
 function M.write(path, v, opts)
-  local ok, e = util.write_file(path, M.encode(v, opts or { indent = "  " }) .. "\n")
+  if type(path) ~= "string" then fail("write", "expected a file path, got " .. type(path)) end
+  local encoded, text = pcall(M.encode, v, opts or { indent = "  " })
+  if not encoded then fail("write", (tostring(text):gsub("^.-parry%.json%.encode: ", ""))) end
+  local ok, e = util.write_file(path, text .. "\n")
   if not ok then fail("write", "cannot write " .. tostring(path) .. ": " .. tostring(e)) end
 end
 

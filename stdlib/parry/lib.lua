@@ -205,9 +205,7 @@ end
 function M.bundle(dir, output)
   local src, m = M.bundle_source(dir)
   output = output or (m.name .. "-" .. m.version .. ".lua")
-  local tmp = output .. ".tmp"
-  write_file(tmp, src)
-  fs.rename(tmp, output)
+  write_file(output, src)      -- replaced whole (parry._util.write_file)
   return output, m
 end
 
@@ -241,6 +239,7 @@ function M.installed()
     if not name:match("^%.") and fs.isdir(root .. "/" .. name) then
       local list = {}
       for _, ver in ipairs(fs.listdir(root .. "/" .. name)) do
+        if ver:match("^%.") then goto continue end        -- an install under way (or killed)
         local dir = root .. "/" .. name .. "/" .. ver
         local src = read_file(dir .. "/manifest.lua")
         local chunk = src and load(src, "@" .. dir .. "/manifest.lua", "t", {})
@@ -249,6 +248,7 @@ function M.installed()
         if ok and type(m) == "table" and M.parse_version(m.version) then
           list[#list + 1] = { version = m.version, manifest = m, bundle = dir .. "/bundle.lua" }
         end
+        ::continue::
       end
       table.sort(list, function(a, b) return M.compare(M.parse_version(a.version), M.parse_version(b.version)) > 0 end)
       if #list > 0 then out[name] = list end
@@ -335,12 +335,14 @@ function M.install(path)
   local cycle = find_cycle(libs, m.dependencies, m.name, { m.name }, {})
   if cycle then fail("dependency cycle: " .. table.concat(cycle, " -> ")) end
   fs.mkdir(libdir() .. "/" .. m.name)
-  local tmp = string.format("%s/.tmp-%s-%s-%d", libdir(), m.name, m.version, math.random(1, 1 << 30))
+  -- Built in a temporary folder beside the final one, then renamed into place;
+  -- folders left by killed installs of this version are removed first.
+  local tmp = fs.temp_name(libdir() .. "/" .. m.name, m.version)
   fs.mkdir(tmp)
   local ok, err = pcall(function()
     write_file(tmp .. "/bundle.lua", src)
     write_file(tmp .. "/manifest.lua", "return " .. serialize(m) .. "\n")
-    fs.rename(tmp, final)
+    fs.replace(tmp, final)
   end)
   if not ok then fs.rmtree(tmp); fail(tostring(err)) end
   return m.name, m.version

@@ -67,7 +67,7 @@ C._set_forward_helper(function(self, x) return self:forward(x) end)
 -- Maps each dotted name's numeric components with f (PyTorch's Sequential
 -- indices are 0-based, parry's 1-based).
 local function map_indices(sd, f)
-  if type(sd) ~= "table" then error("expected a table of name = tensor", 3) end
+  if type(sd) ~= "table" then require("parry._util").raise("expected a table of name = tensor") end
   local out = {}
   for name, t in pairs(sd) do
     local parts = {}
@@ -111,7 +111,7 @@ function Module:new(...)
 end
 
 function Module:forward()
-  error(self.__name .. ":forward is not implemented", 2)
+  require("parry._util").raise(self.__name .. ":forward is not implemented")
 end
 
 return nn

@@ -11,7 +11,7 @@ local M = {}
 local Bar = {}
 Bar.__index = Bar
 
-local function fail(msg) error("parry.progress: " .. msg, 3) end
+local function fail(msg) require("parry._util").raise("parry.progress: " .. msg) end
 
 local function duration(s)
   if s ~= s or s == math.huge then return "?" end

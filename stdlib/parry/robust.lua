@@ -8,7 +8,7 @@ local losses = require("parry.losses")
 local robust = {}
 for name, fn in pairs(core._robust) do robust[name] = fn end
 
-local function fail(msg) error("parry.robust.train: " .. msg, 3) end
+local function fail(msg) require("parry._util").raise("parry.robust.train: " .. msg) end
 
 --- train(model, ds, opt, {loss=, epochs=1, batch_size=128, transform=, generator=, on_epoch=, <attack options>})
 -- `loss` is "pgd" (PGD-AT), "trades", "ce", or a function(model, x, y) -> scalar

@@ -77,10 +77,14 @@ end
 --- format(rows [, {columns=, headers=, precision=4, format="text"|"markdown"|"csv", title=}]) -> string.
 -- Rows are tables keyed by column (records) or lists; numbers are right-aligned,
 -- floats printed with `precision` decimals.
-function M.format(rows, opts)
-  local headers, body, numeric, o = grid("format", rows, opts)
+local format_as, csv_as    -- the public functions' bodies, under the caller's name
+function M.format(rows, opts) return format_as("format", rows, opts) end
+
+-- format under the name of the public function the script called (format or print).
+function format_as(fn, rows, opts)
+  local headers, body, numeric, o = grid(fn, rows, opts)
   local fmt = o.format or "text"
-  if fmt == "csv" then return M.csv(rows, opts) end
+  if fmt == "csv" then return csv_as(fn, rows, opts) end
   local w = {}
   for j, h in ipairs(headers) do w[j] = width(h) end
   for _, r in ipairs(body) do for j, s in ipairs(r) do w[j] = math.max(w[j], width(s)) end end
@@ -115,7 +119,7 @@ function M.format(rows, opts)
 end
 
 --- print(rows [, opts]): prints `format(rows, opts)`.
-function M.print(rows, opts) print(M.format(rows, opts)) end
+function M.print(rows, opts) print(format_as("print", rows, opts)) end
 
 local function csv_field(s)
   if s:find('[,"\n\r]') then return '"' .. s:gsub('"', '""') .. '"' end
@@ -123,8 +127,10 @@ local function csv_field(s)
 end
 
 --- csv(rows [, {columns=, headers=, precision=}]) -> CSV text (RFC 4180 quoting; floats at full precision unless `precision`).
-function M.csv(rows, opts)
-  opts = check("csv", rows, opts)
+function M.csv(rows, opts) return csv_as("csv", rows, opts) end
+
+function csv_as(fn, rows, opts)
+  opts = check(fn, rows, opts)
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   o.format = nil
@@ -149,12 +155,13 @@ end
 --- write_csv(path, rows [, opts]): writes `csv(rows, opts)` to a file.
 function M.write_csv(path, rows, opts)
   if type(path) ~= "string" then fail("write_csv", "expected a file path, got " .. type(path)) end
-  local ok, err = util.write_file(path, M.csv(rows, opts))
+  local ok, err = util.write_file(path, csv_as("write_csv", rows, opts))
   if not ok then fail("write_csv", "cannot write " .. path .. ": " .. tostring(err)) end
 end
 
 --- read_csv(path) -> rows (records keyed by the header; numbers converted).
 function M.read_csv(path)
+  if type(path) ~= "string" then fail("read_csv", "expected a file path, got " .. type(path)) end
   local text, err = util.read_file(path)
   if not text then fail("read_csv", "cannot read " .. tostring(path) .. ": " .. tostring(err)) end
   local records, row, i, quoted = {}, {}, 1, false

@@ -5,15 +5,32 @@
 --   local acc = train.accuracy(net, test)
 local core = require("parry.core")
 local losses = require("parry.losses")
+local util = require("parry._util")
 
 local M = {}
+
+local function fail(fn, msg) util.raise("parry.train." .. fn .. ": " .. msg) end
+
+-- Checks the arguments every helper takes; returns the options table.
+local function check(fn, model, ds, opts, allowed)
+  if not require("parry.nn").is_module(model) then fail(fn, "expected a module for model (argument 1), got " .. type(model)) end
+  if type(ds) ~= "table" or type(ds.batches) ~= "function" then
+    fail(fn, "expected a dataset for ds (argument 2), got " .. type(ds))
+  end
+  local checked, err = util.check_options(opts, allowed)
+  if not checked then fail(fn, err) end
+  return checked
+end
 
 --- One pass over `ds` in shuffled mini-batches, one optimizer step each.
 -- Options: batch_size (128), loss (cross-entropy; a function(logits, y) -> scalar),
 -- transform (applied to each input batch), generator (for the shuffle).
 -- Returns the mean training loss.
 function M.epoch(model, ds, opt, opts)
-  opts = opts or {}
+  opts = check("epoch", model, ds, opts, {batch_size = true, loss = true, transform = true, generator = true})
+  if type(opt) ~= "userdata" and type(opt) ~= "table" or type(opt.step) ~= "function" then
+    fail("epoch", "expected an optimizer for opt (argument 3), got " .. type(opt))
+  end
   local loss_fn = opts.loss or losses.cross_entropy
   local total, batches = 0, 0
   model:train()
@@ -30,11 +47,12 @@ end
 --- Fraction of `ds` that `model` classifies correctly (eval mode, no grad);
 -- the model's mode is restored afterwards.
 function M.accuracy(model, ds, opts)
+  opts = check("accuracy", model, ds, opts, {batch_size = true})
   local was_training = model:is_training()
   model:eval()
   local correct = 0
   core.no_grad(function()
-    for xb, yb in ds:batches((opts and opts.batch_size) or 500) do
+    for xb, yb in ds:batches(opts.batch_size or 500) do
       correct = correct + model(xb):argmax(2):eq(yb):sum():item()
     end
   end)

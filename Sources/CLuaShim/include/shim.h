@@ -25,6 +25,10 @@ typedef int (*parry_SwiftFunction)(lua_State *L);
 enum { PARRY_TENSOR = 0, PARRY_GENERATOR = 1, PARRY_MODULE = 2, PARRY_OPTIMIZER = 3, PARRY_SCHEDULER = 4, PARRY_KIND_COUNT = 16 };
 
 // --- trampolines -----------------------------------------------------------
+/// Marks chunks whose source starts with `prefix` ("@DIR/parry/") as parry's
+/// stdlib: errors from bindings are positioned at the first frame outside it.
+void parry_add_stdlib_prefix(const char *prefix);
+int parry_in_stdlib(const char *source);
 /// Pushes a Lua function that calls `f` through the error trampoline.
 void parry_pushfunction(lua_State *L, parry_SwiftFunction f);
 /// Pushes an `__index` function: string keys are looked up raw in the table at
