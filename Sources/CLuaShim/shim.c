@@ -26,7 +26,8 @@ int parry_in_stdlib(const char *source) {
 }
 
 /* Pushes "file:line: " of the first Lua frame from level 1 up that is
- * neither a C function nor in parry's stdlib, or luaL_where(L, 1) if none. */
+ * neither a C function nor in parry's stdlib, or "" if there is none (a
+ * tail call from a chunk's top level leaves no frame of the script). */
 static void where_user(lua_State *L) {
   lua_Debug ar;
   for (int level = 1; lua_getstack(L, level, &ar); level++) {
@@ -34,7 +35,7 @@ static void where_user(lua_State *L) {
     lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
     return;
   }
-  luaL_where(L, 1);
+  lua_pushliteral(L, "");
 }
 
 /* Raises the error that a Swift function reported, positioned at the user's line. */

@@ -40,7 +40,7 @@ final class AtomicFileTests: XCTestCase {
         // PIDs above the kernel's pid_max (at most 2^22) never run; PID 1 always does.
         let dead = dir + "/.ck.bin.tmp-4194305-1", alive = dir + "/.ck.bin.tmp-1-1"
         let otherTarget = dir + "/.other.bin.tmp-4194305-1", deadFolder = dir + "/.ck.bin.tmp-4194306-2"
-        for p in [dead, alive, otherTarget] { FileManager.default.createFile(atPath: p, contents: Data("x".utf8)) }
+        for p in [dead, alive, otherTarget] { XCTAssertTrue(FileManager.default.createFile(atPath: p, contents: Data("x".utf8))) }
         try FileManager.default.createDirectory(atPath: deadFolder + "/inner", withIntermediateDirectories: true)
         try AtomicFile.write(Data("v".utf8), to: path)
         XCTAssertEqual(try entries(), [".ck.bin.tmp-1-1", ".other.bin.tmp-4194305-1", "ck.bin"])

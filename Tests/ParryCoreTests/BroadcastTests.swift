@@ -32,7 +32,7 @@ final class BroadcastTests: XCTestCase {
         }
         // a strided (transposed) per-row operand over a contiguous input
         let m = try Tensor.arange(.int(0), .int(15)).to(.float32).reshape([2, 8])
-        let col = try t([1, 2], [1, 2]).transposeRaw(0, 1)       // {2,1}, stride 1 along dim 0
+        let col = t([1, 2], [1, 2]).transposeRaw(0, 1)       // {2,1}, stride 1 along dim 0
         assertClose(try m.binary(.mul, col).floats(), (0..<16).map { Float($0) * ($0 < 8 ? 1 : 2) })
     }
 

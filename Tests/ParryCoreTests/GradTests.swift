@@ -126,7 +126,7 @@ final class GradTests: XCTestCase {
         let y = try GradMode.noGrad { try x.binary(.mul, .int(2)) }
         XCTAssertFalse(y.requiresGrad)
         XCTAssertThrowsError(try x.binary_(.add, Tensor.scalar(.int(1))))   // leaf requiring grad
-        try GradMode.noGrad { try x.binary_(.add, Tensor.scalar(.int(1))) }  // optimizer-style update
+        _ = try GradMode.noGrad { try x.binary_(.add, Tensor.scalar(.int(1))) }  // optimizer-style update
         XCTAssertEqual(x.floats(), [2, 3])
         // modifying a saved tensor after recording is caught at backward
         let w = try Tensor([1, 1] as [Float], shape: [2])

@@ -176,8 +176,8 @@ final class FunctionalTests: XCTestCase {
         close(try m.variance(dim: 1, correction: 0).floats(), [1, 1, 1], tol: 1e-3)
         // running stats: 0.9·init + 0.1·batch (unbiased variance)
         let xc = try x.detach().transpose(0, 1).reshape([3, -1])
-        close(try bn.buffer("running_mean")!.floats(), try xc.mean(dim: 1).binary(.mul, .float(0.1)).floats(), tol: 1e-5)
-        close(try bn.buffer("running_var")!.floats(),
+        close(bn.buffer("running_mean")!.floats(), try xc.mean(dim: 1).binary(.mul, .float(0.1)).floats(), tol: 1e-5)
+        close(bn.buffer("running_var")!.floats(),
               try xc.variance(dim: 1).binary(.mul, .float(0.1)).binary(.add, .float(0.9)).floats(), tol: 1e-5)
         XCTAssertEqual(try bn.buffer("num_batches_tracked")!.item(), .int(1))
         bn.eval()

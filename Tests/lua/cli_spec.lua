@@ -94,6 +94,20 @@ describe("REPL", function()
     support.in_order(out, expected_parts)
   end)
 
+  it("positions errors of calls into the stdlib at stdin's line", function()
+    local out = repl(table.concat({
+      "parry.data.fashion_mnist{split = 'nope'}",
+      "parry.nn.Linear(2, 2)(parry.zeros(3, 3))",
+      "local ok, e = pcall(parry.zeros, 'q'); print(e)",
+      "parry.tensor{1, 2}, 3",
+    }, "\n") .. "\n")
+    support.in_order(out, {
+      "stdin:1: parry.data.fashion_mnist: split must be", "stdin:1: Module:forward: input of shape {3,3}",
+      "stdin:1: parry.zeros: expected sizes", "tensor([1, 2], dtype=int64)\t3\n",
+    })
+    assert.falsy(out:find("parry/data.lua:%d+: parry.data"), out)
+  end)
+
   it("keeps `_`, suppresses output after `;`, prints tables as trees, times with :time", function()
     local out = repl(table.concat({
       "parry.tensor{1, 2, 3}:sum()",

@@ -58,8 +58,7 @@ end
 -- bindings position their errors by the same rule (CLuaShim's where_user).
 function M.raise(msg)
   local level = M.user_level()
-  if level then error(msg, level) end
-  error(msg, 2)
+  error(msg, level or 0)    -- no script frame (a tail call from the top): no position
 end
 
 --- shortest_float(x): the shortest decimal (15–17 significant digits) that

@@ -102,6 +102,11 @@ function M.feed(line, out, err_out)
   local src = pending and (pending .. "\n" .. line) or line
   local quiet = src:match(";%s*$") ~= nil
   local fn, err = load("return " .. src, "=stdin")
+  -- An expression is evaluated as the argument of table.pack rather than
+  -- returned (a tail call would drop stdin's frame, and with it the line an
+  -- error in the call is positioned at).
+  local packed = fn and load("return (...)(" .. src:gsub(";%s*$", "") .. "\n)", "=stdin")
+  if packed then fn = packed end
   if not fn then fn, err = load(src, "=stdin") end
   if not fn then
     if err:match("<eof>$") then pending = src; return "more" end
@@ -111,7 +116,8 @@ function M.feed(line, out, err_out)
   end
   pending = nil
   local t0 = clock()
-  local r = table.pack(xpcall(fn, traceback))
+  local r = table.pack(xpcall(fn, traceback, table.pack))
+  if packed and r[1] then r = table.pack(true, table.unpack(r[2], 1, r[2].n)) end
   local dt = clock() - t0
   if not r[1] then
     err_out(tostring(r[2]))
