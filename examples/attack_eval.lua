@@ -5,7 +5,9 @@
 --   parry examples/train_cnn.lua          # writes out/cnn.safetensors (~1 min)
 --   parry examples/attack_eval.lua [checkpoint=out/cnn.safetensors] [n=1000]
 --
--- About a minute on 2 cores (measured 59 s; Square and AutoAttack dominate).
+-- About a minute on 2 cores (measured 41 s; Square and AutoAttack dominate). On the
+-- checkpoint train_cnn.lua writes (test acc 0.903): clean 0.906, FGSM 0.125, PGD-20
+-- 0.030, APGD 0.018, Square 0.056, AutoAttack-fast 0.017 (worst case 0.017).
 local parry = require("parry")
 
 local path = arg[1] or "out/cnn.safetensors"

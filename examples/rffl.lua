@@ -15,20 +15,21 @@
 -- differ and a fairness correlation exists); "global" is the server model.
 -- Fairness: Pearson correlation between each honest client's standalone
 -- accuracy (trained alone with the same budget) and its final accuracy.
--- Seeds are fixed. Measured on 2 cores: 338 s in total (about 30 s per
--- simulation, clients training concurrently). Results of that run:
+-- Seeds are fixed. Measured on 2 cores: 236 s in total (about 20 s per
+-- simulation, clients training concurrently; 0.5 GB resident). Results of that run
+-- (this build, 2026-12-01; the previous header came from an older build and no longer matched):
 --   2 free riders       best/mean honest  fairness  removed
---     fedavg            0.790/0.678       0.653     none
---     median            0.867/0.854       0.007     none
---     krum              0.828/0.789       0.410     none
---     fltrust           0.864/0.851       0.017     none
---     rffl              0.840/0.806       0.993     both free riders, round 11
+--     fedavg            0.786/0.684       0.541     none
+--     median            0.867/0.853      -0.020     none
+--     krum              0.829/0.795       0.245     none
+--     fltrust           0.864/0.851      -0.285     none
+--     rffl              0.842/0.806       0.994     both free riders, round 11
 --   2 label flippers
---     fedavg            0.867/0.852       0.270     none
---     median            0.867/0.856      -0.046     none
---     krum              0.822/0.794       0.302     none
---     fltrust           0.866/0.852      -0.249     none
---     rffl              0.841/0.806       0.994     none (their updates stay aligned with the honest ones)
+--     fedavg            0.867/0.852       0.256     none
+--     median            0.866/0.855       0.027     none
+--     krum              0.832/0.795       0.192     none
+--     fltrust           0.864/0.851      -0.340     none
+--     rffl              0.840/0.805       0.991     none (their updates stay aligned with the honest ones)
 local parry = require("parry")
 local fl = parry.fl
 
