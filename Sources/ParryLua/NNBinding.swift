@@ -30,6 +30,7 @@ private var forwardHelperKey: UInt8 = 0
 /// A module whose forward is Lua code (`nn.Module:extend`): Swift containers
 /// call back into Lua through `nn.lua`'s forward helper.
 final class LuaModule: ClosureModule {
+    override func emptyCopy() throws -> Module { LuaModule(name: name) }
     override func forward(_ x: Tensor) throws -> Tensor {
         guard let L = LuaContext.current else { throw TensorError("\(name) can only run from Lua") }
         guard lua_checkstack(L, 6) != 0 else { throw TensorError("Lua stack overflow") }
@@ -93,6 +94,23 @@ private func keepChild(_ L: LuaState, owner: Int32, name: String, value: Int32) 
 }
 
 extension LuaArgs {
+    /// A state dict given as a table of name = tensor, in sorted name order.
+    func stateDict(_ i: Int32) throws -> [(name: String, tensor: Tensor)] {
+        guard type(i) == LUA_TTABLE else { throw fail("expected a table of name = tensor (argument \(i)), got \(typeName(i))") }
+        let t = lua_absindex(L, i)
+        var entries = [(name: String, tensor: Tensor)]()
+        lua_pushnil(L)
+        while lua_next(L, t) != 0 {
+            defer { pop() }
+            guard lua_type(L, -2) == LUA_TSTRING, let k = parry_tostring(L, -2, nil) else {
+                pop(); throw fail("state dict keys must be strings")
+            }
+            guard let v = optTensor(-1) else { let key = String(cString: k); pop(); throw fail("state dict entry '\(key)' is not a tensor") }
+            entries.append((String(cString: k), v))
+        }
+        return entries.sorted { $0.name < $1.name }
+    }
+
     func optModule(_ i: Int32) -> Module? { optObject(i, Int32(PARRY_MODULE)) }
 
     func module(_ i: Int32, _ what: String = "self") throws -> Module {
@@ -199,6 +217,15 @@ let nnConstructors: [(String, parry_SwiftFunction)] = [
         lua_getiuservalue(a.L, 1, 1)
         return 1
     } }),
+    // interpolate(sd_a, sd_b, alpha) -> (1−α)·a + α·b per float tensor (integers from a)
+    ("interpolate", { L in bind(L, "nn.interpolate") { a in
+        let sa = try a.stateDict(1), sb = try a.stateDict(2)
+        let alpha = try a.number(3, "alpha")
+        let out = try StateDict.interpolate(sa, sb, alpha: alpha)
+        lua_createtable(a.L, 0, Int32(clamping: out.count))
+        for (n, t) in out { pushString(a.L, n); pushTensor(a.L, t); lua_rawset(a.L, -3) }
+        return 1
+    } }),
     ("is_module", { L in bind(L, "nn.is_module") { a in lua_pushboolean(a.L, a.optModule(1) != nil ? 1 : 0); return 1 } }),
     // Entries by name: child module, parameter or buffer (nil if none).
     ("_get", { L in bind(L, "nn._get") { a in
@@ -279,20 +306,19 @@ let moduleMethods: [(String, parry_SwiftFunction)] = [
     } }),
     ("load_state_dict", { L in bind(L, "Module:load_state_dict") { a in
         let m = try a.module(1)
-        guard a.type(2) == LUA_TTABLE else { throw a.fail("expected a table of name = tensor (argument 2), got \(a.typeName(2))") }
+        let entries = try a.stateDict(2)
         let o = try a.options(3, allowed: ["strict"])
-        var entries = [(name: String, tensor: Tensor)]()
-        lua_pushnil(a.L)
-        while lua_next(a.L, 2) != 0 {
-            defer { a.pop() }
-            guard lua_type(a.L, -2) == LUA_TSTRING, let k = parry_tostring(a.L, -2, nil) else {
-                a.pop(); throw a.fail("state dict keys must be strings")
-            }
-            guard let t = a.optTensor(-1) else { let key = String(cString: k); a.pop(); throw a.fail("state dict entry '\(key)' is not a tensor") }
-            entries.append((String(cString: k), t))
-        }
         try m.loadStateDict(entries, strict: try o.bool("strict") ?? true)
         return 0
+    } }),
+    // get(name) -> the submodule at a dotted name ("layer2.1.conv2")
+    ("get", { L in bind(L, "Module:get") { a in
+        pushModule(a.L, try a.module(1).submodule(try a.string(2, "name")))
+        return 1
+    } }),
+    ("_clone", { L in bind(L, "Module:_clone") { a in
+        pushModule(a.L, try a.module(1).clone())
+        return 1
     } }),
     ("features", { L in bind(L, "Module:features") { a in
         let m = try a.module(1)
@@ -454,185 +480,6 @@ let lossFunctions: [(String, parry_SwiftFunction)] = [
         return a.push(try Loss.klDiv(try a.tensor(1, "input"), try a.tensor(2, "target"), reduction: try a.reduction(o, allowBatchmean: true),
                                      logTarget: try o.bool("log_target") ?? false))
     } }),
-]
-
-// MARK: - optimizers (parry.optim)
-
-extension LuaArgs {
-    /// Parameters given as a module or a table of tensors.
-    func parameterList(_ i: Int32) throws -> [Tensor] {
-        if let m = optModule(i) { return m.allParameters() }
-        return try tensorList(i, "params")
-    }
-
-    func optimizer(_ i: Int32) throws -> Optimizer {
-        if let o: Optimizer = optObject(i, Int32(PARRY_OPTIMIZER)) { return o }
-        throw fail("expected an optimizer (argument \(i)), got \(typeName(i))")
-    }
-
-    func scheduler(_ i: Int32) throws -> LRScheduler {
-        if let s: LRScheduler = optObject(i, Int32(PARRY_SCHEDULER)) { return s }
-        throw fail("expected a scheduler (argument \(i)), got \(typeName(i))")
-    }
-}
-
-private func pushOptimizer(_ a: LuaArgs, _ o: Optimizer) -> Int32 {
-    parry_pushobject(a.L, Unmanaged.passRetained(o).toOpaque(), Int32(PARRY_OPTIMIZER))
-    return 1
-}
-
-private func pushScheduler(_ a: LuaArgs, _ s: LRScheduler) -> Int32 {
-    parry_pushobject(a.L, Unmanaged.passRetained(s).toOpaque(), Int32(PARRY_SCHEDULER))
-    return 1
-}
-
-private func betas(_ a: LuaArgs, _ o: LuaOptions) throws -> (Double, Double) {
-    guard o.index != 0 else { return (0.9, 0.999) }
-    let j = a.rawField(o.index, "betas")
-    defer { a.pop() }
-    if a.isNil(j) { return (0.9, 0.999) }
-    guard a.type(j) == LUA_TTABLE, a.rawLength(j) == 2 else { throw a.fail("betas must be a table of two numbers") }
-    let b1 = a.rawIndex(j, 1); defer { a.pop() }
-    let b2 = a.rawIndex(j, 2); defer { a.pop() }
-    return (try a.number(b1, "betas[1]"), try a.number(b2, "betas[2]"))
-}
-
-let optimFunctions: [(String, parry_SwiftFunction)] = [
-    ("SGD", { L in bind(L, "optim.SGD") { a in
-        let o = try a.options(2, allowed: ["lr", "momentum", "dampening", "weight_decay", "nesterov"])
-        guard let lr = try o.number("lr") else { throw a.fail("missing option lr") }
-        return pushOptimizer(a, try SGD(try a.parameterList(1), lr: lr, momentum: try o.number("momentum") ?? 0, dampening: try o.number("dampening") ?? 0,
-                                        weightDecay: try o.number("weight_decay") ?? 0, nesterov: try o.bool("nesterov") ?? false))
-    } }),
-    ("Adam", { L in bind(L, "optim.Adam") { a in
-        let o = try a.options(2, allowed: ["lr", "betas", "eps", "weight_decay"])
-        return pushOptimizer(a, try Adam(try a.parameterList(1), lr: try o.number("lr") ?? 1e-3, betas: try betas(a, o),
-                                         eps: try o.number("eps") ?? 1e-8, weightDecay: try o.number("weight_decay") ?? 0))
-    } }),
-    ("AdamW", { L in bind(L, "optim.AdamW") { a in
-        let o = try a.options(2, allowed: ["lr", "betas", "eps", "weight_decay"])
-        return pushOptimizer(a, try Adam(try a.parameterList(1), lr: try o.number("lr") ?? 1e-3, betas: try betas(a, o),
-                                         eps: try o.number("eps") ?? 1e-8, weightDecay: try o.number("weight_decay") ?? 1e-2, decoupled: true))
-    } }),
-]
-
-let schedulerFunctions: [(String, parry_SwiftFunction)] = [
-    ("step", { L in bind(L, "optim.lr.step") { a in
-        let o = try a.options(2, allowed: ["step_size", "gamma"])
-        guard let s = try o.integer("step_size") else { throw a.fail("missing option step_size") }
-        return pushScheduler(a, try LRScheduler(try a.optimizer(1), .step(stepSize: s, gamma: try o.number("gamma") ?? 0.1)))
-    } }),
-    ("multistep", { L in bind(L, "optim.lr.multistep") { a in
-        let o = try a.options(2, allowed: ["milestones", "gamma"])
-        guard o.index != 0 else { throw a.fail("missing option milestones") }
-        let j = a.rawField(o.index, "milestones"); defer { a.pop() }
-        let ms = try a.integerList(j, "milestones")
-        return pushScheduler(a, try LRScheduler(try a.optimizer(1), .multistep(milestones: ms, gamma: try o.number("gamma") ?? 0.1)))
-    } }),
-    ("cosine", { L in bind(L, "optim.lr.cosine") { a in
-        let o = try a.options(2, allowed: ["T_max", "eta_min"])
-        guard let t = try o.integer("T_max") else { throw a.fail("missing option T_max") }
-        return pushScheduler(a, try LRScheduler(try a.optimizer(1), .cosine(tMax: t, etaMin: try o.number("eta_min") ?? 0)))
-    } }),
-    ("exponential", { L in bind(L, "optim.lr.exponential") { a in
-        let o = try a.options(2, allowed: ["gamma"])
-        guard let g = try o.number("gamma") else { throw a.fail("missing option gamma") }
-        return pushScheduler(a, try LRScheduler(try a.optimizer(1), .exponential(gamma: g)))
-    } }),
-]
-
-let optimizerMethods: [(String, parry_SwiftFunction)] = [
-    ("step", { L in bind(L, "Optimizer:step") { a in try a.optimizer(1).step(); return 0 } }),
-    ("zero_grad", { L in bind(L, "Optimizer:zero_grad") { a in try a.optimizer(1).zeroGrad(); return 0 } }),
-    ("state_dict", { L in bind(L, "Optimizer:state_dict") { a in
-        let opt = try a.optimizer(1)
-        lua_createtable(a.L, 0, 3)
-        lua_createtable(a.L, 0, 4)
-        for (k, v) in opt.hyperparameters { pushString(a.L, k); lua_pushnumber(a.L, v); lua_rawset(a.L, -3) }
-        lua_setfield(a.L, -2, "hyperparameters")
-        lua_createtable(a.L, Int32(clamping: opt.state.count), 0)
-        for (i, st) in opt.state.enumerated() {
-            lua_createtable(a.L, 0, Int32(st.count))
-            for (k, t) in st { pushString(a.L, k); pushTensor(a.L, try t.clone()); lua_rawset(a.L, -3) }
-            lua_rawseti(a.L, -2, lua_Integer(i + 1))
-        }
-        lua_setfield(a.L, -2, "state")
-        a.push(opt.steps); lua_setfield(a.L, -2, "steps")
-        return 1
-    } }),
-    ("load_state_dict", { L in bind(L, "Optimizer:load_state_dict") { a in
-        let opt = try a.optimizer(1)
-        guard a.type(2) == LUA_TTABLE else { throw a.fail("expected a state dict table (argument 2), got \(a.typeName(2))") }
-        let h = a.rawField(2, "hyperparameters")
-        if a.type(h) == LUA_TTABLE {
-            lua_pushnil(a.L)
-            while lua_next(a.L, h) != 0 {
-                defer { a.pop() }
-                guard lua_type(a.L, -2) == LUA_TSTRING, let k = parry_tostring(a.L, -2, nil) else { continue }
-                try opt.setHyperparameter(String(cString: k), try a.number(-1, "hyperparameter"))
-            }
-        }
-        a.pop()
-        let s = a.rawField(2, "state")
-        if a.type(s) == LUA_TTABLE {
-            guard a.rawLength(s) == opt.params.count else {
-                throw a.fail("state has \(a.rawLength(s)) entries but the optimizer has \(opt.params.count) parameters")
-            }
-            var newState = [[String: Tensor]]()
-            for i in 1...max(opt.params.count, 1) where i <= opt.params.count {
-                let e = a.rawIndex(s, i); defer { a.pop() }
-                var entry = [String: Tensor]()
-                if a.type(e) == LUA_TTABLE {
-                    lua_pushnil(a.L)
-                    while lua_next(a.L, e) != 0 {
-                        defer { a.pop() }
-                        guard lua_type(a.L, -2) == LUA_TSTRING, let k = parry_tostring(a.L, -2, nil), let t = a.optTensor(-1) else { continue }
-                        entry[String(cString: k)] = try t.detach().clone()
-                    }
-                }
-                newState.append(entry)
-            }
-            opt.state = newState
-        }
-        a.pop()
-        let st = a.rawField(2, "steps"); defer { a.pop() }
-        if !a.isNil(st) { opt.steps = try a.integer(st, "steps") }
-        return 0
-    } }),
-]
-
-/// `opt.lr` reads and writes the learning rate; other names read hyper-parameters.
-let optimizerIndex: parry_SwiftFunction = { L in
-    bind(L, "Optimizer") { a in
-        let opt = try a.optimizer(1)
-        guard a.type(2) == LUA_TSTRING else { lua_pushnil(a.L); return 1 }
-        if let v = opt.hyperparameters[try a.string(2, "key")] { return a.push(v) }
-        lua_pushnil(a.L); return 1
-    }
-}
-
-let optimizerMetamethods: [(String, parry_SwiftFunction)] = [
-    ("__newindex", { L in bind(L, "Optimizer") { a in
-        try a.optimizer(1).setHyperparameter(try a.string(2, "key"), try a.number(3, "value")); return 0
-    } }),
-    ("__gc", { L in
-        if let L, let p = parry_takeobject(L, 1, Int32(PARRY_OPTIMIZER)) { Unmanaged<Optimizer>.fromOpaque(p).release() }
-        return 0
-    }),
-    ("__tostring", { L in bind(L, "tostring") { a in
-        let o = try a.optimizer(1)
-        pushString(a.L, "\(String(describing: type(of: o)))(" + o.hyperparameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ") + ")")
-        return 1
-    } }),
-]
-
-let schedulerMethods: [(String, parry_SwiftFunction)] = [
-    ("step", { L in bind(L, "Scheduler:step") { a in try a.scheduler(1).step(); return 0 } }),
-    ("get_lr", { L in bind(L, "Scheduler:get_lr") { a in a.push(try a.scheduler(1).optimizer.lr) } }),
-    ("__gc", { L in
-        if let L, let p = parry_takeobject(L, 1, Int32(PARRY_SCHEDULER)) { Unmanaged<LRScheduler>.fromOpaque(p).release() }
-        return 0
-    }),
 ]
 
 /// Registers the module, optimizer and scheduler metatables and sets

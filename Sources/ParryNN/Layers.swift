@@ -19,6 +19,7 @@ public final class Linear: Module {
         if bias { register(parameter: try uniformInit([outFeatures], bound: bound), as: "bias") }
     }
     public override var extraDescription: String { "in_features=\(inFeatures), out_features=\(outFeatures), bias=\(parameter("bias") != nil)" }
+    public override func emptyCopy() throws -> Module { try Linear(inFeatures, outFeatures, bias: false) }
     public override func forward(_ x: Tensor) throws -> Tensor {
         guard let w = parameter("weight") else { throw TensorError("Linear has no weight") }
         return try F.linear(x, w, parameter("bias"))
@@ -41,6 +42,7 @@ public final class Conv2d: Module {
     public override var extraDescription: String {
         "\(inChannels), \(outChannels), kernel_size=\(kernel), stride=\(stride), padding=\(padding), bias=\(parameter("bias") != nil)"
     }
+    public override func emptyCopy() throws -> Module { try Conv2d(inChannels, outChannels, kernel, stride: stride, padding: padding, bias: false) }
     public override func forward(_ x: Tensor) throws -> Tensor {
         guard let w = parameter("weight") else { throw TensorError("Conv2d has no weight") }
         return try F.conv2d(x, w, parameter("bias"), stride: stride, padding: padding)
@@ -51,6 +53,7 @@ public final class MaxPool2d: Module {
     public let kernel: Int, stride: Int, padding: Int
     public init(_ kernel: Int, stride: Int? = nil, padding: Int = 0) { self.kernel = kernel; self.stride = stride ?? kernel; self.padding = padding }
     public override var extraDescription: String { "kernel_size=\(kernel), stride=\(stride), padding=\(padding)" }
+    public override func emptyCopy() throws -> Module { MaxPool2d(kernel, stride: stride, padding: padding) }
     public override func forward(_ x: Tensor) throws -> Tensor { try F.maxPool2d(x, kernel: kernel, stride: stride, padding: padding) }
 }
 
@@ -58,12 +61,15 @@ public final class AvgPool2d: Module {
     public let kernel: Int, stride: Int, padding: Int
     public init(_ kernel: Int, stride: Int? = nil, padding: Int = 0) { self.kernel = kernel; self.stride = stride ?? kernel; self.padding = padding }
     public override var extraDescription: String { "kernel_size=\(kernel), stride=\(stride), padding=\(padding)" }
+    public override func emptyCopy() throws -> Module { AvgPool2d(kernel, stride: stride, padding: padding) }
     public override func forward(_ x: Tensor) throws -> Tensor { try F.avgPool2d(x, kernel: kernel, stride: stride, padding: padding) }
 }
 
 public final class AdaptiveAvgPool2d: Module {
     public let size: (Int, Int)
     public init(_ size: Int) { self.size = (size, size) }
+    init(_ size: (Int, Int)) { self.size = size }
+    public override func emptyCopy() throws -> Module { AdaptiveAvgPool2d(size) }
     public override var extraDescription: String { "output_size=\(size.0)" }
     public override func forward(_ x: Tensor) throws -> Tensor { try F.adaptiveAvgPool2d(x, size) }
 }
@@ -82,6 +88,7 @@ public final class BatchNorm: Module {
         register(buffer: try Tensor.zeros([], dtype: .int64), as: "num_batches_tracked")
     }
     public override var typeName: String { spatial ? "BatchNorm2d" : "BatchNorm1d" }
+    public override func emptyCopy() throws -> Module { try BatchNorm(features, spatial: spatial, momentum: momentum, eps: eps) }
     public override var extraDescription: String { "\(features), eps=\(eps), momentum=\(momentum)" }
     public override func forward(_ x: Tensor) throws -> Tensor {
         guard x.ndim == (spatial ? 4 : 2) else {
@@ -100,6 +107,7 @@ public final class Dropout: Module {
         self.p = p
     }
     public override var extraDescription: String { "p=\(p)" }
+    public override func emptyCopy() throws -> Module { try Dropout(p) }
     public override func forward(_ x: Tensor) throws -> Tensor { try F.dropout(x, p: p, training: training) }
 }
 
@@ -109,6 +117,7 @@ public final class Activation: Module {
     public let kind: Kind, slope: Double
     public init(_ kind: Kind, slope: Double = 0.01) { self.kind = kind; self.slope = slope }
     public override var typeName: String { kind.rawValue }
+    public override func emptyCopy() throws -> Module { Activation(kind, slope: slope) }
     public override var extraDescription: String { kind == .LeakyReLU ? "negative_slope=\(slope)" : "" }
     public override func forward(_ x: Tensor) throws -> Tensor {
         switch kind {
@@ -123,17 +132,20 @@ public final class Activation: Module {
 
 /// Flattens all dimensions after the first.
 public final class Flatten: Module {
+    public override func emptyCopy() throws -> Module { Flatten() }
     public override func forward(_ x: Tensor) throws -> Tensor {
         x.ndim <= 1 ? x : try x.flatten(1, x.ndim - 1)
     }
 }
 
 public final class Identity: Module {
+    public override func emptyCopy() throws -> Module { Identity() }
     public override func forward(_ x: Tensor) throws -> Tensor { x }
 }
 
 /// Children applied in order; named "1", "2", ... (1-based, as everything in parry).
 public final class Sequential: Module {
+    public override func emptyCopy() throws -> Module { Sequential([]) }
     public init(_ modules: [Module]) {
         super.init()
         for (i, m) in modules.enumerated() { register(module: m, as: String(i + 1)) }
@@ -151,6 +163,8 @@ public final class Ensemble: Module {
         super.init()
         for (i, m) in members.enumerated() { register(module: m, as: String(i + 1)) }
     }
+    private override init() { super.init() }
+    public override func emptyCopy() throws -> Module { Ensemble() }
     public override func forward(_ x: Tensor) throws -> Tensor {
         var total: Tensor? = nil
         for (_, m) in children {
@@ -168,6 +182,7 @@ open class ClosureModule: Module {
     public var body: ((Tensor) throws -> Tensor)?
     public let name: String
     public init(name: String, _ body: ((Tensor) throws -> Tensor)? = nil) { self.name = name; self.body = body }
+    open override func emptyCopy() throws -> Module { ClosureModule(name: name, body) }
     open override var typeName: String { name }
     open override func forward(_ x: Tensor) throws -> Tensor {
         guard let body else { throw TensorError("\(name) does not implement forward") }

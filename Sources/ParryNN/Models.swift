@@ -41,6 +41,8 @@ public enum Models {
 
 /// conv3×3-BN-ReLU-conv3×3-BN plus a shortcut (1×1 conv + BN when the shape changes), then ReLU.
 public final class BasicBlock: Module {
+    private override init() { super.init() }
+    public override func emptyCopy() throws -> Module { BasicBlock() }
     public init(_ cin: Int, _ cout: Int, stride: Int) throws {
         super.init()
         register(module: try Conv2d(cin, cout, 3, stride: stride, padding: 1, bias: false), as: "conv1")
@@ -69,6 +71,8 @@ public final class BasicBlock: Module {
 /// first of each later stage strides by 2), global average pool, linear head.
 /// Stages are `layer1`…; features of any stage by name (`features`).
 public final class ResNet: Module {
+    private override init() { super.init() }
+    public override func emptyCopy() throws -> Module { ResNet() }
     public init(inChannels: Int, classes: Int, stem: Int, widths: [Int], blocks: [Int]) throws {
         guard inChannels > 0, classes > 0 else { throw TensorError("in_channels and classes must be positive") }
         super.init()

@@ -135,6 +135,49 @@ open class Module {
         }
     }
 
+    // MARK: copies and lookup
+
+    /// A module of the same kind and settings, to be filled by `clone` (its
+    /// own entries are cleared there). Every built-in module overrides it.
+    open func emptyCopy() throws -> Module {
+        throw TensorError("\(typeName) cannot be cloned (it does not implement emptyCopy)")
+    }
+
+    /// A deep copy: same structure, settings and training modes; parameters
+    /// and buffers copied (parameters keep requires-grad); a tensor or module
+    /// shared inside the tree stays shared in the copy. Hooks are not copied.
+    public func clone() throws -> Module {
+        var memo = [ObjectIdentifier: AnyObject]()
+        return try clone(memo: &memo)
+    }
+
+    func clone(memo: inout [ObjectIdentifier: AnyObject]) throws -> Module {
+        if let m = memo[ObjectIdentifier(self)] as? Module { return m }
+        let copy = try emptyCopy()
+        memo[ObjectIdentifier(self)] = copy
+        copy.children = []; copy.parameters = []; copy.buffers = []
+        copy.training = training
+        func copyTensor(_ t: Tensor, _ memo: inout [ObjectIdentifier: AnyObject]) throws -> Tensor {
+            if let c = memo[ObjectIdentifier(t)] as? Tensor { return c }
+            let c = try t.detach().clone()
+            if t.requiresGrad { _ = try c.requiresGrad_() }
+            memo[ObjectIdentifier(t)] = c
+            return c
+        }
+        for (n, p) in parameters { copy.parameters.append((n, try copyTensor(p, &memo))) }
+        for (n, b) in buffers { copy.buffers.append((n, try copyTensor(b, &memo))) }
+        for (n, c) in children { copy.children.append((n, try c.clone(memo: &memo))) }
+        return copy
+    }
+
+    /// The submodule at a dotted name ("layer2.1.conv2"; "" is self).
+    public func submodule(_ name: String) throws -> Module {
+        if let m = namedModules().first(where: { $0.name == name })?.module { return m }
+        let names = namedModules().map(\.name).filter { !$0.isEmpty }
+        let shown = names.count > 40 ? names.prefix(40).joined(separator: ", ") + ", … (\(names.count) in all)" : names.joined(separator: ", ")
+        throw TensorError("no submodule named '\(name)' (available: \(shown))")
+    }
+
     /// A tree like PyTorch's `print(model)`.
     public var description: String {
         let head = typeName + "(" + extraDescription

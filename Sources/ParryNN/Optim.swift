@@ -1,61 +1,131 @@
 import Foundation
 import ParryCore
 
-/// An optimizer over a list of parameters; `step()` applies one update from
+/// Parameters that share hyper-parameters (PyTorch's `param_groups`): any
+/// option not given here takes the optimizer's default.
+///
+/// ```swift
+/// let opt = try SGD(groups: [ParamGroup(head.allParameters(), ["lr": 0.1]),
+///                            ParamGroup(body.allParameters())], lr: 0.01, momentum: 0.9)
+/// ```
+public struct ParamGroup {
+    public var params: [Tensor]
+    public var options: [String: Double]
+    public init(_ params: [Tensor], _ options: [String: Double] = [:]) { self.params = params; self.options = options }
+}
+
+/// An optimizer over groups of parameters; `step()` applies one update from
 /// their `.grad` (parameters without a gradient are skipped), in place and
-/// without recording.
+/// without recording, each parameter with its group's hyper-parameters.
 public class Optimizer {
+    /// Every parameter, group by group.
     public let params: [Tensor]
-    public var lr: Double
+    /// Each group's hyper-parameters ("lr", "momentum", "weight_decay", ...).
+    public private(set) var groups: [[String: Double]]
+    /// The group of each parameter (index into `groups`).
+    let groupOf: [Int]
+    /// The 0-based group of parameter `index`.
+    public func groupOf(index: Int) -> Int { groupOf[index] }
     /// Per-parameter state, e.g. "momentum_buffer", "exp_avg", "exp_avg_sq".
     public var state: [[String: Tensor]]
     public var steps: Int = 0
 
-    init(_ params: [Tensor], lr: Double) throws {
-        guard lr >= 0 else { throw TensorError("learning rate must be non-negative, got \(lr)") }
-        for (i, p) in params.enumerated() where p.dtype != .float32 {
-            throw TensorError("parameter \(i + 1) is \(p.dtype.rawValue); only float32 tensors can be optimized")
-        }
-        self.params = params
-        self.lr = lr
-        self.state = params.map { _ in [:] }
+    /// The first group's learning rate; setting it sets every group's.
+    public var lr: Double {
+        get { groups[0]["lr"] ?? 0 }
+        set { for g in groups.indices { groups[g]["lr"] = newValue } }
     }
+
+    init(_ given: [ParamGroup], defaults: [String: Double]) throws {
+        guard !given.isEmpty else { throw TensorError("expected at least one parameter group") }
+        var all = [Tensor](), of = [Int](), hyper = [[String: Double]]()
+        var seen = Set<ObjectIdentifier>()
+        for (g, group) in given.enumerated() {
+            for key in group.options.keys where defaults[key] == nil {
+                throw TensorError("parameter group \(g + 1): unknown option '\(key)' (expected \(defaults.keys.sorted().joined(separator: ", ")))")
+            }
+            var h = defaults
+            for (k, v) in group.options { h[k] = v }
+            let at = given.count > 1 ? " (group \(g + 1))" : ""
+            guard let lr = h["lr"], !lr.isNaN else { throw TensorError("missing option lr\(at)") }
+            guard lr >= 0, lr.isFinite else { throw TensorError("learning rate must be non-negative, got \(lr)\(at)") }
+            for p in group.params {
+                guard p.dtype == .float32 else {
+                    throw TensorError("parameter \(all.count + 1) is \(p.dtype.rawValue); only float32 tensors can be optimized")
+                }
+                guard seen.insert(ObjectIdentifier(p)).inserted else {
+                    throw TensorError("a parameter appears in more than one group (or twice in one)")
+                }
+                all.append(p); of.append(g)
+            }
+            hyper.append(h)
+        }
+        params = all; groupOf = of; groups = hyper
+        state = all.map { _ in [:] }
+        try validate()
+    }
+
+    /// Checks every group's hyper-parameters (subclasses add their rules).
+    func validate() throws {}
 
     public func zeroGrad() { for p in params { p.grad = nil } }
 
     public func step() throws {
         try GradMode.noGrad {
             steps += 1
-            for (i, p) in params.enumerated() { if let g = p.grad { try update(i, p, g) } }
+            for (i, p) in params.enumerated() { if let g = p.grad { try update(i, p, g, groups[groupOf[i]]) } }
         }
     }
 
-    func update(_ i: Int, _ p: Tensor, _ g: Tensor) throws {}
+    func update(_ i: Int, _ p: Tensor, _ g: Tensor, _ h: [String: Double]) throws {}
 
-    /// Hyper-parameters for state dicts.
-    public var hyperparameters: [String: Double] { ["lr": lr] }
-    public func setHyperparameter(_ name: String, _ value: Double) throws {
-        if name == "lr" { lr = value } else { try setOther(name, value) }
+    /// The first group's hyper-parameters (for state dicts and printing).
+    public var hyperparameters: [String: Double] { groups[0] }
+
+    /// Sets a hyper-parameter in every group (`group` given: in that one only, 0-based).
+    public func setHyperparameter(_ name: String, _ value: Double, group: Int? = nil) throws {
+        guard groups[0][name] != nil else {
+            throw TensorError("\(String(describing: type(of: self))) has no hyper-parameter '\(name)' (expected \(groups[0].keys.sorted().joined(separator: ", ")))")
+        }
+        if let group {
+            guard groups.indices.contains(group) else { throw TensorError("no parameter group \(group + 1) (the optimizer has \(groups.count))") }
+            groups[group][name] = value
+        } else {
+            for g in groups.indices { groups[g][name] = value }
+        }
+        try validate()
     }
-    func setOther(_ name: String, _ value: Double) throws {}
 }
 
 /// SGD with PyTorch's update rule:
 /// d = g + wd·p; b = μ·b + (1−τ)·d (b = d at the first step); d = nesterov ? d + μ·b : b; p −= lr·d.
 public final class SGD: Optimizer {
-    public var momentum: Double, dampening: Double, weightDecay: Double, nesterov: Bool
-
-    public init(_ params: [Tensor], lr: Double, momentum: Double = 0, dampening: Double = 0,
-                weightDecay: Double = 0, nesterov: Bool = false) throws {
-        guard momentum >= 0, weightDecay >= 0 else { throw TensorError("momentum and weight_decay must be non-negative") }
-        guard !nesterov || (momentum > 0 && dampening == 0) else {
-            throw TensorError("nesterov momentum requires a momentum and zero dampening")
-        }
-        self.momentum = momentum; self.dampening = dampening; self.weightDecay = weightDecay; self.nesterov = nesterov
-        try super.init(params, lr: lr)
+    public convenience init(_ params: [Tensor], lr: Double, momentum: Double = 0, dampening: Double = 0,
+                            weightDecay: Double = 0, nesterov: Bool = false) throws {
+        try self.init(groups: [ParamGroup(params)], lr: lr, momentum: momentum, dampening: dampening,
+                      weightDecay: weightDecay, nesterov: nesterov)
     }
 
-    override func update(_ i: Int, _ p: Tensor, _ g: Tensor) throws {
+    /// Groups with their own options ("lr", "momentum", "dampening", "weight_decay", "nesterov" as 0/1).
+    public init(groups: [ParamGroup], lr: Double?, momentum: Double = 0, dampening: Double = 0,
+                weightDecay: Double = 0, nesterov: Bool = false) throws {
+        var defaults = ["momentum": momentum, "dampening": dampening, "weight_decay": weightDecay, "nesterov": nesterov ? 1 : 0]
+        defaults["lr"] = lr ?? .nan            // a group without its own lr is an error when none is given
+        try super.init(groups, defaults: defaults)
+    }
+
+    override func validate() throws {
+        for (g, h) in groups.enumerated() {
+            let at = groups.count > 1 ? " (group \(g + 1))" : ""
+            guard h["momentum"]! >= 0, h["weight_decay"]! >= 0 else { throw TensorError("momentum and weight_decay must be non-negative\(at)") }
+            guard h["nesterov"]! == 0 || (h["momentum"]! > 0 && h["dampening"]! == 0) else {
+                throw TensorError("nesterov momentum requires a momentum and zero dampening\(at)")
+            }
+        }
+    }
+
+    override func update(_ i: Int, _ p: Tensor, _ g: Tensor, _ h: [String: Double]) throws {
+        let lr = h["lr"]!, momentum = h["momentum"]!, dampening = h["dampening"]!, weightDecay = h["weight_decay"]!
         var d = g
         if weightDecay != 0 { d = try d + weightDecay * p }
         if momentum != 0 {
@@ -67,22 +137,9 @@ public final class SGD: Optimizer {
                 buf = try d.clone()
                 state[i]["momentum_buffer"] = buf
             }
-            d = nesterov ? try d + momentum * buf : buf
+            d = h["nesterov"]! != 0 ? try d + momentum * buf : buf
         }
         try p.sub_(lr * d)
-    }
-
-    public override var hyperparameters: [String: Double] {
-        ["lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weightDecay, "nesterov": nesterov ? 1 : 0]
-    }
-    override func setOther(_ name: String, _ value: Double) throws {
-        switch name {
-        case "momentum": momentum = value
-        case "dampening": dampening = value
-        case "weight_decay": weightDecay = value
-        case "nesterov": nesterov = value != 0
-        default: throw TensorError("SGD has no hyper-parameter '\(name)'")
-        }
     }
 }
 
@@ -91,20 +148,32 @@ public final class SGD: Optimizer {
 /// p −= lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
 /// Adam adds wd·p to g (L2); AdamW multiplies p by (1 − lr·wd) first (decoupled).
 public final class Adam: Optimizer {
-    public var beta1: Double, beta2: Double, eps: Double, weightDecay: Double
     public let decoupled: Bool
 
-    public init(_ params: [Tensor], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8,
-                weightDecay: Double = 0, decoupled: Bool = false) throws {
-        guard (0..<1).contains(betas.0), (0..<1).contains(betas.1) else {
-            throw TensorError("betas must be in [0, 1), got (\(betas.0), \(betas.1))")
-        }
-        guard eps >= 0, weightDecay >= 0 else { throw TensorError("eps and weight_decay must be non-negative") }
-        beta1 = betas.0; beta2 = betas.1; self.eps = eps; self.weightDecay = weightDecay; self.decoupled = decoupled
-        try super.init(params, lr: lr)
+    public convenience init(_ params: [Tensor], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8,
+                            weightDecay: Double = 0, decoupled: Bool = false) throws {
+        try self.init(groups: [ParamGroup(params)], lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: decoupled)
     }
 
-    override func update(_ i: Int, _ p: Tensor, _ g0: Tensor) throws {
+    /// Groups with their own options ("lr", "beta1", "beta2", "eps", "weight_decay").
+    public init(groups: [ParamGroup], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8,
+                weightDecay: Double = 0, decoupled: Bool = false) throws {
+        self.decoupled = decoupled
+        try super.init(groups, defaults: ["lr": lr, "beta1": betas.0, "beta2": betas.1, "eps": eps, "weight_decay": weightDecay])
+    }
+
+    override func validate() throws {
+        for (g, h) in groups.enumerated() {
+            let at = groups.count > 1 ? " (group \(g + 1))" : ""
+            guard (0..<1).contains(h["beta1"]!), (0..<1).contains(h["beta2"]!) else {
+                throw TensorError("betas must be in [0, 1), got (\(h["beta1"]!), \(h["beta2"]!))\(at)")
+            }
+            guard h["eps"]! >= 0, h["weight_decay"]! >= 0 else { throw TensorError("eps and weight_decay must be non-negative\(at)") }
+        }
+    }
+
+    override func update(_ i: Int, _ p: Tensor, _ g0: Tensor, _ h: [String: Double]) throws {
+        let lr = h["lr"]!, beta1 = h["beta1"]!, beta2 = h["beta2"]!, eps = h["eps"]!, weightDecay = h["weight_decay"]!
         var g = g0
         if weightDecay != 0 {
             if decoupled { try p.mul_(1 - lr * weightDecay) }
@@ -121,19 +190,6 @@ public final class Adam: Optimizer {
         let denom = try v.sqrt() / bc2.squareRoot() + eps
         try p.sub_(m / denom * (lr / bc1))
     }
-
-    public override var hyperparameters: [String: Double] {
-        ["lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weightDecay]
-    }
-    override func setOther(_ name: String, _ value: Double) throws {
-        switch name {
-        case "beta1": beta1 = value
-        case "beta2": beta2 = value
-        case "eps": eps = value
-        case "weight_decay": weightDecay = value
-        default: throw TensorError("Adam has no hyper-parameter '\(name)'")
-        }
-    }
 }
 
 /// Learning-rate schedules, closed forms as PyTorch's (epoch = number of step() calls).
@@ -146,7 +202,9 @@ public final class LRScheduler {
     }
     public let optimizer: Optimizer
     public let kind: Kind
-    public let baseLR: Double
+    /// Each group's learning rate when the scheduler was made.
+    public let baseLRs: [Double]
+    public var baseLR: Double { baseLRs[0] }
     public private(set) var epoch = 0
 
     public init(_ optimizer: Optimizer, _ kind: Kind) throws {
@@ -156,20 +214,24 @@ public final class LRScheduler {
         case .multistep(let ms, _): guard ms == ms.sorted() else { throw TensorError("milestones must be increasing") }
         case .exponential: break
         }
-        self.optimizer = optimizer; self.kind = kind; self.baseLR = optimizer.lr
+        self.optimizer = optimizer; self.kind = kind; self.baseLRs = optimizer.groups.map { $0["lr"] ?? 0 }
     }
 
-    public func lr(at e: Int) -> Double {
+    /// The first group's learning rate at epoch `e`.
+    public func lr(at e: Int) -> Double { lr(at: e, base: baseLR) }
+
+    func lr(at e: Int, base: Double) -> Double {
         switch kind {
-        case .step(let s, let g): return baseLR * Foundation.pow(g, Double(e / s))
-        case .multistep(let ms, let g): return baseLR * Foundation.pow(g, Double(ms.filter { $0 <= e }.count))
-        case .cosine(let t, let etaMin): return etaMin + (baseLR - etaMin) * (1 + cos(Double.pi * Double(e) / Double(t))) / 2
-        case .exponential(let g): return baseLR * Foundation.pow(g, Double(e))
+        case .step(let s, let g): return base * Foundation.pow(g, Double(e / s))
+        case .multistep(let ms, let g): return base * Foundation.pow(g, Double(ms.filter { $0 <= e }.count))
+        case .cosine(let t, let etaMin): return etaMin + (base - etaMin) * (1 + cos(Double.pi * Double(e) / Double(t))) / 2
+        case .exponential(let g): return base * Foundation.pow(g, Double(e))
         }
     }
 
+    /// Every group's learning rate follows the schedule from its own base.
     public func step() {
         epoch += 1
-        optimizer.lr = lr(at: epoch)
+        for (g, base) in baseLRs.enumerated() { try? optimizer.setHyperparameter("lr", lr(at: epoch, base: base), group: g) }
     }
 }

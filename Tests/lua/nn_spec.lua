@@ -228,6 +228,45 @@ describe("optimizers", function()
     assert.error(function() parry.optim.SGD({p}, {}) end, "optim.SGD: missing option lr")
     assert.error(function() parry.optim.SGD({p}, {lr = 0.1, nesterov = true}) end, "nesterov momentum requires a momentum")
   end)
+
+  it("take parameter groups with their own lr and weight decay (PyTorch's param_groups)", function()
+    local a = parry.tensor{1.0, 2.0}:requires_grad_()
+    local b = parry.tensor{3.0}:requires_grad_()
+    local opt = parry.optim.SGD({{params = {a}, lr = 0.5}, {params = {b}, weight_decay = 0.1}}, {lr = 0.1})
+    ;((a * a):sum() + (b * 2):sum()):backward()     -- grad a = 2a = {2, 4}, grad b = 2
+    opt:step()
+    -- a: lr 0.5, no decay: {1 - 0.5·2, 2 - 0.5·4} = {0, 0}; b: lr 0.1, decay 0.1: 3 - 0.1·(2 + 0.1·3) = 2.77
+    assert.near({0, 0}, a, 1e-7)
+    assert.near({2.77}, b, 1e-6)
+    local groups = opt:param_groups()
+    assert.equals(2, #groups)
+    assert.near(0.5, groups[1].lr, 1e-12); assert.near(0, groups[1].weight_decay, 1e-12)
+    assert.near(0.1, groups[2].lr, 1e-12); assert.near(0.1, groups[2].weight_decay, 1e-12)
+    assert.equals(1, groups[2].num_params)
+    -- a schedule scales every group from its own base; opt.lr sets every group
+    local sched = parry.optim.lr.step(opt, {step_size = 1, gamma = 0.5})
+    sched:step()
+    groups = opt:param_groups()
+    assert.near(0.25, groups[1].lr, 1e-12); assert.near(0.05, groups[2].lr, 1e-12)
+    opt:set("lr", 0.2, 2)
+    assert.near(0.2, opt:param_groups()[2].lr, 1e-12)
+    opt.lr = 0.3
+    assert.near(0.3, opt:param_groups()[1].lr, 1e-12); assert.near(0.3, opt:param_groups()[2].lr, 1e-12)
+    -- state dicts carry the groups
+    local sd = opt:state_dict()
+    opt:set("lr", 0.01)
+    opt:load_state_dict(sd)
+    assert.near(0.3, opt:param_groups()[2].lr, 1e-12)
+    local nets = parry.nn.Linear(2, 2)
+    local adam = parry.optim.Adam({{params = nets, lr = 0.01}, {params = {b}}})
+    assert.near(0.001, adam:param_groups()[2].lr, 1e-12)
+    assert.error(function() parry.optim.SGD({{params = {a}}}) end, "optim.SGD: missing option lr")
+    assert.error(function() parry.optim.SGD({{params = {a}, lr = 1, bogus = 1}}) end, "parameter group 1: unknown option 'bogus'")
+    assert.error(function() parry.optim.SGD({{params = {a}}, {params = {a}}}, {lr = 1}) end, "more than one group")
+    assert.error(function() parry.optim.SGD({{lr = 1}}) end, "parameter group 1 has no params")
+    assert.error(function() opt:set("lr", 1, 3) end, "Optimizer:set: group 3 is out of range")
+    assert.error(function() opt:set("bogus", 1) end, "has no hyper-parameter 'bogus'")
+  end)
 end)
 
 describe("data", function()
@@ -364,5 +403,62 @@ describe("parry.train helpers", function()
     local after = train.accuracy(net, ds)
     assert.truthy(after > 0.9 and after > before, string.format("accuracy %.3f -> %.3f", before, after))
     assert.is_true(net:is_training())
+  end)
+end)
+
+describe("weight-space helpers", function()
+  local nn = parry.nn
+  local Block = nn.Module:extend("CloneBlock")
+  function Block:init(c) self.conv = nn.Conv2d(c, c, 3, {padding = 1}); self.bn = nn.BatchNorm2d(c); self.cfg = {scale = 2} end
+  function Block:forward(x) return (self.bn(self.conv(x)) * self.cfg.scale + x):relu() end
+
+  it("clone a model deeply: same outputs, independent weights, fields and modes", function()
+    parry.manual_seed(3)
+    local net = nn.Sequential{Block(2), nn.Flatten(), nn.Linear(32, 3)}
+    net:eval()
+    local x = parry.randn(2, 2, 4, 4)
+    local copy = net:clone()
+    assert.equals(tostring(net), tostring(copy))
+    assert.equals(0, (copy(x) - net(x)):abs():max():item())
+    assert.is_false(copy:is_training())
+    assert.is_true(copy:get("3").weight.requires_grad)
+    copy[1].cfg.scale = 3                                   -- plain fields are copied, not shared
+    assert.equals(2, net[1].cfg.scale)
+    parry.no_grad(function() copy:get("3").weight:fill_(0) end)
+    assert.truthy(net:get("3").weight:abs():sum():item() > 0)
+    local r = parry.models.resnet20{in_channels = 1, classes = 10}
+    local r2 = r:clone()
+    assert.equals(#r:parameters(), #r2:parameters())
+    local z = parry.randn(1, 1, 8, 8)
+    r:eval(); r2:eval()
+    assert.equals(0, (r(z) - r2(z)):abs():max():item())
+  end)
+
+  it("get submodules by dotted name, listing the names on a miss", function()
+    local r = parry.models.resnet20{in_channels = 1, classes = 10}
+    assert.equals("Conv2d", r:get("layer2.1.conv2"):type())
+    assert.equals(r, r:get(""))
+    assert.error(function() r:get("layer9") end, "Module:get: no submodule named 'layer9' (available: conv1, bn1, layer1")
+  end)
+
+  it("interpolate state dicts: α = 0 and 1 exactly, 0.5 the mean, integers from the first", function()
+    parry.manual_seed(4)
+    local a, b = nn.Sequential{nn.Linear(3, 2), nn.BatchNorm1d(2)}, nn.Sequential{nn.Linear(3, 2), nn.BatchNorm1d(2)}
+    b(parry.randn(4, 3))                                   -- b's running stats and counter move
+    local sa, sb = a:state_dict(), b:state_dict()
+    local s0, s1, sh = nn.interpolate(sa, sb, 0), nn.interpolate(sa, sb, 1), nn.interpolate(sa, sb, 0.5)
+    for name, t in pairs(sa) do
+      assert.equals(t, s0[name], name)
+      if t:dtype() == "float32" then
+        assert.equals(sb[name], s1[name], name)
+        assert.near((t + sb[name]) / 2, sh[name], 1e-7)
+      else
+        assert.equals(t, s1[name], name)                   -- num_batches_tracked from the first
+      end
+    end
+    assert.error(function() nn.interpolate(sa, sb, 1.5) end, "nn.interpolate: alpha must be in [0, 1], got 1.5")
+    assert.error(function() nn.interpolate(sa, nn.Linear(3, 2):state_dict(), 0.5) end, "nn.interpolate: the state dicts have different keys")
+    assert.error(function() nn.interpolate(nn.Linear(3, 2):state_dict(), nn.Linear(3, 4):state_dict(), 0.5) end,
+      "'bias' has shape {2} in the first state dict and {4} in the second")
   end)
 end)

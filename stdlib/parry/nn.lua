@@ -86,6 +86,43 @@ function nn.from_torch_names(sd) return map_indices(sd, function(i) return i + 1
 --- nn.to_torch_names(sd): the inverse, for files PyTorch will load.
 function nn.to_torch_names(sd) return map_indices(sd, function(i) return i - 1 end) end
 
+-- Plain Lua values copied for a clone: tables without a metatable deeply
+-- (cycles kept), everything else (functions, classes, userdata) shared.
+local function copy_plain(v, seen)
+  if type(v) ~= "table" or getmetatable(v) ~= nil then return v end
+  if seen[v] then return seen[v] end
+  local out = {}
+  seen[v] = out
+  for k, x in pairs(v) do out[copy_plain(k, seen)] = copy_plain(x, seen) end
+  return out
+end
+
+--- Module:clone() -> a deep copy (PyTorch's copy.deepcopy of a module):
+-- parameters and buffers copied, the same structure, settings and modes;
+-- Lua-defined modules keep their class, and their plain fields are copied.
+function methods.clone(self)
+  if not is_module(self) then require("parry._util").raise("Module:clone: expected a module (argument 1), got " .. type(self)) end
+  local ok, copy = pcall(methods._clone, self)
+  if not ok then require("parry._util").raise((tostring(copy):gsub("^.-Module:_clone: ", "Module:clone: "))) end
+  local olds, news = self:named_modules(), copy:named_modules()
+  local seen = {}
+  for i = 1, #olds do
+    local src, dst = fields_of(olds[i][2]), fields_of(news[i][2])
+    for k, v in pairs(src) do
+      if k == "__children" then
+        local kids = {}
+        for name in pairs(v) do kids[name] = get_entry(news[i][2], name) end
+        dst.__children = kids
+      elseif k == "__class" then
+        dst.__class = v
+      else
+        dst[k] = copy_plain(v, seen)
+      end
+    end
+  end
+  return copy
+end
+
 --- Base class of Lua-defined modules.
 local Module = { __name = "Module" }
 nn.Module = Module
