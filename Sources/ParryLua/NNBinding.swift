@@ -519,7 +519,7 @@ func openNN(_ L: LuaState, module: Int32) {
     table("_lr", schedulerFunctions)
     table("_data", dataFunctions)
     table("_attacks", attackFunctions)
-    table("_robust", robustFunctions)
+    table("_robust", robustFunctions + weightSpaceFunctions)
     table("_fl", fedFunctions)
 
     // optimizer metatable

@@ -279,3 +279,68 @@ public enum RiFT {
         return ok.sorted { $0.alpha < $1.alpha }.max { $0.clean < $1.clean } ?? base
     }
 }
+
+// MARK: - the whole method
+
+extension RiFT {
+    public struct Config {
+        /// The module to fine-tune; nil picks the lowest MRC ("auto").
+        public var module: String? = nil
+        /// With "auto": leave out the first and the last candidate (the code's README prefers middle layers).
+        public var skipFirstLast = false
+        public var mrc = MRCOptions()
+        /// The fixed adversarial set for MRC (PGD on the validation inputs): budget, step, steps.
+        public var mrcAttack: (eps: Double, alpha: Double, steps: Int) = (8.0 / 255, 2.0 / 255, 10)
+        public var finetune = FinetuneOptions()
+        public var alphas: [Double] = (0...10).map { Double($0) / 10 }
+        /// PGD for the robust accuracy of each interpolated model.
+        public var evalAttack: (eps: Double, alpha: Double, steps: Int) = (8.0 / 255, 2.0 / 255, 10)
+        public var tolerance = 0.005
+        public var bounds: (Double, Double) = (0, 1)
+        public init() {}
+    }
+
+    public struct Result {
+        /// The MRC table (nil when the module was given).
+        public let mrc: [MRC]?
+        public let module: String
+        public let curve: [Epoch]
+        public let points: [Point]
+        public let chosen: Point
+    }
+
+    /// RiFT end to end on `model` (adversarially trained; it is changed: it
+    /// ends holding θ(α) of the chosen α): MRC on a fixed PGD set built from
+    /// the validation inputs (unless a module is given), fine-tuning of the
+    /// chosen module on (x, y), interpolation evaluated on the validation
+    /// split, and the choice of α.
+    public static func run(_ model: Module, _ x: Tensor, _ y: Tensor, valX: Tensor, valY: Tensor, config c: Config = Config(),
+                           transform: ((Tensor) throws -> Tensor)? = nil, generator: Generator = .current,
+                           progress: ((String) -> Void)? = nil, onEpoch: ((Epoch) throws -> Void)? = nil) throws -> Result {
+        for a in c.alphas where !(a >= 0 && a <= 1) { throw TensorError("alphas must be in [0, 1], got \(a)") }
+        guard c.tolerance >= 0 else { throw TensorError("tolerance must be non-negative, got \(c.tolerance)") }
+        var table: [MRC]? = nil
+        let module: String
+        if let given = c.module {
+            _ = try model.submodule(given)
+            module = given
+        } else {
+            var names = candidates(model)
+            if c.skipFirstLast && names.count > 2 { names = Array(names.dropFirst().dropLast()) }
+            progress?("building the adversarial set for MRC")
+            let adv = try adversarialSet(model, valX, valY, eps: c.mrcAttack.eps, alpha: c.mrcAttack.alpha, steps: c.mrcAttack.steps,
+                                         bounds: c.bounds, generator: generator)
+            table = try criticality(model, adv, valY, modules: names, options: c.mrc, generator: generator, progress: progress)
+            module = table![0].module
+        }
+        let at = try StateDict.copy(model.stateDict())
+        let curve = try finetune(model, module: module, x, y, valX: valX, valY: valY, options: c.finetune, transform: transform,
+                                 generator: generator, onEpoch: { e in progress?("fine-tuning \(module): epoch \(e.epoch)/\(c.finetune.epochs), val acc \(String(format: "%.4f", e.valAccuracy))"); try onEpoch?(e) })
+        let ft = try StateDict.copy(model.stateDict())
+        let points = try interpolation(model, at: at, ft: ft, alphas: c.alphas, valX, valY, eps: c.evalAttack.eps, alpha: c.evalAttack.alpha,
+                                       steps: c.evalAttack.steps, bounds: c.bounds, generator: generator, progress: progress)
+        let chosen = try chooseAlpha(points, tolerance: c.tolerance)
+        try model.loadStateDict(StateDict.interpolate(at, ft, alpha: chosen.alpha))
+        return Result(mrc: table, module: module, curve: curve, points: points, chosen: chosen)
+    }
+}

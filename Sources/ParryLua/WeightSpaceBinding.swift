@@ -1,0 +1,196 @@
+import CLua
+import CLuaShim
+import ParryCore
+import ParryNN
+import ParryRobust
+
+// parry.robust's weight-space methods (RiFT): argument translation only;
+// the algorithms are RiFT in ParryRobust/WeightSpace.swift. Labels are
+// 1-based here and 0-based in Swift. stdlib/parry/robust.lua wraps these
+// (datasets, cloning the model, progress).
+
+extension LuaArgs {
+    /// A nested options table `key` of `o` read by `read` while it is on the stack.
+    func nested<T>(_ o: LuaOptions, _ key: String, allowed: [String], _ read: (LuaOptions) throws -> T) throws -> T {
+        guard o.index != 0 else { return try read(LuaOptions(args: self, index: 0)) }
+        let j = rawField(o.index, key)
+        defer { pop() }
+        if isNil(j) { return try read(LuaOptions(args: self, index: 0)) }
+        guard type(j) == LUA_TTABLE else { throw fail("option '\(key)' must be a table, got \(typeName(j))") }
+        do { return try read(try options(j, allowed: allowed)) } catch let e as LuaArgumentError {
+            throw fail("\(key): \(e.message)")
+        }
+    }
+
+    /// A list of strings from the table at `i`.
+    func stringList(_ i: Int32, _ what: String) throws -> [String] {
+        guard type(i) == LUA_TTABLE else { throw fail("\(what) must be a list of strings, got \(typeName(i))") }
+        return try (0..<rawLength(i)).map { k in
+            let j = rawIndex(i, k + 1); defer { pop() }
+            guard type(j) == LUA_TSTRING else { throw fail("\(what) must be a list of strings, got \(typeName(j)) at position \(k + 1)") }
+            return try string(j, what)
+        }
+    }
+
+    /// A Lua function option `key` as a Swift closure (the function stays in
+    /// the options table, which is on the stack for the whole call).
+    func callbackOption(_ o: LuaOptions, _ key: String, _ push: @escaping (Any) -> Int32) throws -> ((Any) throws -> Void)? {
+        guard o.index != 0 else { return nil }
+        let j = rawField(o.index, key)
+        if isNil(j) { pop(); return nil }
+        guard type(j) == LUA_TFUNCTION else { defer { pop() }; throw fail("option '\(key)' must be a function, got \(typeName(j))") }
+        let slot = j            // left on the stack until the binding returns
+        return { v in try self.call(slot, nresults: 0) { push(v) } }
+    }
+}
+
+private func mrcOptions(_ a: LuaArgs, _ o: LuaOptions) throws -> RiFT.MRCOptions {
+    var m = RiFT.MRCOptions()
+    m.eps = try o.number("eps") ?? m.eps
+    m.epochs = try o.integer("epochs") ?? m.epochs
+    m.lr = try o.number("lr") ?? m.lr
+    m.batchSize = try o.integer("batch_size") ?? m.batchSize
+    guard m.eps >= 0, m.epochs >= 1, m.lr >= 0, m.batchSize >= 1 else {
+        throw a.fail("eps and lr must be ≥ 0, epochs and batch_size ≥ 1")
+    }
+    return m
+}
+
+private func pgdSettings(_ a: LuaArgs, _ o: LuaOptions, defaultEps: Double?, what: String) throws -> (eps: Double, alpha: Double, steps: Int) {
+    guard let eps = try o.number("eps") ?? defaultEps else { throw a.fail("missing option \(what).eps (the L∞ budget of the PGD examples)") }
+    let steps = try o.integer("steps") ?? 10
+    let alpha = try o.number("alpha") ?? eps / 4
+    guard eps >= 0, alpha >= 0, steps >= 0 else { throw a.fail("\(what): eps and alpha must be ≥ 0 and steps ≥ 0") }
+    return (eps, alpha, steps)
+}
+
+private func pushMRC(_ a: LuaArgs, _ table: [RiFT.MRC]) {
+    lua_createtable(a.L, Int32(clamping: table.count), 0)
+    for (k, r) in table.enumerated() {
+        lua_createtable(a.L, 0, 6)
+        pushString(a.L, r.module); lua_setfield(a.L, -2, "module")
+        a.push(r.mrc); lua_setfield(a.L, -2, "mrc")
+        a.push(r.loss0); lua_setfield(a.L, -2, "loss0")
+        a.push(r.lossMax); lua_setfield(a.L, -2, "loss_max")
+        a.push(r.robustAcc0); lua_setfield(a.L, -2, "robust_acc0")
+        a.push(r.robustAccWorst); lua_setfield(a.L, -2, "robust_acc_worst")
+        lua_rawseti(a.L, -2, lua_Integer(k + 1))
+    }
+}
+
+let weightSpaceFunctions: [(String, parry_SwiftFunction)] = [
+    // _mrc(model, x, y, opts, progress) (parry.robust.mrc in robust.lua)
+    ("_mrc", { L in bind(L, "parry.robust.mrc") { a in
+        let model = try a.module(1)
+        let x = try a.tensor(2, "x"), y = try a.labels(3)
+        let o = try a.options(4, allowed: ["eps", "epochs", "lr", "batch_size", "modules", "attack", "adversarial", "bounds", "seed", "generator"])
+        let m = try mrcOptions(a, o)
+        let gen = try a.generatorOption(o)
+        let bounds = try a.threatModel(o, defaultEps: 0).bounds
+        var modules: [String]? = nil
+        if o.index != 0 {
+            let j = a.rawField(o.index, "modules"); defer { a.pop() }
+            if !a.isNil(j) { modules = try a.stringList(j, "modules") }
+        }
+        let adversarial = try o.bool("adversarial") ?? false
+        let attack = adversarial ? nil : try a.nested(o, "attack", allowed: ["eps", "alpha", "steps"]) {
+            try pgdSettings(a, $0, defaultEps: nil, what: "attack")
+        }
+        let progress = a.isNil(5) ? nil : { (s: String) in _ = try? a.call(5, nresults: 0) { pushString(a.L, s); return 1 } }
+        let table = try LuaContext.with(a.L) { () -> [RiFT.MRC] in
+            var set = x
+            if let attack {
+                progress?("building the adversarial set")
+                set = try RiFT.adversarialSet(model, x, y, eps: attack.eps, alpha: attack.alpha, steps: attack.steps, bounds: bounds, generator: gen)
+            }
+            return try RiFT.criticality(model, set, y, modules: modules, options: m, generator: gen, progress: progress)
+        }
+        pushMRC(a, table)
+        return 1
+    } }),
+    // _rift(model, x, y, val_x, val_y, opts, progress, transform) (parry.robust.rift in robust.lua)
+    ("_rift", { L in bind(L, "parry.robust.rift") { a in
+        let model = try a.module(1)
+        let x = try a.tensor(2, "train.x"), y = try a.labels(3, "train.y")
+        let vx = try a.tensor(4, "val.x"), vy = try a.labels(5, "val.y")
+        let o = try a.options(6, allowed: ["module", "skip_first_last", "mrc", "finetune", "alphas", "eval_attack", "tolerance",
+                                           "on_epoch", "bounds", "seed", "generator"])
+        var c = RiFT.Config()
+        if let m = try o.string("module"), m != "auto" { c.module = m }
+        c.skipFirstLast = try o.bool("skip_first_last") ?? false
+        c.tolerance = try o.number("tolerance") ?? c.tolerance
+        c.bounds = try a.threatModel(o, defaultEps: 0).bounds
+        if o.index != 0 {
+            let j = a.rawField(o.index, "alphas"); defer { a.pop() }
+            if !a.isNil(j) { c.alphas = try a.numberList(j, "alphas") }
+        }
+        c.evalAttack = try a.nested(o, "eval_attack", allowed: ["eps", "alpha", "steps"]) { try pgdSettings(a, $0, defaultEps: nil, what: "eval_attack") }
+        try a.nested(o, "mrc", allowed: ["eps", "epochs", "lr", "batch_size", "attack"]) { m in
+            c.mrc = try mrcOptions(a, m)
+            c.mrcAttack = try a.nested(m, "attack", allowed: ["eps", "alpha", "steps"]) {
+                try pgdSettings(a, $0, defaultEps: c.evalAttack.eps, what: "mrc.attack")
+            }
+        }
+        try a.nested(o, "finetune", allowed: ["lr", "momentum", "weight_decay", "epochs", "milestones", "gamma", "batch_size"]) { f in
+            c.finetune.lr = try f.number("lr") ?? c.finetune.lr
+            c.finetune.momentum = try f.number("momentum") ?? c.finetune.momentum
+            c.finetune.weightDecay = try f.number("weight_decay") ?? c.finetune.weightDecay
+            c.finetune.epochs = try f.integer("epochs") ?? c.finetune.epochs
+            c.finetune.gamma = try f.number("gamma") ?? c.finetune.gamma
+            c.finetune.batchSize = try f.integer("batch_size") ?? c.finetune.batchSize
+            if f.index != 0 {
+                let j = a.rawField(f.index, "milestones"); defer { a.pop() }
+                if !a.isNil(j) { c.finetune.milestones = try a.integerList(j, "milestones") }
+            }
+            guard c.finetune.lr >= 0, c.finetune.momentum >= 0, c.finetune.weightDecay >= 0, c.finetune.epochs >= 1, c.finetune.batchSize >= 1 else {
+                throw a.fail("finetune: lr, momentum and weight_decay must be ≥ 0, epochs and batch_size ≥ 1")
+            }
+        }
+        let gen = try a.generatorOption(o)
+        let L = a.L
+        let onEpoch = try a.callbackOption(o, "on_epoch") { v in
+            let e = v as! RiFT.Epoch
+            lua_pushinteger(L, lua_Integer(e.epoch)); lua_pushnumber(L, e.loss); lua_pushnumber(L, e.valAccuracy); lua_pushnumber(L, e.seconds)
+            return 4
+        }
+        let progress = a.isNil(7) ? nil : { (s: String) in _ = try? a.call(7, nresults: 0) { pushString(a.L, s); return 1 } }
+        var transform: ((Tensor) throws -> Tensor)? = nil
+        if !a.isNil(8) {
+            guard a.type(8) == LUA_TFUNCTION else { throw a.fail("finetune.transform must be a function(x) -> x, got \(a.typeName(8))") }
+            transform = { xb in
+                try a.call(8, nresults: 1) { pushTensor(L, xb); return 1 }
+                defer { a.pop() }
+                guard let t = a.optTensor(-1) else { throw TensorError("finetune.transform must return a tensor") }
+                return t
+            }
+        }
+        let r = try LuaContext.with(a.L) {
+            try RiFT.run(model, x, y, valX: vx, valY: vy, config: c, transform: transform, generator: gen, progress: progress,
+                         onEpoch: onEpoch.map { f in { try f($0) } })
+        }
+        lua_createtable(a.L, 0, 6)
+        if let t = r.mrc { pushMRC(a, t); lua_setfield(a.L, -2, "mrc") }
+        pushString(a.L, r.module); lua_setfield(a.L, -2, "module")
+        lua_createtable(a.L, Int32(clamping: r.curve.count), 0)
+        for (k, e) in r.curve.enumerated() {
+            lua_createtable(a.L, 0, 4)
+            a.push(e.epoch); lua_setfield(a.L, -2, "epoch")
+            a.push(e.loss); lua_setfield(a.L, -2, "loss")
+            a.push(e.valAccuracy); lua_setfield(a.L, -2, "val_acc")
+            a.push(e.seconds); lua_setfield(a.L, -2, "seconds")
+            lua_rawseti(a.L, -2, lua_Integer(k + 1))
+        }
+        lua_setfield(a.L, -2, "finetune_curve")
+        lua_createtable(a.L, Int32(clamping: r.points.count), 0)
+        for (k, p) in r.points.enumerated() {
+            lua_createtable(a.L, 0, 3)
+            a.push(p.alpha); lua_setfield(a.L, -2, "alpha")
+            a.push(p.clean); lua_setfield(a.L, -2, "clean")
+            a.push(p.robust); lua_setfield(a.L, -2, "robust")
+            lua_rawseti(a.L, -2, lua_Integer(k + 1))
+        }
+        lua_setfield(a.L, -2, "interpolation")
+        a.push(r.chosen.alpha); lua_setfield(a.L, -2, "alpha")
+        return 1
+    } }),
+]
