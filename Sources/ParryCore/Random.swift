@@ -73,6 +73,12 @@ public final class Generator: @unchecked Sendable {
         }
     }
 
+    /// A uniform Double in [0, 1) (53 random bits).
+    public func uniform() -> Double {
+        lock.lock(); defer { lock.unlock() }
+        return Double(nextUnlocked() >> 11) * (1.0 / 9_007_199_254_740_992.0)
+    }
+
     /// A uniform integer in lo...hi (inclusive), without modulo bias.
     public func integer(_ lo: Int64, _ hi: Int64) -> Int64 {
         lock.lock(); defer { lock.unlock() }

@@ -30,6 +30,18 @@ let dataFunctions: [(String, parry_SwiftFunction)] = [
         a.push(x); a.push(y)
         return 2
     } }),
+    // corrupt(x, kind, severity [, {seed=, generator=}]) — Hendrycks & Dietterich's corruptions
+    ("corrupt", { L in bind(L, "parry.data.corrupt") { a in
+        let x = try a.tensor(1, "x")
+        let name = try a.string(2, "kind")
+        guard let kind = Corruptions.Kind(rawValue: name) else {
+            throw a.fail("unknown corruption '\(name)' (expected \(Corruptions.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let severity = try a.integer(3, "severity")
+        let o = try a.options(4, allowed: ["seed", "generator"])
+        let g = try o.integer("seed").map { Generator(seed: UInt64(bitPattern: Int64($0))) } ?? o.generator()
+        return a.push(try Corruptions.apply(x, kind, severity: severity, generator: g))
+    } }),
     ("_random_crop", { L in bind(L, "parry.data.transforms.random_crop") { a in
         let o = try a.options(4, allowed: ["padding", "generator"])
         return a.push(try Transforms.randomCrop(try a.tensor(1, "x"), size: (try a.integer(2, "height"), try a.integer(3, "width")),

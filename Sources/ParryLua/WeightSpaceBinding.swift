@@ -3,6 +3,7 @@ import CLuaShim
 import ParryCore
 import ParryNN
 import ParryRobust
+import ParryData
 
 // parry.robust's weight-space methods (RiFT): argument translation only;
 // the algorithms are RiFT in ParryRobust/WeightSpace.swift. Labels are
@@ -79,6 +80,39 @@ private func pushMRC(_ a: LuaArgs, _ table: [RiFT.MRC]) {
 }
 
 let weightSpaceFunctions: [(String, parry_SwiftFunction)] = [
+    // _corruption_accuracy(model, x, y, opts) (parry.robust.corruption_accuracy in robust.lua)
+    ("_corruption_accuracy", { L in bind(L, "parry.robust.corruption_accuracy") { a in
+        let (model, module) = try a.classifier(1)
+        let x = try a.tensor(2, "x"), y = try a.labels(3)
+        let o = try a.options(4, allowed: ["kinds", "severities", "batch_size", "seed", "generator"])
+        var kinds = Corruptions.Kind.allCases, severities = [1, 2, 3, 4, 5]
+        if o.index != 0 {
+            let k = a.rawField(o.index, "kinds"); defer { a.pop() }
+            if !a.isNil(k) {
+                kinds = try a.stringList(k, "kinds").map { name in
+                    guard let kind = Corruptions.Kind(rawValue: name) else {
+                        throw a.fail("unknown corruption '\(name)' (expected \(Corruptions.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
+                    }
+                    return kind
+                }
+            }
+            let s = a.rawField(o.index, "severities"); defer { a.pop() }
+            if !a.isNil(s) { severities = try a.integerList(s, "severities") }
+        }
+        let rows = try RobustTraining.withMode(module, eval: true) {
+            try Evaluation.corruptionAccuracy(model, x, y, kinds: kinds, severities: severities,
+                                              batchSize: try o.integer("batch_size") ?? 500, generator: try a.generatorOption(o))
+        }
+        lua_createtable(a.L, Int32(clamping: rows.count), 0)
+        for (k, r) in rows.enumerated() {
+            lua_createtable(a.L, 0, 3)
+            pushString(a.L, r.kind.rawValue); lua_setfield(a.L, -2, "kind")
+            a.push(r.severity); lua_setfield(a.L, -2, "severity")
+            a.push(r.accuracy); lua_setfield(a.L, -2, "accuracy")
+            lua_rawseti(a.L, -2, lua_Integer(k + 1))
+        }
+        return 1
+    } }),
     // _mrc(model, x, y, opts, progress) (parry.robust.mrc in robust.lua)
     ("_mrc", { L in bind(L, "parry.robust.mrc") { a in
         let model = try a.module(1)

@@ -1,6 +1,7 @@
 import Foundation
 import ParryCore
 import ParryNN
+import ParryData
 
 /// Robustness evaluation: clean accuracy, robust accuracy per attack, the
 /// per-sample worst case over all attacks, and AutoAttack-style sanity flags.
@@ -82,5 +83,31 @@ public enum Evaluation {
             warnings.append(String(format: "the gradient is exactly zero for %.1f%% of the samples: gradient-based attacks cannot work there (gradient masking?)", zeroRows * 100))
         }
         return warnings
+    }
+}
+
+extension Evaluation {
+    /// Accuracy under common corruptions (Hendrycks & Dietterich 2019): for
+    /// each kind and severity, every batch of x corrupted (`Corruptions`,
+    /// seeded by `generator`) and classified. Rows in kind-major order.
+    public static func corruptionAccuracy(_ model: Classifier, _ x: Tensor, _ y: Tensor, kinds: [Corruptions.Kind] = Corruptions.Kind.allCases,
+                                          severities: [Int] = [1, 2, 3, 4, 5], batchSize: Int = 500,
+                                          generator: Generator = .current) throws -> [(kind: Corruptions.Kind, severity: Int, accuracy: Double)] {
+        guard batchSize >= 1 else { throw TensorError("batch_size must be at least 1") }
+        for s in severities where !(1...5).contains(s) { throw TensorError("severities must be in 1…5, got \(s)") }
+        _ = try AttackMath.check(model, x, y)
+        let n = x.shape[0]
+        var rows = [(kind: Corruptions.Kind, severity: Int, accuracy: Double)]()
+        for kind in kinds { for s in severities {
+            var correct = 0.0, start = 0
+            while start < n {
+                let len = Swift.min(batchSize, n - start)
+                let xb = try Corruptions.apply(x.narrow(0, start, len), kind, severity: s, generator: generator)
+                correct += try GradMode.noGrad { try model(xb).argmax(dim: 1).eq(y.narrow(0, start, len)).sum().double() }
+                start += len
+            }
+            rows.append((kind, s, correct / Double(Swift.max(n, 1))))
+        } }
+        return rows
     }
 }

@@ -78,3 +78,58 @@ describe("parry.robust.rift", function()
     assert.error(function() parry.robust.rift(5) end, "parry.robust.rift: expected a table")
   end)
 end)
+
+describe("out-of-distribution evaluation", function()
+  it("corrupts images by kind and severity, seeded and in bounds", function()
+    local x = parry.rand(2, 1, 28, 28)
+    local a = parry.data.corrupt(x, "gaussian_noise", 3, {seed = 7})
+    assert.equals(a, parry.data.corrupt(x, "gaussian_noise", 3, {seed = 7}))
+    assert.truthy((a - parry.data.corrupt(x, "gaussian_noise", 3, {seed = 8})):abs():max():item() > 0)
+    assert.equals(x, parry.data.corrupt(x, "elastic", 0))
+    assert.truthy(a:min():item() >= 0 and a:max():item() <= 1)
+    assert.error(function() parry.data.corrupt(x, "fog", 1) end, "parry.data.corrupt: unknown corruption 'fog' (expected gaussian_noise, shot_noise")
+    assert.error(function() parry.data.corrupt(x, "contrast", 7) end, "parry.data.corrupt: severity must be 0…5, got 7")
+    assert.error(function() parry.data.corrupt(parry.rand(3, 3), "contrast", 1) end, "expected a float32 N×C×H×W batch")
+  end)
+
+  it("reports accuracy per kind and severity, their means, and the same numbers as corrupting by hand", function()
+    local net = parry.nn.Sequential{parry.nn.Flatten(), parry.nn.Linear(16, 3)}
+    parry.manual_seed(1)
+    local ds = parry.data.TensorDataset(parry.rand(12, 1, 4, 4), parry.randint(1, 3, 12))
+    local r = parry.robust.corruption_accuracy(net, ds, {kinds = {"contrast", "brightness"}, severities = {1, 5}})
+    assert.equals(4, #r.rows)
+    assert.equals("contrast", r.rows[1].kind); assert.equals(5, r.rows[2].severity)
+    local by_hand = net(parry.data.corrupt(ds.x, "contrast", 5)):argmax(2):eq(ds.y):float():mean():item()
+    assert.near(by_hand, r.rows[2].accuracy, 1e-12)
+    assert.near((r.rows[1].accuracy + r.rows[2].accuracy) / 2, r.by_kind.contrast, 1e-12)
+    assert.near((r.rows[1].accuracy + r.rows[2].accuracy + r.rows[3].accuracy + r.rows[4].accuracy) / 4, r.mean, 1e-12)
+    assert.error(function() parry.robust.corruption_accuracy(net, ds, {kinds = {"snow"}}) end, "unknown corruption 'snow'")
+    assert.error(function() parry.robust.corruption_accuracy(net, ds, {severities = {0}}) end, "severities must be in 1…5")
+  end)
+
+  it("reads CIFAR-10-C's .npy files", function()
+    local dir = os.tmpname(); os.remove(dir); assert(os.execute("mkdir " .. dir))
+    local function npy(path, shape, bytes)
+      local dims = {}
+      for i, d in ipairs(shape) do dims[i] = tostring(d) end
+      local h = "{'descr': '|u1', 'fortran_order': False, 'shape': (" .. table.concat(dims, ", ") .. (#shape == 1 and "," or "") .. "), }"
+      h = h .. string.rep(" ", (64 - (10 + #h + 1) % 64) % 64) .. "\n"
+      local f = assert(io.open(path, "wb"))
+      f:write("\147NUMPY\1\0", string.pack("<I2", #h), h, bytes)
+      f:close()
+    end
+    -- 10 images (2 per severity), pixel value = image index; labels 0..9
+    local px = {}
+    for i = 0, 9 do px[#px + 1] = string.rep(string.char(i * 20), 32 * 32 * 3) end
+    npy(dir .. "/contrast.npy", {10, 32, 32, 3}, table.concat(px))
+    local lab = {}
+    for i = 0, 9 do lab[#lab + 1] = string.char(i) end
+    npy(dir .. "/labels.npy", {10}, table.concat(lab))
+    local ds = parry.data.cifar10c{root = dir, kind = "contrast", severity = 3}
+    assert.same({2, 3, 32, 32}, ds.x:shape())
+    assert.near(80 / 255, ds.x[1][1][1][1], 1e-6)          -- image 4 of 10 (severity 3's first)
+    assert.same({5, 6}, ds.y:totable())
+    assert.error(function() parry.data.cifar10c{root = dir, kind = "contrast", severity = 6} end, "parry.data.cifar10c: severity must be an integer 1..5")
+    os.execute("rm -rf " .. dir)
+  end)
+end)

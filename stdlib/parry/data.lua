@@ -9,7 +9,7 @@
 local core = require("parry.core")
 local D = core._data
 
-local data = { idx = D.idx, npy = D.npy, csv = D.csv, transforms = {} }
+local data = { idx = D.idx, npy = D.npy, csv = D.csv, corrupt = D.corrupt, transforms = {} }
 
 local raise = require("parry._util").raise
 local function fail(fn, msg) raise("parry.data." .. fn .. ": " .. msg) end
@@ -193,6 +193,24 @@ function data.cifar10(opts)
   return data.TensorDataset(x, y + 1)
 end
 
+--- cifar10c{root=, kind=, severity=1..5, limit=}: CIFAR-10-C (Hendrycks & Dietterich
+-- 2019) from its .npy files (<kind>.npy: 50,000 32×32×3 uint8 images, 10,000 per
+-- severity; labels.npy), as a dataset of N×3×32×32 float32 in [0, 1].
+function data.cifar10c(opts)
+  opts = check_opts("cifar10c", opts, { root = true, kind = true, severity = true, limit = true })
+  if type(opts.root) ~= "string" then fail("cifar10c", "missing option root (the folder with gaussian_noise.npy ... labels.npy)") end
+  if type(opts.kind) ~= "string" then fail("cifar10c", "missing option kind (e.g. \"gaussian_noise\")") end
+  local s = opts.severity or 1
+  if math.type(s) ~= "integer" or s < 1 or s > 5 then fail("cifar10c", "severity must be an integer 1..5, got " .. tostring(s)) end
+  local x = D.npy(opts.root .. "/" .. opts.kind .. ".npy")
+  local y = D.npy(opts.root .. "/labels.npy")
+  local per = x:size(1) // 5
+  local n = math.min(opts.limit or per, per)
+  x = x:narrow(1, (s - 1) * per + 1, n):permute(1, 4, 2, 3):float() / 255
+  y = y:narrow(1, (s - 1) * per + 1, n):long() + 1
+  return data.TensorDataset(x:contiguous(), y)
+end
+
 --- synthetic_classification{n = 1000, dim = 20, classes = 2, seed = 0, spread = 2}:
 -- Gaussian blobs with class means ~ N(0, spread²) and unit noise.
 function data.synthetic_classification(opts)
@@ -237,6 +255,7 @@ data.TensorDataset = named("TensorDataset", data.TensorDataset)
 data.fashion_mnist = named("fashion_mnist", data.fashion_mnist)
 data.mnist = named("mnist", data.mnist)
 data.cifar10 = named("cifar10", data.cifar10)
+data.cifar10c = named("cifar10c", data.cifar10c)
 data.synthetic_classification = named("synthetic_classification", data.synthetic_classification)
 for _, m in ipairs{ "get", "subset", "split", "batches" } do Dataset[m] = named(m, Dataset[m]) end
 

@@ -93,6 +93,23 @@ function robust.mrc(model, data, opts)
   return r
 end
 
+--- corruption_accuracy(model, data, {kinds=, severities={1,…,5}, batch_size=500, seed=})
+-- Accuracy under parry.data.corrupt's corruptions: {rows = { {kind=, severity=, accuracy=} },
+-- by_kind = {kind = mean over severities}, mean = mean over every row}.
+function robust.corruption_accuracy(model, data, opts)
+  local x, y = xy("corruption_accuracy", data, "data")
+  local ok, rows = pcall(core._robust._corruption_accuracy, model, x, y, opts)
+  if not ok then raise((tostring(rows):gsub("^[^\n]-:%d+: ", ""))) end
+  local by_kind, counts, total = {}, {}, 0
+  for _, r in ipairs(rows) do
+    by_kind[r.kind] = (by_kind[r.kind] or 0) + r.accuracy
+    counts[r.kind] = (counts[r.kind] or 0) + 1
+    total = total + r.accuracy
+  end
+  for k, v in pairs(by_kind) do by_kind[k] = v / counts[k] end
+  return { rows = rows, by_kind = by_kind, mean = total / math.max(#rows, 1) }
+end
+
 --- rift{model=, train=, val=, module="auto"|name, skip_first_last=, mrc={...}, finetune={lr=, momentum=,
 -- weight_decay=, epochs=, milestones=, gamma=, batch_size=, transform=}, alphas=, eval_attack={eps=, alpha=, steps=},
 -- tolerance=, on_epoch=, seed=} -> {mrc=, module=, finetune_curve=, interpolation=, alpha=, model=}
