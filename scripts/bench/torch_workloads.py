@@ -118,3 +118,41 @@ if want("fedavg_100x600"):
         g = acc(server, Xte, Yte)
     total = time.perf_counter() - s
     emit("fedavg_100x600", total, f"{5 / total:.2f} rounds/s, {100 * (total - train_t) / total:.1f}% outside local training, global acc {g:.4f}")
+
+if want("rift_mrc"):
+    # The official code's layer_sharpness (microsoft/robustlearn RiFT/main.py)
+    # for one module, without its deepcopy of the model: conv4 of
+    # examples/rift.lua's CNN, 10 passes over 1,024 images as the fixed set.
+    Xte = torch.tensor(idx("t10k-images-idx3-ubyte.gz"), dtype=torch.float32).div_(255).unsqueeze(1)
+    Yte = torch.tensor(idx("t10k-labels-idx1-ubyte.gz"), dtype=torch.long)
+    torch.manual_seed(0)
+    blk = lambda i, o: [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+    net = nn.Sequential(*blk(1, 16), *blk(16, 16), nn.MaxPool2d(2), *blk(16, 32), *blk(32, 32), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10)).eval()
+    X, Y = Xte[:1024], Yte[:1024]
+    crit = nn.CrossEntropyLoss()
+    def evaluate():
+        with torch.no_grad():
+            tot, loss = 0, 0.0
+            for i in range(0, 1024, 512):
+                out = net(X[i:i + 512]); loss += crit(out, Y[i:i + 512]).item() * out.shape[0]; tot += out.shape[0]
+            return loss / tot
+    def mrc():
+        w = net[10].weight                    # conv4 ("11" in parry's 1-based names)
+        init = w.detach().clone()
+        for p in net.parameters(): p.requires_grad = p is w
+        opt = torch.optim.SGD([w], lr=1)
+        loss0, best = evaluate(), 0.0
+        for _ in range(10):
+            perm = torch.randperm(1024)
+            for i in range(0, 1024, 512):
+                j = perm[i:i + 512]; opt.zero_grad(); (-crit(net(X[j]), Y[j])).backward(); opt.step()
+            with torch.no_grad():
+                diff = w - init; times = torch.linalg.norm(diff) / torch.linalg.norm(init)
+                if times > 0.1: w.copy_(init + diff / times * 0.1)
+            best = max(best, evaluate())
+        with torch.no_grad(): w.copy_(init)
+        return best - loss0
+    out = {}
+    def run(): out["m"] = mrc()
+    emit("rift_mrc", best_of(2, run), f"conv4, 10 passes over 1024 images; MRC {out['m']:.4f}")

@@ -115,3 +115,24 @@ if want("fedavg_100x600") then
   emit("fedavg_100x600", res.total_seconds, string.format("%.2f rounds/s, %.1f%% outside local training, global acc %.4f",
     #res.rounds / res.total_seconds, 100 * res.overhead, res.rounds[#res.rounds].global_accuracy))
 end
+
+if want("rift_mrc") then
+  -- RiFT's module robust criticality for one module (conv4) of
+  -- examples/rift.lua's CNN: 10 passes of weight-gradient ascent (batch 512,
+  -- lr 1, projection to ‖Δ‖ ≤ 0.1‖θ‖ after each pass, then an evaluation pass)
+  -- over 1,024 images taken as the fixed adversarial set.
+  data(); parry.manual_seed(0)
+  local nn = parry.nn
+  local layers = {}
+  for _, b in ipairs{{1, 16}, {16, 16}, "pool", {16, 32}, {32, 32}, "pool"} do
+    if b == "pool" then layers[#layers + 1] = nn.MaxPool2d(2) else
+      for _, m in ipairs{nn.Conv2d(b[1], b[2], 3, {padding = 1, bias = false}), nn.BatchNorm2d(b[2]), nn.ReLU()} do layers[#layers + 1] = m end
+    end
+  end
+  for _, m in ipairs{nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10)} do layers[#layers + 1] = m end
+  local net = nn.Sequential(layers)
+  local set = {test.x:narrow(1, 1, 1024), test.y:narrow(1, 1, 1024)}
+  local r
+  local s = best_of(2, function() r = parry.robust.mrc(net, set, {adversarial = true, modules = {"11"}, seed = 0}) end)
+  emit("rift_mrc", s, string.format("conv4, 10 passes over 1024 images; MRC %.4f", r[1].mrc))
+end
