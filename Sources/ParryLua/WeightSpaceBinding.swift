@@ -65,18 +65,23 @@ private func pgdSettings(_ a: LuaArgs, _ o: LuaOptions, defaultEps: Double?, wha
     return (eps, alpha, steps)
 }
 
-private func pushMRC(_ a: LuaArgs, _ table: [RiFT.MRC]) {
-    lua_createtable(a.L, Int32(clamping: table.count), 0)
-    for (k, r) in table.enumerated() {
-        lua_createtable(a.L, 0, 6)
-        pushString(a.L, r.module); lua_setfield(a.L, -2, "module")
-        a.push(r.mrc); lua_setfield(a.L, -2, "mrc")
-        a.push(r.loss0); lua_setfield(a.L, -2, "loss0")
-        a.push(r.lossMax); lua_setfield(a.L, -2, "loss_max")
-        a.push(r.robustAcc0); lua_setfield(a.L, -2, "robust_acc0")
-        a.push(r.robustAccWorst); lua_setfield(a.L, -2, "robust_acc_worst")
+/// Pushes a list of records: one table per item with the given string and number fields.
+private func pushRecords<T>(_ a: LuaArgs, _ items: [T], strings: [(String, (T) -> String)] = [], integers: [(String, (T) -> Int)] = [],
+                            numbers: [(String, (T) -> Double)]) {
+    lua_createtable(a.L, Int32(clamping: items.count), 0)
+    for (k, item) in items.enumerated() {
+        lua_createtable(a.L, 0, Int32(strings.count + integers.count + numbers.count))
+        for (name, f) in strings { pushString(a.L, f(item)); lua_setfield(a.L, -2, name) }
+        for (name, f) in integers { a.push(f(item)); lua_setfield(a.L, -2, name) }
+        for (name, f) in numbers { a.push(f(item)); lua_setfield(a.L, -2, name) }
         lua_rawseti(a.L, -2, lua_Integer(k + 1))
     }
+}
+
+private func pushMRC(_ a: LuaArgs, _ table: [RiFT.MRC]) {
+    pushRecords(a, table, strings: [("module", \.module)],
+                numbers: [("mrc", \.mrc), ("loss0", \.loss0), ("loss_max", \.lossMax), ("robust_acc0", \.robustAcc0),
+                          ("robust_acc_worst", \.robustAccWorst)])
 }
 
 let weightSpaceFunctions: [(String, parry_SwiftFunction)] = [
@@ -103,14 +108,7 @@ let weightSpaceFunctions: [(String, parry_SwiftFunction)] = [
             try Evaluation.corruptionAccuracy(model, x, y, kinds: kinds, severities: severities,
                                               batchSize: try o.integer("batch_size") ?? 500, generator: try a.generatorOption(o))
         }
-        lua_createtable(a.L, Int32(clamping: rows.count), 0)
-        for (k, r) in rows.enumerated() {
-            lua_createtable(a.L, 0, 3)
-            pushString(a.L, r.kind.rawValue); lua_setfield(a.L, -2, "kind")
-            a.push(r.severity); lua_setfield(a.L, -2, "severity")
-            a.push(r.accuracy); lua_setfield(a.L, -2, "accuracy")
-            lua_rawseti(a.L, -2, lua_Integer(k + 1))
-        }
+        pushRecords(a, rows, strings: [("kind", { $0.kind.rawValue })], integers: [("severity", \.severity)], numbers: [("accuracy", \.accuracy)])
         return 1
     } }),
     // _mrc(model, x, y, opts, progress) (parry.robust.mrc in robust.lua)
@@ -205,24 +203,9 @@ let weightSpaceFunctions: [(String, parry_SwiftFunction)] = [
         lua_createtable(a.L, 0, 6)
         if let t = r.mrc { pushMRC(a, t); lua_setfield(a.L, -2, "mrc") }
         pushString(a.L, r.module); lua_setfield(a.L, -2, "module")
-        lua_createtable(a.L, Int32(clamping: r.curve.count), 0)
-        for (k, e) in r.curve.enumerated() {
-            lua_createtable(a.L, 0, 4)
-            a.push(e.epoch); lua_setfield(a.L, -2, "epoch")
-            a.push(e.loss); lua_setfield(a.L, -2, "loss")
-            a.push(e.valAccuracy); lua_setfield(a.L, -2, "val_acc")
-            a.push(e.seconds); lua_setfield(a.L, -2, "seconds")
-            lua_rawseti(a.L, -2, lua_Integer(k + 1))
-        }
+        pushRecords(a, r.curve, integers: [("epoch", \.epoch)], numbers: [("loss", \.loss), ("val_acc", \.valAccuracy), ("seconds", \.seconds)])
         lua_setfield(a.L, -2, "finetune_curve")
-        lua_createtable(a.L, Int32(clamping: r.points.count), 0)
-        for (k, p) in r.points.enumerated() {
-            lua_createtable(a.L, 0, 3)
-            a.push(p.alpha); lua_setfield(a.L, -2, "alpha")
-            a.push(p.clean); lua_setfield(a.L, -2, "clean")
-            a.push(p.robust); lua_setfield(a.L, -2, "robust")
-            lua_rawseti(a.L, -2, lua_Integer(k + 1))
-        }
+        pushRecords(a, r.points, numbers: [("alpha", \.alpha), ("clean", \.clean), ("robust", \.robust)])
         lua_setfield(a.L, -2, "interpolation")
         a.push(r.chosen.alpha); lua_setfield(a.L, -2, "alpha")
         return 1
