@@ -85,13 +85,7 @@ extension Attacks {
         var xBestAdv = xAdv, xBest = xAdv, gradBest = grad, lossBest = loss
         var stepSize = try Tensor.full(shape1, 2 * tm.eps)
         var xOld = xAdv
-        // checkpoint bookkeeping (AutoAttack's apgd: k = 0.22·N, then −0.03·N down to 0.06·N)
-        var k = max(Int(0.22 * Double(steps)), 1)
-        let kMin = max(Int(0.06 * Double(steps)), 1), sizeDecr = max(Int(0.03 * Double(steps)), 1)
-        var counter = 0
-        var increases = try Tensor.zeros([n])            // steps since the checkpoint that raised the loss
-        var reducedLast = try Tensor.zeros([n]), lossBestLastCheck = lossBest
-        var previousLoss = loss
+        var checkpoints = try APGDCheckpoints(steps: steps, rho: o.rho, initialLoss: loss)
         for i in 0..<steps {
             try GradMode.noGrad {
                 let grad2 = try xAdv - xOld
@@ -108,27 +102,14 @@ extension Attacks {
                 let newly = try s * fooled.eq(0)
                 xBestAdv = try AttackMath.select(newly, xAdv, xBestAdv)
                 fooled = try fooled.maximum(s)
-                increases = try increases + loss.gt(previousLoss)
-                previousLoss = loss
                 let improved = try loss.gt(lossBest)
                 xBest = try AttackMath.select(improved, xAdv, xBest)
                 gradBest = try AttackMath.select(improved, grad, gradBest)
                 lossBest = try whereSelect(improved, loss, lossBest)
-                counter += 1
-                if counter == k {
-                    // halve where the loss rose in at most ρ·k of the last k steps, or where the
-                    // step was not reduced last time and the best loss did not improve since
-                    let oscillation = try increases.le(Double(k) * o.rho)
-                    let noImprovement = try (1 - reducedLast) * lossBestLastCheck.ge(lossBest)
-                    let reduce = try oscillation.maximum(noImprovement)
-                    reducedLast = reduce
-                    lossBestLastCheck = lossBest
+                if let reduce = try checkpoints.step(loss: loss, lossBest: lossBest) {
                     stepSize = try AttackMath.select(reduce, stepSize * 0.5, stepSize)
                     xAdv = try AttackMath.select(reduce, xBest, xAdv)
                     grad = try AttackMath.select(reduce, gradBest, grad)
-                    counter = 0
-                    increases = try Tensor.zeros([n])
-                    k = max(k - sizeDecr, kMin)
                 }
             }
         }
@@ -246,5 +227,51 @@ extension Attacks {
             log.append((name, try robust.mean().double()))
         }
         return (adv, log)
+    }
+}
+
+/// APGD's step-size checkpoints, as AutoAttack's `apgd_attack` keeps them:
+/// the first after k = 0.22·N steps, then k shrinks by 0.03·N down to 0.06·N.
+/// At a checkpoint a sample's step halves when the loss rose in at most ρ·k of
+/// the last k steps (oscillation), or when its step was not halved at the
+/// previous checkpoint and the best loss has not improved since. The "halved
+/// at the previous checkpoint" flag starts true (AutoAttack and torchattacks:
+/// `reduced_last_check` of ones), so the first checkpoint halves for
+/// oscillation only.
+struct APGDCheckpoints {
+    private(set) var k: Int
+    let kMin: Int, sizeDecr: Int, rho: Double
+    private var counter = 0
+    private var increases: Tensor
+    private var reducedLast: Tensor
+    private var lossBestLastCheck: Tensor
+    private var previousLoss: Tensor
+
+    init(steps: Int, rho: Double, initialLoss: Tensor) throws {
+        k = Swift.max(Int(0.22 * Double(steps)), 1)
+        kMin = Swift.max(Int(0.06 * Double(steps)), 1); sizeDecr = Swift.max(Int(0.03 * Double(steps)), 1)
+        self.rho = rho
+        increases = try Tensor.zeros(initialLoss.shape)
+        reducedLast = try Tensor.ones(initialLoss.shape)
+        lossBestLastCheck = initialLoss
+        previousLoss = initialLoss
+    }
+
+    /// After a step's loss and the best loss so far (updated with it): the
+    /// 0/1 mask of samples whose step halves now, or nil between checkpoints.
+    mutating func step(loss: Tensor, lossBest: Tensor) throws -> Tensor? {
+        increases = try increases + loss.gt(previousLoss)
+        previousLoss = loss
+        counter += 1
+        guard counter == k else { return nil }
+        let oscillation = try increases.le(Double(k) * rho)
+        let noImprovement = try (1 - reducedLast) * lossBestLastCheck.ge(lossBest)
+        let reduce = try oscillation.maximum(noImprovement)
+        reducedLast = reduce
+        lossBestLastCheck = lossBest
+        counter = 0
+        increases = try Tensor.zeros(loss.shape)
+        k = Swift.max(k - sizeDecr, kMin)
+        return reduce
     }
 }
