@@ -277,18 +277,28 @@ private func pushReport(_ a: LuaArgs, _ r: RobustnessReport) {
 
 // MARK: - parry.robust
 
+private func regularizerOption(_ a: LuaArgs, _ o: LuaOptions) throws -> RobustTraining.AdvCompSumRegularizer {
+    guard let name = try o.string("regularizer") else { return .margins }
+    guard let r = RobustTraining.AdvCompSumRegularizer(rawValue: name) else {
+        throw a.fail("regularizer must be \"margins\" or \"logits\", got '\(name)'")
+    }
+    return r
+}
+
 let robustFunctions: [(String, parry_SwiftFunction)] = [
     ("adv_comp_sum_loss", { L in bind(L, "parry.losses.adv_comp_sum") { a in
         let (model, module) = try a.classifier(1)
         let x = try a.tensor(2, "x"), y = try a.labels(3)
-        let o = try a.options(4, allowed: ["tau", "nu", "eps", "alpha", "steps", "norm", "random_start", "bounds", "seed", "generator"])
+        let o = try a.options(4, allowed: ["tau", "nu", "eps", "alpha", "steps", "norm", "random_start", "bounds", "seed", "generator",
+                                           "rho", "regularizer"])
         guard let tau = try o.number("tau") else { throw a.fail("missing option tau (a number ≥ 0)") }
         guard tau >= 0 else { throw a.fail("tau must be ≥ 0, got \(tau)") }
         let tm = try a.threatModel(o)
         let steps = try o.integer("steps") ?? 10
         return a.push(try RobustTraining.advCompSumLoss(model, module: module, x, y, tau: tau, nu: try o.number("nu") ?? 1, tm,
                                                         alpha: try o.number("alpha") ?? (steps > 0 ? 2.5 * tm.eps / Double(steps) : 0), steps: steps,
-                                                        randomStart: try o.bool("random_start") ?? false, generator: try a.generatorOption(o)))
+                                                        randomStart: try o.bool("random_start") ?? false, rho: try o.number("rho") ?? 1,
+                                                        regularizer: try regularizerOption(a, o), generator: try a.generatorOption(o)))
     } }),
     ("pgd_loss", { L in bind(L, "parry.robust.pgd_loss") { a in
         let (model, module) = try a.classifier(1)

@@ -48,28 +48,47 @@ public enum RobustTraining {
 }
 
 extension RobustTraining {
-    /// Smooth adversarial comp-sum loss, as the comp-sum issue states it (the
-    /// paper's exact form could not be checked from here):
-    /// mean over the batch of ℓ_τ(h(x), y) + ν·sup_{‖x'−x‖≤γ} ‖h(x') − h(x)‖₂,
-    /// the sup approximated by PGD on the logit distance (TRADES-style: start at
-    /// x + 0.001·N(0,1), or uniform in the ball with `randomStart`; L∞ sign steps
-    /// or L2 normalized steps of size α; model in eval mode while attacking).
-    /// Differentiable in the model's parameters through both h(x) and h(x').
+    /// What the smooth adversarial comp-sum loss regularizes.
+    public enum AdvCompSumRegularizer: String, Sendable {
+        /// The change of the margin vector h̄_y = (h_{y′} − h_y)_{y′≠y} (the paper's derivation).
+        case margins
+        /// The change of the raw logit vector h (parry's first reading, kept for comparison).
+        case logits
+    }
+
+    /// The per-sample vector the regularizer measures: margins h − h_y (the y
+    /// entry is 0, so its norm is that of h̄_y over y′ ≠ y) or the logits.
+    static func regularized(_ z: Tensor, _ y: Tensor, _ r: AdvCompSumRegularizer) throws -> Tensor {
+        r == .logits ? z : try z - AttackMath.picked(z, y).unsqueeze(1)
+    }
+
+    /// Smooth adversarial comp-sum loss (Mao, Mohri & Zhong 2023, as derived from
+    /// comp-sum ρ-margin losses; see docs/nn.md for what is the paper's and what
+    /// is our reading): mean over the batch of
+    ///   ℓ_τ(h(x)/ρ, y) + ν·sup_{‖x′−x‖≤γ} ‖v(x′) − v(x)‖₂,
+    /// v the margin vector h̄_y (`.margins`, default) or the logits (`.logits`,
+    /// parry's earlier form, bit for bit with ρ = 1). The sup is approximated by
+    /// PGD on the same distance (TRADES-style: start at x + 0.001·N(0,1), or
+    /// uniform in the ball with `randomStart`; L∞ sign steps or L2 normalized
+    /// steps of size α; model in eval mode while attacking). Differentiable in
+    /// the model's parameters through both h(x) and h(x').
     public static func advCompSumLoss(_ model: Classifier, module: Module?, _ x: Tensor, _ y: Tensor, tau: Double, nu: Double,
                                       _ tm: ThreatModel, alpha: Double, steps: Int, randomStart: Bool = false,
+                                      rho: Double = 1, regularizer r: AdvCompSumRegularizer = .margins,
                                       generator: Generator = .current) throws -> Tensor {
         try tm.validate()
         guard nu >= 0, alpha >= 0, steps >= 0 else { throw TensorError("nu, alpha and steps must be non-negative") }
+        guard rho > 0, rho.isFinite else { throw TensorError("rho must be a positive number, got \(rho)") }
         let logits = try model(x)
-        let base = try Loss.compSum(logits, y, tau: tau)
+        let base = try Loss.compSum(rho == 1 ? logits : logits / rho, y, tau: tau)
         guard nu > 0 else { return base }
         let xAdv = try withMode(module, eval: true) { () -> Tensor in
-            let target = logits.detach()
+            let target = try regularized(logits.detach(), y, r)
             var a = randomStart ? try Attacks.randomStart(x, tm, generator: generator)
                 : try AttackMath.project(x + 0.001 * Tensor.randn(x.shape, generator: generator), x, tm)
             for _ in 0..<steps {
                 let av = try a.detach().requiresGrad_()
-                let dist = try (model(av) - target).norm(dim: 1).sum()
+                let dist = try (regularized(model(av), y, r) - target).norm(dim: 1).sum()
                 let g = try grad([dist], [av])[0] ?? Tensor.zeros(x.shape)
                 a = try GradMode.noGrad {
                     let step = tm.norm == .linf ? try g.sign() : try g / (AttackMath.sampleNorm(g, .l2) + 1e-12)
@@ -78,7 +97,7 @@ extension RobustTraining {
             }
             return a.detach()
         }
-        let regularizer = try (model(xAdv) - logits).norm(dim: 1).mean()
+        let regularizer = try (regularized(model(xAdv), y, r) - regularized(logits, y, r)).norm(dim: 1).mean()
         return try base + nu * regularizer
     }
 }

@@ -102,3 +102,31 @@ final class RiFTTests: XCTestCase {
         XCTAssertEqual(try RiFT.chooseAlpha(pts, tolerance: 0).alpha, 0)
     }
 }
+
+/// ADV-COMP-SUM's regularizer forms (issue 18).
+final class AdvCompSumTests: XCTestCase {
+    func testTheMarginVectorOnHandMadeLogits() throws {
+        // c = 3, y = 2 (0-based 1). h(x) = (1, 2, 4): margins h − h_y = (−1, 0, 2);
+        // h(x′) = (2, 3, 1): margins (−1, 0, −2). ‖Δ margins‖ = ‖(0, 0, −4)‖ = 4, while
+        // ‖Δ logits‖ = ‖(1, 1, −3)‖ = √11: the two readings differ.
+        let z = try Tensor([1, 2, 4] as [Float], shape: [1, 3]), zp = try Tensor([2, 3, 1] as [Float], shape: [1, 3])
+        let y = try Tensor([Int64(1)], shape: [1])
+        let m = try RobustTraining.regularized(z, y, .margins), mp = try RobustTraining.regularized(zp, y, .margins)
+        XCTAssertEqual(m.floats(), [-1, 0, 2])
+        XCTAssertEqual(try (mp - m).norm(dim: 1).double(), 4, accuracy: 1e-6)
+        let l = try RobustTraining.regularized(z, y, .logits), lp = try RobustTraining.regularized(zp, y, .logits)
+        XCTAssertEqual(try (lp - l).norm(dim: 1).double(), 11.0.squareRoot(), accuracy: 1e-6)
+    }
+
+    func testRhoScalesTheCompSumTerm() throws {
+        Generator.current.reseed(3)
+        let lin = try Linear(4, 3)
+        let x = try Tensor.rand([5, 4], generator: Generator(seed: 1)), y = try Tensor.randint(0, 2, [5], generator: Generator(seed: 2))
+        let tm = ThreatModel(eps: 0.1)
+        for tau in [0.5, 1.0, 1.5] {
+            let l = try RobustTraining.advCompSumLoss({ try lin($0) }, module: lin, x, y, tau: tau, nu: 0, tm, alpha: 0.01, steps: 2, rho: 2)
+            XCTAssertEqual(try l.double(), try Loss.compSum(lin(x) / 2, y, tau: tau).double(), accuracy: 1e-7)
+        }
+        XCTAssertThrowsError(try RobustTraining.advCompSumLoss({ try lin($0) }, module: lin, x, y, tau: 1, nu: 1, tm, alpha: 0.01, steps: 1, rho: 0))
+    }
+}

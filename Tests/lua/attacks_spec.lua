@@ -155,3 +155,26 @@ describe("smooth adversarial comp-sum loss", function()
     assert.truthy(after >= start, string.format("%.5f < %.5f", after, start))
   end)
 end)
+
+describe("ADV-COMP-SUM forms", function()
+  it("keeps the logits form bit for bit and defaults to the margins form", function()
+    -- Values printed by parry before the margins form existed (same seeds, this model and data).
+    parry.manual_seed(11)
+    local net = parry.nn.Sequential{parry.nn.Flatten(), parry.nn.Linear(16, 8), parry.nn.Tanh(), parry.nn.Linear(8, 3)}
+    local x, y = parry.rand(6, 1, 4, 4), parry.randint(1, 3, 6)
+    local recorded = {[0.5] = 1.5838741064071655, [1] = 1.2093342542648315, [1.5] = 0.95152443647384644}
+    for tau, v in pairs(recorded) do
+      local l = parry.losses.adv_comp_sum(net, x, y, {tau = tau, nu = 0.7, eps = 0.1, steps = 3, seed = 5, regularizer = "logits"})
+      assert.equals(v, l:item(), "tau " .. tau)
+      local m = parry.losses.adv_comp_sum(net, x, y, {tau = tau, nu = 0.7, eps = 0.1, steps = 3, seed = 5})
+      assert.truthy(m:item() ~= v, "the default is the margins form")
+      assert.equals(m:item(), parry.losses.adv_comp_sum(net, x, y, {tau = tau, nu = 0.7, eps = 0.1, steps = 3, seed = 5, regularizer = "margins"}):item())
+    end
+    -- rho divides the scores of the comp-sum term
+    local l = parry.losses.adv_comp_sum(net, x, y, {tau = 0.5, nu = 0, eps = 0.1, rho = 4})
+    assert.near(parry.losses.comp_sum(net(x) / 4, y, {tau = 0.5}):item(), l:item(), 1e-7)
+    assert.error(function() parry.losses.adv_comp_sum(net, x, y, {tau = 1, eps = 0.1, regularizer = "norms"}) end,
+      "parry.losses.adv_comp_sum: regularizer must be \"margins\" or \"logits\", got 'norms'")
+    assert.error(function() parry.losses.adv_comp_sum(net, x, y, {tau = 1, eps = 0.1, rho = -1}) end, "rho must be a positive number")
+  end)
+end)
