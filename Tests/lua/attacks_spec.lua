@@ -178,3 +178,59 @@ describe("ADV-COMP-SUM forms", function()
     assert.error(function() parry.losses.adv_comp_sum(net, x, y, {tau = 1, eps = 0.1, rho = -1}) end, "rho must be a positive number")
   end)
 end)
+
+describe("robust early stopping", function()
+  it("restores the weights of the best validation epoch and returns one curve entry per evaluation", function()
+    parry.manual_seed(4)
+    local ds = parry.data.synthetic_classification{n = 200, dim = 6, classes = 3, seed = 1}
+    local train, val = table.unpack(ds:split({0.8, 0.2}, {seed = 2}))
+    local net = parry.nn.Sequential{parry.nn.Linear(6, 12), parry.nn.ReLU(), parry.nn.Linear(12, 3)}
+    local opt = parry.optim.SGD(net, {lr = 0.1, momentum = 0.9})
+    -- Learn for three epochs, then climb the loss for three: the best epoch is not the last.
+    local epoch = 0
+    local states = {}
+    local function loss(m, x, y)
+      local l = parry.losses.cross_entropy(m(x), y)
+      return epoch <= 2 and l or -l
+    end
+    local last, curve = parry.robust.train(net, train, opt, {loss = loss, epochs = 6, batch_size = 32, eps = 0.05,
+      validate = {data = val, attack = {"pgd", steps = 3}},
+      on_epoch = function(e) epoch = e; states[e] = net:get("3").weight:clone() end})
+    -- on_epoch runs after epoch e's training; `epoch` must be the next one's number during it
+    assert.equals(6, #curve)
+    assert.truthy(type(last) == "number")
+    local best, at = -1, nil
+    for _, c in ipairs(curve) do
+      if c.robust > best then best, at = c.robust, c.epoch end
+      assert.truthy(c.clean >= c.robust)
+    end
+    assert.truthy(at < 6, "the best epoch is not the last")
+    assert.truthy(curve[6].robust < best)
+    assert.equals(states[at], net:get("3").weight)
+    -- every = 2 evaluates at epochs 2, 4, 6
+    epoch = 0
+    local _, c2 = parry.robust.train(net, train, opt, {loss = loss, epochs = 6, eps = 0.05, validate = {data = val, every = 2, attack = {"pgd", steps = 1}}})
+    assert.same({2, 4, 6}, {c2[1].epoch, c2[2].epoch, c2[3].epoch})
+    -- patience 1: training stops at the first evaluation without improvement
+    parry.manual_seed(4)
+    local fresh = parry.nn.Sequential{parry.nn.Linear(6, 12), parry.nn.ReLU(), parry.nn.Linear(12, 3)}
+    epoch = 0
+    local _, c3 = parry.robust.train(fresh, train, parry.optim.SGD(fresh, {lr = 0.1, momentum = 0.9}), {loss = loss, epochs = 6,
+      batch_size = 32, eps = 0.05, validate = {data = val, attack = {"pgd", steps = 3}, patience = 1}, on_epoch = function(e) epoch = e end})
+    assert.truthy(#c3 < 6)
+    assert.is_false(c3[#c3].best)
+    for i = 1, #c3 - 1 do assert.is_true(c3[i].best) end
+    assert.error(function() parry.robust.train(net, train, opt, {loss = "ce", validate = {data = val}}) end, "validate.attack needs eps")
+    assert.error(function() parry.robust.train(net, train, opt, {loss = "ce", eps = 0.1, validate = {data = val, bogus = 1}}) end, "validate: unknown option 'bogus'")
+  end)
+
+  it("splits datasets reproducibly with a seed", function()
+    local ds = parry.data.synthetic_classification{n = 50, dim = 2, classes = 2, seed = 1}
+    local a1, b1 = table.unpack(ds:split({0.8, 0.2}, {seed = 7}))
+    local a2, b2 = table.unpack(ds:split({0.8, 0.2}, {seed = 7}))
+    assert.equals(a1.x, a2.x); assert.equals(b1.y, b2.y)
+    assert.equals(40, #a1); assert.equals(10, #b1)
+    local a3 = ds:split({0.8, 0.2}, {seed = 8})[1]
+    assert.truthy((a3.x - a1.x):abs():sum():item() > 0)
+  end)
+end)

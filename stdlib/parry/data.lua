@@ -88,7 +88,12 @@ function Dataset:split(parts, opts)
     used = used + counts[i]
   end
   if used > n then fail("split", "the parts need more samples than the dataset has") end
-  local perm = core.randperm(n, opts and opts.generator and { generator = opts.generator } or nil)
+  local gen = opts and opts.generator
+  if opts and opts.seed ~= nil then
+    if math.type(opts.seed) ~= "integer" then fail("split", "seed must be an integer") end
+    gen = core.Generator(opts.seed)
+  end
+  local perm = core.randperm(n, gen and { generator = gen } or nil)
   local out, start = {}, 1
   for i, c in ipairs(counts) do
     out[i] = c > 0 and self:subset(perm:narrow(1, start, c)) or data.TensorDataset(self.x:narrow(1, 1, 0), self.y and self.y:narrow(1, 1, 0))

@@ -12,18 +12,60 @@ end
 
 local function fail(msg) require("parry._util").raise("parry.robust.train: " .. msg) end
 
---- train(model, ds, opt, {loss=, epochs=1, batch_size=128, transform=, generator=, on_epoch=, <attack options>})
+-- Robust accuracy of `model` on a held-out set, for early stopping.
+local function validator(v, attack_opts)
+  if type(v) ~= "table" then fail("validate must be a table {data=, attack=, every=, keep_best=, patience=}") end
+  local allowed = { data = true, attack = true, every = true, keep_best = true, patience = true }
+  for k in pairs(v) do if not allowed[k] then fail("validate: unknown option '" .. tostring(k) .. "' (expected data, attack, every, keep_best, patience)") end end
+  local d = v.data
+  local x, y
+  if type(d) == "table" and core.is_tensor(rawget(d, "x")) then x, y = d.x, d.y
+  elseif type(d) == "table" and core.is_tensor(d[1]) then x, y = d[1], d[2]
+  else fail("validate.data must be a dataset or {x, y}") end
+  local every = v.every or 1
+  if math.type(every) ~= "integer" or every < 1 then fail("validate.every must be a positive integer (epochs)") end
+  if v.patience ~= nil and (math.type(v.patience) ~= "integer" or v.patience < 1) then fail("validate.patience must be a positive integer") end
+  -- default: PGD-40 on the margin (CW) loss, as Rice et al. (2020) select checkpoints
+  local attack = v.attack or { "pgd", steps = 40, loss = "cw" }
+  if type(attack) ~= "table" or type(attack[1]) ~= "string" then fail("validate.attack must be a table {\"pgd\", steps=, loss=, ...}") end
+  local name, aopts = attack[1], {}
+  for k, val in pairs(attack) do if k ~= 1 then aopts[k] = val end end
+  if aopts.eps == nil then aopts.eps = attack_opts.eps end
+  if aopts.eps == nil then fail("validate.attack needs eps (or give eps to train)") end
+  if name == "pgd" and aopts.alpha == nil then aopts.alpha = 2.5 * aopts.eps / (aopts.steps or 10) end
+  local evaluate = function(model)
+    local r = require("parry.attacks").evaluate(model, x, y, { eps = aopts.eps, seed = 0, attacks = { { name, aopts } } })
+    return r.clean, r.worst_case
+  end
+  return evaluate, every, v.keep_best ~= false, v.patience
+end
+
+local function snapshot(model)
+  local copy = {}
+  for k, t in pairs(model:state_dict()) do copy[k] = t:clone() end
+  return copy
+end
+
+--- train(model, ds, opt, {loss=, epochs=1, batch_size=128, transform=, generator=, on_epoch=, validate=, <attack options>})
 -- `loss` is "pgd" (PGD-AT), "trades", "ce", or a function(model, x, y) -> scalar
 -- loss (e.g. the comp-sum adversarial losses). Attack options (eps, alpha,
 -- steps, beta, norm, attack_mode) are passed to the named losses. Calls
--- on_epoch(epoch, mean_loss, seconds) after each epoch; returns the mean loss
--- of the last epoch.
+-- on_epoch(epoch, mean_loss, seconds) after each epoch. Returns the mean loss
+-- of the last epoch and, with `validate`, the validation curve.
+-- validate = {data=, attack={"pgd", steps=40, loss="cw"}, every=1, keep_best=true, patience=}:
+-- robust early stopping (Rice et al. 2020): every `every` epochs the robust
+-- accuracy on the held-out `data` under `attack` (eps from train's options);
+-- with keep_best the weights of the best evaluation are restored at the end;
+-- with patience, training stops after that many evaluations without improvement.
+-- The curve: { {epoch=, loss=, clean=, robust=, best=} ... }.
 function robust.train(model, ds, opt, opts)
   opts = opts or {}
   if type(opts) ~= "table" then fail("expected an options table") end
   local loss = opts.loss or "pgd"
   local attack = {}
   for _, k in ipairs{ "eps", "alpha", "steps", "beta", "norm", "attack_mode", "random_start", "bounds" } do attack[k] = opts[k] end
+  local validate, every, keep_best, patience
+  if opts.validate ~= nil then validate, every, keep_best, patience = validator(opts.validate, attack) end
   local fn
   if loss == "pgd" then
     if not attack.eps then fail("missing option eps") end
@@ -41,6 +83,7 @@ function robust.train(model, ds, opt, opts)
     fail("loss must be \"pgd\", \"trades\", \"ce\" or a function(model, x, y), got " .. tostring(loss))
   end
   local last
+  local curve, best, best_state, since_best = {}, -1, nil, 0
   for epoch = 1, opts.epochs or 1 do
     local t0, total, n = core.clock(), 0, 0
     model:train()
@@ -53,8 +96,21 @@ function robust.train(model, ds, opt, opts)
     end
     last = total / math.max(n, 1)
     if opts.on_epoch then opts.on_epoch(epoch, last, core.clock() - t0) end
+    if validate and (epoch % every == 0 or epoch == (opts.epochs or 1)) then
+      local clean, rob = validate(model)
+      local improved = rob > best
+      if improved then
+        best, since_best = rob, 0
+        if keep_best then best_state = snapshot(model) end
+      else
+        since_best = since_best + 1
+      end
+      curve[#curve + 1] = { epoch = epoch, loss = last, clean = clean, robust = rob, best = improved }
+      if patience and since_best >= patience then break end
+    end
   end
-  return last
+  if best_state then model:load_state_dict(best_state) end
+  return last, validate and curve or nil
 end
 
 -- MARK: RiFT (weight space); the algorithms are Swift (ParryRobust/WeightSpace.swift)
