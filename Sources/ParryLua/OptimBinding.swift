@@ -183,15 +183,19 @@ let optimizerMethods: [(String, parry_SwiftFunction)] = [
     ("load_state_dict", { L in bind(L, "Optimizer:load_state_dict") { a in
         let opt = try a.optimizer(1)
         guard a.type(2) == LUA_TTABLE else { throw a.fail("expected a state dict table (argument 2), got \(a.typeName(2))") }
-        let h = a.rawField(2, "hyperparameters")
-        if a.type(h) == LUA_TTABLE {
+        // name = number entries of the table at `t` (other keys ignored)
+        func settings(_ t: Int32) throws -> [String: Double] {
+            var out = [String: Double]()
             lua_pushnil(a.L)
-            while lua_next(a.L, h) != 0 {
+            while lua_next(a.L, t) != 0 {
                 defer { a.pop() }
                 guard lua_type(a.L, -2) == LUA_TSTRING, let k = parry_tostring(a.L, -2, nil) else { continue }
-                try opt.setHyperparameter(String(cString: k), try a.number(-1, "hyperparameter"))
+                out[String(cString: k)] = try a.number(-1, "hyperparameter")
             }
+            return out
         }
+        let h = a.rawField(2, "hyperparameters")
+        if a.type(h) == LUA_TTABLE { try opt.setHyperparameters(try settings(h)) }
         a.pop()
         let pg = a.rawField(2, "param_groups")
         if a.type(pg) == LUA_TTABLE {
@@ -201,12 +205,7 @@ let optimizerMethods: [(String, parry_SwiftFunction)] = [
             for g in 0..<opt.groups.count {
                 let e = a.rawIndex(pg, g + 1); defer { a.pop() }
                 guard a.type(e) == LUA_TTABLE else { continue }
-                lua_pushnil(a.L)
-                while lua_next(a.L, e) != 0 {
-                    defer { a.pop() }
-                    guard lua_type(a.L, -2) == LUA_TSTRING, let k = parry_tostring(a.L, -2, nil) else { continue }
-                    try opt.setHyperparameter(String(cString: k), try a.number(-1, "hyperparameter"), group: g)
-                }
+                try opt.setHyperparameters(try settings(e), group: g)
             }
         }
         a.pop()

@@ -84,18 +84,28 @@ public class Optimizer {
 
     /// Sets a hyper-parameter in every group (`group` given: in that one only, 0-based).
     public func setHyperparameter(_ name: String, _ value: Double, group: Int? = nil) throws {
-        guard groups[0][name] != nil else {
+        try setHyperparameters([name: value], group: group)
+    }
+
+    /// Sets several hyper-parameters at once, then checks them together (so a
+    /// state dict's nesterov and momentum load in any order); on an error
+    /// nothing is changed.
+    public func setHyperparameters(_ values: [String: Double], group: Int? = nil) throws {
+        for name in values.keys.sorted() where groups[0][name] == nil {
             throw TensorError("\(String(describing: type(of: self))) has no hyper-parameter '\(name)' (expected \(groups[0].keys.sorted().joined(separator: ", ")))")
         }
-        if let group {
-            guard groups.indices.contains(group) else { throw TensorError("no parameter group \(group + 1) (the optimizer has \(groups.count))") }
-            groups[group][name] = value
-        } else {
-            for g in groups.indices { groups[g][name] = value }
+        if let group, !groups.indices.contains(group) {
+            throw TensorError("no parameter group \(group + 1) (the optimizer has \(groups.count))")
         }
-        try validate()
+        let before = groups
+        for g in group.map({ [$0] }) ?? Array(groups.indices) { groups[g].merge(values) { $1 } }
+        do { try validate() } catch { groups = before; throw error }
     }
 }
+
+/// A group's hyper-parameter. Every name is present: the defaults are merged
+/// into each group at construction and setHyperparameters refuses unknown names.
+@inline(__always) private func option(_ h: [String: Double], _ name: String) -> Double { h[name] ?? .nan }
 
 /// SGD with PyTorch's update rule:
 /// d = g + wd·p; b = μ·b + (1−τ)·d (b = d at the first step); d = nesterov ? d + μ·b : b; p −= lr·d.
@@ -117,15 +127,15 @@ public final class SGD: Optimizer {
     override func validate() throws {
         for (g, h) in groups.enumerated() {
             let at = groups.count > 1 ? " (group \(g + 1))" : ""
-            guard h["momentum"]! >= 0, h["weight_decay"]! >= 0 else { throw TensorError("momentum and weight_decay must be non-negative\(at)") }
-            guard h["nesterov"]! == 0 || (h["momentum"]! > 0 && h["dampening"]! == 0) else {
+            guard option(h, "momentum") >= 0, option(h, "weight_decay") >= 0 else { throw TensorError("momentum and weight_decay must be non-negative\(at)") }
+            guard option(h, "nesterov") == 0 || (option(h, "momentum") > 0 && option(h, "dampening") == 0) else {
                 throw TensorError("nesterov momentum requires a momentum and zero dampening\(at)")
             }
         }
     }
 
     override func update(_ i: Int, _ p: Tensor, _ g: Tensor, _ h: [String: Double]) throws {
-        let lr = h["lr"]!, momentum = h["momentum"]!, dampening = h["dampening"]!, weightDecay = h["weight_decay"]!
+        let lr = option(h, "lr"), momentum = option(h, "momentum"), dampening = option(h, "dampening"), weightDecay = option(h, "weight_decay")
         var d = g
         if weightDecay != 0 { d = try d + weightDecay * p }
         if momentum != 0 {
@@ -137,7 +147,7 @@ public final class SGD: Optimizer {
                 buf = try d.clone()
                 state[i]["momentum_buffer"] = buf
             }
-            d = h["nesterov"]! != 0 ? try d + momentum * buf : buf
+            d = option(h, "nesterov") != 0 ? try d + momentum * buf : buf
         }
         try p.sub_(lr * d)
     }
@@ -165,15 +175,15 @@ public final class Adam: Optimizer {
     override func validate() throws {
         for (g, h) in groups.enumerated() {
             let at = groups.count > 1 ? " (group \(g + 1))" : ""
-            guard (0..<1).contains(h["beta1"]!), (0..<1).contains(h["beta2"]!) else {
-                throw TensorError("betas must be in [0, 1), got (\(h["beta1"]!), \(h["beta2"]!))\(at)")
+            guard (0..<1).contains(option(h, "beta1")), (0..<1).contains(option(h, "beta2")) else {
+                throw TensorError("betas must be in [0, 1), got (\(option(h, "beta1")), \(option(h, "beta2")))\(at)")
             }
-            guard h["eps"]! >= 0, h["weight_decay"]! >= 0 else { throw TensorError("eps and weight_decay must be non-negative\(at)") }
+            guard option(h, "eps") >= 0, option(h, "weight_decay") >= 0 else { throw TensorError("eps and weight_decay must be non-negative\(at)") }
         }
     }
 
     override func update(_ i: Int, _ p: Tensor, _ g0: Tensor, _ h: [String: Double]) throws {
-        let lr = h["lr"]!, beta1 = h["beta1"]!, beta2 = h["beta2"]!, eps = h["eps"]!, weightDecay = h["weight_decay"]!
+        let lr = option(h, "lr"), beta1 = option(h, "beta1"), beta2 = option(h, "beta2"), eps = option(h, "eps"), weightDecay = option(h, "weight_decay")
         var g = g0
         if weightDecay != 0 {
             if decoupled { try p.mul_(1 - lr * weightDecay) }

@@ -18,7 +18,7 @@ public enum StateDict {
         }
         return try GradMode.noGrad {
             try a.map { (name, ta) in
-                let tb = other[name]!
+                guard let tb = other[name] else { throw TensorError("'\(name)' is missing from the second state dict") }
                 guard ta.shape == tb.shape else {
                     throw TensorError("'\(name)' has shape \(shapeString(ta.shape)) in the first state dict and \(shapeString(tb.shape)) in the second")
                 }

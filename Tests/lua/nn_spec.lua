@@ -266,6 +266,17 @@ describe("optimizers", function()
     assert.error(function() parry.optim.SGD({{lr = 1}}) end, "parameter group 1 has no params")
     assert.error(function() opt:set("lr", 1, 3) end, "Optimizer:set: group 3 is out of range")
     assert.error(function() opt:set("bogus", 1) end, "has no hyper-parameter 'bogus'")
+    -- settings load together (nesterov needs the momentum that comes with it, in whatever
+    -- order the table yields them), and a rejected change leaves the optimizer as it was
+    for _ = 1, 8 do
+      local src = parry.optim.SGD({a}, {lr = 0.1, momentum = 0.9, nesterov = true})
+      local dst = parry.optim.SGD({a}, {lr = 0.2})
+      dst:load_state_dict(src:state_dict())
+      assert.near(0.9, dst.momentum, 1e-12); assert.equals(1, dst.nesterov)
+    end
+    local plain = parry.optim.SGD({a}, {lr = 0.2})
+    assert.error(function() plain:set("nesterov", 1) end, "nesterov momentum requires a momentum")
+    assert.equals(0, plain.nesterov)
   end)
 end)
 
