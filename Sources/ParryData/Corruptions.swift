@@ -22,7 +22,7 @@ public enum Corruptions {
             throw TensorError("expected a float32 N×C×H×W batch, got a \(x.dtype.rawValue) tensor of shape \(shapeString(x.shape))")
         }
         guard (0...5).contains(severity) else { throw TensorError("severity must be 0…5, got \(severity)") }
-        if severity == 0 { return try x.detach().clone() }
+        if severity == 0 || x.numel == 0 { return try x.detach().clone() }
         let s = severity - 1
         let src = try x.detach().contiguous()
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
@@ -36,11 +36,12 @@ public enum Corruptions {
             for i in 0..<total { p[i] = clip(p[i] + Float(sd) * pz[i]) }
         case .shot_noise:
             let lam = [500.0, 250, 100, 75, 50][s]
-            for i in 0..<total { p[i] = clip(Float(poisson(Double(p[i]) * lam, generator) / lam)) }
+            // the rate from the clipped value: a NaN or infinite input would never leave PTRS's loop
+            for i in 0..<total { p[i] = clip(Float(poisson(Double(clip(p[i])) * lam, generator) / lam)) }
         case .impulse_noise:
             // salt and pepper (skimage's random_noise 's&p'): `amount` of the values, half 0, half 1
             let amount = [0.01, 0.02, 0.03, 0.05, 0.07][s]
-            for i in 0..<total where generator.uniform() < amount { p[i] = generator.uniform() < 0.5 ? 0 : 1 }
+            for i in 0..<total { p[i] = generator.uniform() < amount ? (generator.uniform() < 0.5 ? 0 : 1) : clip(p[i]) }
         case .speckle_noise:
             let sd = [0.06, 0.1, 0.12, 0.16, 0.2][s]
             let z = try Tensor.randn(x.shape, generator: generator).contiguous()
@@ -75,9 +76,9 @@ public enum Corruptions {
             let f = [0.95, 0.9, 0.85, 0.75, 0.65][s]
             let sh = Swift.max(Int(Double(h) * f), 1), sw = Swift.max(Int(Double(w) * f), 1)
             for plane in 0..<(n * c) {
-                let small = boxResize(p + plane * h * w, h, w, sh, sw)
-                let back = small.withUnsafeBufferPointer { boxResize(UnsafeMutablePointer(mutating: $0.baseAddress!), sh, sw, h, w) }
-                for i in 0..<(h * w) { p[plane * h * w + i] = clip(back[i]) }
+                var small = boxResize(p + plane * h * w, h, w, sh, sw)
+                let back = small.withUnsafeMutableBufferPointer { b in b.baseAddress.map { boxResize($0, sh, sw, h, w) } ?? [] }
+                for (i, v) in back.enumerated() { p[plane * h * w + i] = clip(v) }
             }
         case .jpeg:
             try jpegLike(p, n, c, h, w, quality: [80, 65, 58, 50, 40][s])
@@ -144,6 +145,12 @@ public enum Corruptions {
             for t in -r...r { acc += k[t + r] * tmp[index(y + t, h) * w + x] }
             q[y * w + x] = Float(acc)
         } }
+    }
+
+    static func blur(_ plane: inout [Float], _ h: Int, _ w: Int, sigma: Double, truncate: Double, reflect: Bool) {
+        plane.withUnsafeMutableBufferPointer { b in
+            if let q = b.baseAddress { blur(q, h, w, sigma: sigma, truncate: truncate, reflect: reflect) }
+        }
     }
 
     /// PIL's BOX resampling of an h×w plane to oh×ow: each output pixel is the
@@ -252,8 +259,13 @@ public enum Corruptions {
             let cy = Double(h / 2), cx = Double(w / 2), sq = Double(Swift.min(h, w) / 3)
             let pts1 = [(cx + sq, cy + sq), (cx + sq, cy - sq), (cx - sq, cy - sq)]
             let pts2 = pts1.map { ($0.0 + (g.uniform() * 2 - 1) * af, $0.1 + (g.uniform() * 2 - 1) * af) }
-            let m = solveAffine(pts1, pts2)               // maps src → dst
-            let inv = invertAffine(m)
+            // maps dst → src; the identity where the three points coincide (images under
+            // 3 pixels a side) or the jittered ones are collinear (no affine map)
+            var inv: [Double] = [1, 0, 0, 0, 1, 0]
+            if sq > 0 {
+                let m = invertAffine(solveAffine(pts1, pts2))
+                if m.allSatisfy(\.isFinite) { inv = m }
+            }
             func reflect101(_ i: Int, _ n: Int) -> Int {
                 if n == 1 { return 0 }
                 var j = i
@@ -271,8 +283,8 @@ public enum Corruptions {
                 }
             } }
             var dx = (0..<(h * w)).map { _ in Float(g.uniform() * 2 - 1) }, dy = (0..<(h * w)).map { _ in Float(g.uniform() * 2 - 1) }
-            dx.withUnsafeMutableBufferPointer { blur($0.baseAddress!, h, w, sigma: sg, truncate: 3, reflect: true) }
-            dy.withUnsafeMutableBufferPointer { blur($0.baseAddress!, h, w, sigma: sg, truncate: 3, reflect: true) }
+            blur(&dx, h, w, sigma: sg, truncate: 3, reflect: true)
+            blur(&dy, h, w, sigma: sg, truncate: 3, reflect: true)
             func reflect(_ v: Double, _ n: Int) -> Double {      // scipy's 'reflect' for coordinates
                 if n == 1 { return 0 }
                 var t = v

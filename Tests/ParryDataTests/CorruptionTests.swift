@@ -28,6 +28,27 @@ final class CorruptionTests: XCTestCase {
         XCTAssertThrowsError(try Corruptions.apply(try Tensor.zeros([4, 4]), .contrast, severity: 1))
     }
 
+    func testTinyAndEmptyImagesWork() throws {
+        // images smaller than the recipe's windows and affine points (1×1 has no
+        // triangle for the elastic warp), and empty ones
+        for (h, w) in [(1, 1), (1, 3), (2, 1), (2, 2), (5, 5), (0, 3)] {
+            let x = try Tensor.rand([1, 3, h, w], generator: Generator(seed: 9))
+            for kind in Corruptions.Kind.allCases { for s in 1...5 {
+                let v = try Corruptions.apply(x, kind, severity: s, generator: Generator(seed: 1)).floats()
+                XCTAssertEqual(v.count, x.numel)
+                XCTAssertTrue(v.allSatisfy { $0 >= 0 && $0 <= 1 }, "\(kind) \(s) on \(h)×\(w)")
+            } }
+        }
+    }
+
+    func testNonFiniteInputsEndInBoundsWithoutHanging() throws {
+        let x = try Tensor([Float.nan, .infinity, -.infinity, 0.5] as [Float], shape: [1, 1, 2, 2])
+        for kind in Corruptions.Kind.allCases { for s in 1...5 {
+            let v = try Corruptions.apply(x, kind, severity: s, generator: Generator(seed: 2)).floats()
+            XCTAssertTrue(v.allSatisfy { $0 >= 0 && $0 <= 1 }, "\(kind) \(s): \(v)")
+        } }
+    }
+
     func testNoiseHasThePublishedScale() throws {
         let x = try Tensor.full([1, 1, 200, 200], 0.5)
         let n = Double(x.numel)
