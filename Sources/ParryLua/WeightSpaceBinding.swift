@@ -33,15 +33,20 @@ extension LuaArgs {
         }
     }
 
-    /// A Lua function option `key` as a Swift closure (the function stays in
-    /// the options table, which is on the stack for the whole call).
-    func callbackOption(_ o: LuaOptions, _ key: String, _ push: @escaping (Any) -> Int32) throws -> ((Any) throws -> Void)? {
+    /// A Lua function option `key` as a Swift closure called with what `push`
+    /// pushes (the function value stays on the stack until the binding returns).
+    func callbackOption<T>(_ o: LuaOptions, _ key: String, _ push: @escaping (T) -> Int32) throws -> ((T) throws -> Void)? {
         guard o.index != 0 else { return nil }
         let j = rawField(o.index, key)
         if isNil(j) { pop(); return nil }
         guard type(j) == LUA_TFUNCTION else { defer { pop() }; throw fail("option '\(key)' must be a function, got \(typeName(j))") }
-        let slot = j            // left on the stack until the binding returns
-        return { v in try self.call(slot, nresults: 0) { push(v) } }
+        return { v in try self.call(j, nresults: 0) { push(v) } }
+    }
+
+    /// The status-line function at argument `i` (robust.lua passes one on a
+    /// terminal, nil otherwise) as a closure; its own errors are ignored.
+    func statusLine(_ i: Int32) -> ((String) -> Void)? {
+        isNil(i) ? nil : { s in _ = try? self.call(i, nresults: 0) { pushString(self.L, s); return 1 } }
     }
 }
 
@@ -128,7 +133,7 @@ let weightSpaceFunctions: [(String, parry_SwiftFunction)] = [
         let attack = adversarial ? nil : try a.nested(o, "attack", allowed: ["eps", "alpha", "steps"]) {
             try pgdSettings(a, $0, defaultEps: nil, what: "attack")
         }
-        let progress = a.isNil(5) ? nil : { (s: String) in _ = try? a.call(5, nresults: 0) { pushString(a.L, s); return 1 } }
+        let progress = a.statusLine(5)
         let table = try LuaContext.with(a.L) { () -> [RiFT.MRC] in
             var set = x
             if let attack {
@@ -180,12 +185,11 @@ let weightSpaceFunctions: [(String, parry_SwiftFunction)] = [
         }
         let gen = try a.generatorOption(o)
         let L = a.L
-        let onEpoch = try a.callbackOption(o, "on_epoch") { v in
-            let e = v as! RiFT.Epoch
+        let onEpoch = try a.callbackOption(o, "on_epoch") { (e: RiFT.Epoch) in
             lua_pushinteger(L, lua_Integer(e.epoch)); lua_pushnumber(L, e.loss); lua_pushnumber(L, e.valAccuracy); lua_pushnumber(L, e.seconds)
             return 4
         }
-        let progress = a.isNil(7) ? nil : { (s: String) in _ = try? a.call(7, nresults: 0) { pushString(a.L, s); return 1 } }
+        let progress = a.statusLine(7)
         var transform: ((Tensor) throws -> Tensor)? = nil
         if !a.isNil(8) {
             guard a.type(8) == LUA_TFUNCTION else { throw a.fail("finetune.transform must be a function(x) -> x, got \(a.typeName(8))") }
@@ -198,7 +202,7 @@ let weightSpaceFunctions: [(String, parry_SwiftFunction)] = [
         }
         let r = try LuaContext.with(a.L) {
             try RiFT.run(model, x, y, valX: vx, valY: vy, config: c, transform: transform, generator: gen, progress: progress,
-                         onEpoch: onEpoch.map { f in { try f($0) } })
+                         onEpoch: onEpoch)
         }
         lua_createtable(a.L, 0, 6)
         if let t = r.mrc { pushMRC(a, t); lua_setfield(a.L, -2, "mrc") }

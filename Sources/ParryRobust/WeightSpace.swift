@@ -62,6 +62,22 @@ public enum RiFT {
         return try cat(parts, dim: 0).detach()
     }
 
+    /// Runs `body` with only `trainable` requiring grad in `model` (no graph
+    /// for the rest); every flag is restored afterwards.
+    static func withOnly<T>(_ trainable: [Tensor], in model: Module, _ body: () throws -> T) rethrows -> T {
+        let params = model.allParameters()
+        let flags = params.map(\.requiresGrad)
+        defer { for (p, f) in zip(params, flags) { p.requiresGrad = f } }
+        for p in params { p.requiresGrad = trainable.contains { $0 === p } }
+        return try body()
+    }
+
+    /// The indices 0..<n shuffled by `generator`, in batches of `size` (the last may be short).
+    static func shuffledBatches(_ n: Int, _ size: Int, _ generator: Generator) -> [[Int]] {
+        let order = generator.permutation(n)
+        return stride(from: 0, to: n, by: size).map { Array(order[$0..<Swift.min($0 + size, n)]) }
+    }
+
     // MARK: module robust criticality
 
     /// The candidate modules: every Conv2d and Linear that has a weight
@@ -141,26 +157,22 @@ public enum RiFT {
     /// weight, every requires-grad flag and the training modes are restored exactly.
     public static func ascent(_ model: Module, weight w: Tensor, _ x: Tensor, _ y: Tensor, options o: MRCOptions = MRCOptions(),
                               generator: Generator = .current) throws -> Ascent {
-        let params = model.allParameters()
-        guard params.contains(where: { $0 === w }) else { throw TensorError("the weight is not a parameter of the model") }
-        let flags = params.map(\.requiresGrad)
-        defer { for (p, f) in zip(params, flags) { p.requiresGrad = f } }
-        for p in params { p.requiresGrad = p === w }
+        guard model.allParameters().contains(where: { $0 === w }) else { throw TensorError("the weight is not a parameter of the model") }
+        return try withOnly([w], in: model) { try ascentOnly(model, weight: w, x, y, options: o, generator: generator) }
+    }
+
+    private static func ascentOnly(_ model: Module, weight w: Tensor, _ x: Tensor, _ y: Tensor, options o: MRCOptions,
+                                   generator: Generator) throws -> Ascent {
         let initial = try w.detach().clone()
         defer { _ = try? GradMode.noGrad { try w.copy_(initial) } }
         let initialNorm = try initial.norm().double()
         var losses = [Double](), accuracies = [Double]()
-        let n = x.shape[0]
         try RobustTraining.withMode(model, eval: true) {
             for _ in 0..<o.epochs {
-                let order = generator.permutation(n)
-                var start = 0
-                while start < n {
-                    let idx = Array(order[start..<Swift.min(start + o.batchSize, n)])
+                for idx in shuffledBatches(x.shape[0], o.batchSize, generator) {
                     let loss = try Loss.crossEntropy(model(x.indexSelect(0, idx)), y.indexSelect(0, idx))
                     let g = try grad([loss], [w])[0] ?? Tensor.zeros(w.shape)
                     _ = try GradMode.noGrad { try w.add_(o.lr * g) }   // ascent: SGD on −CE
-                    start += o.batchSize
                 }
                 try GradMode.noGrad {
                     let delta = try w - initial
@@ -205,24 +217,24 @@ public enum RiFT {
         guard x.shape[0] > 0, y.shape == [x.shape[0]] else { throw TensorError("the training set must have N inputs and N labels") }
         let chosen = try model.submodule(name).allParameters()
         guard !chosen.isEmpty else { throw TensorError("module '\(name)' has no parameters to fine-tune") }
-        let params = model.allParameters()
-        let flags = params.map(\.requiresGrad)
-        defer { for (p, f) in zip(params, flags) { p.requiresGrad = f } }
-        for p in params { p.requiresGrad = chosen.contains { $0 === p } }
+        return try withOnly(chosen, in: model) {
+            try finetuneOnly(model, chosen, x, y, valX: valX, valY: valY, options: o, transform: transform, generator: generator, onEpoch: onEpoch)
+        }
+    }
+
+    private static func finetuneOnly(_ model: Module, _ chosen: [Tensor], _ x: Tensor, _ y: Tensor, valX: Tensor, valY: Tensor,
+                                     options o: FinetuneOptions, transform: ((Tensor) throws -> Tensor)?,
+                                     generator: Generator, onEpoch: ((Epoch) throws -> Void)?) throws -> [Epoch] {
         let opt = try SGD(chosen, lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay)
         let sched = try LRScheduler(opt, .multistep(milestones: o.milestones ?? [o.epochs / 2], gamma: o.gamma))
         let saved = model.namedModules().map { ($0.module, $0.module.training) }
         defer { for (m, t) in saved { m.setTrainingFlag(t) } }
-        var curve = [Epoch](), best = -1.0, bestState = try StateDict.copy(model.stateDict())
-        let n = x.shape[0]
+        var curve = [Epoch](), best = -1.0, bestState: [(name: String, tensor: Tensor)]? = nil
         for e in 1...o.epochs {
             let t0 = Date()
             model.train()
             var total = 0.0, batches = 0
-            let order = generator.permutation(n)
-            var start = 0
-            while start < n {
-                let idx = Array(order[start..<Swift.min(start + o.batchSize, n)])
+            for idx in shuffledBatches(x.shape[0], o.batchSize, generator) {
                 var xb = try x.indexSelect(0, idx)
                 if let transform { xb = try transform(xb) }
                 let loss = try Loss.crossEntropy(model(xb), y.indexSelect(0, idx))
@@ -230,7 +242,6 @@ public enum RiFT {
                 try loss.backward()
                 try opt.step()
                 total += try loss.double(); batches += 1
-                start += o.batchSize
             }
             sched.step()
             let acc = try lossAndAccuracy(model, valX, valY).accuracy
@@ -239,8 +250,7 @@ public enum RiFT {
             if acc > best { best = acc; bestState = try StateDict.copy(model.stateDict()) }
             try onEpoch?(record)
         }
-        for p in params { p.requiresGrad = false }       // loading must not be refused for leaves that require grad
-        try model.loadStateDict(bestState)
+        if let bestState { try model.loadStateDict(bestState) }
         return curve
     }
 
