@@ -56,8 +56,7 @@ public enum AtomicFile {
     public static func write(to path: String, _ body: (Writer) throws -> Void) throws {
         let (dir, name) = split(path)
         removeStale(in: dir, target: name)
-        let n = counter.withLock { c -> Int in c += 1; return c }
-        let tmp = "\(dir)/.\(name).tmp-\(getpid())-\(n)"
+        let tmp = "\(dir)/" + temporaryName(for: name)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
         guard fd >= 0 else { throw WriteError(path, "cannot write", errno: errno) }
         var done = false

@@ -10,18 +10,25 @@ for name, fn in pairs(core._robust) do
   if name:sub(1, 1) ~= "_" then robust[name] = fn end
 end
 
-local function fail(msg) require("parry._util").raise("parry.robust.train: " .. msg) end
+local raise = require("parry._util").raise
+local function fail(msg) raise("parry.robust.train: " .. msg) end
+
+-- (x, y) of a dataset or a {x, y} pair.
+local function xy(fn, data, what)
+  if type(data) == "table" then
+    local x, y = rawget(data, "x"), rawget(data, "y")
+    if core.is_tensor(x) and core.is_tensor(y) then return x, y end
+    if core.is_tensor(data[1]) and core.is_tensor(data[2]) then return data[1], data[2] end
+  end
+  raise("parry.robust." .. fn .. ": " .. what .. " must be a dataset or {x, y}, got " .. type(data))
+end
 
 -- Robust accuracy of `model` on a held-out set, for early stopping.
 local function validator(v, attack_opts)
   if type(v) ~= "table" then fail("validate must be a table {data=, attack=, every=, keep_best=, patience=}") end
   local allowed = { data = true, attack = true, every = true, keep_best = true, patience = true }
   for k in pairs(v) do if not allowed[k] then fail("validate: unknown option '" .. tostring(k) .. "' (expected data, attack, every, keep_best, patience)") end end
-  local d = v.data
-  local x, y
-  if type(d) == "table" and core.is_tensor(rawget(d, "x")) then x, y = d.x, d.y
-  elseif type(d) == "table" and core.is_tensor(d[1]) then x, y = d[1], d[2]
-  else fail("validate.data must be a dataset or {x, y}") end
+  local x, y = xy("train", v.data, "validate.data")
   local every = v.every or 1
   if math.type(every) ~= "integer" or every < 1 then fail("validate.every must be a positive integer (epochs)") end
   if v.patience ~= nil and (math.type(v.patience) ~= "integer" or v.patience < 1) then fail("validate.patience must be a positive integer") end
@@ -115,22 +122,16 @@ end
 
 -- MARK: RiFT (weight space); the algorithms are Swift (ParryRobust/WeightSpace.swift)
 
-local raise = require("parry._util").raise
-
--- (x, y) of a dataset or a {x, y} pair.
-local function xy(fn, data, what)
-  if type(data) == "table" then
-    local x, y = rawget(data, "x"), rawget(data, "y")
-    if core.is_tensor(x) and core.is_tensor(y) then return x, y end
-    if core.is_tensor(data[1]) and core.is_tensor(data[2]) then return data[1], data[2] end
-  end
-  raise("parry.robust." .. fn .. ": " .. what .. " must be a dataset or {x, y}, got " .. type(data))
-end
-
--- One redrawn status line on stderr when it is a terminal.
-local function status_line()
-  if not core._fs.isatty(2) then return nil, function() end end
-  return function(msg) io.stderr:write("\r", msg, "\027[K") end, function() io.stderr:write("\r\027[K") end
+-- Runs run(show) with show a status-line function on stderr when it is a
+-- terminal (nil otherwise), clearing the line however run ends. The bindings
+-- already position their errors at the script's line, so they pass unchanged.
+local function with_status(run)
+  local tty = core._fs.isatty(2)
+  local show = tty and function(msg) io.stderr:write("\r", msg, "\027[K") end or nil
+  local r = table.pack(pcall(run, show))
+  if tty then io.stderr:write("\r\027[K") end
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
 end
 
 --- mrc(model, data, {eps=0.1, epochs=10, lr=1, batch_size=512, modules=, attack={eps=, alpha=eps/4, steps=10}, adversarial=false, seed=})
@@ -142,11 +143,7 @@ function robust.mrc(model, data, opts)
     raise("parry.robust.mrc: expected a module for model (argument 1), got " .. type(model))
   end
   local x, y = xy("mrc", data, "data")
-  local show, clear = status_line()
-  local ok, r = pcall(core._robust._mrc, model, x, y, opts, show)
-  clear()
-  if not ok then raise((tostring(r):gsub("^[^\n]-:%d+: ", ""))) end
-  return r
+  return with_status(function(show) return core._robust._mrc(model, x, y, opts, show) end)
 end
 
 --- corruption_accuracy(model, data, {kinds=, severities={1,…,5}, batch_size=500, seed=})
@@ -154,8 +151,7 @@ end
 -- by_kind = {kind = mean over severities}, mean = mean over every row}.
 function robust.corruption_accuracy(model, data, opts)
   local x, y = xy("corruption_accuracy", data, "data")
-  local ok, rows = pcall(core._robust._corruption_accuracy, model, x, y, opts)
-  if not ok then raise((tostring(rows):gsub("^[^\n]-:%d+: ", ""))) end
+  local rows = core._robust._corruption_accuracy(model, x, y, opts)
   local by_kind, counts, total = {}, {}, 0
   for _, r in ipairs(rows) do
     by_kind[r.kind] = (by_kind[r.kind] or 0) + r.accuracy
@@ -191,10 +187,7 @@ function robust.rift(spec)
     opts.finetune = f
   end
   local ft = spec.model:clone()
-  local show, clear = status_line()
-  local ok, r = pcall(core._robust._rift, ft, tx, ty, vx, vy, opts, show, transform)
-  clear()
-  if not ok then raise((tostring(r):gsub("^[^\n]-:%d+: ", ""))) end
+  local r = with_status(function(show) return core._robust._rift(ft, tx, ty, vx, vy, opts, show, transform) end)
   r.model = ft
   return r
 end
