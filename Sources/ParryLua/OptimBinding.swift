@@ -85,6 +85,12 @@ private func parameterGroups(_ a: LuaArgs, allowed: [String]) throws -> [ParamGr
     return groups
 }
 
+/// Pushes a table of name = number settings (a group's hyper-parameters).
+private func pushSettings(_ a: LuaArgs, _ h: [String: Double]) {
+    lua_createtable(a.L, 0, Int32(h.count + 1))
+    for (k, v) in h { pushString(a.L, k); lua_pushnumber(a.L, v); lua_rawset(a.L, -3) }
+}
+
 let optimFunctions: [(String, parry_SwiftFunction)] = [
     ("SGD", { L in bind(L, "optim.SGD") { a in
         let o = try a.options(2, allowed: ["lr", "momentum", "dampening", "weight_decay", "nesterov"])
@@ -140,8 +146,7 @@ let optimizerMethods: [(String, parry_SwiftFunction)] = [
         let opt = try a.optimizer(1)
         lua_createtable(a.L, Int32(clamping: opt.groups.count), 0)
         for (g, h) in opt.groups.enumerated() {
-            lua_createtable(a.L, 0, Int32(h.count + 1))
-            for (k, v) in h { pushString(a.L, k); lua_pushnumber(a.L, v); lua_rawset(a.L, -3) }
+            pushSettings(a, h)
             a.push(opt.params.indices.filter { opt.groupOf(index: $0) == g }.count); lua_setfield(a.L, -2, "num_params")
             lua_rawseti(a.L, -2, lua_Integer(g + 1))
         }
@@ -160,13 +165,11 @@ let optimizerMethods: [(String, parry_SwiftFunction)] = [
     ("state_dict", { L in bind(L, "Optimizer:state_dict") { a in
         let opt = try a.optimizer(1)
         lua_createtable(a.L, 0, 3)
-        lua_createtable(a.L, 0, 4)
-        for (k, v) in opt.hyperparameters { pushString(a.L, k); lua_pushnumber(a.L, v); lua_rawset(a.L, -3) }
+        pushSettings(a, opt.hyperparameters)
         lua_setfield(a.L, -2, "hyperparameters")
         lua_createtable(a.L, Int32(clamping: opt.groups.count), 0)
         for (g, h) in opt.groups.enumerated() {
-            lua_createtable(a.L, 0, Int32(h.count))
-            for (k, v) in h { pushString(a.L, k); lua_pushnumber(a.L, v); lua_rawset(a.L, -3) }
+            pushSettings(a, h)
             lua_rawseti(a.L, -2, lua_Integer(g + 1))
         }
         lua_setfield(a.L, -2, "param_groups")
