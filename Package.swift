@@ -25,7 +25,8 @@ let package = Package(
         .target(name: "ParryData", dependencies: ["ParryCore", "CZlib"], swiftSettings: optimize),
         .target(name: "ParryRobust", dependencies: ["ParryCore", "ParryNN", "ParryData"], swiftSettings: optimize),
         .target(name: "ParryFed", dependencies: ["ParryCore", "ParryNN", "CBLAS"], swiftSettings: optimize),
-        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "ParryRobust", "ParryFed", "CLua", "CLuaShim", "CEdit"], swiftSettings: optimize),
+        .target(name: "ParryRL", dependencies: ["ParryCore", "ParryNN"], swiftSettings: optimize),
+        .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "ParryRobust", "ParryFed", "ParryRL", "CLua", "CLuaShim", "CEdit"], swiftSettings: optimize),
         .executableTarget(name: "parry", dependencies: ["ParryLua"], swiftSettings: optimize),
 
         .testTarget(name: "ParryCoreTests", dependencies: ["ParryCore"]),
@@ -33,6 +34,7 @@ let package = Package(
         .testTarget(name: "ParryDataTests", dependencies: ["ParryData", "ParryCore"]),
         .testTarget(name: "ParryRobustTests", dependencies: ["ParryRobust", "ParryNN", "ParryCore", "ParryData"]),
         .testTarget(name: "ParryFedTests", dependencies: ["ParryFed", "ParryNN", "ParryCore"]),
+        .testTarget(name: "ParryRLTests", dependencies: ["ParryRL", "ParryNN", "ParryCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ParryLuaTests", dependencies: ["ParryLua", "ParryCore"]),
     ],
     swiftLanguageModes: [.v5]
