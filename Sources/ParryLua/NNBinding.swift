@@ -521,6 +521,13 @@ func openNN(_ L: LuaState, module: Int32) {
     table("_attacks", attackFunctions)
     table("_robust", robustFunctions + weightSpaceFunctions)
     table("_fl", fedFunctions)
+    table("_rl", rlFunctions)
+
+    // env handle metatable (parry.rl's Lua objects hold one in `_h`)
+    lua_createtable(L, 0, 2)
+    for (n, fn) in envHandleMetamethods { parry_pushfunction(L, fn); lua_setfield(L, -2, n) }
+    lua_pushstring(L, "parry.EnvHandle"); lua_setfield(L, -2, "__name")
+    parry_setkindmetatable(L, Int32(PARRY_ENV))
 
     // optimizer metatable
     lua_createtable(L, 0, Int32(optimizerMethods.count))

@@ -185,7 +185,8 @@ public final class Acrobot: SeededEnvironment, StatefulEnvironment {
     }
 
     public func step(_ action: [Float]) throws -> Transition {
-        let torque = torques[Int(action[0])]
+        guard let i = Int(exactly: action[0]), torques.indices.contains(i) else { throw RLError("action \(action[0]) is not in Discrete(3)") }
+        let torque = torques[i]
         let y0 = state, h = dt, h2 = dt / 2.0
         func add(_ y: [Double], _ c: Double, _ k: [Double]) -> [Double] { (0..<4).map { y[$0] + c * k[$0] } }
         let k1 = derivatives(y0, torque: torque)

@@ -36,6 +36,8 @@ public enum PPO {
             func need(_ ok: Bool, _ msg: String) throws { if !ok { throw RLError(msg) } }
             try need(totalSteps > 0, "total_steps must be positive, got \(totalSteps)")
             try need(numSteps > 0, "num_steps must be positive, got \(numSteps)")
+            let (batch, overflow) = numSteps.multipliedReportingOverflow(by: numEnvs)
+            try need(!overflow && batch <= 1 << 24, "num_steps × num_envs must be at most 16,777,216 per rollout, got \(numSteps) × \(numEnvs)")
             try need(numMinibatches > 0 && (numSteps * numEnvs) % numMinibatches == 0,
                      "num_minibatches (\(numMinibatches)) must divide num_steps × num_envs (\(numSteps * numEnvs))")
             try need(updateEpochs > 0, "update_epochs must be positive, got \(updateEpochs)")

@@ -98,6 +98,7 @@ describe("every exposed function survives bad arguments", function()
       {parry.attacks, "parry.attacks."}, {parry.robust, "parry.robust."}, {parry.fl, "parry.fl."},
       {require("parry.core")._fl, "parry.fl."}, {require("parry.train"), "parry.train."},
       {parry.exp, "parry.exp."}, {parry.json, "parry.json."}, {parry.table, "parry.table."},
+      {parry.rl, "parry.rl."}, {parry.rl.wrappers, "parry.rl.wrappers."},
     }
     local slow = {fashion_mnist = true, mnist = true, cifar10 = true}
     local n = 0
@@ -121,6 +122,22 @@ describe("every exposed function survives bad arguments", function()
       check("Module:" .. name, fn, {"Module:" .. name})
       check("Module:" .. name .. " on a module", function(...) return fn(parry.nn.Linear(3, 2), ...) end, {"Module:" .. name})
       n = n + 1
+    end
+    -- parry.rl's objects: env, vector env, space and policy methods
+    local rl = parry.rl
+    local env, venv = rl.make("CartPole-v1", {seed = 1}), rl.vector("Pendulum-v1", 2)
+    env:reset(); venv:reset()
+    local policy = rl.Policy{env = "Pendulum-v1"}
+    local objects = {{env, "env:", {"reset", "step", "stats"}}, {venv, "env:", {"reset", "step", "stats"}},
+                     {env.action_space, "Space:", {"sample", "contains", "seed"}},
+                     {venv.single_action_space, "Space:", {"sample", "contains", "seed"}},
+                     {policy, "Policy:", {"act", "value", "save"}}}
+    for _, o in ipairs(objects) do
+      for _, m in ipairs(o[3]) do
+        check(o[2] .. m, function(...) return o[1][m](o[1], ...) end,
+          {o[2] .. m, "parry.rl.wrappers", "parry.Generator", "parry.save"})
+        n = n + 1
+      end
     end
     local ds = parry.data.synthetic_classification{n = 10, dim = 3, classes = 2}
     for _, name in ipairs{"get", "subset", "split", "batches"} do

@@ -136,3 +136,28 @@ if want("rift_mrc") then
   local s = best_of(2, function() r = parry.robust.mrc(net, set, {adversarial = true, modules = {"11"}, seed = 0}) end)
   emit("rift_mrc", s, string.format("conv4, 10 passes over 1024 images; MRC %.4f", r[1].mrc))
 end
+
+if want("env_steps") then
+  -- The native CartPole-v1 vector env, 16 sub-envs, random actions (next-step
+  -- autoreset), 20,000 vector steps = 320,000 env steps; the figure is the
+  -- time per 100,000 env steps.
+  local v = parry.rl.vector("CartPole-v1", 16)
+  v:reset({seed = 0})
+  local g = parry.Generator(0)
+  local n = 20000
+  local s = best_of(2, function()
+    for _ = 1, n do v:step(parry.randint(1, 2, 16, {generator = g})) end
+  end)
+  emit("env_steps", s / (n * 16) * 1e5, string.format("per 100k env steps, 16 envs; %.0f env steps/s", n * 16 / s))
+end
+
+if want("ppo_cartpole_100k") then
+  -- 100,352 steps of PPO (49 updates of 2048) on CartPole-v1 with the
+  -- defaults (CleanRL's continuous-action settings), one env; then the
+  -- deterministic policy's mean return over 10 episodes.
+  local t = parry.clock()
+  local policy, history = parry.rl.ppo{env = "CartPole-v1", total_steps = 100352, seed = 1}
+  local s = parry.clock() - t
+  local ev = parry.rl.evaluate(policy, "CartPole-v1", {episodes = 10, seed = 100})
+  emit("ppo_cartpole_100k", s, string.format("eval return %.1f, last update %.1f", ev.mean, history[#history].episodic_return))
+end

@@ -61,6 +61,20 @@ function M.raise(msg)
   error(msg, level or 0)    -- no script frame (a tail call from the top): no position
 end
 
+--- with_status(run): runs run(show) with show a status-line function on
+-- stderr when it is a terminal (nil otherwise), clearing the line however run
+-- ends. The bindings already position their errors at the script's line, so
+-- they pass unchanged.
+function M.with_status(run)
+  local core = require("parry.core")
+  local tty = core._fs.isatty(2)
+  local show = tty and function(msg) io.stderr:write("\r", msg, "\027[K") end or nil
+  local r = table.pack(pcall(run, show))
+  if tty then io.stderr:write("\r\027[K") end
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
 --- shortest_float(x): the shortest decimal (15–17 significant digits) that
 -- reads back as the same double.
 function M.shortest_float(x)

@@ -14,7 +14,7 @@ local function groups()
     { "parry.optim", parry.optim }, { "parry.optim.lr", parry.optim.lr }, { "parry.models", parry.models },
     { "parry.data", parry.data }, { "parry.data.transforms", parry.data.transforms },
     { "parry.attacks", parry.attacks }, { "parry.robust", parry.robust }, { "parry.fl", parry.fl },
-    { "parry.train", parry.train },
+    { "parry.train", parry.train }, { "parry.rl", parry.rl }, { "parry.rl.wrappers", parry.rl.wrappers },
   }
   local mt = getmetatable(parry.nn.Linear(1, 1))
   if mt and type(mt.methods) == "table" then list[#list + 1] = { "Module", mt.methods } end

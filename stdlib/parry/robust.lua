@@ -122,17 +122,7 @@ end
 
 -- MARK: RiFT (weight space); the algorithms are Swift (ParryRobust/WeightSpace.swift)
 
--- Runs run(show) with show a status-line function on stderr when it is a
--- terminal (nil otherwise), clearing the line however run ends. The bindings
--- already position their errors at the script's line, so they pass unchanged.
-local function with_status(run)
-  local tty = core._fs.isatty(2)
-  local show = tty and function(msg) io.stderr:write("\r", msg, "\027[K") end or nil
-  local r = table.pack(pcall(run, show))
-  if tty then io.stderr:write("\r\027[K") end
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
-end
+local with_status = require("parry._util").with_status
 
 --- mrc(model, data, {eps=0.1, epochs=10, lr=1, batch_size=512, modules=, attack={eps=, alpha=eps/4, steps=10}, adversarial=false, seed=})
 -- Module robust criticality (RiFT): for each Conv2d/Linear weight (or `modules`),

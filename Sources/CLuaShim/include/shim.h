@@ -22,7 +22,7 @@ typedef int (*parry_SwiftFunction)(lua_State *L);
 #define PARRY_RETHROW (-2)
 
 /// Userdata kinds; each has one metatable, registered once in the registry.
-enum { PARRY_TENSOR = 0, PARRY_GENERATOR = 1, PARRY_MODULE = 2, PARRY_OPTIMIZER = 3, PARRY_SCHEDULER = 4, PARRY_KIND_COUNT = 16 };
+enum { PARRY_TENSOR = 0, PARRY_GENERATOR = 1, PARRY_MODULE = 2, PARRY_OPTIMIZER = 3, PARRY_SCHEDULER = 4, PARRY_ENV = 5, PARRY_KIND_COUNT = 16 };
 
 // --- trampolines -----------------------------------------------------------
 /// Marks chunks whose source starts with `prefix` ("@DIR/parry/") as parry's

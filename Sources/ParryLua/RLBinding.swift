@@ -1,0 +1,575 @@
+import CLua
+import CLuaShim
+import Foundation
+import ParryCore
+import ParryNN
+import ParryRL
+
+// Bindings of parry.rl (stdlib/parry/rl.lua builds the Lua objects): env
+// handles (native envs, Lua-defined envs behind an adapter, vector envs and
+// wrappers, all one userdata kind), spaces, the MLP policy, PPO, evaluate.
+// Discrete actions are 1-based here and 0-based in ParryRL.
+
+/// A native env, vector env or wrapper as Lua holds it.
+final class EnvHandle {
+    let single: Environment?
+    let vector: VectorEnvironment?
+    /// The transform of a wrapper handle (for its statistics).
+    let transform: EnvTransform?
+    init(single: Environment? = nil, vector: VectorEnvironment? = nil, transform: EnvTransform? = nil) {
+        self.single = single; self.vector = vector; self.transform = transform
+    }
+    var observationSpace: Space { single?.observationSpace ?? vector?.singleObservationSpace ?? .discrete(n: 1) }
+    var actionSpace: Space { single?.actionSpace ?? vector?.singleActionSpace ?? .discrete(n: 1) }
+}
+
+private var handleCacheKey: UInt8 = 0
+private var envHelperKey: UInt8 = 0
+
+/// Pushes a new handle userdata whose user value keeps `keep` (a stack index,
+/// or 0 for an empty table) alive: the Lua envs, or the inner handle.
+private func pushHandle(_ L: LuaState, _ h: EnvHandle, keep: Int32) {
+    let keepAbs = keep == 0 ? 0 : lua_absindex(L, keep)
+    parry_pushobject_uv(L, Unmanaged.passRetained(h).toOpaque(), Int32(PARRY_ENV), 1)
+    if keepAbs == 0 { lua_createtable(L, 0, 0) } else { lua_pushvalue(L, keepAbs) }
+    lua_setiuservalue(L, -2, 1)
+    lua_rawgetp(L, parry_registryindex(), &handleCacheKey)
+    if lua_type(L, -1) != LUA_TTABLE {
+        parry_pop(L, 1)
+        lua_createtable(L, 0, 0)
+        lua_createtable(L, 0, 1)
+        lua_pushstring(L, "v"); lua_setfield(L, -2, "__mode")
+        lua_setmetatable(L, -2)
+        lua_pushvalue(L, -1)
+        lua_rawsetp(L, parry_registryindex(), &handleCacheKey)
+    }
+    lua_pushvalue(L, -2)
+    lua_rawsetp(L, -2, Unmanaged.passUnretained(h).toOpaque())
+    parry_pop(L, 1)
+}
+
+/// A Lua-defined env (a table with reset/step and spaces) as a ParryRL env.
+/// It reaches its Lua table through its owner handle's user value, and calls
+/// it through rl.lua's helper (which checks the returned types), protected.
+final class LuaEnvironment: Environment {
+    let id: String
+    let observationSpace: Space, actionSpace: Space
+    weak var owner: EnvHandle?
+    init(id: String, observationSpace: Space, actionSpace: Space) {
+        self.id = id; self.observationSpace = observationSpace; self.actionSpace = actionSpace
+    }
+
+    /// Calls helper(env, method, arg) with `pushArg` pushing arg; leaves `nresults` values.
+    private func call(_ method: String, nresults: Int32, _ pushArg: (LuaState) throws -> Void) throws -> LuaState {
+        guard let L = LuaContext.current else { throw RLError("\(id) can only run from Lua") }
+        guard lua_checkstack(L, 10) != 0 else { throw RLError("Lua stack overflow") }
+        let top = lua_gettop(L)
+        lua_rawgetp(L, parry_registryindex(), &envHelperKey)
+        guard lua_type(L, -1) == LUA_TFUNCTION, let owner else { lua_settop(L, top); throw RLError("\(id): parry.rl is not loaded") }
+        lua_rawgetp(L, parry_registryindex(), &handleCacheKey)
+        guard lua_type(L, -1) == LUA_TTABLE, lua_rawgetp(L, -1, Unmanaged.passUnretained(owner).toOpaque()) == LUA_TUSERDATA else {
+            lua_settop(L, top); throw RLError("\(id) was collected by Lua")
+        }
+        lua_getiuservalue(L, -1, 1)
+        lua_rawgeti(L, -1, 1)  // the env table
+        parry_replace(L, top + 2)
+        lua_settop(L, top + 2)
+        pushString(L, method)
+        do { try pushArg(L) } catch { lua_settop(L, top); throw error }
+        if parry_pcall(L, 3, nresults, 0) != LUA_OK {
+            let msg = parry_tostring(L, -1, nil).map { String(cString: $0) } ?? "error in \(id):\(method)"
+            lua_settop(L, top)
+            throw LuaCallError(message: msg)
+        }
+        return L
+    }
+
+    func reset(seed: UInt64?) throws -> [Float] {
+        let L = try call("reset", nresults: 1) { L in
+            if let seed { lua_pushinteger(L, lua_Integer(bitPattern: seed)) } else { lua_pushnil(L) }
+        }
+        defer { parry_pop(L, 1) }
+        return try observation(L, -1, "reset")
+    }
+
+    func step(_ action: [Float]) throws -> Transition {
+        let L = try call("step", nresults: 5) { L in try pushAction(L, action, actionSpace) }
+        defer { parry_pop(L, 5) }
+        let obs = try observation(L, -5, "step")
+        var t = Transition(observation: obs, reward: parry_tonumber(L, -4, nil), terminated: lua_toboolean(L, -3) != 0,
+                           truncated: lua_toboolean(L, -2) != 0)
+        if lua_type(L, -1) == LUA_TTABLE {  // numeric info fields pass through Swift wrappers
+            lua_pushnil(L)
+            while lua_next(L, -2) != 0 {
+                if lua_type(L, -2) == LUA_TSTRING, lua_type(L, -1) == LUA_TNUMBER, let k = parry_tostring(L, -2, nil) {
+                    t.info[String(cString: k)] = parry_tonumber(L, -1, nil)
+                }
+                parry_pop(L, 1)
+            }
+        }
+        return t
+    }
+
+    private func observation(_ L: LuaState, _ i: Int32, _ method: String) throws -> [Float] {
+        // rl.lua's helper already made it a tensor of the space's size
+        guard let p = parry_toobject(L, i, Int32(PARRY_TENSOR)) else { throw RLError("\(id):\(method) must return an observation tensor") }
+        return try Unmanaged<Tensor>.fromOpaque(p).takeUnretainedValue().to(.float32).contiguous().floats()
+    }
+}
+
+/// Pushes an env action as Lua sees it: a 1-based integer, or a float tensor of the space's shape.
+private func pushAction(_ L: LuaState, _ a: [Float], _ space: Space) throws {
+    switch space {
+    case .discrete(_, let start): lua_pushinteger(L, lua_Integer(Int(a[0]) + 1 - start))
+    case .box(_, _, let shape): pushTensor(L, try Tensor(a, shape: shape))
+    }
+}
+
+/// Pushes an observation batch: `rows` × the space's shape (no leading dim when rows is nil).
+private func pushObservations(_ L: LuaState, _ obs: [Float], _ space: Space, rows: Int?) throws {
+    switch space {
+    case .discrete(_, let start):
+        if let rows { pushTensor(L, try Tensor(obs.prefix(rows).map { Int64($0) + 1 - Int64(start) }, shape: [rows])) }
+        else { lua_pushinteger(L, lua_Integer(Int(obs[0]) + 1 - start)) }
+    case .box(_, _, let shape):
+        pushTensor(L, try Tensor(obs, shape: (rows.map { [$0] } ?? []) + shape))
+    }
+}
+
+private func pushSpace(_ L: LuaState, _ s: Space) throws {
+    lua_createtable(L, 0, 5)
+    switch s {
+    case .discrete(let n, _):
+        pushString(L, "discrete"); lua_setfield(L, -2, "kind")
+        lua_pushinteger(L, lua_Integer(n)); lua_setfield(L, -2, "n")
+    case .box(let lo, let hi, let shape):
+        pushString(L, "box"); lua_setfield(L, -2, "kind")
+        pushTensor(L, try Tensor(lo, shape: shape)); lua_setfield(L, -2, "low")
+        pushTensor(L, try Tensor(hi, shape: shape)); lua_setfield(L, -2, "high")
+        lua_createtable(L, Int32(shape.count), 0)
+        for (i, d) in shape.enumerated() { lua_pushinteger(L, lua_Integer(d)); lua_rawseti(L, -2, lua_Integer(i + 1)) }
+        lua_setfield(L, -2, "shape")
+    }
+}
+
+extension LuaArgs {
+    func handle(_ i: Int32, _ what: String = "env") throws -> EnvHandle {
+        if let h: EnvHandle = optObject(i, Int32(PARRY_ENV)) { return h }
+        if type(i) == LUA_TTABLE {
+            let j = rawField(i, "_h"); defer { pop() }
+            if let h: EnvHandle = optObject(j, Int32(PARRY_ENV)) { return h }
+        }
+        throw fail("expected an environment for \(what) (argument \(i)), got \(typeName(i))")
+    }
+
+    /// A space from a Lua space table ({kind="box", low=, high=, shape=} or {kind="discrete", n=}).
+    func space(_ i: Int32, _ what: String) throws -> Space {
+        guard type(i) == LUA_TTABLE else { throw fail("\(what) must be a space (parry.rl.Box or parry.rl.Discrete), got \(typeName(i))") }
+        let n = rawField(i, "n"); defer { pop() }
+        if !isNil(n) {
+            let count = try integer(n, "\(what).n")
+            guard count > 0 else { throw fail("\(what).n must be positive, got \(count)") }
+            return .discrete(n: count)
+        }
+        let lo = rawField(i, "low"); defer { pop() }
+        let hi = rawField(i, "high"); defer { pop() }
+        guard let l = optTensor(lo), let h = optTensor(hi), l.shape == h.shape else {
+            throw fail("\(what) must be a Discrete (with n) or a Box (with low and high tensors of one shape)")
+        }
+        return .box(low: try l.to(.float32).contiguous().floats(), high: try h.to(.float32).contiguous().floats(), shape: l.shape)
+    }
+
+    /// One env action from Lua: an integer (1-based) or a one-element tensor
+    /// for Discrete; a tensor, a number (one-dimensional Box) or a table of
+    /// numbers for Box.
+    func action(_ i: Int32, _ space: Space, rows: Int? = nil) throws -> [Float] {
+        let count = space.flatCount * (rows ?? 1)
+        switch space {
+        case .discrete(let n, _):
+            var values: [Double]
+            if let t = optTensor(i) {
+                values = t.doubles()
+            } else if type(i) == LUA_TNUMBER, rows == nil {
+                values = [try number(i, "action")]
+            } else if type(i) == LUA_TTABLE {
+                values = try numberList(i, "actions")
+            } else {
+                throw fail("expected \(rows == nil ? "an action" : "actions") in \(luaName(space)) (an integer 1..\(n)\(rows == nil ? "" : " per env, as a tensor or table")), got \(typeName(i))")
+            }
+            guard values.count == count else { throw fail("expected \(count) action\(count == 1 ? "" : "s"), got \(values.count)") }
+            return try values.map { v in
+                guard v.isFinite, v.rounded() == v, v >= 1, v <= Double(n) else {
+                    throw fail("action \(v.isFinite && v.rounded() == v && abs(v) < 1e15 ? String(Int(v)) : String(v)) is not in \(luaName(space)) (expected an integer 1..\(n))")
+                }
+                return Float(v - 1)
+            }
+        case .box:
+            var values: [Float]
+            if let t = optTensor(i) { values = try t.to(.float32).contiguous().floats() }
+            else if type(i) == LUA_TNUMBER { values = [Float(try number(i, "action"))] }
+            else if type(i) == LUA_TTABLE { values = try numberList(i, "action").map { Float($0) } }
+            else { throw fail("expected an action tensor for \(luaName(space)), got \(typeName(i))") }
+            guard values.count == count else {
+                throw fail("expected \(count) action value\(count == 1 ? "" : "s") for \(luaName(space))\(rows.map { " × \($0) envs" } ?? ""), got \(values.count)")
+            }
+            if values.contains(where: { $0.isNaN }) { throw fail("action contains NaN") }
+            return values
+        }
+    }
+
+    func luaName(_ s: Space) -> String {
+        if case .discrete(let n, _) = s { return "Discrete(\(n))" }
+        return s.description
+    }
+}
+
+private func pushInfo(_ L: LuaState, _ info: [String: Double]) {
+    lua_createtable(L, 0, 2)
+    if let r = info["episode_r"], let l = info["episode_l"], let t = info["episode_t"] {
+        lua_createtable(L, 0, 3)
+        lua_pushnumber(L, r); lua_setfield(L, -2, "r")
+        lua_pushinteger(L, lua_Integer(l)); lua_setfield(L, -2, "l")
+        lua_pushnumber(L, t); lua_setfield(L, -2, "t")
+        lua_setfield(L, -2, "episode")
+    }
+    for (k, v) in info where !k.hasPrefix("episode_") { lua_pushnumber(L, v); lua_setfield(L, -2, k) }
+}
+
+private func seedArg(_ a: LuaArgs, _ i: Int32) throws -> UInt64? {
+    a.isNil(i) ? nil : UInt64(bitPattern: Int64(try a.integer(i, "seed")))
+}
+
+let rlFunctions: [(String, parry_SwiftFunction)] = [
+    ("_set_env_helper", { L in bind(L, "rl._set_env_helper") { a in
+        guard a.type(1) == LUA_TFUNCTION else { throw a.fail("expected a function") }
+        lua_pushvalue(a.L, 1)
+        lua_rawsetp(a.L, parry_registryindex(), &envHelperKey)
+        return 0
+    } }),
+    ("registered", { L in bind(L, "parry.rl.registered") { a in
+        let ids = Registry.ids
+        lua_createtable(a.L, Int32(ids.count), 0)
+        for (i, id) in ids.enumerated() { pushString(a.L, id); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
+        return 1
+    } }),
+    // make(id, max_episode_steps, seed) -> handle
+    ("make", { L in bind(L, "parry.rl.make") { a in
+        let id = try a.string(1, "id")
+        let steps = a.isNil(2) ? nil : try a.integer(2, "max_episode_steps")
+        let env = try Registry.make(id, maxEpisodeSteps: steps, seed: try seedArg(a, 3))
+        pushHandle(a.L, EnvHandle(single: env), keep: 0)
+        return 1
+    } }),
+    // wrap_lua(env_table, name, observation_space, action_space, max_episode_steps) -> handle
+    ("wrap_lua", { L in bind(L, "parry.rl.make") { a in
+        guard a.type(1) == LUA_TTABLE else { throw a.fail("expected a Lua env (a table), got \(a.typeName(1))") }
+        let name = try a.string(2, "name")
+        let adapter = LuaEnvironment(id: name, observationSpace: try a.space(3, "\(name).observation_space"),
+                                     actionSpace: try a.space(4, "\(name).action_space"))
+        let steps = a.isNil(5) ? nil : try a.integer(5, "max_episode_steps")
+        let h = EnvHandle(single: TimeLimit(adapter, maxEpisodeSteps: steps.flatMap { $0 > 0 ? $0 : nil }))
+        adapter.owner = h
+        lua_createtable(a.L, 1, 0)
+        lua_pushvalue(a.L, 1); lua_rawseti(a.L, -2, 1)
+        pushHandle(a.L, h, keep: -1)
+        return 1
+    } }),
+    // vector(handles, autoreset) -> handle; the table of sub-env handles stays alive with it
+    ("vector", { L in bind(L, "parry.rl.vector") { a in
+        guard a.type(1) == LUA_TTABLE, a.rawLength(1) > 0 else { throw a.fail("expected a non-empty list of envs") }
+        var envs: [Environment] = []
+        for k in 1...a.rawLength(1) {
+            let j = a.rawIndex(1, k); defer { a.pop() }
+            guard let e = try a.handle(j, "env \(k)").single else { throw a.fail("env \(k) is a vector env; vector envs hold single envs") }
+            envs.append(e)
+        }
+        let mode = try AutoresetMode(rawValue: a.isNil(2) ? "next_step" : a.string(2, "autoreset"))
+        guard let mode else { throw a.fail("autoreset must be \"next_step\" or \"same_step\"") }
+        pushHandle(a.L, EnvHandle(vector: try SyncVectorEnv(envs, autoreset: mode)), keep: 1)
+        return 1
+    } }),
+    // spaces(h) -> observation space, action space (single-env), num_envs or nil, id
+    ("spaces", { L in bind(L, "parry.rl.spaces") { a in
+        let h = try a.handle(1)
+        try pushSpace(a.L, h.observationSpace)
+        try pushSpace(a.L, h.actionSpace)
+        if let v = h.vector { lua_pushinteger(a.L, lua_Integer(v.numEnvs)); lua_pushnil(a.L) }
+        else { lua_pushnil(a.L); pushString(a.L, h.single?.id ?? "?") }
+        return 4
+    } }),
+    ("reset", { L in bind(L, "env:reset") { a in
+        let h = try a.handle(1)
+        let seed = try seedArg(a, 2)
+        return try LuaContext.with(a.L) {
+            if let v = h.vector { try pushObservations(a.L, try v.reset(seed: seed), h.observationSpace, rows: v.numEnvs) }
+            else if let e = h.single { try pushObservations(a.L, try e.reset(seed: seed), h.observationSpace, rows: nil) }
+            return 1
+        }
+    } }),
+    // step(h, action) -> obs, reward, terminated, truncated, info
+    ("step", { L in bind(L, "env:step") { a in
+        let h = try a.handle(1)
+        return try LuaContext.with(a.L) {
+            if let v = h.vector {
+                let s = try v.step(try a.action(2, h.actionSpace, rows: v.numEnvs))
+                let n = v.numEnvs
+                try pushObservations(a.L, s.observations, h.observationSpace, rows: n)
+                pushTensor(a.L, try Tensor(s.rewards.map { Float($0) }, shape: [n]))
+                pushTensor(a.L, try Tensor(s.terminated.map { $0 ? Float(1) : 0 }, shape: [n]))
+                pushTensor(a.L, try Tensor(s.truncated.map { $0 ? Float(1) : 0 }, shape: [n]))
+                lua_createtable(a.L, 0, 2)
+                let ended = (0..<n).filter { s.infos[$0]["episode_r"] != nil }
+                if !ended.isEmpty {
+                    lua_createtable(a.L, 0, 3)
+                    for (key, field) in [("r", "episode_r"), ("l", "episode_l"), ("t", "episode_t")] {
+                        pushTensor(a.L, try Tensor((0..<n).map { Float(s.infos[$0][field] ?? 0) }, shape: [n])); lua_setfield(a.L, -2, key)
+                    }
+                    lua_setfield(a.L, -2, "episode")
+                    lua_createtable(a.L, Int32(n), 0)
+                    for i in 0..<n { lua_pushboolean(a.L, s.infos[i]["episode_r"] != nil ? 1 : 0); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
+                    lua_setfield(a.L, -2, "_episode")
+                }
+                if !s.finalObservations.isEmpty {
+                    lua_createtable(a.L, 0, Int32(s.finalObservations.count))
+                    for (i, o) in s.finalObservations { try pushObservations(a.L, o, h.observationSpace, rows: nil); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
+                    lua_setfield(a.L, -2, "final_obs")
+                }
+                return 5
+            }
+            guard let e = h.single else { return 0 }
+            let t = try e.step(try a.action(2, h.actionSpace))
+            try pushObservations(a.L, t.observation, h.observationSpace, rows: nil)
+            lua_pushnumber(a.L, t.reward)
+            lua_pushboolean(a.L, t.terminated ? 1 : 0)
+            lua_pushboolean(a.L, t.truncated ? 1 : 0)
+            pushInfo(a.L, t.info)
+            return 5
+        }
+    } }),
+    // wrap(h, kind, opts) -> handle
+    ("wrap", { L in bind(L, "parry.rl.wrappers") { a in
+        let h = try a.handle(1)
+        let kind = try a.string(2, "wrapper")
+        let o = try a.options(3, allowed: ["clip", "epsilon", "gamma"])
+        let t: EnvTransform
+        switch kind {
+        case "NormalizeObservation": t = NormalizeObservation(clip: try o.number("clip") ?? 10, epsilon: try o.number("epsilon") ?? 1e-8)
+        case "NormalizeReward": t = try NormalizeReward(gamma: try o.number("gamma") ?? 0.99, clip: try o.number("clip") ?? 10, epsilon: try o.number("epsilon") ?? 1e-8)
+        case "ClipAction": t = ClipAction()
+        case "RecordEpisodeStatistics": t = RecordEpisodeStatistics()
+        default: throw a.fail("unknown wrapper '\(kind)'")
+        }
+        let w: EnvHandle
+        if let v = h.vector { w = EnvHandle(vector: try VectorWrapper(v, t), transform: t) }
+        else if let e = h.single { w = EnvHandle(single: try TransformedEnv(e, t), transform: t) }
+        else { throw a.fail("not an environment") }
+        pushHandle(a.L, w, keep: 1)
+        return 1
+    } }),
+    // stats(h) -> mean tensor, var tensor, count (NormalizeObservation / NormalizeReward wrappers)
+    ("stats", { L in bind(L, "parry.rl.wrappers") { a in
+        let h = try a.handle(1)
+        let rms: RunningMeanStd
+        if let n = h.transform as? NormalizeObservation { rms = n.normalizer.stats }
+        else if let r = h.transform as? NormalizeReward { rms = r.returnStats }
+        else { throw a.fail("this env keeps no running statistics") }
+        pushTensor(a.L, try Tensor(rms.mean.map { Float($0) }, shape: [rms.size]))
+        pushTensor(a.L, try Tensor(rms.variance.map { Float($0) }, shape: [rms.size]))
+        lua_pushnumber(a.L, rms.count)
+        return 3
+    } }),
+    ("space_sample", { L in bind(L, "Space:sample") { a in
+        let s = try a.space(1, "self")
+        guard let g: Generator = a.optObject(2, Int32(PARRY_GENERATOR)) else { throw a.fail("expected a generator (argument 2)") }
+        try pushObservations(a.L, s.sample(g), s, rows: nil)
+        return 1
+    } }),
+    ("space_contains", { L in bind(L, "Space:contains") { a in
+        let s = try a.space(1, "self")
+        var v: [Float]? = nil
+        switch s {
+        case .discrete: if a.type(2) == LUA_TNUMBER, let x = try? a.number(2, "x") { v = [Float(x - 1)] }
+        case .box(_, _, let shape):
+            if let t = a.optTensor(2), t.shape == shape { v = try t.to(.float32).contiguous().floats() }
+        }
+        lua_pushboolean(a.L, v.map { s.contains($0) } == true ? 1 : 0)
+        return 1
+    } }),
+    // mlp_policy(observation_space, action_space, hidden, activation) -> actor, critic, log_std|nil
+    ("mlp_policy", { L in bind(L, "parry.rl.Policy") { a in
+        let obs = try a.space(1, "observation_space"), act = try a.space(2, "action_space")
+        let hidden = a.isNil(3) ? [64, 64] : try a.integerList(3, "hidden")
+        guard hidden.allSatisfy({ $0 > 0 }) else { throw a.fail("hidden sizes must be positive, got \(hidden)") }
+        let kindName = a.isNil(4) ? "tanh" : try a.string(4, "activation")
+        let kinds: [String: Activation.Kind] = ["tanh": .Tanh, "relu": .ReLU, "gelu": .GELU, "sigmoid": .Sigmoid]
+        guard let kind = kinds[kindName.lowercased()] else { throw a.fail("activation must be one of tanh, relu, gelu, sigmoid; got '\(kindName)'") }
+        let gen = a.isNil(5) ? Generator(seed: Generator.current.next()) : Generator(seed: UInt64(bitPattern: Int64(try a.integer(5, "seed"))))
+        let p = try Generator.$current.withValue(gen) { try ActorCritic.mlp(observationSpace: obs, actionSpace: act, hidden: hidden, activation: kind) }
+        pushModule(a.L, p.actor); pushModule(a.L, p.critic)
+        if let s = p.logStd { pushTensor(a.L, s) } else { lua_pushnil(a.L) }
+        return 3
+    } }),
+    ("act", { L in bind(L, "Policy:act") { a in
+        let p = try a.policy(1)
+        guard let obs = a.optTensor(2) else { throw a.fail("expected an observation tensor (argument 2), got \(a.typeName(2))") }
+        let d = p.observationSpace.flatCount
+        let batched = obs.ndim == p.observationSpace.shape.count + 1
+        guard obs.numel % Swift.max(d, 1) == 0, obs.numel > 0, batched || obs.numel == d else {
+            throw a.fail("observation of shape \(obs.shape) does not match \(a.luaName(p.observationSpace))")
+        }
+        let rows = obs.numel / d
+        let deterministic = a.isNil(3) ? false : lua_toboolean(a.L, 3) != 0
+        guard let g: Generator = a.isNil(4) ? Generator.current : a.optObject(4, Int32(PARRY_GENERATOR)) else { throw a.fail("generator must be a parry.Generator") }
+        let acts = try LuaContext.with(a.L) { try p.act(try obs.to(.float32).contiguous().floats(), rows: rows, deterministic: deterministic, generator: g) }
+        try pushObservations(a.L, acts, p.actionSpace, rows: batched ? rows : nil)
+        return 1
+    } }),
+    ("value", { L in bind(L, "Policy:value") { a in
+        let p = try a.policy(1)
+        guard let obs = a.optTensor(2) else { throw a.fail("expected an observation tensor (argument 2), got \(a.typeName(2))") }
+        let d = p.observationSpace.flatCount
+        guard obs.numel % Swift.max(d, 1) == 0, obs.numel > 0 else { throw a.fail("observation of shape \(obs.shape) does not match \(a.luaName(p.observationSpace))") }
+        return a.push(try LuaContext.with(a.L) { try GradMode.noGrad { try p.value(try p.prepare(try obs.to(.float32).contiguous().floats(), rows: obs.numel / d)) } })
+    } }),
+    // ppo(policy, envs, options, status) -> records, rms mean, rms var, rms count
+    ("ppo", { L in bind(L, "parry.rl.ppo") { a in
+        let p = try a.policy(1)
+        let h = try a.handle(2)
+        guard let v = h.vector, v.autoresetMode == .sameStep else { throw a.fail("internal: expected a same-step vector env") }
+        let o = try a.options(3, allowed: ["total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
+                                           "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef", "vf_coef", "max_grad_norm",
+                                           "target_kl", "adam_eps", "bootstrap_truncated", "seed", "normalize_reward", "clip_action",
+                                           "reward_clip", "on_update"])
+        var c = PPO.Config()
+        c.totalSteps = try o.integer("total_steps") ?? c.totalSteps
+        c.numSteps = try o.integer("num_steps") ?? c.numSteps
+        c.learningRate = try o.number("lr") ?? c.learningRate
+        c.annealLR = try o.bool("anneal_lr") ?? c.annealLR
+        c.gamma = try o.number("gamma") ?? c.gamma
+        c.gaeLambda = try o.number("gae_lambda") ?? c.gaeLambda
+        c.numMinibatches = try o.integer("num_minibatches") ?? c.numMinibatches
+        c.updateEpochs = try o.integer("update_epochs") ?? c.updateEpochs
+        c.normalizeAdvantages = try o.bool("norm_adv") ?? c.normalizeAdvantages
+        c.clipCoef = try o.number("clip_coef") ?? c.clipCoef
+        c.clipValueLoss = try o.bool("clip_vloss") ?? c.clipValueLoss
+        c.entCoef = try o.number("ent_coef") ?? c.entCoef
+        c.vfCoef = try o.number("vf_coef") ?? c.vfCoef
+        c.maxGradNorm = try o.number("max_grad_norm") ?? c.maxGradNorm
+        c.targetKL = try o.number("target_kl")
+        c.adamEps = try o.number("adam_eps") ?? c.adamEps
+        c.bootstrapTruncated = try o.bool("bootstrap_truncated") ?? c.bootstrapTruncated
+        if let s = try o.integer("seed") { c.seed = UInt64(bitPattern: Int64(s)) }
+        let box = !p.actionSpace.isDiscrete
+        let rewardNorm = (try o.bool("normalize_reward") ?? box)
+            ? try NormalizeReward(gamma: c.gamma, clip: try o.number("reward_clip") ?? 10) : nil
+        let clipAction = try o.bool("clip_action") ?? box
+        if clipAction && !box { throw a.fail("clip_action needs a Box action space") }
+        let onUpdate = try a.callbackOption(o, "on_update") { (r: PPO.UpdateRecord) in pushRecord(L!, r); return 1 }
+        let status = a.statusLine(4)
+        let updates = Swift.max(1, c.totalSteps / Swift.max(1, c.numSteps * v.numEnvs))
+        let records = try LuaContext.with(a.L) {
+            try PPO.train(policy: p, envs: v, config: c, clipAction: clipAction, rewardNormalizer: rewardNorm) { r in
+                let ret = r.episodeReturn.isNaN ? "-" : String(format: "%.1f", r.episodeReturn)
+                status?("PPO update \(r.update)/\(updates)  step \(r.globalStep)  return \(ret)" + String(format: "  kl %.4f  clip %.3f", r.approxKL, r.clipFraction))
+                try onUpdate?(r)
+            }
+        }
+        status?("")
+        lua_createtable(a.L, Int32(records.count), 0)
+        for (i, r) in records.enumerated() { pushRecord(a.L, r); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
+        if let n = p.normalizer {
+            pushTensor(a.L, try Tensor(n.stats.mean.map { Float($0) }, shape: [n.stats.size]))
+            pushTensor(a.L, try Tensor(n.stats.variance.map { Float($0) }, shape: [n.stats.size]))
+            lua_pushnumber(a.L, n.stats.count)
+            return 4
+        }
+        return 1
+    } }),
+    // evaluate(policy | fn, env, episodes, deterministic, seed) -> returns, lengths, mean, median, sd
+    ("evaluate", { L in bind(L, "parry.rl.evaluate") { a in
+        let h = try a.handle(2)
+        guard let env = h.single else { throw a.fail("evaluate runs a single env (use parry.rl.make), got a vector env") }
+        let episodes = try a.integer(3, "episodes")
+        let deterministic = lua_toboolean(a.L, 4) != 0
+        let seed = try seedArg(a, 5)
+        let act: ([Float]) throws -> [Float]
+        if a.type(1) == LUA_TFUNCTION {
+            act = { obs in
+                try a.call(1, nresults: 1) { (try? pushObservations(a.L, obs, env.observationSpace, rows: nil)) == nil ? 0 : 1 }
+                defer { a.pop() }
+                return try a.action(-1, env.actionSpace)
+            }
+        } else {
+            let p = try a.policy(1)
+            guard p.observationSpace == env.observationSpace, p.actionSpace == env.actionSpace else {
+                throw a.fail("the policy's spaces (\(a.luaName(p.observationSpace)), \(a.luaName(p.actionSpace))) differ from the env's (\(a.luaName(env.observationSpace)), \(a.luaName(env.actionSpace)))")
+            }
+            let g = Generator(seed: seed.map { $0 &+ 0x9E37 } ?? Generator.current.next())
+            act = { obs in try p.act(obs, rows: 1, deterministic: deterministic, generator: g) }
+        }
+        let r = try LuaContext.with(a.L) { try evaluate(env: env, episodes: episodes, seed: seed, act: act) }
+        lua_createtable(a.L, 0, 5)
+        lua_createtable(a.L, Int32(r.returns.count), 0)
+        for (i, v) in r.returns.enumerated() { lua_pushnumber(a.L, v); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
+        lua_setfield(a.L, -2, "returns")
+        lua_createtable(a.L, Int32(r.lengths.count), 0)
+        for (i, v) in r.lengths.enumerated() { lua_pushinteger(a.L, lua_Integer(v)); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
+        lua_setfield(a.L, -2, "lengths")
+        lua_pushnumber(a.L, r.mean); lua_setfield(a.L, -2, "mean")
+        lua_pushnumber(a.L, r.median); lua_setfield(a.L, -2, "median")
+        lua_pushnumber(a.L, r.sd); lua_setfield(a.L, -2, "sd")
+        return 1
+    } }),
+]
+
+private func pushRecord(_ L: LuaState, _ r: PPO.UpdateRecord) {
+    lua_createtable(L, 0, 15)
+    func set(_ k: String, _ v: Double) { lua_pushnumber(L, v); lua_setfield(L, -2, k) }
+    lua_pushinteger(L, lua_Integer(r.update)); lua_setfield(L, -2, "update")
+    lua_pushinteger(L, lua_Integer(r.globalStep)); lua_setfield(L, -2, "global_step")
+    lua_pushinteger(L, lua_Integer(r.episodes)); lua_setfield(L, -2, "episodes")
+    set("episodic_return", r.episodeReturn); set("episodic_length", r.episodeLength)
+    set("policy_loss", r.policyLoss); set("value_loss", r.valueLoss); set("entropy", r.entropy)
+    set("old_approx_kl", r.oldApproxKL); set("approx_kl", r.approxKL); set("clip_fraction", r.clipFraction)
+    set("explained_variance", r.explainedVariance); set("learning_rate", r.learningRate); set("sps", r.stepsPerSecond)
+}
+
+extension LuaArgs {
+    /// An actor-critic from a Lua policy table {actor=, critic=, log_std=,
+    /// observation_space=, action_space=, obs_rms={mean=, var=, count=, clip=, epsilon=}}.
+    func policy(_ i: Int32) throws -> ActorCritic {
+        guard type(i) == LUA_TTABLE else { throw fail("expected a policy (parry.rl.Policy) for argument \(i), got \(typeName(i))") }
+        let actor = rawField(i, "actor"); defer { pop() }
+        let critic = rawField(i, "critic"); defer { pop() }
+        let logStd = rawField(i, "log_std"); defer { pop() }
+        let os = rawField(i, "observation_space"); defer { pop() }
+        let asp = rawField(i, "action_space"); defer { pop() }
+        let rms = rawField(i, "obs_rms"); defer { pop() }
+        let obsSpace = try space(os, "policy.observation_space"), actSpace = try space(asp, "policy.action_space")
+        var normalizer: ObservationNormalizer? = nil
+        if type(rms) == LUA_TTABLE {
+            let m = rawField(rms, "mean"); defer { pop() }
+            let v = rawField(rms, "var"); defer { pop() }
+            let c = rawField(rms, "count"); defer { pop() }
+            let cl = rawField(rms, "clip"); defer { pop() }
+            let ep = rawField(rms, "epsilon"); defer { pop() }
+            guard let mean = optTensor(m), let variance = optTensor(v), mean.numel == obsSpace.flatCount, variance.numel == mean.numel else {
+                throw fail("policy.obs_rms needs mean and var tensors of \(obsSpace.flatCount) values")
+            }
+            let stats = RunningMeanStd(size: mean.numel)
+            stats.mean = mean.doubles(); stats.variance = variance.doubles()
+            stats.count = isNil(c) ? 1e-4 : try number(c, "obs_rms.count")
+            normalizer = ObservationNormalizer(stats: stats, clip: isNil(cl) ? 10 : try number(cl, "obs_rms.clip"),
+                                               epsilon: isNil(ep) ? 1e-8 : try number(ep, "obs_rms.epsilon"))
+        }
+        return try ActorCritic(actor: try module(actor, "policy.actor"), critic: try module(critic, "policy.critic"),
+                               logStd: optTensor(logStd), observationSpace: obsSpace, actionSpace: actSpace, normalizer: normalizer)
+    }
+}
+
+let envHandleMetamethods: [(String, parry_SwiftFunction)] = [
+    ("__gc", { L in
+        if let L, let p = parry_takeobject(L, 1, Int32(PARRY_ENV)) { Unmanaged<EnvHandle>.fromOpaque(p).release() }
+        return 0
+    }),
+]

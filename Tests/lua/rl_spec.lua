@@ -1,0 +1,298 @@
+-- parry.rl as scripts use it. The dynamics against Gymnasium's recorded
+-- trajectories, GAE, the PPO losses and a 20k-step CartPole run are tested in
+-- Swift (Tests/ParryRLTests); here: the Lua API, Lua-defined envs, wrappers'
+-- statistics, save/load, and bad input.
+local parry = require("parry")
+local rl = parry.rl
+
+local function tmp(name) return os.tmpname() .. "-" .. name end
+
+describe("parry.rl spaces", function()
+  it("sample inside the bounds, reproducibly when seeded, and contain what they should", function()
+    local box = rl.Box(-1, 2, {3})
+    box:seed(4)
+    local first = box:sample()
+    for _ = 1, 200 do
+      local v = box:sample()
+      assert.equals(3, v:numel())
+      assert.truthy(v:min():item() >= -1 and v:max():item() <= 2)
+      assert.truthy(box:contains(v))
+    end
+    box:seed(4)
+    assert.equals(0, (box:sample() - first):abs():sum():item())
+    assert.falsy(box:contains(parry.tensor({0, 0, 3})))
+    assert.falsy(box:contains(parry.tensor({0, 0})))
+    local d = rl.Discrete(3):seed(1)
+    local seen = {}
+    for _ = 1, 100 do local a = d:sample(); assert.truthy(d:contains(a)); seen[a] = true end
+    assert.same({true, true, true}, seen)   -- 1..3, 1-based
+    assert.falsy(d:contains(0)); assert.falsy(d:contains(4)); assert.falsy(d:contains(1.5))
+    assert.equals("Discrete(3)", tostring(d))
+    assert.equals("Box(-1, 2, (3,), float32)", tostring(box))
+    assert.equals("Box([-1, 0], [1, inf], (2,), float32)", tostring(rl.Box(parry.tensor({-1, 0}), parry.tensor({1, math.huge}))))
+  end)
+end)
+
+describe("parry.rl.make", function()
+  it("steps with Gymnasium's five results and 1-based Discrete actions", function()
+    local env = rl.make("CartPole-v1", {seed = 3})
+    assert.equals("Discrete(2)", tostring(env.action_space))
+    local obs, info = env:reset()
+    assert.equals(4, obs:numel()); assert.equals("table", type(info))
+    local o2, r, term, trunc, info2 = env:step(2)
+    assert.equals(1.0, r); assert.equals(false, term); assert.equals(false, trunc); assert.equals("table", type(info2))
+    -- pushing right (action 2) speeds the cart up to the right: ẋ rises
+    assert.truthy(o2[2] > obs[2])
+    -- the same seed, the same start; another seed, another
+    local a = rl.make("CartPole-v1"):reset({seed = 9})
+    assert.equals(0, (a - rl.make("CartPole-v1"):reset({seed = 9})):abs():sum():item())
+    assert.truthy((a - rl.make("CartPole-v1"):reset({seed = 10})):abs():sum():item() > 0)
+  end)
+
+  it("truncates at the registered time limit or the one given", function()
+    local env = rl.make("Pendulum-v1", {seed = 1, max_episode_steps = 5})
+    env:reset()
+    for i = 1, 5 do
+      local _, _, term, trunc = env:step(parry.tensor({0}))
+      assert.equals(false, term); assert.equals(i == 5, trunc)
+    end
+  end)
+
+  it("passes Box actions outside the bounds to the env, which clips them as Gymnasium's does", function()
+    local a, b = rl.make("Pendulum-v1"), rl.make("Pendulum-v1")
+    a:reset({seed = 2}); b:reset({seed = 2})
+    local oa, ra = a:step(parry.tensor({5}))
+    local ob, rb = b:step(2)   -- a number works for a one-dimensional Box
+    assert.equals(ra, rb)
+    assert.equals(0, (oa - ob):abs():sum():item())
+  end)
+
+  it("rejects bad actions and out-of-order steps with errors, and the env lives on", function()
+    local env = rl.make("CartPole-v1", {seed = 5})
+    assert.error(function() env:step(1) end, "env:step: step called before reset()")
+    env:reset()
+    assert.error(function() env:step(3) end, "env:step: action 3 is not in Discrete(2) (expected an integer 1..2)")
+    assert.error(function() env:step(0) end, "not in Discrete(2)")
+    assert.error(function() env:step(1.5) end, "not in Discrete(2)")
+    assert.error(function() env:step("left") end, "env:step: expected an action")
+    local steps, term = 0, false
+    while not term do _, _, term = env:step(2); steps = steps + 1 end
+    assert.truthy(steps > 3)
+    assert.error(function() env:step(1) end, "env:step: step called after the episode terminated; call env:reset() first")
+    env:reset()
+    env:step(1)
+    local p = rl.make("Pendulum-v1"); p:reset()
+    assert.error(function() p:step(parry.tensor({0 / 0})) end, "action contains NaN")
+    assert.error(function() p:step(parry.tensor({1, 2})) end, "expected 1 action value")
+    assert.error(function() rl.make("CartPole-v0") end,
+      "parry.rl.make: unknown environment 'CartPole-v0' (registered: Acrobot-v1, CartPole-v1")
+    assert.error(function() rl.make("CartPole-v1", {sed = 1}) end, "parry.rl.make: unknown option 'sed'")
+  end)
+end)
+
+describe("parry.rl.vector", function()
+  it("returns batched tensors and autoresets on the next step", function()
+    local v = rl.vector("CartPole-v1", 3, {seed = 1})
+    local obs = v:reset({seed = 7})
+    assert.same({3, 4}, obs:size())
+    -- sub-env i is seeded seed + i - 1, as Gymnasium seeds seed + i
+    assert.equals(0, (obs[2] - rl.make("CartPole-v1"):reset({seed = 8})):abs():sum():item())
+    local ended
+    for _ = 1, 600 do
+      local o, r, term, trunc = v:step(parry.tensor({2, 2, 1}))
+      assert.same({3}, r:size())
+      for i = 1, 3 do if term[i] == 1 or trunc[i] == 1 then ended = i end end
+      if ended then break end
+    end
+    assert.truthy(ended)
+    local o, r, term, trunc = v:step(parry.tensor({1, 1, 1}))
+    assert.equals(0, r[ended]); assert.equals(0, term[ended]); assert.equals(0, trunc[ended])
+    assert.truthy(o[ended]:abs():max():item() <= 0.05)   -- a fresh episode
+    assert.error(function() v:step(parry.tensor({1, 2})) end, "env:step: expected 3 actions, got 2")
+    assert.error(function() v:step(parry.tensor({1, 2, 3})) end, "action 3 is not in Discrete(2)")
+  end)
+
+  it("same-step autoreset puts the last observation in info.final_obs", function()
+    local v = rl.vector("CartPole-v1", 1, {autoreset = "same_step"})
+    v:reset({seed = 1})
+    for _ = 1, 600 do
+      local o, _, term, _, info = v:step(parry.tensor({2}))
+      if term[1] == 1 then
+        assert.truthy(math.abs(info.final_obs[1][3]) > 0.2)   -- the pole fell
+        assert.truthy(o[1]:abs():max():item() <= 0.05)
+        return
+      end
+    end
+    error("the episode never ended")
+  end)
+end)
+
+-- A corridor of length 5: action 2 moves right, 1 left; reaching 5 ends the
+-- episode with reward 1, every other step costs 0.1.
+local Corridor = rl.Env:extend("Corridor")
+function Corridor:init(opts)
+  self.observation_space = rl.Box(0, 5, {1})
+  self.action_space = rl.Discrete(2)
+  self.bad = opts and opts.bad
+end
+function Corridor:reset(opts)
+  self.pos = 0
+  return parry.tensor({self.pos}), {}
+end
+function Corridor:step(a)
+  if self.bad == "raise" then error("corridor is broken") end
+  self.pos = math.max(0, self.pos + (a == 2 and 1 or -1))
+  local done = self.pos >= 5
+  if self.bad == "reward" then return parry.tensor({self.pos}), "lots", done, false, {} end
+  if self.bad == "obs" then return parry.tensor({self.pos, 0}), 0, done, false, {} end
+  return parry.tensor({self.pos}), done and 1 or -0.1, done, false, {pos = self.pos}
+end
+
+describe("Lua-defined environments", function()
+  it("work in make (time limit and checks included), vector and evaluate", function()
+    local env = rl.make(Corridor(), {max_episode_steps = 3})
+    env:reset()
+    local o, r, term, trunc, info = env:step(2)
+    assert.equals(1, o:item()); assert.equals(-0.1, r); assert.equals(1, info.pos)
+    env:step(1)
+    local _, _, _, trunc3 = env:step(2)
+    assert.equals(true, trunc3)
+    assert.error(function() env:step(2) end, "step called after the episode was truncated")
+
+    local v = rl.vector(function() return Corridor() end, 2)
+    v:reset()
+    for _ = 1, 4 do v:step(parry.tensor({2, 1})) end
+    local obs, rew, t = v:step(parry.tensor({2, 2}))
+    assert.equals(1, t[1]); assert.equals(1, rew[1]); assert.equals(1, obs[2][1])
+
+    local right = rl.evaluate(function(obs) return 2 end, Corridor(), {episodes = 3})
+    assert.near(0.6, right.mean, 1e-9)   -- four steps at −0.1, then +1
+    assert.same({5, 5, 5}, right.lengths)
+    rl.register("Corridor-v0", Corridor, {max_episode_steps = 50})
+    local listed = table.concat(rl.registered(), " ")
+    assert.truthy(listed:find("Corridor-v0", 1, true) and listed:find("CartPole-v1", 1, true))
+    -- always left never arrives: the registered limit truncates at 50
+    assert.same({50}, rl.evaluate(function() return 1 end, "Corridor-v0", {episodes = 1}).lengths)
+  end)
+
+  it("report wrong return types naming the env, and stay usable after a caught error", function()
+    local bad = rl.make(Corridor({bad = "reward"}))
+    bad:reset()
+    assert.error(function() bad:step(2) end, "Corridor:step must return a number as its reward (2nd value), got string")
+    local wrong = rl.make(Corridor({bad = "obs"}))
+    wrong:reset()
+    assert.error(function() wrong:step(2) end, "Corridor:step returned an observation of 2 values, its observation_space Box(0, 5, (1,), float32) has 1")
+    local c = Corridor({bad = "raise"})
+    local env = rl.make(c)
+    env:reset()
+    assert.error(function() env:step(2) end, "corridor is broken")
+    c.bad = nil
+    local o = env:step(2)   -- the failed step did not count: the episode goes on
+    assert.equals(1, o:item())
+    assert.error(function() rl.make({}) end, "parry.rl.make: env needs observation_space and action_space")
+  end)
+end)
+
+describe("parry.rl.wrappers", function()
+  it("NormalizeObservation keeps the running statistics of what the env returned", function()
+    local raw = rl.make("Pendulum-v1")
+    local env = rl.wrappers.NormalizeObservation(rl.make("Pendulum-v1"))
+    local seen = {(raw:reset({seed = 3}))}
+    env:reset({seed = 3})
+    local last
+    for i = 1, 30 do
+      local a = parry.tensor({math.sin(i)})
+      seen[#seen + 1] = (raw:step(a))
+      last = env:step(a)
+    end
+    local x = parry.stack(seen, 1)
+    local n = #seen
+    -- the statistics start as a pseudo-batch of count 1e-4, mean 0, var 1
+    local mean = x:sum(1) / (n + 1e-4)
+    local m2 = ((x - mean) ^ 2):sum(1) + (mean ^ 2 + 1) * 1e-4
+    local s = env:stats()
+    assert.near(n + 1e-4, s.count, 1e-9)
+    assert.truthy((s.mean - mean):abs():max():item() < 1e-5)
+    assert.truthy((s.var - m2 / (n + 1e-4)):abs():max():item() < 1e-4)
+    local expect = ((seen[n] - s.mean) / (s.var + 1e-8):sqrt()):clamp(-10, 10)
+    assert.truthy((last - expect):abs():max():item() < 1e-4)
+  end)
+
+  it("RecordEpisodeStatistics reports the episode's return and length; ClipAction clips", function()
+    local env = rl.wrappers.RecordEpisodeStatistics(rl.make("CartPole-v1"))
+    env:reset({seed = 2})
+    local total, n, info, term = 0, 0, nil, false
+    while not term do
+      local _, r, t, tr, i = env:step(2)
+      total, n, info, term = total + r, n + 1, i, t or tr
+    end
+    assert.equals(total, info.episode.r); assert.equals(n, info.episode.l)
+    local clipped = rl.wrappers.ClipAction(rl.make("MountainCarContinuous-v0"))
+    clipped:reset({seed = 1})
+    local _, r = clipped:step(parry.tensor({3}))
+    assert.near(-0.1, r, 1e-6)   -- −0.1·a² with a clipped to 1 (3 would cost 0.9)
+    assert.error(function() rl.wrappers.ClipAction(rl.make("CartPole-v1")) end, "parry.rl.wrappers.ClipAction: ClipAction needs a Box action space")
+    assert.error(function() rl.wrappers.NormalizeReward(rl.make("CartPole-v1"), {gamma = 2}) end, "parry.rl.wrappers.NormalizeReward: gamma must be in [0, 1]")
+  end)
+end)
+
+describe("parry.rl.ppo", function()
+  it("trains, records every update, saves and loads with the observation statistics", function()
+    local policy, history = rl.ppo{env = "Pendulum-v1", total_steps = 512, num_steps = 256, num_minibatches = 4,
+                                   update_epochs = 2, seed = 3}
+    assert.equals(2, #history)
+    local h = history[2]
+    assert.equals(512, h.global_step)
+    for _, k in ipairs{"policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "learning_rate"} do
+      assert.equals("number", type(h[k]), k)
+    end
+    assert.equals(2, history[1].episodes + h.episodes)   -- 200-step episodes in 512 steps
+    assert.truthy(h.episodic_return < 0)
+    assert.near(3e-4 * 0.5, h.learning_rate, 1e-12)   -- annealed linearly: (1 − 1/2)·lr at update 2
+    assert.truthy(policy.obs_rms and policy.obs_rms.count > 500)   -- Box actions: observations normalized by default
+    local path = tmp("policy.safetensors")
+    policy:save(path)
+    local back = rl.load(path)
+    os.remove(path)
+    local obs = parry.tensor({0.5, -0.5, 1.0})
+    assert.equals(policy:act(obs, {deterministic = true}):item(), back:act(obs, {deterministic = true}):item())
+    assert.equals(policy.obs_rms.count, back.obs_rms.count)
+    assert.equals(0, (policy.obs_rms.var - back.obs_rms.var):abs():sum():item())
+    local ev = rl.evaluate(back, "Pendulum-v1", {episodes = 3, seed = 1})
+    assert.equals(3, #ev.returns)
+    assert.near((ev.returns[1] + ev.returns[2] + ev.returns[3]) / 3, ev.mean, 1e-9)
+    assert.equals(ev.returns[1], rl.evaluate(back, "Pendulum-v1", {episodes = 1, seed = 1}).returns[1])
+    local xs, ys = rl.history_series(history, "value_loss")
+    assert.same({256, 512}, xs); assert.equals(2, #ys)
+  end)
+
+  it("takes Lua-defined networks and Lua-defined envs", function()
+    local nn = parry.nn
+    local Actor = nn.Module:extend("Actor")
+    function Actor:init() self.l = nn.Linear(1, 2) end
+    function Actor:forward(x) return self.l(x / 5) end
+    local policy = rl.Policy{observation_space = rl.Box(0, 5, {1}), action_space = rl.Discrete(2),
+                             actor = Actor(), critic = nn.Sequential{nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)}}
+    local before = rl.evaluate(policy, rl.make(Corridor(), {max_episode_steps = 30}), {episodes = 1}).mean
+    local trained, history = rl.ppo{env = function() return Corridor() end, num_envs = 2, policy = policy,
+                                    total_steps = 8192, num_steps = 256, num_minibatches = 4, update_epochs = 4,
+                                    max_episode_steps = 30, seed = 1, lr = 0.01}   -- 128 Adam steps: a large lr
+    assert.equals(policy, trained)
+    assert.equals(16, #history)
+    local after = rl.evaluate(trained, rl.make(Corridor(), {max_episode_steps = 30}), {episodes = 1}).mean
+    assert.near(0.6, after, 1e-9)          -- walks straight to the end
+    assert.truthy(after > before or before == 0.6)
+  end)
+
+  it("rejects bad options with the function's name", function()
+    assert.error(function() rl.ppo{} end, "parry.rl.ppo: missing option env")
+    assert.error(function() rl.ppo{env = "CartPole-v1", lerning_rate = 1} end, "parry.rl.ppo: unknown option 'lerning_rate'")
+    assert.error(function() rl.ppo{env = "CartPole-v1", num_minibatches = 3, total_steps = 10} end,
+      "parry.rl.ppo: num_minibatches (3) must divide num_steps × num_envs (2048)")
+    assert.error(function() rl.ppo{env = "CartPole-v1", clip_action = true} end, "clip_action needs a Box action space")
+    assert.error(function() rl.ppo{env = Corridor(), num_envs = 2} end, "one env instance cannot make 2 envs")
+    assert.error(function() rl.evaluate(rl.Policy{env = "CartPole-v1"}, "Pendulum-v1") end, "parry.rl.evaluate: the policy's spaces")
+    assert.error(function() rl.evaluate(rl.Policy{env = "CartPole-v1"}, rl.vector("CartPole-v1", 2)) end, "vector env")
+    assert.error(function() rl.load(tmp("missing.safetensors")) end, "parry.rl.load")
+  end)
+end)

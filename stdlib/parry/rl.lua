@@ -1,0 +1,573 @@
+--- parry.rl: reinforcement learning with Gymnasium's semantics and CleanRL's PPO.
+--
+--   local env = parry.rl.make("CartPole-v1", {seed = 1})
+--   local obs, info = env:reset()
+--   local obs, reward, terminated, truncated, info = env:step(env.action_space:sample())
+--   local policy, history = parry.rl.ppo{env = "CartPole-v1", total_steps = 100000, seed = 1}
+--   print(parry.rl.evaluate(policy, "CartPole-v1", {episodes = 10}).mean)
+--
+-- Environments, vector envs, wrappers and PPO run in Swift (Sources/ParryRL);
+-- this file builds the Lua objects around them. Discrete actions are 1..n
+-- (Gymnasium's 0..n-1 plus one, like every index in parry).
+local core = require("parry.core")
+local util = require("parry._util")
+local raise = util.raise
+local C = core._rl
+
+local rl = { wrappers = {} }
+
+local function options(fn, opts, allowed)
+  local set = {}
+  for _, k in ipairs(allowed) do set[k] = true end
+  local o, err = util.check_options(opts, set)
+  if not o then raise(fn .. ": " .. err) end
+  return o
+end
+
+local function is_tensor(v) return core.is_tensor(v) end
+
+-- MARK: spaces
+
+local Space = {}
+Space.__index = Space
+
+local Box = setmetatable({}, { __index = Space })
+Box.__index = Box
+Box.__name = "parry.rl.Box"
+local Discrete = setmetatable({}, { __index = Space })
+Discrete.__index = Discrete
+Discrete.__name = "parry.rl.Discrete"
+
+-- the shortest decimal that reads back as the same float32 (bounds are float32)
+local function fmt(x)
+  if x == math.huge then return "inf" elseif x == -math.huge then return "-inf" end
+  for p = 6, 9 do
+    local s = string.format("%." .. p .. "g", x)
+    if string.unpack("f", string.pack("f", tonumber(s))) == x then return s end
+  end
+  return util.shortest_float(x)
+end
+
+--- Box(low, high [, shape]): real vectors with per-element bounds (float32).
+-- low/high are numbers (then `shape` is required, a table of sizes) or
+-- tensors of one shape; ±math.huge leaves a side unbounded.
+function rl.Box(low, high, shape)
+  local function bound(v, what)
+    if is_tensor(v) then return v:float() end
+    if type(v) ~= "number" then raise("parry.rl.Box: " .. what .. " must be a number or a tensor, got " .. type(v)) end
+    if type(shape) ~= "table" or #shape == 0 then
+      raise("parry.rl.Box: a number " .. what .. " needs a shape (a table of sizes, e.g. {3})")
+    end
+    return core.full(shape, v)
+  end
+  local lo, hi = bound(low, "low"), bound(high, "high")
+  if #lo:size() ~= #hi:size() or lo:numel() ~= hi:numel() then
+    raise("parry.rl.Box: low and high have different shapes")
+  end
+  if (lo:gt(hi)):sum():item() > 0 then raise("parry.rl.Box: low must not exceed high") end
+  return setmetatable({ kind = "box", low = lo, high = hi, shape = lo:size(), dtype = "float32" }, Box)
+end
+
+--- Discrete(n): the integers 1..n.
+function rl.Discrete(n)
+  if math.type(n) ~= "integer" or n < 1 then
+    raise("parry.rl.Discrete: n must be a positive integer, got " .. tostring(n))
+  end
+  return setmetatable({ kind = "discrete", n = n }, Discrete)
+end
+
+--- space:seed(s): the space's own generator for sample().
+function Space:seed(s)
+  self._gen = core.Generator(s)
+  return self
+end
+
+--- space:sample() -> a value drawn as Gymnasium draws it (uniform inside
+-- bounds, exponential on a half-bounded side, normal when unbounded).
+function Space:sample()
+  if not self._gen then self._gen = core.Generator(math.random(0, 2 ^ 53)) end
+  return C.space_sample(self, self._gen)
+end
+
+--- space:contains(x) -> whether x is a value of the space.
+function Space:contains(x) return C.space_contains(self, x) end
+
+function Box:__tostring()
+  local function b(t)
+    local v = t:reshape(-1):totable()
+    local same = true
+    for i = 2, #v do if v[i] ~= v[1] then same = false end end
+    if same and #v > 0 then return fmt(v[1]) end
+    local parts = {}
+    for i = 1, #v do parts[i] = fmt(v[i]) end
+    return "[" .. table.concat(parts, ", ") .. "]"
+  end
+  return ("Box(%s, %s, (%s,), float32)"):format(b(self.low), b(self.high), table.concat(self.shape, ", "))
+end
+
+function Discrete:__tostring() return ("Discrete(%d)"):format(self.n) end
+
+local function space_of(desc)
+  if desc.kind == "discrete" then return rl.Discrete(desc.n) end
+  return setmetatable({ kind = "box", low = desc.low, high = desc.high, shape = desc.shape, dtype = "float32" }, Box)
+end
+
+local function is_space(s) return type(s) == "table" and (getmetatable(s) == Box or getmetatable(s) == Discrete) end
+
+-- MARK: environments
+
+local NativeEnv = {}
+NativeEnv.__index = NativeEnv
+NativeEnv.__name = "parry.rl.NativeEnv"
+local VectorEnv = setmetatable({}, { __index = NativeEnv })
+VectorEnv.__index = VectorEnv
+VectorEnv.__name = "parry.rl.VectorEnv"
+
+local function native(h)
+  local os, as, n, id = C.spaces(h)
+  if n then
+    return setmetatable({ _h = h, num_envs = n, single_observation_space = space_of(os),
+                          single_action_space = space_of(as) }, VectorEnv)
+  end
+  return setmetatable({ _h = h, id = id, observation_space = space_of(os), action_space = space_of(as) }, NativeEnv)
+end
+
+--- env:reset([{seed=}]) -> observation, info. A seed reseeds the env's own
+-- generator (Gymnasium's reset(seed=)); without one the stream continues.
+function NativeEnv:reset(opts)
+  local o = options("env:reset", opts, { "seed", "options" })
+  return C.reset(self._h, o.seed), {}
+end
+
+--- env:step(action) -> observation, reward, terminated, truncated, info.
+function NativeEnv:step(action) return C.step(self._h, action) end
+
+--- env:stats() -> {mean=, var=, count=} of a NormalizeObservation or NormalizeReward wrapper.
+function NativeEnv:stats()
+  local mean, var, count = C.stats(self._h)
+  return { mean = mean, var = var, count = count }
+end
+
+function NativeEnv:close() end
+
+function NativeEnv:__tostring()
+  return ("%s(%s, %s)"):format(self.id or "Env", tostring(self.observation_space), tostring(self.action_space))
+end
+
+function VectorEnv:__tostring()
+  return ("VectorEnv(%d × %s, %s)"):format(self.num_envs, tostring(self.single_observation_space), tostring(self.single_action_space))
+end
+
+--- Env: the base class of environments written in Lua.
+--   local Corridor = parry.rl.Env:extend("Corridor")
+--   function Corridor:init(opts) self.observation_space = parry.rl.Box(0, 10, {1}); self.action_space = parry.rl.Discrete(2) end
+--   function Corridor:reset(opts) ... return obs, {} end
+--   function Corridor:step(action) ... return obs, reward, terminated, truncated, {} end
+local Env = {}
+Env.__index = Env
+Env.__name = "parry.rl.Env"
+rl.Env = Env
+
+--- Env:extend(name) -> a class; call it (`Class(opts)`) to make an env, which
+-- runs `init(self, opts)`.
+function Env:extend(name)
+  if type(name) ~= "string" then raise("parry.rl.Env:extend: expected a class name (string), got " .. type(name)) end
+  local class = setmetatable({}, { __index = self, __call = function(c, ...) return c.new(...) end })
+  class.__index = class
+  class.__name = name
+  class.__tostring = self.__tostring
+  class.new = function(...)
+    local env = setmetatable({}, class)
+    if env.init then env:init(...) end
+    return env
+  end
+  return class
+end
+
+function Env:reset() raise((getmetatable(self).__name or "Env") .. ":reset is not defined") end
+function Env:step() raise((getmetatable(self).__name or "Env") .. ":step is not defined") end
+function Env:close() end
+function Env:__tostring()
+  return ("%s(%s, %s)"):format(getmetatable(self).__name or "Env", tostring(self.observation_space), tostring(self.action_space))
+end
+
+local function env_name(env)
+  local mt = getmetatable(env)
+  return (mt and mt.__name) or "env"
+end
+
+local function check_obs(env, method, obs)
+  local space = env.observation_space
+  if space.kind == "discrete" then
+    if math.type(obs) ~= "integer" or obs < 1 or obs > space.n then
+      raise(("%s:%s must return an observation in %s, got %s"):format(env_name(env), method, tostring(space), tostring(obs)))
+    end
+    return core.tensor({ obs - 1 })
+  end
+  if type(obs) == "table" and not is_tensor(obs) then obs = core.tensor(obs) end
+  if not is_tensor(obs) then
+    raise(("%s:%s must return an observation tensor first, got %s"):format(env_name(env), method, type(obs)))
+  end
+  if obs:numel() ~= space.low:numel() then
+    raise(("%s:%s returned an observation of %d values, its observation_space %s has %d"):format(
+      env_name(env), method, obs:numel(), tostring(space), space.low:numel()))
+  end
+  return obs
+end
+
+-- What the Swift adapter calls for a Lua env: runs the method and checks the
+-- types it returned (a wrong one is an error naming the env and the value).
+C._set_env_helper(function(env, method, arg)
+  if method == "reset" then
+    local obs = env:reset(arg ~= nil and { seed = arg } or nil)
+    return check_obs(env, "reset", obs)
+  end
+  local obs, reward, terminated, truncated, info = env:step(arg)
+  obs = check_obs(env, "step", obs)
+  local name = env_name(env)
+  if type(reward) ~= "number" then raise(("%s:step must return a number as its reward (2nd value), got %s"):format(name, type(reward))) end
+  if type(terminated) ~= "boolean" then raise(("%s:step must return a boolean terminated (3rd value), got %s"):format(name, type(terminated))) end
+  if type(truncated) ~= "boolean" then raise(("%s:step must return a boolean truncated (4th value), got %s"):format(name, type(truncated))) end
+  if info ~= nil and type(info) ~= "table" then raise(("%s:step must return a table (or nil) as info (5th value), got %s"):format(name, type(info))) end
+  return obs, reward, terminated, truncated, info
+end)
+
+local lua_registry = {}
+
+--- register(id, make [, {max_episode_steps=}]): registers a Lua env under `id`
+-- for make/vector/ppo; `make(opts)` returns a new env.
+function rl.register(id, make, opts)
+  if type(id) ~= "string" then raise("parry.rl.register: id must be a string, got " .. type(id)) end
+  if type(make) ~= "function" and not (type(make) == "table" and getmetatable(make) and getmetatable(make).__call) then
+    raise("parry.rl.register: make must be a function or an Env class, got " .. type(make))
+  end
+  local o = options("parry.rl.register", opts, { "max_episode_steps" })
+  lua_registry[id] = { make = make, max_episode_steps = o.max_episode_steps }
+end
+
+--- registered() -> the ids make() knows, sorted.
+function rl.registered()
+  local ids = C.registered()
+  for id in pairs(lua_registry) do ids[#ids + 1] = id end
+  table.sort(ids)
+  return ids
+end
+
+local function check_lua_env(fn, env)
+  if not is_space(env.observation_space) or not is_space(env.action_space) then
+    raise(("%s: %s needs observation_space and action_space (parry.rl.Box or parry.rl.Discrete)"):format(fn, env_name(env)))
+  end
+end
+
+-- A Lua env behind a Swift adapter (time limit and order enforcement included).
+local function wrap_lua(fn, env, max_steps)
+  check_lua_env(fn, env)
+  local w = native(C.wrap_lua(env, env_name(env), env.observation_space, env.action_space, max_steps))
+  w.id = env_name(env)
+  w.unwrapped = env
+  return w
+end
+
+-- env, id string, or Lua env -> native single env
+local function as_native(fn, env, opts)
+  if type(env) == "string" then return rl.make(env, opts) end
+  if type(env) ~= "table" then raise(fn .. ": expected an environment or an env id, got " .. type(env)) end
+  if env._h then return env end
+  return wrap_lua(fn, env, nil)
+end
+
+--- make(id [, {seed=, max_episode_steps=}]) -> env. Native ids (see
+-- registered()) and ids registered from Lua; a Lua env instance in place of
+-- the id gets the same time limit and checks. max_episode_steps overrides the
+-- registered limit (0: none).
+function rl.make(id, opts)
+  local o = options("parry.rl.make", opts, { "seed", "max_episode_steps" })
+  if type(id) == "table" and not id._h then return wrap_lua("parry.rl.make", id, o.max_episode_steps) end
+  if type(id) ~= "string" then raise("parry.rl.make: expected an env id (string), got " .. type(id)) end
+  local entry = lua_registry[id]
+  if entry then
+    local env = entry.make(o)
+    if type(env) ~= "table" then raise("parry.rl.make: the maker registered for '" .. id .. "' returned " .. type(env) .. ", not an env") end
+    local w = wrap_lua("parry.rl.make", env, o.max_episode_steps or entry.max_episode_steps)
+    w.id = id
+    if o.seed then w._seed = o.seed end
+    return w
+  end
+  local native_ids = {}
+  for _, n in ipairs(C.registered()) do native_ids[n] = true end
+  if not native_ids[id] then
+    raise(("parry.rl.make: unknown environment '%s' (registered: %s)"):format(id, table.concat(rl.registered(), ", ")))
+  end
+  return native(C.make(id, o.max_episode_steps, o.seed))
+end
+
+-- More sub-envs than this is a mistake, not a workload (each is a Swift object).
+local MAX_ENVS = 65536
+
+local function sub_envs(fn, env, n, o)
+  local handles = {}
+  for i = 1, n do
+    local e
+    if type(env) == "string" then
+      e = rl.make(env, { max_episode_steps = o.max_episode_steps, seed = o.seed and (o.seed + i - 1) or nil })
+    elseif type(env) == "function" or (type(env) == "table" and not env._h and getmetatable(env) and rawget(getmetatable(env), "__call") and env.new) then
+      e = as_native(fn, env(), nil)
+    else
+      if n ~= 1 then raise(fn .. ": one env instance cannot make " .. n .. " envs; pass an env id or a function that makes an env") end
+      e = as_native(fn, env, nil)
+      if e.num_envs then raise(fn .. ": expected a single env or an env id, got a vector env") end
+    end
+    handles[i] = e._h
+  end
+  return handles
+end
+
+--- vector(id_or_make, n [, {seed=, max_episode_steps=, autoreset="next_step"}]) -> vector env.
+-- Sub-envs step in Swift, one after another. `id_or_make` is an env id or a
+-- function returning an env. Next-step autoreset (Gymnasium 1.x's default):
+-- the step after an episode ends resets that sub-env, ignores its action and
+-- returns reward 0 with both flags false; "same_step" resets inside the
+-- ending step and puts the last observation in info.final_obs[i].
+function rl.vector(env, n, opts)
+  if math.type(n) ~= "integer" or n < 1 or n > MAX_ENVS then
+    raise(("parry.rl.vector: n must be an integer in 1..%d, got %s"):format(MAX_ENVS, tostring(n)))
+  end
+  local o = options("parry.rl.vector", opts, { "seed", "max_episode_steps", "autoreset" })
+  return native(C.vector(sub_envs("parry.rl.vector", env, n, o), o.autoreset))
+end
+
+--- VectorEnv:reset([{seed=}]) -> observations (num_envs × ...), info; sub-env i is seeded seed + i - 1.
+function VectorEnv:reset(opts)
+  local o = options("env:reset", opts, { "seed", "options" })
+  return C.reset(self._h, o.seed), {}
+end
+
+-- MARK: wrappers (work on single and vector envs)
+
+local function wrapper(name, allowed)
+  return function(env, opts)
+    local fn = "parry.rl.wrappers." .. name
+    local o = options(fn, opts, allowed)
+    if type(env) ~= "table" then raise(fn .. ": expected an environment (from parry.rl.make or parry.rl.vector), got " .. type(env)) end
+    local inner = as_native(fn, env)
+    local ok, h = pcall(C.wrap, inner._h, name, o)
+    if not ok then raise((tostring(h):gsub("^.-parry%.rl%.wrappers: ", fn .. ": "))) end
+    local w = native(h)
+    w.id = inner.id
+    return w
+  end
+end
+
+--- wrappers.NormalizeObservation(env [, {clip=10, epsilon=1e-8}]): (o − mean)/√(var + ε), clipped.
+rl.wrappers.NormalizeObservation = wrapper("NormalizeObservation", { "clip", "epsilon" })
+--- wrappers.NormalizeReward(env [, {gamma=0.99, clip=10, epsilon=1e-8}]): reward / std of the discounted return, clipped.
+rl.wrappers.NormalizeReward = wrapper("NormalizeReward", { "gamma", "clip", "epsilon" })
+--- wrappers.ClipAction(env): Box actions clipped to the bounds.
+rl.wrappers.ClipAction = wrapper("ClipAction", {})
+--- wrappers.RecordEpisodeStatistics(env): info.episode = {r=, l=, t=} when an episode ends.
+rl.wrappers.RecordEpisodeStatistics = wrapper("RecordEpisodeStatistics", {})
+
+-- MARK: policies
+
+local Policy = {}
+Policy.__index = Policy
+Policy.__name = "parry.rl.Policy"
+
+local function spaces_from(fn, o)
+  local os, as = o.observation_space, o.action_space
+  if o.env ~= nil then
+    local env = o.env
+    if type(env) == "string" then env = rl.make(env) end
+    if type(env) ~= "table" then raise(fn .. ": env must be an environment or an env id, got " .. type(env)) end
+    os = env.single_observation_space or env.observation_space
+    as = env.single_action_space or env.action_space
+  end
+  if not is_space(os) or not is_space(as) then
+    raise(fn .. ": needs observation_space and action_space (or env=)")
+  end
+  return os, as
+end
+
+--- Policy{env= | observation_space=, action_space=, actor=, critic=, log_std=, hidden={64, 64}, activation="tanh", seed=}
+-- An actor-critic. Without actor/critic: CleanRL's separate MLPs with
+-- orthogonal init (gain √2; 0.01 on the actor's head, 1 on the critic's).
+-- actor maps observations to logits (Discrete) or means (Box); critic to
+-- one value; log_std (1×k, state-independent) defaults to zeros.
+function rl.Policy(opts)
+  local o = options("parry.rl.Policy", opts, { "env", "observation_space", "action_space", "actor", "critic", "log_std",
+                                               "hidden", "activation", "seed", "obs_rms" })
+  local os, as = spaces_from("parry.rl.Policy", o)
+  local p = setmetatable({ observation_space = os, action_space = as, obs_rms = o.obs_rms }, Policy)
+  if o.actor or o.critic then
+    local nn = require("parry.nn")
+    if not nn.is_module(o.actor) or not nn.is_module(o.critic) then
+      raise("parry.rl.Policy: actor and critic must both be modules")
+    end
+    p.actor, p.critic = o.actor, o.critic
+    if as.kind == "box" then
+      p.log_std = o.log_std or core.zeros(1, as.low:numel()):requires_grad_()
+    end
+  else
+    p.actor, p.critic, p.log_std = C.mlp_policy(os, as, o.hidden, o.activation, o.seed)
+    p.hidden, p.activation = o.hidden or { 64, 64 }, o.activation or "tanh"
+  end
+  return p
+end
+
+--- policy:act(obs [, {deterministic=false, generator=}]) -> action(s). obs is
+-- one observation or a batch; the policy's observation statistics apply.
+function Policy:act(obs, opts)
+  local o = options("Policy:act", opts, { "deterministic", "generator" })
+  return C.act(self, obs, o.deterministic, o.generator)
+end
+
+--- policy:value(obs) -> V(obs) per row.
+function Policy:value(obs) return C.value(self, obs) end
+
+--- policy:parameters() -> the actor's, the critic's and log_std.
+function Policy:parameters()
+  local ps = {}
+  for _, m in ipairs({ self.actor, self.critic }) do
+    for _, t in ipairs(m:parameters()) do ps[#ps + 1] = t end
+  end
+  if self.log_std then ps[#ps + 1] = self.log_std end
+  return ps
+end
+
+function Policy:__tostring()
+  return ("Policy(%s -> %s%s)"):format(tostring(self.observation_space), tostring(self.action_space),
+    self.obs_rms and ", normalized observations" or "")
+end
+
+--- policy:save(path): networks, log_std and the observation statistics in one
+-- safetensors file (replaced atomically); parry.rl.load reads it back.
+function Policy:save(path)
+  local t, meta = {}, { format = "parry.rl.Policy/1" }
+  for k, v in pairs(self.actor:state_dict()) do t["actor." .. k] = v end
+  for k, v in pairs(self.critic:state_dict()) do t["critic." .. k] = v end
+  if self.log_std then t.log_std = self.log_std end
+  local os, as = self.observation_space, self.action_space
+  t["observation_space.low"], t["observation_space.high"] = os.low, os.high
+  if as.kind == "discrete" then meta.action_n = as.n else t["action_space.low"], t["action_space.high"] = as.low, as.high end
+  if os.kind == "discrete" then meta.observation_n = os.n end
+  if self.obs_rms then
+    t["obs_rms.mean"], t["obs_rms.var"] = self.obs_rms.mean, self.obs_rms.var
+    meta.obs_rms_count = util.shortest_float(self.obs_rms.count or 1e-4)
+    meta.obs_rms_clip = util.shortest_float(self.obs_rms.clip or 10)
+    meta.obs_rms_epsilon = util.shortest_float(self.obs_rms.epsilon or 1e-8)
+  end
+  if self.hidden then
+    meta.hidden = table.concat(self.hidden, ",")
+    meta.activation = self.activation
+  end
+  core.save(t, path, { metadata = meta })
+end
+
+--- load(path [, policy]) -> policy. Without `policy`, rebuilds the MLP policy
+-- the file describes; with one (e.g. Lua-defined networks), loads into it.
+function rl.load(path, into)
+  if type(path) ~= "string" then raise("parry.rl.load: expected a path (string), got " .. type(path)) end
+  local ok, t, meta = pcall(core.load, path)
+  if not ok then raise((tostring(t):gsub("^.-parry%.load: ", "parry.rl.load: "))) end
+  if meta.format ~= "parry.rl.Policy/1" then raise("parry.rl.load: " .. tostring(path) .. " is not a saved parry.rl.Policy") end
+  local os = meta.observation_n and rl.Discrete(tonumber(meta.observation_n)) or
+    setmetatable({ kind = "box", low = t["observation_space.low"], high = t["observation_space.high"],
+                   shape = t["observation_space.low"]:size(), dtype = "float32" }, Box)
+  local as = meta.action_n and rl.Discrete(math.tointeger(tonumber(meta.action_n))) or
+    setmetatable({ kind = "box", low = t["action_space.low"], high = t["action_space.high"],
+                   shape = t["action_space.low"]:size(), dtype = "float32" }, Box)
+  local p = into
+  if not p then
+    if not meta.hidden then raise("parry.rl.load: " .. tostring(path) .. " holds custom networks; pass the policy to load into") end
+    local hidden = {}
+    for h in meta.hidden:gmatch("%d+") do hidden[#hidden + 1] = math.tointeger(tonumber(h)) end
+    p = rl.Policy{ observation_space = os, action_space = as, hidden = hidden, activation = meta.activation }
+  end
+  local actor, critic = {}, {}
+  for k, v in pairs(t) do
+    local a = k:match("^actor%.(.*)"); if a then actor[a] = v end
+    local c = k:match("^critic%.(.*)"); if c then critic[c] = v end
+  end
+  p.actor:load_state_dict(actor)
+  p.critic:load_state_dict(critic)
+  if t.log_std and p.log_std then core.no_grad(function() p.log_std:copy_(t.log_std) end) end
+  if t["obs_rms.mean"] then
+    p.obs_rms = { mean = t["obs_rms.mean"], var = t["obs_rms.var"], count = tonumber(meta.obs_rms_count),
+                  clip = tonumber(meta.obs_rms_clip), epsilon = tonumber(meta.obs_rms_epsilon) }
+  end
+  return p
+end
+
+-- MARK: PPO
+
+local PPO_OPTIONS = { "total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
+                      "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef", "vf_coef", "max_grad_norm",
+                      "target_kl", "adam_eps", "bootstrap_truncated", "seed", "normalize_reward", "clip_action",
+                      "reward_clip", "on_update" }
+
+--- ppo{env=, total_steps=, ...} -> policy, history. CleanRL's PPO
+-- (ppo_continuous_action.py's defaults, for Discrete and Box): see
+-- docs/rl.md for every option. `history` has one record per update.
+function rl.ppo(opts)
+  local allowed = { "env", "num_envs", "policy", "hidden", "activation", "normalize_obs", "obs_clip", "max_episode_steps" }
+  for _, k in ipairs(PPO_OPTIONS) do allowed[#allowed + 1] = k end
+  local o = options("parry.rl.ppo", opts, allowed)
+  if o.env == nil then raise("parry.rl.ppo: missing option env (an env id, an env, or a function that makes one)") end
+  local n = o.num_envs or 1
+  if math.type(n) ~= "integer" or n < 1 or n > MAX_ENVS then
+    raise(("parry.rl.ppo: num_envs must be an integer in 1..%d, got %s"):format(MAX_ENVS, tostring(n)))
+  end
+  local seed = o.seed or 1
+  local envs = native(C.vector(sub_envs("parry.rl.ppo", o.env, n, { max_episode_steps = o.max_episode_steps }), "same_step"))
+  local policy = o.policy
+  if policy == nil then
+    policy = rl.Policy{ observation_space = envs.single_observation_space, action_space = envs.single_action_space,
+                        hidden = o.hidden, activation = o.activation, seed = seed }
+  elseif getmetatable(policy) ~= Policy then
+    raise("parry.rl.ppo: policy must be a parry.rl.Policy, got " .. type(policy))
+  end
+  local normalize = o.normalize_obs
+  if normalize == nil then normalize = policy.action_space.kind == "box" end
+  if normalize and not policy.obs_rms then
+    local d = policy.observation_space.low:numel()
+    policy.obs_rms = { mean = core.zeros(d), var = core.ones(d), count = 1e-4, clip = o.obs_clip or 10, epsilon = 1e-8 }
+  end
+  local sw = { seed = seed }
+  for _, k in ipairs(PPO_OPTIONS) do if o[k] ~= nil then sw[k] = o[k] end end
+  sw.seed = seed
+  local history, mean, var, count = util.with_status(function(show) return C.ppo(policy, envs._h, sw, show) end)
+  if mean then policy.obs_rms.mean, policy.obs_rms.var, policy.obs_rms.count = mean, var, count end
+  return policy, history
+end
+
+--- evaluate(policy, env [, {episodes=10, deterministic=true, seed=}]) ->
+-- {mean=, median=, sd=, returns=, lengths=}. `policy` is a Policy or a
+-- function(obs) -> action; `env` an env or an env id. sd is the population
+-- standard deviation (as SB3's evaluate_policy).
+function rl.evaluate(policy, env, opts)
+  local o = options("parry.rl.evaluate", opts, { "episodes", "deterministic", "seed", "max_episode_steps" })
+  if type(policy) ~= "function" and getmetatable(policy) ~= Policy then
+    raise("parry.rl.evaluate: expected a policy (parry.rl.Policy or a function(obs) -> action), got " .. type(policy))
+  end
+  local e = as_native("parry.rl.evaluate", env, { max_episode_steps = o.max_episode_steps })
+  local deterministic = o.deterministic
+  if deterministic == nil then deterministic = true end
+  return C.evaluate(policy, e._h, o.episodes or 10, deterministic, o.seed)
+end
+
+--- history_series(history, field) -> xs (global steps), ys: one field of a ppo
+-- history as two lists for parry.plot, skipping updates without a value.
+function rl.history_series(history, field)
+  if type(history) ~= "table" then raise("parry.rl.history_series: expected the history from parry.rl.ppo, got " .. type(history)) end
+  if type(field) ~= "string" then raise("parry.rl.history_series: field must be a string, got " .. type(field)) end
+  local xs, ys = {}, {}
+  for _, r in ipairs(history) do
+    if type(r) ~= "table" then raise("parry.rl.history_series: expected the history from parry.rl.ppo (a list of records)") end
+    local v = r[field]
+    if v == nil then raise("parry.rl.history_series: no field '" .. tostring(field) .. "' in the records") end
+    if v == v then xs[#xs + 1] = r.global_step; ys[#ys + 1] = v end
+  end
+  return xs, ys
+end
+
+return rl
