@@ -6,12 +6,17 @@ PREFIX  ?= /usr/local
 DEBUG   := .build/debug/parry
 RELEASE := .build/release/parry
 
-.PHONY: all deps build release demo test test-swift test-lua bench install uninstall clean
+.PHONY: all deps deps-rl build release demo test test-swift test-lua bench install uninstall clean
 
 all: build
 
 deps:
 	@scripts/deps
+
+# Gymnasium (with its MuJoCo model files) in a venv of its own, for the MuJoCo
+# envs, the fixture and comparison scripts, and the RL rows of make bench.
+deps-rl: deps
+	@scripts/rl/venv --torch
 
 build: deps
 	$(SWIFT) build

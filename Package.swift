@@ -17,6 +17,7 @@ let package = Package(
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CEdit", pkgConfig: "libedit", providers: [.apt(["libedit-dev"])]),
+        .systemLibrary(name: "CMuJoCo", providers: [.apt(["libmujoco-dev"])]),
         // The C side of the Lua edge: macro wrappers and the error trampoline.
         .target(name: "CLuaShim", dependencies: ["CLua"]),
 
@@ -25,7 +26,7 @@ let package = Package(
         .target(name: "ParryData", dependencies: ["ParryCore", "CZlib"], swiftSettings: optimize),
         .target(name: "ParryRobust", dependencies: ["ParryCore", "ParryNN", "ParryData"], swiftSettings: optimize),
         .target(name: "ParryFed", dependencies: ["ParryCore", "ParryNN", "CBLAS"], swiftSettings: optimize),
-        .target(name: "ParryRL", dependencies: ["ParryCore", "ParryNN"], swiftSettings: optimize),
+        .target(name: "ParryRL", dependencies: ["ParryCore", "ParryNN", "CMuJoCo"], swiftSettings: optimize),
         .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "ParryRobust", "ParryFed", "ParryRL", "CLua", "CLuaShim", "CEdit"], swiftSettings: optimize),
         .executableTarget(name: "parry", dependencies: ["ParryLua"], swiftSettings: optimize),
 

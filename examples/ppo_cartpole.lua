@@ -36,8 +36,6 @@ print(string.format("trained in %.1f s; evaluation over 20 episodes: mean %.1f, 
   seconds, ev.mean, ev.median, ev.sd, random.mean))
 
 os.execute("mkdir -p out")
-local xs, ys = rl.history_series(history, "episodic_return")
-parry.plot.line{x = xs, y = ys, label = "episodic return", title = "PPO on CartPole-v1", xlabel = "environment steps",
-                ylabel = "return", file = "out/ppo_cartpole.svg"}
+rl.plot_history(history, "out/ppo_cartpole.svg", {title = "PPO on CartPole-v1"})
 policy:save("out/ppo_cartpole.safetensors")
 print("wrote out/ppo_cartpole.svg and out/ppo_cartpole.safetensors")

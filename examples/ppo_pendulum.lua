@@ -38,8 +38,6 @@ local ev = rl.evaluate(policy, "Pendulum-v1", {episodes = 20, seed = 1000})
 print(string.format("trained in %.1f s; evaluation over 20 episodes: mean %.1f, median %.1f, sd %.1f", seconds, ev.mean, ev.median, ev.sd))
 
 os.execute("mkdir -p out")
-local xs, ys = rl.history_series(history, "episodic_return")
-parry.plot.line{x = xs, y = ys, label = "episodic return", title = "PPO on Pendulum-v1", xlabel = "environment steps",
-                ylabel = "return", file = "out/ppo_pendulum.svg"}
+rl.plot_history(history, "out/ppo_pendulum.svg", {title = "PPO on Pendulum-v1"})
 policy:save("out/ppo_pendulum.safetensors")
 print("wrote out/ppo_pendulum.svg and out/ppo_pendulum.safetensors")

@@ -51,6 +51,17 @@ final class LuaModule: ClosureModule {
     }
 }
 
+extension LuaArgs {
+    /// Keeps the function at `i` in the registry under `key` (the helpers
+    /// stdlib modules hand to their bindings).
+    func storeFunction(_ i: Int32, at key: UnsafeMutableRawPointer) throws -> Int32 {
+        guard type(i) == LUA_TFUNCTION else { throw fail("expected a function") }
+        lua_pushvalue(L, i)
+        lua_rawsetp(L, parry_registryindex(), key)
+        return 0
+    }
+}
+
 /// Pushes the cached userdata of `m` if there is one.
 @discardableResult
 private func pushModuleIfAlive(_ L: LuaState, _ m: Module) -> Bool {
@@ -206,12 +217,7 @@ let nnConstructors: [(String, parry_SwiftFunction)] = [
         pushModule(a.L, LuaModule(name: name))
         return 1
     } }),
-    ("_set_forward_helper", { L in bind(L, "nn._set_forward_helper") { a in
-        guard a.type(1) == LUA_TFUNCTION else { throw a.fail("expected a function") }
-        lua_pushvalue(a.L, 1)
-        lua_rawsetp(a.L, parry_registryindex(), &forwardHelperKey)
-        return 0
-    } }),
+    ("_set_forward_helper", { L in bind(L, "nn._set_forward_helper") { a in try a.storeFunction(1, at: &forwardHelperKey) } }),
     ("_fields", { L in bind(L, "nn._fields") { a in
         _ = try a.module(1)
         lua_getiuservalue(a.L, 1, 1)

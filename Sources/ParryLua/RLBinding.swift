@@ -235,28 +235,36 @@ private func pushInfo(_ L: LuaState, _ info: [String: Double]) {
     for (k, v) in info where !k.hasPrefix("episode_") { lua_pushnumber(L, v); lua_setfield(L, -2, k) }
 }
 
+/// The MuJoCo env inside `e`'s wrappers, if it is one.
+private func mujocoEnv(_ e: Environment) -> MuJoCoEnv? {
+    var cur: Environment = e
+    while true {
+        if let m = cur as? MuJoCoEnv { return m }
+        guard let w = cur as? EnvWrapper else { return nil }
+        cur = w.inner
+    }
+}
+
 private func seedArg(_ a: LuaArgs, _ i: Int32) throws -> UInt64? {
     a.isNil(i) ? nil : UInt64(bitPattern: Int64(try a.integer(i, "seed")))
 }
 
 let rlFunctions: [(String, parry_SwiftFunction)] = [
-    ("_set_env_helper", { L in bind(L, "rl._set_env_helper") { a in
-        guard a.type(1) == LUA_TFUNCTION else { throw a.fail("expected a function") }
-        lua_pushvalue(a.L, 1)
-        lua_rawsetp(a.L, parry_registryindex(), &envHelperKey)
-        return 0
-    } }),
+    ("_set_env_helper", { L in bind(L, "rl._set_env_helper") { a in try a.storeFunction(1, at: &envHelperKey) } }),
     ("registered", { L in bind(L, "parry.rl.registered") { a in
         let ids = Registry.ids
         lua_createtable(a.L, Int32(ids.count), 0)
         for (i, id) in ids.enumerated() { pushString(a.L, id); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
         return 1
     } }),
-    // make(id, max_episode_steps, seed) -> handle
+    // make(id, max_episode_steps, seed, xml, assets) -> handle
     ("make", { L in bind(L, "parry.rl.make") { a in
         let id = try a.string(1, "id")
         let steps = a.isNil(2) ? nil : try a.integer(2, "max_episode_steps")
-        let env = try Registry.make(id, maxEpisodeSteps: steps, seed: try seedArg(a, 3))
+        var options: [String: String] = [:]
+        if !a.isNil(4) { options["xml"] = try a.string(4, "xml") }
+        if !a.isNil(5) { options["assets"] = try a.string(5, "assets") }
+        let env = try Registry.make(id, maxEpisodeSteps: steps, seed: try seedArg(a, 3), options: options)
         pushHandle(a.L, EnvHandle(single: env), keep: 0)
         return 1
     } }),
@@ -345,6 +353,25 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
             pushInfo(a.L, t.info)
             return 5
         }
+    } }),
+    // set_state(h, qpos, qvel) / state(h) -> qpos, qvel: MuJoCo envs (Gymnasium's set_state)
+    ("set_state", { L in bind(L, "env:set_state") { a in
+        guard let m = try a.handle(1).single.flatMap(mujocoEnv) else { throw a.fail("set_state needs a MuJoCo env") }
+        func values(_ i: Int32, _ what: String) throws -> [Double] {
+            if let t = a.optTensor(i) { return t.doubles() }
+            return try a.numberList(i, what)
+        }
+        let q = try values(2, "qpos"), v = try values(3, "qvel")
+        guard (q + v).allSatisfy({ $0.isFinite }) else { throw a.fail("qpos and qvel must be finite") }
+        try m.setState(qpos: q, qvel: v)
+        try pushObservations(a.L, m.observe(), m.observationSpace, rows: nil)
+        return 1
+    } }),
+    ("state", { L in bind(L, "env:state") { a in
+        guard let m = try a.handle(1).single.flatMap(mujocoEnv) else { throw a.fail("state needs a MuJoCo env") }
+        pushTensor(a.L, try Tensor(m.qpos.map { Float($0) }, shape: [m.qpos.count]))
+        pushTensor(a.L, try Tensor(m.qvel.map { Float($0) }, shape: [m.qvel.count]))
+        return 2
     } }),
     // wrap(h, kind, opts) -> handle
     ("wrap", { L in bind(L, "parry.rl.wrappers") { a in

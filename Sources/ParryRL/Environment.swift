@@ -91,17 +91,24 @@ public final class TimeLimit: EnvWrapper {
 /// The registry of native environments: id → (constructor, Gymnasium's
 /// `max_episode_steps`).
 public enum Registry {
+    /// `make` receives string options (MuJoCo's `xml` and `assets`).
     public struct Entry {
-        public let make: () throws -> Environment
+        public let make: ([String: String]) throws -> Environment
         public let maxEpisodeSteps: Int?
-        public init(maxEpisodeSteps: Int?, make: @escaping () throws -> Environment) { self.make = make; self.maxEpisodeSteps = maxEpisodeSteps }
+        public init(maxEpisodeSteps: Int?, make: @escaping ([String: String]) throws -> Environment) { self.make = make; self.maxEpisodeSteps = maxEpisodeSteps }
     }
-    nonisolated(unsafe) private static var entries: [String: Entry] = [
-        "CartPole-v1": Entry(maxEpisodeSteps: 500) { CartPole() },
-        "Pendulum-v1": Entry(maxEpisodeSteps: 200) { Pendulum() },
-        "MountainCarContinuous-v0": Entry(maxEpisodeSteps: 999) { MountainCarContinuous() },
-        "Acrobot-v1": Entry(maxEpisodeSteps: 500) { Acrobot() },
-    ]
+    nonisolated(unsafe) private static var entries: [String: Entry] = {
+        var e: [String: Entry] = [
+            "CartPole-v1": Entry(maxEpisodeSteps: 500) { _ in CartPole() },
+            "Pendulum-v1": Entry(maxEpisodeSteps: 200) { _ in Pendulum() },
+            "MountainCarContinuous-v0": Entry(maxEpisodeSteps: 999) { _ in MountainCarContinuous() },
+            "Acrobot-v1": Entry(maxEpisodeSteps: 500) { _ in Acrobot() },
+        ]
+        for task in MuJoCoEnv.Task.allCases {
+            e[task.rawValue] = Entry(maxEpisodeSteps: task.maxEpisodeSteps) { o in try MuJoCoEnv(task, xml: o["xml"], assets: o["assets"]) }
+        }
+        return e
+    }()
     private static let lock = NSLock()
 
     public static var ids: [String] { lock.lock(); defer { lock.unlock() }; return entries.keys.sorted() }
@@ -113,7 +120,7 @@ public enum Registry {
 
     /// A fresh env wrapped in its time limit (`maxEpisodeSteps` overrides the
     /// registered one; 0 or less means none) and seeded when `seed` is given.
-    public static func make(_ id: String, maxEpisodeSteps: Int? = nil, seed: UInt64? = nil) throws -> TimeLimit {
+    public static func make(_ id: String, maxEpisodeSteps: Int? = nil, seed: UInt64? = nil, options: [String: String] = [:]) throws -> TimeLimit {
         lock.lock()
         let entry = entries[id]
         lock.unlock()
@@ -121,7 +128,7 @@ public enum Registry {
             throw RLError("unknown environment '\(id)' (registered: \(ids.joined(separator: ", ")))")
         }
         let limit = maxEpisodeSteps.map { $0 > 0 ? $0 : nil } ?? entry.maxEpisodeSteps
-        let env = TimeLimit(try entry.make(), maxEpisodeSteps: limit)
+        let env = TimeLimit(try entry.make(options), maxEpisodeSteps: limit)
         if let seed, let s = env.unwrapped as? SeededEnvironment { s.rng.reseed(seed) }
         return env
     }

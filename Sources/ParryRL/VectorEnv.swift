@@ -38,6 +38,10 @@ public protocol VectorEnvironment: AnyObject {
     func step(_ actions: [Float]) throws -> VectorStep
 }
 
+/// An env that is expensive enough to step on its own thread and touches no
+/// shared state (MuJoCo's; not Lua-defined ones, which run on the Lua state).
+public protocol ConcurrentEnvironment: Environment {}
+
 /// Sub-envs stepped one after another in Swift (Gymnasium's `SyncVectorEnv`).
 /// `reset(seed: s)` seeds sub-env i with s + i, as Gymnasium does.
 public final class SyncVectorEnv: VectorEnvironment {
@@ -45,6 +49,8 @@ public final class SyncVectorEnv: VectorEnvironment {
     public let autoresetMode: AutoresetMode
     private var pendingReset: [Bool]
     private var started = false
+    /// Whether the sub-envs step on all cores (every one a ConcurrentEnvironment).
+    public let concurrent: Bool
 
     public init(_ envs: [Environment], autoreset: AutoresetMode = .nextStep) throws {
         guard let first = envs.first else { throw RLError("a vector env needs at least one env") }
@@ -53,6 +59,11 @@ public final class SyncVectorEnv: VectorEnvironment {
         }
         self.envs = envs
         self.autoresetMode = autoreset
+        concurrent = envs.count > 1 && envs.allSatisfy { e in
+            var cur: Environment = e
+            while let w = cur as? EnvWrapper { cur = w.inner }
+            return cur is ConcurrentEnvironment
+        }
         pendingReset = Array(repeating: false, count: envs.count)
     }
 
@@ -81,27 +92,43 @@ public final class SyncVectorEnv: VectorEnvironment {
             catch let e as RLError { throw RLError("env \(i + 1): \(e.description)") }
         }
         let d = singleObservationSpace.flatCount
+        // Each sub-env's step (or pending reset) into its own slot; MuJoCo envs
+        // step on all cores, the rest (cheap, or Lua) one after another.
+        enum Outcome { case reset([Float]), step(Transition, reset: [Float]?) }
+        let slots = UnsafeMutableBufferPointer<Outcome?>.allocate(capacity: numEnvs)
+        slots.initialize(repeating: nil)
+        defer { slots.deinitialize(); slots.deallocate() }
+        let mode = autoresetMode, pending = pendingReset
+        let one: (Int) throws -> Void = { i in
+            let e = self.envs[i]
+            if pending[i] { slots[i] = .reset(try e.reset(seed: nil)); return }
+            let t = try e.step(Array(actions[i * k..<(i + 1) * k]))
+            slots[i] = .step(t, reset: t.done && mode == .sameStep ? try e.reset(seed: nil) : nil)
+        }
+        if concurrent { try Parallel.forEach(numEnvs, one) } else { for i in 0..<numEnvs { try one(i) } }
+
         var out = VectorStep(observations: [], rewards: Array(repeating: 0, count: numEnvs),
                              terminated: Array(repeating: false, count: numEnvs), truncated: Array(repeating: false, count: numEnvs),
                              wasReset: Array(repeating: false, count: numEnvs), finalObservations: [:],
                              infos: Array(repeating: [:], count: numEnvs))
         out.observations.reserveCapacity(numEnvs * d)
         for (i, e) in envs.enumerated() {
-            if pendingReset[i] {
-                out.observations += try checked(e.reset(seed: nil), e)
+            switch slots[i] {
+            case .reset(let obs)?:
+                out.observations += try checked(obs, e)
                 out.wasReset[i] = true
                 pendingReset[i] = false
-                continue
-            }
-            let t = try e.step(Array(actions[i * k..<(i + 1) * k]))
-            _ = try checked(t.observation, e)
-            out.rewards[i] = t.reward; out.terminated[i] = t.terminated; out.truncated[i] = t.truncated; out.infos[i] = t.info
-            if t.done && autoresetMode == .sameStep {
-                out.finalObservations[i] = t.observation
-                out.observations += try checked(e.reset(seed: nil), e)
-            } else {
-                out.observations += t.observation
-                pendingReset[i] = t.done
+            case .step(let t, let resetObs)?:
+                _ = try checked(t.observation, e)
+                out.rewards[i] = t.reward; out.terminated[i] = t.terminated; out.truncated[i] = t.truncated; out.infos[i] = t.info
+                if let r = resetObs {
+                    out.finalObservations[i] = t.observation
+                    out.observations += try checked(r, e)
+                } else {
+                    out.observations += t.observation
+                    pendingReset[i] = t.done
+                }
+            case nil: throw RLError("env \(i + 1) did not step")
             }
         }
         return out

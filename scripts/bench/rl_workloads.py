@@ -38,6 +38,38 @@ if want("env_steps"):
         t = time.perf_counter(); run(); best = min(best, time.perf_counter() - t)
     emit("env_steps", best / (n * 16) * 1e5, f"per 100k env steps, 16 envs; {n * 16 / best:.0f} env steps/s (SyncVectorEnv)")
 
+if want("mujoco_hopper") or want("mujoco_hopper_1env"):
+    import mujoco
+
+    n = 20000
+    rng = np.random.default_rng(0)
+
+    def best(run):
+        run()
+        b = float("inf")
+        for _ in range(2):
+            t = time.perf_counter(); run(); b = min(b, time.perf_counter() - t)
+        return b
+
+    if want("mujoco_hopper"):
+        envs = gym.make_vec("Hopper-v4", num_envs=8, vectorization_mode="sync")
+        envs.reset(seed=0)
+        s = best(lambda: [envs.step(rng.uniform(-1, 1, size=(8, 3)).astype(np.float32)) for _ in range(n // 8)])
+        emit("mujoco_hopper", s / n * 1e4, f"per 10k env steps, SyncVectorEnv of 8; {n / s:.0f} steps/s (mujoco wheel {mujoco.__version__})")
+    if want("mujoco_hopper_1env"):
+        env = gym.make("Hopper-v4")
+        env.reset(seed=0)
+
+        def run():
+            env.reset()
+            for _ in range(n):
+                _, _, term, trunc, _ = env.step(rng.uniform(-1, 1, size=3).astype(np.float32))
+                if term or trunc:
+                    env.reset()
+
+        s = best(run)
+        emit("mujoco_hopper_1env", s / n * 1e4, f"per 10k env steps, one env; {n / s:.0f} steps/s (mujoco wheel {mujoco.__version__})")
+
 if want("ppo_cartpole_100k"):
     import torch
     import torch.nn as nn

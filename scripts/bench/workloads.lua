@@ -161,3 +161,32 @@ if want("ppo_cartpole_100k") then
   local ev = parry.rl.evaluate(policy, "CartPole-v1", {episodes = 10, seed = 100})
   emit("ppo_cartpole_100k", s, string.format("eval return %.1f, last update %.1f", ev.mean, history[#history].episodic_return))
 end
+
+if want("mujoco_hopper") or want("mujoco_hopper_1env") then
+  -- Hopper-v4 (MuJoCo, frame skip 4), random actions in [−1, 1], 20,000 env
+  -- steps: mujoco_hopper as a vector env of 8 (next-step autoreset; MuJoCo
+  -- sub-envs step on all cores), mujoco_hopper_1env one env reset by hand.
+  -- Needs Gymnasium's model files (make deps-rl); skipped without them.
+  local ok = pcall(parry.rl.make, "Hopper-v4")
+  local g = parry.Generator(0)
+  local n = 20000
+  if ok and want("mujoco_hopper") then
+    local v = parry.rl.vector("Hopper-v4", 8, {seed = 0})
+    v:reset()
+    local s = best_of(2, function()
+      for _ = 1, n / 8 do v:step(parry.rand(8, 3, {generator = g}) * 2 - 1) end
+    end)
+    emit("mujoco_hopper", s / n * 1e4, string.format("per 10k env steps, 8 envs on %d threads; %.0f steps/s", parry.get_num_threads(), n / s))
+  end
+  if ok and want("mujoco_hopper_1env") then
+    local env = parry.rl.make("Hopper-v4", {seed = 0})
+    local s = best_of(2, function()
+      env:reset()
+      for _ = 1, n do
+        local _, _, term, trunc = env:step(parry.rand(3, {generator = g}) * 2 - 1)
+        if term or trunc then env:reset() end
+      end
+    end)
+    emit("mujoco_hopper_1env", s / n * 1e4, string.format("per 10k env steps, one env; %.0f steps/s", n / s))
+  end
+end

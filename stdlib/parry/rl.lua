@@ -28,15 +28,16 @@ local function is_tensor(v) return core.is_tensor(v) end
 
 -- MARK: spaces
 
-local Space = {}
-Space.__index = Space
+-- A class table: methods on itself, `name` for tostring, inheriting `base`.
+local function class(name, base)
+  local c = setmetatable({}, base and { __index = base } or nil)
+  c.__index, c.__name = c, name
+  return c
+end
 
-local Box = setmetatable({}, { __index = Space })
-Box.__index = Box
-Box.__name = "parry.rl.Box"
-local Discrete = setmetatable({}, { __index = Space })
-Discrete.__index = Discrete
-Discrete.__name = "parry.rl.Discrete"
+local Space = class("parry.rl.Space")
+local Box = class("parry.rl.Box", Space)
+local Discrete = class("parry.rl.Discrete", Space)
 
 -- the shortest decimal that reads back as the same float32 (bounds are float32)
 local function fmt(x)
@@ -116,12 +117,8 @@ local function is_space(s) return type(s) == "table" and (getmetatable(s) == Box
 
 -- MARK: environments
 
-local NativeEnv = {}
-NativeEnv.__index = NativeEnv
-NativeEnv.__name = "parry.rl.NativeEnv"
-local VectorEnv = setmetatable({}, { __index = NativeEnv })
-VectorEnv.__index = VectorEnv
-VectorEnv.__name = "parry.rl.VectorEnv"
+local NativeEnv = class("parry.rl.NativeEnv")
+local VectorEnv = class("parry.rl.VectorEnv", NativeEnv)
 
 local function native(h)
   local os, as, n, id = C.spaces(h)
@@ -163,9 +160,7 @@ end
 --   function Corridor:init(opts) self.observation_space = parry.rl.Box(0, 10, {1}); self.action_space = parry.rl.Discrete(2) end
 --   function Corridor:reset(opts) ... return obs, {} end
 --   function Corridor:step(action) ... return obs, reward, terminated, truncated, {} end
-local Env = {}
-Env.__index = Env
-Env.__name = "parry.rl.Env"
+local Env = class("parry.rl.Env")
 rl.Env = Env
 
 --- Env:extend(name) -> a class; call it (`Class(opts)`) to make an env, which
@@ -281,7 +276,7 @@ end
 -- the id gets the same time limit and checks. max_episode_steps overrides the
 -- registered limit (0: none).
 function rl.make(id, opts)
-  local o = options("parry.rl.make", opts, { "seed", "max_episode_steps" })
+  local o = options("parry.rl.make", opts, { "seed", "max_episode_steps", "xml", "assets" })
   if type(id) == "table" and not id._h then return wrap_lua("parry.rl.make", id, o.max_episode_steps) end
   if type(id) ~= "string" then raise("parry.rl.make: expected an env id (string), got " .. type(id)) end
   local entry = lua_registry[id]
@@ -298,8 +293,13 @@ function rl.make(id, opts)
   if not native_ids[id] then
     raise(("parry.rl.make: unknown environment '%s' (registered: %s)"):format(id, table.concat(rl.registered(), ", ")))
   end
-  return native(C.make(id, o.max_episode_steps, o.seed))
+  return native(C.make(id, o.max_episode_steps, o.seed, o.xml, o.assets))
 end
+
+--- env:set_state(qpos, qvel) -> observation · env:state() -> qpos, qvel: a
+-- MuJoCo env's joint positions and velocities (Gymnasium's set_state).
+function NativeEnv:set_state(qpos, qvel) return C.set_state(self._h, qpos, qvel) end
+function NativeEnv:state() return C.state(self._h) end
 
 -- More sub-envs than this is a mistake, not a workload (each is a Swift object).
 local MAX_ENVS = 65536
@@ -369,9 +369,7 @@ rl.wrappers.RecordEpisodeStatistics = wrapper("RecordEpisodeStatistics", {})
 
 -- MARK: policies
 
-local Policy = {}
-Policy.__index = Policy
-Policy.__name = "parry.rl.Policy"
+local Policy = class("parry.rl.Policy")
 
 local function spaces_from(fn, o)
   local os, as = o.observation_space, o.action_space
@@ -555,19 +553,35 @@ function rl.evaluate(policy, env, opts)
   return C.evaluate(policy, e._h, o.episodes or 10, deterministic, o.seed)
 end
 
---- history_series(history, field) -> xs (global steps), ys: one field of a ppo
--- history as two lists for parry.plot, skipping updates without a value.
-function rl.history_series(history, field)
-  if type(history) ~= "table" then raise("parry.rl.history_series: expected the history from parry.rl.ppo, got " .. type(history)) end
-  if type(field) ~= "string" then raise("parry.rl.history_series: field must be a string, got " .. type(field)) end
+local function series(fn, history, field)
+  if type(history) ~= "table" then raise(fn .. ": expected the history from parry.rl.ppo, got " .. type(history)) end
+  if type(field) ~= "string" then raise(fn .. ": field must be a string, got " .. type(field)) end
   local xs, ys = {}, {}
   for _, r in ipairs(history) do
-    if type(r) ~= "table" then raise("parry.rl.history_series: expected the history from parry.rl.ppo (a list of records)") end
+    if type(r) ~= "table" then raise(fn .. ": expected the history from parry.rl.ppo (a list of records)") end
     local v = r[field]
-    if v == nil then raise("parry.rl.history_series: no field '" .. tostring(field) .. "' in the records") end
+    if v == nil then raise(fn .. ": no field '" .. field .. "' in the records") end
     if v == v then xs[#xs + 1] = r.global_step; ys[#ys + 1] = v end
   end
   return xs, ys
+end
+
+--- history_series(history, field) -> xs (global steps), ys: one field of a ppo
+-- history as two lists for parry.plot, skipping updates without a value.
+function rl.history_series(history, field) return series("parry.rl.history_series", history, field) end
+
+--- plot_history(history, file [, {field="episodic_return", title=}]) -> the figure:
+-- one field of a ppo history against environment steps, saved as SVG.
+function rl.plot_history(history, file, opts)
+  local fn = "parry.rl.plot_history"
+  if type(file) ~= "string" then raise(fn .. ": file must be a path (string), got " .. type(file)) end
+  local o = options(fn, opts, { "field", "title" })
+  local field = o.field or "episodic_return"
+  local xs, ys = series(fn, history, field)
+  if #xs == 0 then raise(fn .. ": the history has no values of '" .. field .. "' to plot") end
+  local name = field:gsub("_", " ")
+  return require("parry.plot").line{x = xs, y = ys, label = name, title = o.title or "PPO",
+                                    xlabel = "environment steps", ylabel = name, file = file}
 end
 
 return rl
