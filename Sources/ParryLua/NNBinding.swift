@@ -217,6 +217,14 @@ let nnConstructors: [(String, parry_SwiftFunction)] = [
         pushModule(a.L, LuaModule(name: name))
         return 1
     } }),
+    // interval_bounds(model, lo, hi) -> lo_out, hi_out
+    ("interval_bounds", { L in bind(L, "nn.interval_bounds") { a in
+        let m = try a.module(1, "model")
+        let lo = try a.tensor(2, "lo"), hi = try a.tensor(3, "hi")
+        let b = try LuaContext.with(a.L) { try IntervalBounds.propagate(m, lo: lo, hi: hi) }
+        a.push(b.lo); a.push(b.hi)
+        return 2
+    } }),
     ("_set_forward_helper", { L in bind(L, "nn._set_forward_helper") { a in try a.storeFunction(1, at: &forwardHelperKey) } }),
     ("_fields", { L in bind(L, "nn._fields") { a in
         _ = try a.module(1)

@@ -473,3 +473,17 @@ describe("weight-space helpers", function()
       "'bias' has shape {2} in the first state dict and {4} in the second")
   end)
 end)
+
+describe("parry.nn.interval_bounds", function()
+  it("bounds every output of sampled inputs and names bad input", function()
+    parry.manual_seed(4)
+    local nn = parry.nn
+    local net = nn.Sequential{nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)}
+    local x = parry.randn(1, 3)
+    local lo, hi = nn.interval_bounds(net, x - 0.2, x + 0.2)
+    local y = net(x + (parry.rand(2000, 3) * 2 - 1) * 0.2)
+    assert.truthy((y - lo):min():item() >= -1e-5 and (hi - y):min():item() >= -1e-5)
+    assert.error(function() nn.interval_bounds(net, x + 1, x) end, "nn.interval_bounds: lo must not exceed hi")
+    assert.error(function() nn.interval_bounds(nn.GELU(), x, x) end, "not monotone")
+  end)
+end)
