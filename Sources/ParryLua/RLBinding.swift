@@ -422,6 +422,19 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         lua_pushboolean(a.L, v.map { s.contains($0) } == true ? 1 : 0)
         return 1
     } }),
+    // attack_check(spec) validates an attack; attack_perturb(spec, policy, obs, generator) -> ŝ
+    ("attack_check", { L in bind(L, "parry.rl.attacks") { a in _ = try a.stateAttack(1); return 0 } }),
+    ("attack_perturb", { L in bind(L, "attack") { a in
+        let attack = try a.stateAttack(1)
+        let p = try a.policy(2)
+        guard let obs = a.optTensor(3) else { throw a.fail("expected an observation tensor (argument 2), got \(a.typeName(3))") }
+        let d = p.observationSpace.flatCount
+        guard obs.numel > 0, obs.numel % d == 0 else { throw a.fail("observation of shape \(obs.shape) does not match \(a.luaName(p.observationSpace))") }
+        guard let g: Generator = a.isNil(4) ? Generator.current : a.optObject(4, Int32(PARRY_GENERATOR)) else { throw a.fail("generator must be a parry.Generator") }
+        let x = try obs.to(.float32).contiguous().reshape([obs.numel / d, d])
+        let out = try LuaContext.with(a.L) { try attack.perturb(x, policy: p, generator: g) }
+        return a.push(try out.reshape(obs.shape))
+    } }),
     // mlp_policy(observation_space, action_space, hidden, activation) -> actor, critic, log_std|nil
     ("mlp_policy", { L in bind(L, "parry.rl.Policy") { a in
         let obs = try a.space(1, "observation_space"), act = try a.space(2, "action_space")
@@ -451,6 +464,13 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         try pushObservations(a.L, acts, p.actionSpace, rows: batched ? rows : nil)
         return 1
     } }),
+    ("normalize", { L in bind(L, "Policy:normalize") { a in
+        let p = try a.policy(1)
+        guard let obs = a.optTensor(2) else { throw a.fail("expected an observation tensor (argument 2), got \(a.typeName(2))") }
+        let d = p.observationSpace.flatCount
+        guard obs.numel > 0, obs.numel % d == 0 else { throw a.fail("observation of shape \(obs.shape) does not match \(a.luaName(p.observationSpace))") }
+        return a.push(try p.prepare(try obs.to(.float32).contiguous().floats(), rows: obs.numel / d).reshape(obs.shape))
+    } }),
     ("value", { L in bind(L, "Policy:value") { a in
         let p = try a.policy(1)
         guard let obs = a.optTensor(2) else { throw a.fail("expected an observation tensor (argument 2), got \(a.typeName(2))") }
@@ -466,7 +486,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         let o = try a.options(3, allowed: ["total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
                                            "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef", "vf_coef", "max_grad_norm",
                                            "target_kl", "adam_eps", "bootstrap_truncated", "seed", "normalize_reward", "clip_action",
-                                           "reward_clip", "on_update"])
+                                           "reward_clip", "on_update", "sa_reg", "sa_eps", "sa_steps", "sa_ramp", "sa_detach_stdev"])
         var c = PPO.Config()
         c.totalSteps = try o.integer("total_steps") ?? c.totalSteps
         c.numSteps = try o.integer("num_steps") ?? c.numSteps
@@ -486,6 +506,11 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         c.adamEps = try o.number("adam_eps") ?? c.adamEps
         c.bootstrapTruncated = try o.bool("bootstrap_truncated") ?? c.bootstrapTruncated
         if let s = try o.integer("seed") { c.seed = UInt64(bitPattern: Int64(s)) }
+        c.saRegularizer = try o.number("sa_reg") ?? c.saRegularizer
+        c.saEps = try o.number("sa_eps") ?? c.saEps
+        c.saSteps = try o.integer("sa_steps") ?? c.saSteps
+        c.saRamp = try o.number("sa_ramp") ?? c.saRamp
+        c.saDetachStdev = try o.bool("sa_detach_stdev") ?? c.saDetachStdev
         let box = !p.actionSpace.isDiscrete
         let rewardNorm = (try o.bool("normalize_reward") ?? box)
             ? try NormalizeReward(gamma: c.gamma, clip: try o.number("reward_clip") ?? 10) : nil
@@ -521,6 +546,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         let seed = try seedArg(a, 5)
         let act: ([Float]) throws -> [Float]
         if a.type(1) == LUA_TFUNCTION {
+            if !a.isNil(6) { throw a.fail("an attack needs a parry.rl.Policy (it uses the policy's networks), not a function") }
             act = { obs in
                 try a.call(1, nresults: 1) { (try? pushObservations(a.L, obs, env.observationSpace, rows: nil)) == nil ? 0 : 1 }
                 defer { a.pop() }
@@ -532,7 +558,8 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
                 throw a.fail("the policy's spaces (\(a.luaName(p.observationSpace)), \(a.luaName(p.actionSpace))) differ from the env's (\(a.luaName(env.observationSpace)), \(a.luaName(env.actionSpace)))")
             }
             let g = Generator(seed: seed.map { $0 &+ 0x9E37 } ?? Generator.current.next())
-            act = { obs in try p.act(obs, rows: 1, deterministic: deterministic, generator: g) }
+            let attack = a.isNil(6) ? nil : try a.stateAttack(6)
+            act = { obs in try p.act(obs, rows: 1, deterministic: deterministic, generator: g, attack: attack) }
         }
         let r = try LuaContext.with(a.L) { try evaluate(env: env, episodes: episodes, seed: seed, act: act) }
         lua_createtable(a.L, 0, 5)
@@ -559,6 +586,7 @@ private func pushRecord(_ L: LuaState, _ r: PPO.UpdateRecord) {
     set("policy_loss", r.policyLoss); set("value_loss", r.valueLoss); set("entropy", r.entropy)
     set("old_approx_kl", r.oldApproxKL); set("approx_kl", r.approxKL); set("clip_fraction", r.clipFraction)
     set("explained_variance", r.explainedVariance); set("learning_rate", r.learningRate); set("sps", r.stepsPerSecond)
+    set("sa_reg", r.saRegularizer); set("sa_eps", r.saEps)
 }
 
 extension LuaArgs {
@@ -591,6 +619,26 @@ extension LuaArgs {
         }
         return try ActorCritic(actor: try module(actor, "policy.actor"), critic: try module(critic, "policy.critic"),
                                logStd: optTensor(logStd), observationSpace: obsSpace, actionSpace: actSpace, normalizer: normalizer)
+    }
+}
+
+extension LuaArgs {
+    /// A state attack from a Lua spec {kind=, eps=, steps=, step_eps=, beta=} (parry.rl.attacks.*).
+    func stateAttack(_ i: Int32) throws -> ObservationAttack {
+        guard type(i) == LUA_TTABLE else { throw fail("expected an attack (parry.rl.attacks.*) for argument \(i), got \(typeName(i))") }
+        func field<T>(_ k: String, _ read: (Int32) throws -> T) throws -> T? {
+            let j = rawField(i, k); defer { pop() }
+            return isNil(j) ? nil : try read(j)
+        }
+        guard let kind = try field("kind", { try string($0, "attack kind") }) else { throw fail("the attack has no kind") }
+        guard let eps = try field("eps", { try number($0, "eps") }) else { throw fail("the attack has no eps") }
+        let steps = try field("steps", { try integer($0, "steps") })
+        switch kind {
+        case "random": return try RandomAttack(eps: eps)
+        case "critic": return try CriticAttack(eps: eps, steps: steps ?? 10, stepEps: try field("step_eps", { try number($0, "step_eps") }))
+        case "mad": return try MADAttack(eps: eps, steps: steps ?? 10, beta: try field("beta", { try number($0, "beta") }) ?? 1)
+        default: throw fail("unknown attack kind '\(kind)' (expected random, critic or mad)")
+        }
     }
 }
 

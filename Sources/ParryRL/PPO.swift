@@ -30,6 +30,11 @@ public enum PPO {
         /// reward with γ·V(last observation) (Stable-Baselines3, Pardo et al.).
         public var bootstrapTruncated = false
         public var seed: UInt64 = 1
+        /// SA-PPO (Zhang et al. 2020): κ·max_{ŝ∈B_ε(s)} ‖(μ(ŝ) − μ(s))/σ‖² added
+        /// to the loss when κ > 0, the inner max by `saSteps` SGLD steps, ε
+        /// ramped linearly from 0 over the first `saRamp` of the updates
+        /// (PROTECTED's Hopper config: κ 0.3, 2 steps, ε 0.075, 75%).
+        public var saRegularizer = 0.0, saEps = 0.0, saSteps = 2, saRamp = 0.75, saDetachStdev = false
         public init() {}
 
         public func validate(numEnvs: Int) throws {
@@ -46,6 +51,10 @@ public enum PPO {
             try need((0...1).contains(gaeLambda), "gae_lambda must be in [0, 1], got \(gaeLambda)")
             try need(clipCoef > 0, "clip_coef must be positive, got \(clipCoef)")
             try need(maxGradNorm > 0, "max_grad_norm must be positive, got \(maxGradNorm)")
+            try need(saRegularizer >= 0 && saRegularizer.isFinite, "sa_reg must be a non-negative number, got \(saRegularizer)")
+            try need(saEps >= 0 && saEps.isFinite, "sa_eps must be a non-negative number, got \(saEps)")
+            try need(saSteps > 0, "sa_steps must be positive, got \(saSteps)")
+            try need((0...1).contains(saRamp), "sa_ramp must be in [0, 1], got \(saRamp)")
         }
     }
 
@@ -58,6 +67,8 @@ public enum PPO {
         public var policyLoss = 0.0, valueLoss = 0.0, entropy = 0.0
         public var oldApproxKL = 0.0, approxKL = 0.0, clipFraction = 0.0, explainedVariance = 0.0
         public var learningRate = 0.0, stepsPerSecond = 0.0
+        /// SA-PPO: the last minibatch's regularizer value and the update's ε.
+        public var saRegularizer = 0.0, saEps = 0.0
     }
 
     /// Generalized advantage estimation over a T×N rollout (row-major, time
@@ -200,6 +211,9 @@ public enum PPO {
             let bVal = try Tensor(valBuf.map { Float($0) }, shape: [batch])
 
             // Optimization.
+            let rampUpdates = c.saRamp * Double(updates)
+            let saEps = c.saEps * (rampUpdates > 0 ? Swift.min(1, Double(update - 1) / rampUpdates) : 1)
+            rec.saEps = c.saRegularizer > 0 ? saEps : 0
             var clipFracs: [Double] = []
             var pgLast = 0.0, vLast = 0.0, entLast = 0.0, klLast = 0.0, oldKlLast = 0.0
             epochs: for _ in 0..<c.updateEpochs {
@@ -227,7 +241,13 @@ public enum PPO {
                     let vl = try valueLoss(newValues: newValue, oldValues: bVal.indexSelect(0, mb), returns: bRet.indexSelect(0, mb),
                                            clip: c.clipValueLoss ? c.clipCoef : nil)
                     let ent = try entropy.mean()
-                    let loss = try pg - c.entCoef * ent + c.vfCoef * vl
+                    var loss = try pg - c.entCoef * ent + c.vfCoef * vl
+                    if c.saRegularizer > 0 && saEps > 0 {
+                        let reg = try stateAdversarialRegularizer(obs, policy: policy, eps: saEps, steps: c.saSteps,
+                                                                  detachStdev: c.saDetachStdev, generator: g)
+                        loss = try loss + c.saRegularizer * reg
+                        rec.saRegularizer = try reg.double()
+                    }
                     optimizer.zeroGrad()
                     try loss.backward()
                     try clipGradNorm(params, maxNorm: c.maxGradNorm)

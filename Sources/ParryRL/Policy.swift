@@ -156,10 +156,14 @@ public final class ActorCritic {
     }
 
     /// Actions for raw observations, as flat env actions (0-based indices for
-    /// Discrete), without recording a graph.
-    public func act(_ raw: [Float], rows: Int, deterministic: Bool, generator: Generator) throws -> [Float] {
-        try GradMode.noGrad {
-            let dist = try distribution(try prepare(raw, rows: rows))
+    /// Discrete), without recording a graph. An `attack` perturbs what the
+    /// networks see (the normalized observation), not the env's state.
+    public func act(_ raw: [Float], rows: Int, deterministic: Bool, generator: Generator,
+                    attack: ObservationAttack? = nil) throws -> [Float] {
+        var obs = try prepare(raw, rows: rows)
+        if let attack { obs = try attack.perturb(obs, policy: self, generator: generator) }
+        return try GradMode.noGrad {
+            let dist = try distribution(obs)
             let a = deterministic ? try dist.mode() : try dist.sample(generator)
             if a.dtype == .int64 { return a.int64s().map { Float($0) } }
             return try a.contiguous().floats()

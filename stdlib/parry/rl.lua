@@ -26,6 +26,8 @@ end
 
 local function is_tensor(v) return core.is_tensor(v) end
 
+local Attack   -- the class of parry.rl.attacks' objects (defined below)
+
 -- MARK: spaces
 
 -- A class table: methods on itself, `name` for tostring, inheriting `base`.
@@ -419,6 +421,10 @@ function Policy:act(obs, opts)
   return C.act(self, obs, o.deterministic, o.generator)
 end
 
+--- policy:normalize(obs) -> obs as the policy's networks see it (its
+-- observation statistics applied, frozen; unchanged without them).
+function Policy:normalize(obs) return C.normalize(self, obs) end
+
 --- policy:value(obs) -> V(obs) per row.
 function Policy:value(obs) return C.value(self, obs) end
 
@@ -496,9 +502,46 @@ function rl.load(path, into)
   return p
 end
 
+-- MARK: state attacks
+
+Attack = class("parry.rl.Attack")
+rl.attacks = {}
+
+--- attack(policy, obs [, generator]) -> the perturbed observation(s), in the
+-- units the policy's networks see (normalized when the policy normalizes).
+function Attack:__call(policy, obs, generator)
+  if getmetatable(policy) ~= Policy then raise("attack: expected a parry.rl.Policy (argument 1), got " .. type(policy)) end
+  local o = policy:normalize(obs)
+  return C.attack_perturb(self, policy, o, generator)
+end
+
+function Attack:__tostring()
+  return ("%s attack (eps=%s%s)"):format(self.kind, util.shortest_float(self.eps), self.steps and (", steps=" .. self.steps) or "")
+end
+
+local function attack(kind, allowed)
+  return function(opts)
+    local fn = "parry.rl.attacks." .. kind
+    local o = options(fn, opts, allowed)
+    if o.eps == nil then raise(fn .. ": missing option eps (the ℓ∞ radius, in the policy's observation units)") end
+    local a = setmetatable({ kind = kind }, Attack)
+    for k, v in pairs(o) do a[k] = v end
+    local ok, err = pcall(C.attack_check, a)
+    if not ok then raise((tostring(err):gsub("^.-parry%.rl%.attacks: ", fn .. ": "))) end
+    return a
+  end
+end
+
+--- attacks.random{eps=}: s + U[−ε, ε]^d.
+rl.attacks.random = attack("random", { "eps" })
+--- attacks.critic{eps=, steps=10, step_eps=eps/steps}: PGD lowering the victim's V(ŝ).
+rl.attacks.critic = attack("critic", { "eps", "steps", "step_eps" })
+--- attacks.mad{eps=, steps=10, beta=1}: SGLD ascent of the action change (KL for Discrete).
+rl.attacks.mad = attack("mad", { "eps", "steps", "beta" })
+
 -- MARK: PPO
 
-local PPO_OPTIONS = { "total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
+local PPO_OPTIONS = { "sa_reg", "sa_eps", "sa_steps", "sa_ramp", "sa_detach_stdev", "total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
                       "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef", "vf_coef", "max_grad_norm",
                       "target_kl", "adam_eps", "bootstrap_truncated", "seed", "normalize_reward", "clip_action",
                       "reward_clip", "on_update" }
@@ -543,14 +586,17 @@ end
 -- function(obs) -> action; `env` an env or an env id. sd is the population
 -- standard deviation (as SB3's evaluate_policy).
 function rl.evaluate(policy, env, opts)
-  local o = options("parry.rl.evaluate", opts, { "episodes", "deterministic", "seed", "max_episode_steps" })
+  local o = options("parry.rl.evaluate", opts, { "episodes", "deterministic", "seed", "max_episode_steps", "attack" })
   if type(policy) ~= "function" and getmetatable(policy) ~= Policy then
     raise("parry.rl.evaluate: expected a policy (parry.rl.Policy or a function(obs) -> action), got " .. type(policy))
   end
   local e = as_native("parry.rl.evaluate", env, { max_episode_steps = o.max_episode_steps })
   local deterministic = o.deterministic
   if deterministic == nil then deterministic = true end
-  return C.evaluate(policy, e._h, o.episodes or 10, deterministic, o.seed)
+  if o.attack ~= nil and getmetatable(o.attack) ~= Attack then
+    raise("parry.rl.evaluate: attack must be one of parry.rl.attacks.*, got " .. type(o.attack))
+  end
+  return C.evaluate(policy, e._h, o.episodes or 10, deterministic, o.seed, o.attack)
 end
 
 local function series(fn, history, field)

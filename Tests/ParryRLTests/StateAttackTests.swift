@@ -1,0 +1,62 @@
+import Foundation
+import XCTest
+@testable import ParryRL
+import ParryCore
+import ParryNN
+
+final class StateAttackTests: XCTestCase {
+    func policy(_ action: Space) throws -> ActorCritic {
+        try Generator.$current.withValue(Generator(seed: 11)) {
+            let p = try ActorCritic.mlp(observationSpace: .box(-10, 10, shape: [3]), actionSpace: action)
+            // a policy head larger than CleanRL's 0.01 init, so actions depend on the state
+            if let w = p.actor.namedParameters().last(where: { $0.name.hasSuffix("weight") })?.tensor { try GradMode.noGrad { try w.mul_(100) } }
+            return p
+        }
+    }
+
+    func testEveryAttackStaysInTheBall() throws {
+        let g = Generator(seed: 1)
+        for space in [Space.box(-1, 1, shape: [2]), .discrete(n: 3)] {
+            let p = try policy(space)
+            let s = try Tensor.randn([16, 3], generator: g)
+            for attack in [try RandomAttack(eps: 0.1) as ObservationAttack, try CriticAttack(eps: 0.1), try MADAttack(eps: 0.1)] {
+                let x = try attack.perturb(s, policy: p, generator: g)
+                XCTAssertEqual(x.shape, s.shape)
+                XCTAssertLessThanOrEqual(try (x - s).abs().max().double(), 0.1 + 1e-6, "\(type(of: attack)) on \(space)")
+                XCTAssertGreaterThan(try (x - s).abs().max().double(), 0.01)
+            }
+        }
+        XCTAssertThrowsError(try CriticAttack(eps: -0.1)) { XCTAssertTrue("\($0)".contains("eps must be a non-negative number")) }
+    }
+
+    func testAttacksDoWhatTheyAimFor() throws {
+        let g = Generator(seed: 2)
+        let p = try policy(.box(-1, 1, shape: [2]))
+        let s = try Tensor.randn([64, 3], generator: g)
+        // critic: lowers V below what random noise of the same size does
+        let vCritic = try GradMode.noGrad { try p.value(try CriticAttack(eps: 0.2).perturb(s, policy: p, generator: g)).mean().double() }
+        let vRandom = try GradMode.noGrad { try p.value(try RandomAttack(eps: 0.2).perturb(s, policy: p, generator: g)).mean().double() }
+        XCTAssertLessThan(vCritic, vRandom)
+        // MAD: the action change grows over its ascent steps
+        let ref = try ActionChange.at(s, policy: p, normalizeStdev: true)
+        var trace: [Double] = []
+        _ = try sgldActionChange(s, policy: p, reference: ref, eps: 0.2, steps: 10, beta: 1, generator: Generator(seed: 5)) { trace.append($0) }
+        XCTAssertEqual(trace.count, 11)
+        XCTAssertGreaterThan(trace.last ?? 0, 2 * trace[0], "\(trace)")
+        XCTAssertGreaterThanOrEqual(zip(trace, trace.dropFirst()).filter { $1 > $0 }.count, 8, "\(trace)")
+    }
+
+    func testSARegularizerIsZeroAtZeroEpsAndPositiveOtherwise() throws {
+        let g = Generator(seed: 3)
+        for space in [Space.box(-1, 1, shape: [2]), .discrete(n: 3)] {
+            let p = try policy(space)
+            let s = try Tensor.randn([32, 3], generator: g)
+            XCTAssertEqual(try stateAdversarialRegularizer(s, policy: p, eps: 0, generator: g).double(), 0)
+            let r = try stateAdversarialRegularizer(s, policy: p, eps: 0.1, generator: g)
+            XCTAssertGreaterThan(try r.double(), 0)
+            // differentiable in the policy's parameters
+            try r.backward()
+            XCTAssertNotNil(p.actor.allParameters().first?.grad)
+        }
+    }
+}
