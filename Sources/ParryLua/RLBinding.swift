@@ -435,6 +435,54 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         let out = try LuaContext.with(a.L) { try attack.perturb(x, policy: p, generator: g) }
         return a.push(try out.reshape(obs.shape))
     } }),
+    // adapt(policies, env, conditions, schedule, options, status) -> rounds, expected, best
+    ("adapt", { L in bind(L, "parry.rl.adapt") { a in
+        guard a.type(1) == LUA_TTABLE, a.rawLength(1) > 0 else { throw a.fail("policies must be a non-empty list of parry.rl.Policy (the policy class)") }
+        var policies: [ActorCritic] = []
+        for k in 1...a.rawLength(1) { let j = a.rawIndex(1, k); defer { a.pop() }; policies.append(try a.policy(j)) }
+        guard let env = try a.handle(2).single else { throw a.fail("adapt runs a single env, got a vector env") }
+        for (k, p) in policies.enumerated() where p.observationSpace != env.observationSpace || p.actionSpace != env.actionSpace {
+            throw a.fail("policy \(k + 1)'s spaces differ from the env's")
+        }
+        var conditions: [ObservationAttack?] = []
+        for k in 0..<a.rawLength(3) {
+            let j = a.rawIndex(3, k + 1); defer { a.pop() }
+            conditions.append(lua_type(a.L, j) == LUA_TBOOLEAN ? nil : try a.stateAttack(j))
+        }
+        let schedule = try a.integerList(4, "schedule").map { $0 - 1 }
+        let o = try a.options(5, allowed: ["normalizer", "lr", "eval_episodes", "seed"])
+        let status = a.statusLine(6)
+        let r = try LuaContext.with(a.L) {
+            try Adaptation.run(policies: policies, env: env, conditions: conditions, schedule: schedule,
+                               normalizer: try o.number("normalizer"), lr: try o.number("lr") ?? 5,
+                               evalEpisodes: try o.integer("eval_episodes") ?? 5,
+                               seed: UInt64(bitPattern: Int64(try o.integer("seed") ?? 1))) { round in
+                status?(String(format: "EXP3 round %d/%d  arm %d  reward %.1f  regret %.1f", round.round, schedule.count, round.arm + 1, round.reward, round.regret))
+            }
+        }
+        status?("")
+        lua_createtable(a.L, Int32(r.rounds.count), 0)
+        for (i, round) in r.rounds.enumerated() {
+            lua_createtable(a.L, 0, 6)
+            lua_pushinteger(a.L, lua_Integer(round.round)); lua_setfield(a.L, -2, "round")
+            lua_pushinteger(a.L, lua_Integer(round.arm + 1)); lua_setfield(a.L, -2, "arm")
+            lua_pushinteger(a.L, lua_Integer(round.condition + 1)); lua_setfield(a.L, -2, "condition")
+            lua_pushnumber(a.L, round.reward); lua_setfield(a.L, -2, "reward")
+            lua_pushnumber(a.L, round.regret); lua_setfield(a.L, -2, "regret")
+            lua_createtable(a.L, Int32(round.probabilities.count), 0)
+            for (j, p) in round.probabilities.enumerated() { lua_pushnumber(a.L, p); lua_rawseti(a.L, -2, lua_Integer(j + 1)) }
+            lua_setfield(a.L, -2, "probabilities")
+            lua_rawseti(a.L, -2, lua_Integer(i + 1))
+        }
+        lua_createtable(a.L, Int32(r.expected.count), 0)
+        for (c, row) in r.expected.enumerated() {
+            lua_createtable(a.L, Int32(row.count), 0)
+            for (j, v) in row.enumerated() { lua_pushnumber(a.L, v); lua_rawseti(a.L, -2, lua_Integer(j + 1)) }
+            lua_rawseti(a.L, -2, lua_Integer(c + 1))
+        }
+        lua_pushinteger(a.L, lua_Integer(r.bestFixed + 1))
+        return 3
+    } }),
     // mlp_policy(observation_space, action_space, hidden, activation) -> actor, critic, log_std|nil
     ("mlp_policy", { L in bind(L, "parry.rl.Policy") { a in
         let obs = try a.space(1, "observation_space"), act = try a.space(2, "action_space")

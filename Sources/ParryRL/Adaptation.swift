@@ -51,7 +51,7 @@ public enum Adaptation {
         public var probabilities: [Double] = []
         /// Σ over rounds so far of (best fixed member's expected return − the chosen member's), both estimated.
         public var regret = 0.0
-        public var condition = 0
+        public var condition = 0, round = 0
     }
     public struct Result {
         public var rounds: [Round] = []
@@ -64,13 +64,14 @@ public enum Adaptation {
     /// round t. `expected` is estimated with `evalEpisodes` episodes per
     /// member and condition; regret is measured against the member whose
     /// total expected return over the schedule is largest.
+    /// `normalizer` nil: the largest |expected return| (the code uses 6000 for Hopper).
     public static func run(policies: [ActorCritic], env: Environment, conditions: [ObservationAttack?], schedule: [Int],
-                           normalizer: Double, lr: Double, evalEpisodes: Int, seed: UInt64,
+                           normalizer: Double?, lr: Double, evalEpisodes: Int, seed: UInt64,
                            onRound: ((Round) throws -> Void)? = nil) throws -> Result {
         guard !policies.isEmpty else { throw RLError("the policy class is empty") }
         guard !schedule.isEmpty else { throw RLError("rounds must be positive") }
+        guard evalEpisodes > 0 else { throw RLError("eval_episodes must be positive, got \(evalEpisodes)") }
         for c in schedule where !conditions.indices.contains(c) { throw RLError("schedule names condition \(c + 1) of \(conditions.count)") }
-        var bandit = try EXP3(arms: policies.count, rounds: schedule.count, normalizer: normalizer, lr: lr)
         let g = Generator(seed: seed)
         var result = Result()
         // Expected returns per condition and member (for the regret only).
@@ -81,6 +82,8 @@ public enum Adaptation {
                 }.mean
             })
         }
+        let scale = normalizer ?? Swift.max(result.expected.flatMap { $0 }.map { Swift.abs($0) }.max() ?? 1, 1e-9)
+        var bandit = try EXP3(arms: policies.count, rounds: schedule.count, normalizer: scale, lr: lr)
         let totals = (0..<policies.count).map { i in schedule.reduce(0.0) { $0 + result.expected[$1][i] } }
         result.bestFixed = totals.indices.max { totals[$0] < totals[$1] } ?? 0
         var regret = 0.0
@@ -97,7 +100,7 @@ public enum Adaptation {
             bandit.update(reward: r.reward, arm: r.arm)
             regret += result.expected[c][result.bestFixed] - result.expected[c][r.arm]
             r.regret = regret
-            _ = t
+            r.round = t + 1
             result.rounds.append(r)
             try onRound?(r)
         }

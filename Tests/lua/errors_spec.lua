@@ -99,6 +99,7 @@ describe("every exposed function survives bad arguments", function()
       {require("parry.core")._fl, "parry.fl."}, {require("parry.train"), "parry.train."},
       {parry.exp, "parry.exp."}, {parry.json, "parry.json."}, {parry.table, "parry.table."},
       {parry.rl, "parry.rl."}, {parry.rl.wrappers, "parry.rl.wrappers."},
+      {parry.rl.attacks, "parry.rl.attacks."}, {parry.rl.schedules, "parry.rl.schedules."},
     }
     local slow = {fashion_mnist = true, mnist = true, cifar10 = true}
     local n = 0

@@ -331,3 +331,76 @@ describe("MuJoCo environments", function()
     assert.error(function() rl.make("InvertedPendulum-v4", {xml = empty}) end, "MuJoCo could not load")
   end)
 end)
+
+describe("robust RL: attacks, SA-PPO, robustness and adaptation", function()
+  local policy = rl.Policy{env = "Pendulum-v1", seed = 2}
+  -- a head larger than CleanRL's 0.01 init, so that actions depend on the state
+  parry.no_grad(function() policy.actor["3"].weight:mul_(100) end)
+
+  it("attacks stay in the ε-ball of what the networks see, and bad ones are named", function()
+    local obs = parry.tensor({0.3, -0.2, 1.5})
+    for _, a in ipairs{rl.attacks.random{eps = 0.1}, rl.attacks.critic{eps = 0.1}, rl.attacks.mad{eps = 0.1, steps = 5}} do
+      local s = a(policy, obs)
+      assert.truthy((s - policy:normalize(obs)):abs():max():item() <= 0.1 + 1e-6, tostring(a))
+    end
+    assert.error(function() rl.attacks.mad{eps = -0.1} end, "parry.rl.attacks.mad: eps must be a non-negative number")
+    assert.error(function() rl.attacks.critic{} end, "parry.rl.attacks.critic: missing option eps")
+    assert.error(function() rl.attacks.random{eps = 0.1, steps = 3} end, "parry.rl.attacks.random: unknown option 'steps'")
+    assert.error(function() rl.evaluate(function() return 0 end, "Pendulum-v1", {attack = rl.attacks.random{eps = 0.1}}) end,
+      "an attack needs a parry.rl.Policy")
+    -- a zero-radius attack changes nothing
+    local nat = rl.evaluate(policy, "Pendulum-v1", {episodes = 2, seed = 4})
+    local zero = rl.evaluate(policy, "Pendulum-v1", {episodes = 2, seed = 4, attack = rl.attacks.critic{eps = 0}})
+    assert.same(nat.returns, zero.returns)
+  end)
+
+  it("SA-PPO trains with its regularizer ramped in", function()
+    local _, history = rl.ppo{env = "Pendulum-v1", total_steps = 1024, num_steps = 256, num_minibatches = 4, update_epochs = 1,
+                              sa_reg = 0.3, sa_eps = 0.1, seed = 2}
+    assert.equals(0, history[1].sa_eps)                       -- ε ramps from 0 over the first 75% of updates
+    assert.near(0.1 / 3, history[2].sa_eps, 1e-12)
+    assert.truthy(history[4].sa_reg > 0)
+    assert.error(function() rl.ppo{env = "Pendulum-v1", sa_reg = -1} end, "parry.rl.ppo: sa_reg must be a non-negative number")
+  end)
+
+  it("schedules switch at the stated rounds", function()
+    local a = rl.attacks.random{eps = 0.1}
+    local halves, on = rl.schedules.halves(a), {}
+    for t = 1, 8 do on[t] = halves(t, 8) == a end
+    assert.same({true, true, false, false, true, true, false, false}, on)
+    local periodic = rl.schedules.periodic(a, 3)
+    for t = 1, 12 do assert.equals(((t - 1) // 3) % 2 == 0, periodic(t) == a, "round " .. t) end
+    local r1, r2 = rl.schedules.random(a, 0.3, {seed = 5}), rl.schedules.random(a, 0.3, {seed = 5})
+    local switches, last = 0, true
+    for t = 1, 400 do
+      local x = r1(t) == a
+      assert.equals(x, r2(t) == a)
+      if x ~= last then switches = switches + 1 end
+      last = x
+    end
+    assert.truthy(r1(1) == a and switches > 80 and switches < 160, switches)   -- about 0.3 × 399
+  end)
+
+  it("robustness reports natural and attacked returns; adapt runs EXP3 over the class", function()
+    local other = rl.Policy{env = "Pendulum-v1", seed = 9}
+    local res = rl.robustness{policies = {a = policy, b = {policy, other}}, env = "Pendulum-v1",
+                              attacks = {mad = rl.attacks.mad{eps = 0.2, steps = 3}}, episodes = 2}
+    assert.same({"natural", "mad"}, res.attacks)
+    assert.equals(2, #res.policies.b.natural.per_seed)
+    assert.truthy(res.policies.a.worst.median <= res.policies.a.natural.median)
+    assert.truthy(res.summary:find("worst", 1, true))
+    local out = rl.adapt{policies = {policy, other}, env = rl.make("Pendulum-v1", {max_episode_steps = 20}),
+                         schedule = rl.schedules.halves(rl.attacks.random{eps = 0.2}), rounds = 12, eval_episodes = 1}
+    assert.equals(12, #out.rounds)
+    assert.equals(2, #out.conditions)
+    assert.same({1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2}, (function() local c = {} for i, r in ipairs(out.rounds) do c[i] = 3 - r.condition end return c end)())
+    local p = out.rounds[12].probabilities
+    assert.near(1, p[1] + p[2], 1e-12)
+    assert.truthy(out.regret >= 0)
+    local svg = tmp("adapt.svg")
+    rl.plot_adaptation(out, svg, {window = 3}); os.remove(svg)
+    assert.error(function() rl.adapt{policies = {}, env = "Pendulum-v1"} end, "parry.rl.adapt: policies must be a non-empty list")
+    assert.error(function() rl.adapt{policies = {policy}, env = "Pendulum-v1", rounds = 3, schedule = function() return 5 end} end,
+      "parry.rl.adapt: the schedule returned number for round 1 (expected one of parry.rl.attacks.* or nil)")
+  end)
+end)

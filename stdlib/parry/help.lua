@@ -15,6 +15,7 @@ local function groups()
     { "parry.data", parry.data }, { "parry.data.transforms", parry.data.transforms },
     { "parry.attacks", parry.attacks }, { "parry.robust", parry.robust }, { "parry.fl", parry.fl },
     { "parry.train", parry.train }, { "parry.rl", parry.rl }, { "parry.rl.wrappers", parry.rl.wrappers },
+    { "parry.rl.attacks", parry.rl.attacks }, { "parry.rl.schedules", parry.rl.schedules },
   }
   local mt = getmetatable(parry.nn.Linear(1, 1))
   if mt and type(mt.methods) == "table" then list[#list + 1] = { "Module", mt.methods } end

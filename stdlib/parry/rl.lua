@@ -539,6 +539,193 @@ rl.attacks.critic = attack("critic", { "eps", "steps", "step_eps" })
 --- attacks.mad{eps=, steps=10, beta=1}: SGLD ascent of the action change (KL for Discrete).
 rl.attacks.mad = attack("mad", { "eps", "steps", "beta" })
 
+-- MARK: robustness evaluation and test-time adaptation (PROTECTED's protocol)
+
+local function members(fn, v, name)
+  if getmetatable(v) == Policy then return { v } end
+  if type(v) == "table" and #v > 0 then
+    for i, p in ipairs(v) do
+      if getmetatable(p) ~= Policy then raise(("%s: %s[%d] is not a parry.rl.Policy"):format(fn, name, i)) end
+    end
+    return v
+  end
+  raise(("%s: %s must be a parry.rl.Policy or a list of them (one per training seed)"):format(fn, name))
+end
+
+local function median(xs)
+  local s = {}
+  for i, x in ipairs(xs) do s[i] = x end
+  table.sort(s)
+  local n = #s
+  if n == 0 then return 0 / 0 end
+  return n % 2 == 1 and s[(n + 1) // 2] or (s[n // 2] + s[n // 2 + 1]) / 2
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+--- robustness{policies=, env=, attacks=, episodes=50, seed=1} -> result.
+-- `policies` maps names to a Policy or a list of Policies (training seeds),
+-- `attacks` names to parry.rl.attacks.*; natural returns come first. For
+-- each policy and condition: `median` over the seeds of each seed's mean
+-- return, `mean` and `sd` over all episodes, `per_seed`; `worst` is the
+-- attack with the lowest median. `result.summary` is a printable table.
+function rl.robustness(opts)
+  local fn = "parry.rl.robustness"
+  local o = options(fn, opts, { "policies", "env", "attacks", "episodes", "seed", "max_episode_steps" })
+  if type(o.policies) ~= "table" or next(o.policies) == nil then raise(fn .. ": policies must be a non-empty table name -> policy") end
+  if o.env == nil then raise(fn .. ": missing option env") end
+  local attacks = o.attacks or {}
+  if type(attacks) ~= "table" then raise(fn .. ": attacks must be a table name -> attack") end
+  for name, a in pairs(attacks) do
+    if getmetatable(a) ~= Attack then raise(("%s: attacks.%s is not one of parry.rl.attacks.*"):format(fn, tostring(name))) end
+  end
+  local names, anames = sorted_keys(o.policies), sorted_keys(attacks)
+  local result = { policies = {}, order = names, attacks = { "natural" } }
+  for _, a in ipairs(anames) do result.attacks[#result.attacks + 1] = a end
+  local lines = { ("%-14s %12s"):format("policy", "natural") }
+  for _, a in ipairs(anames) do lines[1] = lines[1] .. ("%12s"):format(a) end
+  lines[1] = lines[1] .. ("%14s"):format("worst")
+  for _, name in ipairs(names) do
+    local ps = members(fn, o.policies[name], "policies." .. tostring(name))
+    local row = {}
+    for _, cond in ipairs(result.attacks) do
+      local per_seed, all = {}, {}
+      for _, p in ipairs(ps) do
+        local ev = rl.evaluate(p, o.env, { episodes = o.episodes or 50, seed = o.seed or 1, attack = attacks[cond],
+                                           max_episode_steps = o.max_episode_steps })
+        per_seed[#per_seed + 1] = ev.mean
+        for _, r in ipairs(ev.returns) do all[#all + 1] = r end
+      end
+      local m = 0
+      for _, r in ipairs(all) do m = m + r end
+      m = m / #all
+      local v = 0
+      for _, r in ipairs(all) do v = v + (r - m) ^ 2 end
+      row[cond] = { median = median(per_seed), mean = m, sd = math.sqrt(v / #all), per_seed = per_seed }
+    end
+    local worst = { name = "natural", median = row.natural.median }
+    for _, a in ipairs(anames) do if row[a].median < worst.median then worst = { name = a, median = row[a].median } end end
+    row.worst = worst
+    result.policies[name] = row
+    local line = ("%-14s %12.1f"):format(tostring(name), row.natural.median)
+    for _, a in ipairs(anames) do line = line .. ("%12.1f"):format(row[a].median) end
+    lines[#lines + 1] = line .. ("%14s"):format(("%.1f"):format(worst.median))
+  end
+  result.summary = table.concat(lines, "\n")
+  return result
+end
+
+--- plot_robustness(result, file [, {title=}]): grouped bars of the medians, one group per policy.
+function rl.plot_robustness(result, file, opts)
+  local fn = "parry.rl.plot_robustness"
+  if type(result) ~= "table" or type(result.policies) ~= "table" then raise(fn .. ": expected the result of parry.rl.robustness") end
+  if type(file) ~= "string" then raise(fn .. ": file must be a path (string), got " .. type(file)) end
+  local o = options(fn, opts, { "title" })
+  local series = {}
+  for _, cond in ipairs(result.attacks) do
+    local values = {}
+    for i, name in ipairs(result.order) do values[i] = result.policies[name][cond].median end
+    series[#series + 1] = { values = values, label = cond }
+  end
+  return require("parry.plot").bar{labels = result.order, series = series, title = o.title or "return under attack (median over seeds)",
+                                   ylabel = "return", file = file}
+end
+
+rl.schedules = {}
+
+--- schedules.halves(attack): the paper's schedule — attacked in the first
+-- and third quarters of the rounds, natural otherwise.
+function rl.schedules.halves(attack)
+  return function(t, T) if t <= T // 4 or (t > T // 2 and t <= 3 * T // 4) then return attack end end
+end
+
+--- schedules.periodic(attack, interval): `interval` rounds attacked, `interval` natural, and so on.
+function rl.schedules.periodic(attack, interval)
+  if math.type(interval) ~= "integer" or interval < 1 then raise("parry.rl.schedules.periodic: interval must be a positive integer") end
+  return function(t) if ((t - 1) // interval) % 2 == 0 then return attack end end
+end
+
+--- schedules.random(attack, p [, {seed=}]): starts attacked and switches between attacked and natural with probability p each round.
+function rl.schedules.random(attack, p, opts)
+  if type(p) ~= "number" or p < 0 or p > 1 then raise("parry.rl.schedules.random: p must be a probability, got " .. tostring(p)) end
+  local o = options("parry.rl.schedules.random", opts, { "seed" })
+  local g, on, states = core.Generator(o.seed or 1), true, {}
+  return function(t)
+    while #states < t do
+      if #states > 0 and core.rand(1, { generator = g }):item() < p then on = not on end
+      states[#states + 1] = on
+    end
+    if states[t] then return attack end
+  end
+end
+
+--- adapt{policies=, env=, schedule=, rounds=2000, lr=5, normalizer=, eval_episodes=5, seed=1} -> result.
+-- EXP3 over the policy class, one deterministic episode per round against
+-- the schedule's attacker (a function(round, rounds) -> attack or nil, an
+-- attack for every round, or nil for none). Per round: the arm, its
+-- return, the arm probabilities and the cumulative (pseudo-)regret against
+-- the best fixed member in hindsight, from each member's expected return per
+-- condition (estimated with eval_episodes episodes).
+function rl.adapt(opts)
+  local fn = "parry.rl.adapt"
+  local o = options(fn, opts, { "policies", "env", "schedule", "rounds", "lr", "normalizer", "eval_episodes", "seed", "max_episode_steps" })
+  if type(o.policies) ~= "table" or #o.policies == 0 then raise(fn .. ": policies must be a non-empty list of parry.rl.Policy (the policy class)") end
+  for i, p in ipairs(o.policies) do
+    if getmetatable(p) ~= Policy then raise(("%s: policies[%d] is not a parry.rl.Policy"):format(fn, i)) end
+  end
+  local T = o.rounds or 2000
+  if math.type(T) ~= "integer" or T < 1 then raise(fn .. ": rounds must be a positive integer, got " .. tostring(T)) end
+  local sched = o.schedule
+  if getmetatable(sched) == Attack then local a = sched; sched = function() return a end end
+  if sched ~= nil and type(sched) ~= "function" then raise(fn .. ": schedule must be a function(round, rounds) -> attack or nil, or an attack") end
+  local conditions, index, schedule = { false }, {}, {}
+  for t = 1, T do
+    local a = sched and sched(t, T)
+    if a == nil or a == false then schedule[t] = 1
+    elseif getmetatable(a) ~= Attack then
+      raise(("%s: the schedule returned %s for round %d (expected one of parry.rl.attacks.* or nil)"):format(fn, type(a), t))
+    else
+      if not index[a] then conditions[#conditions + 1] = a; index[a] = #conditions end
+      schedule[t] = index[a]
+    end
+  end
+  local env = as_native(fn, o.env, { max_episode_steps = o.max_episode_steps })
+  local rounds, expected, best = util.with_status(function(show)
+    return C.adapt(o.policies, env._h, conditions, schedule,
+                   { normalizer = o.normalizer, lr = o.lr, eval_episodes = o.eval_episodes, seed = o.seed }, show)
+  end)
+  local total = 0
+  for _, r in ipairs(rounds) do total = total + r.reward end
+  return { rounds = rounds, expected = expected, best_fixed = best, conditions = conditions, total_reward = total,
+           regret = rounds[#rounds].regret }
+end
+
+--- plot_adaptation(result, file [, {window=50, title=}]): the moving average of
+-- the per-round return and the cumulative regret against the round.
+function rl.plot_adaptation(result, file, opts)
+  local fn = "parry.rl.plot_adaptation"
+  if type(result) ~= "table" or type(result.rounds) ~= "table" or #result.rounds == 0 then raise(fn .. ": expected the result of parry.rl.adapt") end
+  if type(file) ~= "string" then raise(fn .. ": file must be a path (string), got " .. type(file)) end
+  local o = options(fn, opts, { "window", "title" })
+  local w = o.window or 50
+  local xs, avg, regret, acc = {}, {}, {}, {}
+  for i, r in ipairs(result.rounds) do
+    acc[i] = (acc[i - 1] or 0) + r.reward
+    xs[i] = i
+    local lo = math.max(0, i - w)
+    avg[i] = (acc[i] - (acc[lo] or 0)) / (i - lo)
+    regret[i] = r.regret
+  end
+  return require("parry.plot").line{series = {{x = xs, y = avg, label = ("return (moving average of %d)"):format(w)},
+                                             {x = xs, y = regret, label = "cumulative regret"}},
+                                   title = o.title or "EXP3 over the policy class", xlabel = "round", file = file}
+end
+
 -- MARK: PPO
 
 local PPO_OPTIONS = { "sa_reg", "sa_eps", "sa_steps", "sa_ramp", "sa_detach_stdev", "total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
