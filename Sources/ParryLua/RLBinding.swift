@@ -435,6 +435,17 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         let out = try LuaContext.with(a.L) { try attack.perturb(x, policy: p, generator: g) }
         return a.push(try out.reshape(obs.shape))
     } }),
+    // adversary_env(victim, env, eps, deterministic, seed) -> handle: the env an SA-RL adversary learns in
+    ("adversary_env", { L in bind(L, "parry.rl.attacks.sa_rl") { a in
+        let victim = try a.policy(1)
+        guard let env = try a.handle(2).single else { throw a.fail("expected a single env") }
+        let eps = try a.number(3, "eps")
+        let det = a.isNil(4) ? true : lua_toboolean(a.L, 4) != 0
+        let seed = a.isNil(5) ? UInt64(1) : UInt64(bitPattern: Int64(try a.integer(5, "seed")))
+        let adv = try AdversaryEnv(base: env, victim: victim, eps: eps, deterministic: det, seed: seed)
+        pushHandle(a.L, EnvHandle(single: TimeLimit(adv, maxEpisodeSteps: nil)), keep: 2)
+        return 1
+    } }),
     // adapt(policies, env, conditions, schedule, options, status) -> rounds, expected, best
     ("adapt", { L in bind(L, "parry.rl.adapt") { a in
         guard a.type(1) == LUA_TTABLE, a.rawLength(1) > 0 else { throw a.fail("policies must be a non-empty list of parry.rl.Policy (the policy class)") }
@@ -685,7 +696,10 @@ extension LuaArgs {
         case "random": return try RandomAttack(eps: eps)
         case "critic": return try CriticAttack(eps: eps, steps: steps ?? 10, stepEps: try field("step_eps", { try number($0, "step_eps") }))
         case "mad": return try MADAttack(eps: eps, steps: steps ?? 10, beta: try field("beta", { try number($0, "beta") }) ?? 1)
-        default: throw fail("unknown attack kind '\(kind)' (expected random, critic or mad)")
+        case "sa_rl":
+            let j = rawField(i, "adversary"); defer { pop() }
+            return try LearnedAttack(eps: eps, adversary: try policy(j))
+        default: throw fail("unknown attack kind '\(kind)' (expected random, critic, mad or sa_rl)")
         }
     }
 }

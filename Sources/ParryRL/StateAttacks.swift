@@ -141,3 +141,73 @@ public func stateAdversarialRegularizer(_ s: Tensor, policy: ActorCritic, eps: D
     let x = try sgldActionChange(s, policy: policy, reference: ref, eps: eps, steps: steps, beta: 1e-5, generator: generator)
     return try ref.distance(x.detach(), policy: policy, liveStdev: !detachStdev).mean()
 }
+
+/// The environment an SA-RL adversary (Zhang et al. 2021, "optimal attack")
+/// learns in: it observes what the frozen victim would see (the victim's
+/// normalized observation), acts with a ∈ [−1, 1]^d, the victim sees
+/// ŝ = s + ε·clip(a, −1, 1) and acts (deterministically by default), and the
+/// adversary's reward is the negated env reward. Episodes end as the env's do.
+public final class AdversaryEnv: Environment {
+    public let base: Environment, victim: ActorCritic, eps: Double, deterministic: Bool
+    public var id: String { "SA-RL adversary on \(base.id)" }
+    public let observationSpace: Space, actionSpace: Space
+    private var last: [Float] = []
+    private let generator: Generator
+
+    public init(base: Environment, victim: ActorCritic, eps: Double, deterministic: Bool = true, seed: UInt64 = 1) throws {
+        try StateAttackError.check(eps)
+        guard base.observationSpace == victim.observationSpace, base.actionSpace == victim.actionSpace else {
+            throw RLError("the victim's spaces differ from the env's")
+        }
+        guard !base.observationSpace.isDiscrete else { throw RLError("SA-RL perturbs Box observations, got \(base.observationSpace)") }
+        self.base = base; self.victim = victim; self.eps = eps; self.deterministic = deterministic
+        let d = base.observationSpace.flatCount
+        observationSpace = .box(-.infinity, .infinity, shape: [d])
+        actionSpace = .box(-1, 1, shape: [d])
+        generator = Generator(seed: seed)
+    }
+
+    private func seen(_ raw: [Float]) throws -> [Float] { try victim.prepare(raw, rows: 1).contiguous().floats() }
+
+    public func reset(seed: UInt64?) throws -> [Float] {
+        last = try base.reset(seed: seed)
+        return try seen(last)
+    }
+
+    public func step(_ action: [Float]) throws -> Transition {
+        let s = try victim.prepare(last, rows: 1)
+        let delta = try Tensor(action.map { Swift.min(Swift.max($0, -1), 1) * Float(eps) }, shape: [1, action.count])
+        let perturbed = try s + delta
+        let a = try GradMode.noGrad { () -> [Float] in
+            let dist = try victim.distribution(perturbed)
+            let x = deterministic ? try dist.mode() : try dist.sample(generator)
+            if x.dtype == .int64 { return x.int64s().map { Float($0) } }
+            return try x.contiguous().floats()
+        }
+        var t = try base.step(a)
+        last = t.observation
+        t.observation = try seen(last)
+        t.reward = -t.reward
+        return t
+    }
+}
+
+/// A learned attack (SA-RL): ŝ = s + ε·clip(μ_ν(s), −1, 1) with the
+/// adversary's mean action (its own observation statistics applied).
+public struct LearnedAttack: ObservationAttack {
+    public let eps: Double, adversary: ActorCritic
+    public init(eps: Double, adversary: ActorCritic) throws {
+        try StateAttackError.check(eps)
+        guard case .box = adversary.actionSpace else { throw RLError("the adversary must have a Box action space") }
+        self.eps = eps; self.adversary = adversary
+    }
+    public func perturb(_ s: Tensor, policy: ActorCritic, generator: Generator) throws -> Tensor {
+        guard s.ndim == 2, adversary.observationSpace.flatCount == s.shape[1], adversary.actionSpace.flatCount == s.shape[1] else {
+            throw RLError("the adversary was trained for \(adversary.observationSpace.flatCount)-dimensional observations, got shape \(s.shape)")
+        }
+        return try GradMode.noGrad {
+            let a = try adversary.act(try s.contiguous().floats(), rows: s.shape[0], deterministic: true, generator: generator)
+            return try project(s + Tensor(a, shape: s.shape).clamp(-1, 1) * eps, s)
+        }
+    }
+}

@@ -59,4 +59,26 @@ final class StateAttackTests: XCTestCase {
             XCTAssertNotNil(p.actor.allParameters().first?.grad)
         }
     }
+
+    func testAdversaryEnvNegatesTheRewardAndPerturbsWithinTheBall() throws {
+        let pendulum = try ActorCritic.mlp(observationSpace: .box(low: [-1, -1, -8], high: [1, 1, 8], shape: [3]), actionSpace: .box(-2, 2, shape: [1]))
+        // ε = 0: the adversary cannot change anything, so its reward is −(the victim's natural reward)
+        let adv = try AdversaryEnv(base: try Registry.make("Pendulum-v1"), victim: pendulum, eps: 0)
+        let plain = try Registry.make("Pendulum-v1")
+        var o1 = try adv.reset(seed: 4)
+        var o2 = try plain.reset(seed: 4)
+        for _ in 0..<30 {
+            XCTAssertEqual(o1, try pendulum.prepare(o2, rows: 1).floats())
+            let a = try pendulum.act(o2, rows: 1, deterministic: true, generator: Generator(seed: 1))
+            let t1 = try adv.step([1, -1, 0.5]), t2 = try plain.step(a)
+            XCTAssertEqual(t1.reward, -t2.reward)
+            o1 = t1.observation; o2 = t2.observation
+        }
+        // the learned attack's perturbation stays in the ball
+        let attack = try LearnedAttack(eps: 0.1, adversary: try ActorCritic.mlp(observationSpace: .box(-.infinity, .infinity, shape: [3]),
+                                                                                   actionSpace: .box(-1, 1, shape: [3])))
+        let s = try Tensor.randn([8, 3], generator: Generator(seed: 2))
+        XCTAssertLessThanOrEqual(try (attack.perturb(s, policy: pendulum, generator: Generator(seed: 3)) - s).abs().max().double(), 0.1 + 1e-6)
+        XCTAssertThrowsError(try AdversaryEnv(base: try Registry.make("Pendulum-v1"), victim: pendulum, eps: -1))
+    }
 }

@@ -354,6 +354,20 @@ describe("robust RL: attacks, SA-PPO, robustness and adaptation", function()
     assert.same(nat.returns, zero.returns)
   end)
 
+  it("SA-RL learns an adversary by PPO on the negated reward and attacks within the ball", function()
+    local atk = rl.attacks.sa_rl{victim = policy, env = "Pendulum-v1", eps = 0.1, total_steps = 512, num_steps = 256,
+                                 num_minibatches = 4, update_epochs = 1}
+    assert.equals(2, #atk.history)
+    assert.truthy(atk.history[2].episodic_return > 0)   -- the adversary's reward is the victim's negated (negative) one
+    local obs = parry.tensor({0.3, -0.2, 1.5})
+    assert.truthy((atk(policy, obs) - policy:normalize(obs)):abs():max():item() <= 0.1 + 1e-6)
+    local ev = rl.evaluate(policy, "Pendulum-v1", {episodes = 1, attack = atk})
+    assert.equals(1, #ev.returns)
+    assert.error(function() rl.attacks.sa_rl{victim = 3, env = "Pendulum-v1", eps = 0.1} end, "parry.rl.attacks.sa_rl: victim must be a parry.rl.Policy")
+    assert.error(function() rl.attacks.sa_rl{victim = rl.Policy{env = "CartPole-v1"}, env = "Pendulum-v1", eps = 0.1, total_steps = 64, num_steps = 64, num_minibatches = 1} end,
+      "the victim's spaces differ from the env's")
+  end)
+
   it("SA-PPO trains with its regularizer ramped in", function()
     local _, history = rl.ppo{env = "Pendulum-v1", total_steps = 1024, num_steps = 256, num_minibatches = 4, update_epochs = 1,
                               sa_reg = 0.3, sa_eps = 0.1, seed = 2}

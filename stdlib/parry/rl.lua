@@ -26,6 +26,12 @@ end
 
 local function is_tensor(v) return core.is_tensor(v) end
 
+-- the options parry.rl.ppo passes to Swift (also accepted by attacks.sa_rl)
+local PPO_OPTIONS = { "sa_reg", "sa_eps", "sa_steps", "sa_ramp", "sa_detach_stdev", "total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
+                      "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef", "vf_coef", "max_grad_norm",
+                      "target_kl", "adam_eps", "bootstrap_truncated", "seed", "normalize_reward", "clip_action",
+                      "reward_clip", "on_update" }
+
 local Attack   -- the class of parry.rl.attacks' objects (defined below)
 
 -- MARK: spaces
@@ -539,6 +545,38 @@ rl.attacks.critic = attack("critic", { "eps", "steps", "step_eps" })
 --- attacks.mad{eps=, steps=10, beta=1}: SGLD ascent of the action change (KL for Discrete).
 rl.attacks.mad = attack("mad", { "eps", "steps", "beta" })
 
+--- attacks.sa_rl{victim=, env=, eps=, total_steps=200000, deterministic=true, seed=1, ...} -> attack.
+-- The learned optimal adversary (SA-RL, Zhang et al. 2021): a Gaussian
+-- policy ν trained by PPO (parry.rl.ppo's options pass through) on the
+-- negated reward of the frozen victim, which sees ŝ = s + ε·clip(a, −1, 1);
+-- the attack then uses ν's mean action. `attack.adversary` is ν,
+-- `attack.history` its training records.
+function rl.attacks.sa_rl(opts)
+  local fn = "parry.rl.attacks.sa_rl"
+  local allowed = { "victim", "env", "eps", "deterministic" }
+  for _, k in ipairs(PPO_OPTIONS) do allowed[#allowed + 1] = k end
+  allowed[#allowed + 1] = "hidden"
+  local o = options(fn, opts, allowed)
+  if getmetatable(o.victim) ~= Policy then raise(fn .. ": victim must be a parry.rl.Policy, got " .. type(o.victim)) end
+  if o.env == nil then raise(fn .. ": missing option env (the victim's env or its id)") end
+  if type(o.eps) ~= "number" then raise(fn .. ": missing option eps (the ℓ∞ radius, in the victim's observation units)") end
+  if o.victim.observation_space.kind ~= "box" then raise(fn .. ": SA-RL perturbs Box observations") end
+  local ppo = { total_steps = 200000 }
+  for _, k in ipairs(PPO_OPTIONS) do if o[k] ~= nil then ppo[k] = o[k] end end
+  ppo.hidden = o.hidden
+  local victim, env, eps, det = o.victim, o.env, o.eps, o.deterministic
+  ppo.env = function()
+    local base = as_native(fn, env)
+    local ok, h = pcall(C.adversary_env, victim, base._h, eps, det, o.seed)
+    if not ok then raise(tostring(h):gsub("^.-parry%.rl%.attacks%.sa_rl: ", fn .. ": ")) end
+    return native(h)
+  end
+  local adversary, history = rl.ppo(ppo)
+  local a = setmetatable({ kind = "sa_rl", eps = eps, adversary = adversary, history = history }, Attack)
+  C.attack_check(a)
+  return a
+end
+
 -- MARK: robustness evaluation and test-time adaptation (PROTECTED's protocol)
 
 local function members(fn, v, name)
@@ -728,10 +766,6 @@ end
 
 -- MARK: PPO
 
-local PPO_OPTIONS = { "sa_reg", "sa_eps", "sa_steps", "sa_ramp", "sa_detach_stdev", "total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
-                      "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef", "vf_coef", "max_grad_norm",
-                      "target_kl", "adam_eps", "bootstrap_truncated", "seed", "normalize_reward", "clip_action",
-                      "reward_clip", "on_update" }
 
 --- ppo{env=, total_steps=, ...} -> policy, history. CleanRL's PPO
 -- (ppo_continuous_action.py's defaults, for Discrete and Box): see
