@@ -542,39 +542,8 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         let p = try a.policy(1)
         let h = try a.handle(2)
         guard let v = h.vector, v.autoresetMode == .sameStep else { throw a.fail("internal: expected a same-step vector env") }
-        let o = try a.options(3, allowed: ["total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
-                                           "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef", "vf_coef", "max_grad_norm",
-                                           "target_kl", "adam_eps", "bootstrap_truncated", "seed", "normalize_reward", "clip_action",
-                                           "reward_clip", "on_update", "sa_reg", "sa_eps", "sa_steps", "sa_ramp", "sa_detach_stdev"])
-        var c = PPO.Config()
-        c.totalSteps = try o.integer("total_steps") ?? c.totalSteps
-        c.numSteps = try o.integer("num_steps") ?? c.numSteps
-        c.learningRate = try o.number("lr") ?? c.learningRate
-        c.annealLR = try o.bool("anneal_lr") ?? c.annealLR
-        c.gamma = try o.number("gamma") ?? c.gamma
-        c.gaeLambda = try o.number("gae_lambda") ?? c.gaeLambda
-        c.numMinibatches = try o.integer("num_minibatches") ?? c.numMinibatches
-        c.updateEpochs = try o.integer("update_epochs") ?? c.updateEpochs
-        c.normalizeAdvantages = try o.bool("norm_adv") ?? c.normalizeAdvantages
-        c.clipCoef = try o.number("clip_coef") ?? c.clipCoef
-        c.clipValueLoss = try o.bool("clip_vloss") ?? c.clipValueLoss
-        c.entCoef = try o.number("ent_coef") ?? c.entCoef
-        c.vfCoef = try o.number("vf_coef") ?? c.vfCoef
-        c.maxGradNorm = try o.number("max_grad_norm") ?? c.maxGradNorm
-        c.targetKL = try o.number("target_kl")
-        c.adamEps = try o.number("adam_eps") ?? c.adamEps
-        c.bootstrapTruncated = try o.bool("bootstrap_truncated") ?? c.bootstrapTruncated
-        if let s = try o.integer("seed") { c.seed = UInt64(bitPattern: Int64(s)) }
-        c.saRegularizer = try o.number("sa_reg") ?? c.saRegularizer
-        c.saEps = try o.number("sa_eps") ?? c.saEps
-        c.saSteps = try o.integer("sa_steps") ?? c.saSteps
-        c.saRamp = try o.number("sa_ramp") ?? c.saRamp
-        c.saDetachStdev = try o.bool("sa_detach_stdev") ?? c.saDetachStdev
-        let box = !p.actionSpace.isDiscrete
-        let rewardNorm = (try o.bool("normalize_reward") ?? box)
-            ? try NormalizeReward(gamma: c.gamma, clip: try o.number("reward_clip") ?? 10) : nil
-        let clipAction = try o.bool("clip_action") ?? box
-        if clipAction && !box { throw a.fail("clip_action needs a Box action space") }
+        let o = try a.options(3, allowed: ppoOptionNames)
+        let (c, rewardNorm, clipAction) = try a.ppoConfig(o, box: !p.actionSpace.isDiscrete)
         let onUpdate = try a.callbackOption(o, "on_update") { (r: PPO.UpdateRecord) in pushRecord(L!, r); return 1 }
         let status = a.statusLine(4)
         let updates = Swift.max(1, c.totalSteps / Swift.max(1, c.numSteps * v.numEnvs))
@@ -586,15 +555,36 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
             }
         }
         status?("")
-        lua_createtable(a.L, Int32(records.count), 0)
-        for (i, r) in records.enumerated() { pushRecord(a.L, r); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
-        if let n = p.normalizer {
-            pushTensor(a.L, try Tensor(n.stats.mean.map { Float($0) }, shape: [n.stats.size]))
-            pushTensor(a.L, try Tensor(n.stats.variance.map { Float($0) }, shape: [n.stats.size]))
-            lua_pushnumber(a.L, n.stats.count)
-            return 4
+        a.pushRecords(records)
+        return 1 + (try a.pushStats(p))
+    } }),
+    // atla(victim, adversary, victim envs, adversary envs, victim options, adversary options, {eps=, victim_updates=, adversary_updates=}, status)
+    //   -> victim records, adversary records, victim stats (3), adversary stats (3)
+    ("atla", { L in bind(L, "parry.rl.atla") { a in
+        let victim = try a.policy(1), adversary = try a.policy(2)
+        guard let ve = try a.handle(3).vector, let ae = try a.handle(4).vector else { throw a.fail("internal: expected vector envs") }
+        let (vc, vr, vclip) = try a.ppoConfig(try a.options(5, allowed: ppoOptionNames), box: !victim.actionSpace.isDiscrete)
+        let (ac, ar, aclip) = try a.ppoConfig(try a.options(6, allowed: ppoOptionNames), box: true)
+        let o = try a.options(7, allowed: ["eps", "victim_updates", "adversary_updates"])
+        guard let eps = try o.number("eps") else { throw a.fail("missing option eps") }
+        let status = a.statusLine(8)
+        let r = try LuaContext.with(a.L) {
+            try ATLA.train(victim: victim, adversary: adversary, victimEnvs: ve, adversaryEnvs: ae, eps: eps,
+                           victimConfig: vc, adversaryConfig: ac, victimClip: vclip, adversaryClip: aclip,
+                           victimRewardNormalizer: vr, adversaryRewardNormalizer: ar,
+                           victimUpdates: try o.integer("victim_updates") ?? 1, adversaryUpdates: try o.integer("adversary_updates") ?? 1) { v, total in
+                let ret = v.episodeReturn.isNaN ? "-" : String(format: "%.1f", v.episodeReturn)
+                status?("ATLA update \(v.update)/\(total)  victim return under attack \(ret)")
+            }
         }
-        return 1
+        status?("")
+        a.pushRecords(r.victim)
+        a.pushRecords(r.adversary)
+        let n = try a.pushStats(victim)
+        if n == 0 { lua_pushnil(a.L); lua_pushnil(a.L); lua_pushnil(a.L) }
+        let m = try a.pushStats(adversary)
+        if m == 0 { lua_pushnil(a.L); lua_pushnil(a.L); lua_pushnil(a.L) }
+        return 8
     } }),
     // evaluate(policy | fn, env, episodes, deterministic, seed) -> returns, lengths, mean, median, sd
     ("evaluate", { L in bind(L, "parry.rl.evaluate") { a in
@@ -634,6 +624,61 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         return 1
     } }),
 ]
+
+/// The option names of parry.rl.ppo that reach Swift.
+let ppoOptionNames = ["total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
+                      "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef", "vf_coef", "max_grad_norm",
+                      "target_kl", "adam_eps", "bootstrap_truncated", "seed", "normalize_reward", "clip_action",
+                      "reward_clip", "on_update", "sa_reg", "sa_eps", "sa_steps", "sa_ramp", "sa_detach_stdev"]
+
+extension LuaArgs {
+    /// PPO's configuration, reward normalizer and action clipping from an options table.
+    func ppoConfig(_ o: LuaOptions, box: Bool) throws -> (PPO.Config, NormalizeReward?, Bool) {
+        var c = PPO.Config()
+        c.totalSteps = try o.integer("total_steps") ?? c.totalSteps
+        c.numSteps = try o.integer("num_steps") ?? c.numSteps
+        c.learningRate = try o.number("lr") ?? c.learningRate
+        c.annealLR = try o.bool("anneal_lr") ?? c.annealLR
+        c.gamma = try o.number("gamma") ?? c.gamma
+        c.gaeLambda = try o.number("gae_lambda") ?? c.gaeLambda
+        c.numMinibatches = try o.integer("num_minibatches") ?? c.numMinibatches
+        c.updateEpochs = try o.integer("update_epochs") ?? c.updateEpochs
+        c.normalizeAdvantages = try o.bool("norm_adv") ?? c.normalizeAdvantages
+        c.clipCoef = try o.number("clip_coef") ?? c.clipCoef
+        c.clipValueLoss = try o.bool("clip_vloss") ?? c.clipValueLoss
+        c.entCoef = try o.number("ent_coef") ?? c.entCoef
+        c.vfCoef = try o.number("vf_coef") ?? c.vfCoef
+        c.maxGradNorm = try o.number("max_grad_norm") ?? c.maxGradNorm
+        c.targetKL = try o.number("target_kl")
+        c.adamEps = try o.number("adam_eps") ?? c.adamEps
+        c.bootstrapTruncated = try o.bool("bootstrap_truncated") ?? c.bootstrapTruncated
+        if let s = try o.integer("seed") { c.seed = UInt64(bitPattern: Int64(s)) }
+        c.saRegularizer = try o.number("sa_reg") ?? c.saRegularizer
+        c.saEps = try o.number("sa_eps") ?? c.saEps
+        c.saSteps = try o.integer("sa_steps") ?? c.saSteps
+        c.saRamp = try o.number("sa_ramp") ?? c.saRamp
+        c.saDetachStdev = try o.bool("sa_detach_stdev") ?? c.saDetachStdev
+        let rewardNorm = (try o.bool("normalize_reward") ?? box)
+            ? try NormalizeReward(gamma: c.gamma, clip: try o.number("reward_clip") ?? 10) : nil
+        let clipAction = try o.bool("clip_action") ?? box
+        if clipAction && !box { throw fail("clip_action needs a Box action space") }
+        return (c, rewardNorm, clipAction)
+    }
+
+    /// The observation statistics of `p` as three results (mean, var, count), or none.
+    func pushStats(_ p: ActorCritic) throws -> Int32 {
+        guard let n = p.normalizer else { return 0 }
+        pushTensor(L, try Tensor(n.stats.mean.map { Float($0) }, shape: [n.stats.size]))
+        pushTensor(L, try Tensor(n.stats.variance.map { Float($0) }, shape: [n.stats.size]))
+        lua_pushnumber(L, n.stats.count)
+        return 3
+    }
+
+    func pushRecords(_ records: [PPO.UpdateRecord]) {
+        lua_createtable(L, Int32(records.count), 0)
+        for (i, r) in records.enumerated() { pushRecord(L, r); lua_rawseti(L, -2, lua_Integer(i + 1)) }
+    }
+}
 
 private func pushRecord(_ L: LuaState, _ r: PPO.UpdateRecord) {
     lua_createtable(L, 0, 15)

@@ -125,38 +125,71 @@ public enum PPO {
     public static func train(policy: ActorCritic, envs base: VectorEnvironment, config c: Config,
                              clipAction: Bool, rewardNormalizer: NormalizeReward?,
                              onUpdate: ((UpdateRecord) throws -> Void)? = nil) throws -> [UpdateRecord] {
+        let trainer = try Trainer(policy: policy, envs: base, config: c, clipAction: clipAction, rewardNormalizer: rewardNormalizer)
+        var records: [UpdateRecord] = []
+        while !trainer.finished {
+            let rec = try trainer.iterate()
+            records.append(rec)
+            try onUpdate?(rec)
+        }
+        return records
+    }
+
+    /// PPO one update at a time (what alternating schemes such as ATLA need):
+    /// `iterate()` runs one rollout and one optimization phase. With a
+    /// `rolloutAttack` the policy acts on — and learns from — perturbed
+    /// observations (ATLA's "collect perturbed states"); the env steps on the
+    /// true ones.
+    public final class Trainer {
+        public let policy: ActorCritic, config: Config
+        public var rolloutAttack: ObservationAttack?
+        public let updates: Int
+        public private(set) var update = 0
+        public var finished: Bool { update >= updates }
+        let envs: VectorEnvironment, stats: RecordEpisodeStatistics
+        let g: Generator, params: [Tensor], optimizer: Adam
+        let n: Int, d: Int, k: Int, discrete: Bool, batch: Int, minibatch: Int
+        var obsBuf: [Float], actBuf: [Float], logpBuf: [Double], valBuf: [Double], rewBuf: [Double], doneBuf: [Bool]
+        var nextObs: Tensor, nextDone: [Bool]
+        var globalStep = 0
+        let start = Date()
+
+        public init(policy: ActorCritic, envs base: VectorEnvironment, config c: Config,
+                    clipAction: Bool, rewardNormalizer: NormalizeReward?) throws {
+            self.policy = policy; config = c
         guard base.autoresetMode == .sameStep else { throw RLError("PPO needs a vector env with same-step autoreset") }
         guard base.singleObservationSpace == policy.observationSpace, base.singleActionSpace == policy.actionSpace else {
             throw RLError("the policy's spaces (\(policy.observationSpace), \(policy.actionSpace)) differ from the env's (\(base.singleObservationSpace), \(base.singleActionSpace))")
         }
         let n = base.numEnvs
         try c.validate(numEnvs: n)
-        let stats = RecordEpisodeStatistics()
+        self.n = n
+        stats = RecordEpisodeStatistics()
         var envs: VectorEnvironment = try VectorWrapper(base, stats)
         if clipAction { envs = try VectorWrapper(envs, ClipAction()) }
         if let r = rewardNormalizer { envs = try VectorWrapper(envs, r) }
+        self.envs = envs
+        g = Generator(seed: c.seed)
+        params = policy.parameters
+        optimizer = try Adam(params, lr: c.learningRate, eps: c.adamEps)
+        d = policy.observationSpace.flatCount; k = policy.actionSpace.flatCount
+        discrete = policy.actionSpace.isDiscrete
+        batch = c.numSteps * n; minibatch = batch / c.numMinibatches
+        updates = Swift.max(1, c.totalSteps / batch)
+        obsBuf = [Float](repeating: 0, count: batch * d)
+        actBuf = [Float](repeating: 0, count: batch * k)
+        logpBuf = [Double](repeating: 0, count: batch); valBuf = [Double](repeating: 0, count: batch)
+        rewBuf = [Double](repeating: 0, count: batch)
+        doneBuf = [Bool](repeating: false, count: batch)
+        nextObs = try policy.prepare(try envs.reset(seed: c.seed), rows: n, update: true)
+        nextDone = [Bool](repeating: false, count: n)
+        }
 
-        let g = Generator(seed: c.seed)
-        let params = policy.parameters
-        let optimizer = try Adam(params, lr: c.learningRate, eps: c.adamEps)
-        let d = policy.observationSpace.flatCount, k = policy.actionSpace.flatCount
-        let discrete = policy.actionSpace.isDiscrete
-        let batch = c.numSteps * n, minibatch = batch / c.numMinibatches
-        let updates = Swift.max(1, c.totalSteps / batch)
-
-        var obsBuf = [Float](repeating: 0, count: batch * d)
-        var actBuf = [Float](repeating: 0, count: batch * k)
-        var logpBuf = [Double](repeating: 0, count: batch), valBuf = [Double](repeating: 0, count: batch)
-        var rewBuf = [Double](repeating: 0, count: batch)
-        var doneBuf = [Bool](repeating: false, count: batch)
-
-        var nextObs = try policy.prepare(try envs.reset(seed: c.seed), rows: n, update: true)
-        var nextDone = [Bool](repeating: false, count: n)
-        var records: [UpdateRecord] = []
-        var globalStep = 0
-        let start = Date()
-
-        for update in 1...updates {
+        /// One rollout of `numSteps` per env and one optimization phase.
+        public func iterate() throws -> UpdateRecord {
+            let c = config
+            update += 1
+            let update = self.update
             var rec = UpdateRecord()
             rec.update = update
             let lr = c.annealLR ? (1 - Double(update - 1) / Double(updates)) * c.learningRate : c.learningRate
@@ -168,12 +201,13 @@ public enum PPO {
             for step in 0..<c.numSteps {
                 globalStep += n
                 let base = step * n
+                let seen = try rolloutAttack.map { try $0.perturb(nextObs, policy: policy, generator: g) } ?? nextObs
                 let (action, logp, value): (Tensor, Tensor, Tensor) = try GradMode.noGrad {
-                    let dist = try policy.distribution(nextObs)
+                    let dist = try policy.distribution(seen)
                     let a = try dist.sample(g)
-                    return (a, try dist.logProb(a), try policy.value(nextObs))
+                    return (a, try dist.logProb(a), try policy.value(seen))
                 }
-                obsBuf.replaceSubrange(base * d..<(base + n) * d, with: try nextObs.contiguous().floats())
+                obsBuf.replaceSubrange(base * d..<(base + n) * d, with: try seen.contiguous().floats())
                 let flatAction = discrete ? action.int64s().map { Float($0) } : try action.contiguous().floats()
                 actBuf.replaceSubrange(base * k..<(base + n) * k, with: flatAction)
                 let lp = try logp.contiguous().floats(), v = try value.contiguous().floats()
@@ -262,10 +296,8 @@ public enum PPO {
             rec.clipFraction = clipFracs.reduce(0, +) / Double(Swift.max(clipFracs.count, 1))
             rec.explainedVariance = explainedVariance(predicted: valBuf, target: returns)
             rec.stepsPerSecond = Double(globalStep) / Swift.max(Date().timeIntervalSince(start), 1e-9)
-            records.append(rec)
-            try onUpdate?(rec)
+            return rec
         }
-        return records
     }
 }
 

@@ -368,6 +368,19 @@ describe("robust RL: attacks, SA-PPO, robustness and adaptation", function()
       "the victim's spaces differ from the env's")
   end)
 
+  it("ATLA alternates victim and adversary updates, the victim learning under its adversary's attack", function()
+    local victim, hist, atk = rl.atla{env = "Pendulum-v1", eps = 0.1, total_steps = 1024, num_steps = 256, num_minibatches = 4,
+                                      update_epochs = 1, adversary = {num_steps = 256, num_minibatches = 4, update_epochs = 1}}
+    assert.equals(4, #hist.victim); assert.equals(4, #hist.adversary)
+    assert.truthy(hist.adversary[4].episodic_return > 0)        -- the adversary earns the victim's negated reward
+    assert.truthy(victim.obs_rms.count > 1000 and atk.adversary.obs_rms.count > 1000)
+    assert.equals("sa_rl", atk.kind)
+    local obs = parry.tensor({0.3, -0.2, 1.5})
+    assert.truthy((atk(victim, obs) - victim:normalize(obs)):abs():max():item() <= 0.1 + 1e-6)
+    assert.error(function() rl.atla{env = "Pendulum-v1"} end, "parry.rl.atla: missing option eps")
+    assert.error(function() rl.atla{env = "CartPole-v1", eps = 0.1, adversary = {bogus = 1}} end, "unknown option 'bogus'")
+  end)
+
   it("SA-PPO trains with its regularizer ramped in", function()
     local _, history = rl.ppo{env = "Pendulum-v1", total_steps = 1024, num_steps = 256, num_minibatches = 4, update_epochs = 1,
                               sa_reg = 0.3, sa_eps = 0.1, seed = 2}

@@ -770,23 +770,24 @@ end
 --- ppo{env=, total_steps=, ...} -> policy, history. CleanRL's PPO
 -- (ppo_continuous_action.py's defaults, for Discrete and Box): see
 -- docs/rl.md for every option. `history` has one record per update.
-function rl.ppo(opts)
-  local allowed = { "env", "num_envs", "policy", "hidden", "activation", "normalize_obs", "obs_clip", "max_episode_steps" }
-  for _, k in ipairs(PPO_OPTIONS) do allowed[#allowed + 1] = k end
-  local o = options("parry.rl.ppo", opts, allowed)
-  if o.env == nil then raise("parry.rl.ppo: missing option env (an env id, an env, or a function that makes one)") end
+local PPO_SETUP = { "env", "num_envs", "policy", "hidden", "activation", "normalize_obs", "obs_clip", "max_episode_steps" }
+
+-- The same-step vector env, the policy (made or checked; observation
+-- statistics added when they are to be normalized) and the options for Swift.
+local function ppo_setup(fn, o)
+  if o.env == nil then raise(fn .. ": missing option env (an env id, an env, or a function that makes one)") end
   local n = o.num_envs or 1
   if math.type(n) ~= "integer" or n < 1 or n > MAX_ENVS then
-    raise(("parry.rl.ppo: num_envs must be an integer in 1..%d, got %s"):format(MAX_ENVS, tostring(n)))
+    raise(("%s: num_envs must be an integer in 1..%d, got %s"):format(fn, MAX_ENVS, tostring(n)))
   end
   local seed = o.seed or 1
-  local envs = native(C.vector(sub_envs("parry.rl.ppo", o.env, n, { max_episode_steps = o.max_episode_steps }), "same_step"))
+  local envs = native(C.vector(sub_envs(fn, o.env, n, { max_episode_steps = o.max_episode_steps }), "same_step"))
   local policy = o.policy
   if policy == nil then
     policy = rl.Policy{ observation_space = envs.single_observation_space, action_space = envs.single_action_space,
                         hidden = o.hidden, activation = o.activation, seed = seed }
   elseif getmetatable(policy) ~= Policy then
-    raise("parry.rl.ppo: policy must be a parry.rl.Policy, got " .. type(policy))
+    raise(fn .. ": policy must be a parry.rl.Policy, got " .. type(policy))
   end
   local normalize = o.normalize_obs
   if normalize == nil then normalize = policy.action_space.kind == "box" end
@@ -794,12 +795,67 @@ function rl.ppo(opts)
     local d = policy.observation_space.low:numel()
     policy.obs_rms = { mean = core.zeros(d), var = core.ones(d), count = 1e-4, clip = o.obs_clip or 10, epsilon = 1e-8 }
   end
-  local sw = { seed = seed }
+  local sw = {}
   for _, k in ipairs(PPO_OPTIONS) do if o[k] ~= nil then sw[k] = o[k] end end
   sw.seed = seed
-  local history, mean, var, count = util.with_status(function(show) return C.ppo(policy, envs._h, sw, show) end)
+  return envs, policy, sw
+end
+
+local function set_stats(policy, mean, var, count)
   if mean then policy.obs_rms.mean, policy.obs_rms.var, policy.obs_rms.count = mean, var, count end
+end
+
+function rl.ppo(opts)
+  local allowed = {}
+  for _, k in ipairs(PPO_SETUP) do allowed[#allowed + 1] = k end
+  for _, k in ipairs(PPO_OPTIONS) do allowed[#allowed + 1] = k end
+  local o = options("parry.rl.ppo", opts, allowed)
+  local envs, policy, sw = ppo_setup("parry.rl.ppo", o)
+  local history, mean, var, count = util.with_status(function(show) return C.ppo(policy, envs._h, sw, show) end)
+  set_stats(policy, mean, var, count)
   return policy, history
+end
+
+--- atla{env=, eps=, total_steps=, adversary={...}, victim_updates=1, adversary_updates=1, seed=1, ...} ->
+-- victim, {victim=, adversary=} histories, the adversary as an sa_rl attack.
+-- ATLA-PPO: the victim (PPO, this table's options as for parry.rl.ppo) and
+-- an SA-RL adversary (PPO with `adversary`'s options; total_steps defaults to
+-- the victim's) trained alternately, the victim acting on — and learning
+-- from — observations its current adversary perturbs within ε.
+function rl.atla(opts)
+  local fn = "parry.rl.atla"
+  local allowed = { "eps", "adversary", "victim_updates", "adversary_updates" }
+  for _, k in ipairs(PPO_SETUP) do allowed[#allowed + 1] = k end
+  for _, k in ipairs(PPO_OPTIONS) do allowed[#allowed + 1] = k end
+  local o = options(fn, opts, allowed)
+  if type(o.eps) ~= "number" then raise(fn .. ": missing option eps (the ℓ∞ radius, in the victim's observation units)") end
+  local envs, victim, vsw = ppo_setup(fn, o)
+  if victim.observation_space.kind ~= "box" then raise(fn .. ": ATLA perturbs Box observations") end
+  local ao = o.adversary or {}
+  if type(ao) ~= "table" then raise(fn .. ": adversary must be a table of PPO options") end
+  local aallowed = { "hidden", "activation", "normalize_obs", "obs_clip" }
+  for _, k in ipairs(PPO_OPTIONS) do aallowed[#aallowed + 1] = k end
+  ao = options(fn .. " adversary", ao, aallowed)
+  local d = victim.observation_space.low:numel()
+  local make = function()
+    return native(C.adversary_env(victim, as_native(fn, type(o.env) == "function" and o.env() or o.env)._h, o.eps, true, o.seed))
+  end
+  local aenvs = native(C.vector({ make()._h }, "same_step"))
+  local adversary = rl.Policy{ observation_space = rl.Box(-math.huge, math.huge, { d }), action_space = rl.Box(-1, 1, { d }),
+                               hidden = ao.hidden, activation = ao.activation, seed = (o.seed or 1) + 1 }
+  if ao.normalize_obs ~= false then
+    adversary.obs_rms = { mean = core.zeros(d), var = core.ones(d), count = 1e-4, clip = ao.obs_clip or 10, epsilon = 1e-8 }
+  end
+  local asw = { total_steps = vsw.total_steps or 1000000, seed = (o.seed or 1) + 1 }
+  for _, k in ipairs(PPO_OPTIONS) do if ao[k] ~= nil then asw[k] = ao[k] end end
+  local vh, ah, vm, vv, vc, am, av, ac = util.with_status(function(show)
+    return C.atla(victim, adversary, envs._h, aenvs._h, vsw, asw,
+                  { eps = o.eps, victim_updates = o.victim_updates, adversary_updates = o.adversary_updates }, show)
+  end)
+  set_stats(victim, vm, vv, vc)
+  set_stats(adversary, am, av, ac)
+  local attack = setmetatable({ kind = "sa_rl", eps = o.eps, adversary = adversary, history = ah }, Attack)
+  return victim, { victim = vh, adversary = ah }, attack
 end
 
 --- evaluate(policy, env [, {episodes=10, deterministic=true, seed=}]) ->
