@@ -461,11 +461,11 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
             conditions.append(lua_type(a.L, j) == LUA_TBOOLEAN ? nil : try a.stateAttack(j))
         }
         let schedule = try a.integerList(4, "schedule").map { $0 - 1 }
-        let o = try a.options(5, allowed: ["normalizer", "lr", "eval_episodes", "seed"])
+        let o = try a.options(5, allowed: ["normalizer", "offset", "lr", "eval_episodes", "seed"])
         let status = a.statusLine(6)
         let r = try LuaContext.with(a.L) {
             try Adaptation.run(policies: policies, env: env, conditions: conditions, schedule: schedule,
-                               normalizer: try o.number("normalizer"), lr: try o.number("lr") ?? 5,
+                               normalizer: try o.number("normalizer"), offset: try o.number("offset"), lr: try o.number("lr") ?? 5,
                                evalEpisodes: try o.integer("eval_episodes") ?? 5,
                                seed: UInt64(bitPattern: Int64(try o.integer("seed") ?? 1))) { round in
                 status?(String(format: "EXP3 round %d/%d  arm %d  reward %.1f  regret %.1f", round.round, schedule.count, round.arm + 1, round.reward, round.regret))

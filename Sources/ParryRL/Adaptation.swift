@@ -64,9 +64,14 @@ public enum Adaptation {
     /// round t. `expected` is estimated with `evalEpisodes` episodes per
     /// member and condition; regret is measured against the member whose
     /// total expected return over the schedule is largest.
-    /// `normalizer` nil: the largest |expected return| (the code uses 6000 for Hopper).
+    /// The bandit learns from (r − offset)/normalizer, as exp3.py from
+    /// r/normalizer (there offset 0 and normalizer 6000 for Hopper, whose
+    /// returns are positive). With `normalizer` nil, offset and normalizer map
+    /// the range of the expected returns onto [0, 1] and each reward is
+    /// clipped to [0, 1] — EXP3's reward range; negative returns (Pendulum)
+    /// otherwise make the arm just pulled the least likely.
     public static func run(policies: [ActorCritic], env: Environment, conditions: [ObservationAttack?], schedule: [Int],
-                           normalizer: Double?, lr: Double, evalEpisodes: Int, seed: UInt64,
+                           normalizer: Double?, offset: Double? = nil, lr: Double, evalEpisodes: Int, seed: UInt64,
                            onRound: ((Round) throws -> Void)? = nil) throws -> Result {
         guard !policies.isEmpty else { throw RLError("the policy class is empty") }
         guard !schedule.isEmpty else { throw RLError("rounds must be positive") }
@@ -82,8 +87,12 @@ public enum Adaptation {
                 }.mean
             })
         }
-        let scale = normalizer ?? Swift.max(result.expected.flatMap { $0 }.map { Swift.abs($0) }.max() ?? 1, 1e-9)
-        var bandit = try EXP3(arms: policies.count, rounds: schedule.count, normalizer: scale, lr: lr)
+        let all = result.expected.flatMap { $0 }
+        let lo = all.min() ?? 0, hi = all.max() ?? 1
+        let auto = normalizer == nil
+        let shift = auto ? lo : (offset ?? 0)
+        let scale = normalizer ?? Swift.max(hi - lo, 1e-9)
+        var bandit = try EXP3(arms: policies.count, rounds: schedule.count, normalizer: 1, lr: lr)
         let totals = (0..<policies.count).map { i in schedule.reduce(0.0) { $0 + result.expected[$1][i] } }
         result.bestFixed = totals.indices.max { totals[$0] < totals[$1] } ?? 0
         var regret = 0.0
@@ -97,7 +106,8 @@ public enum Adaptation {
                 try policies[r.arm].act(obs, rows: 1, deterministic: true, generator: g, attack: conditions[c])
             }
             r.reward = ev.mean
-            bandit.update(reward: r.reward, arm: r.arm)
+            let scaled = (r.reward - shift) / scale
+            bandit.update(reward: auto ? Swift.min(Swift.max(scaled, 0), 1) : scaled, arm: r.arm)
             regret += result.expected[c][result.bestFixed] - result.expected[c][r.arm]
             r.regret = regret
             r.round = t + 1

@@ -411,8 +411,9 @@ describe("robust RL: attacks, SA-PPO, robustness and adaptation", function()
   it("robustness reports natural and attacked returns; adapt runs EXP3 over the class", function()
     local other = rl.Policy{env = "Pendulum-v1", seed = 9}
     local res = rl.robustness{policies = {a = policy, b = {policy, other}}, env = "Pendulum-v1",
-                              attacks = {mad = rl.attacks.mad{eps = 0.2, steps = 3}}, episodes = 2}
-    assert.same({"natural", "mad"}, res.attacks)
+                              attacks = {mad = rl.attacks.mad{eps = 0.2, steps = 3},
+                                         per_victim = function(p) return rl.attacks.random{eps = 0.1} end}, episodes = 2}
+    assert.same({"natural", "mad", "per_victim"}, res.attacks)
     assert.equals(2, #res.policies.b.natural.per_seed)
     assert.truthy(res.policies.a.worst.median <= res.policies.a.natural.median)
     assert.truthy(res.summary:find("worst", 1, true))

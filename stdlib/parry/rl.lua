@@ -608,7 +608,8 @@ end
 
 --- robustness{policies=, env=, attacks=, episodes=50, seed=1} -> result.
 -- `policies` maps names to a Policy or a list of Policies (training seeds),
--- `attacks` names to parry.rl.attacks.*; natural returns come first. For
+-- `attacks` names to parry.rl.attacks.* or to a function(policy) -> attack
+-- for per-victim attacks (SA-RL); natural returns come first. For
 -- each policy and condition: `median` over the seeds of each seed's mean
 -- return, `mean` and `sd` over all episodes, `per_seed`; `worst` is the
 -- attack with the lowest median. `result.summary` is a printable table.
@@ -620,7 +621,22 @@ function rl.robustness(opts)
   local attacks = o.attacks or {}
   if type(attacks) ~= "table" then raise(fn .. ": attacks must be a table name -> attack") end
   for name, a in pairs(attacks) do
-    if getmetatable(a) ~= Attack then raise(("%s: attacks.%s is not one of parry.rl.attacks.*"):format(fn, tostring(name))) end
+    if getmetatable(a) ~= Attack and type(a) ~= "function" then
+      raise(("%s: attacks.%s is not one of parry.rl.attacks.* (or a function(policy) -> attack)"):format(fn, tostring(name)))
+    end
+  end
+  -- a function(policy) -> attack makes a per-victim attack (SA-RL's adversary), once per policy
+  local made = {}
+  local function attack_for(cond, p)
+    local a = attacks[cond]
+    if type(a) ~= "function" then return a end
+    made[cond] = made[cond] or {}
+    if not made[cond][p] then
+      local x = a(p)
+      if getmetatable(x) ~= Attack then raise(("%s: attacks.%s returned %s, not an attack"):format(fn, tostring(cond), type(x))) end
+      made[cond][p] = x
+    end
+    return made[cond][p]
   end
   local names, anames = sorted_keys(o.policies), sorted_keys(attacks)
   local result = { policies = {}, order = names, attacks = { "natural" } }
@@ -634,7 +650,7 @@ function rl.robustness(opts)
     for _, cond in ipairs(result.attacks) do
       local per_seed, all = {}, {}
       for _, p in ipairs(ps) do
-        local ev = rl.evaluate(p, o.env, { episodes = o.episodes or 50, seed = o.seed or 1, attack = attacks[cond],
+        local ev = rl.evaluate(p, o.env, { episodes = o.episodes or 50, seed = o.seed or 1, attack = attack_for(cond, p),
                                            max_episode_steps = o.max_episode_steps })
         per_seed[#per_seed + 1] = ev.mean
         for _, r in ipairs(ev.returns) do all[#all + 1] = r end
@@ -702,7 +718,7 @@ function rl.schedules.random(attack, p, opts)
   end
 end
 
---- adapt{policies=, env=, schedule=, rounds=2000, lr=5, normalizer=, eval_episodes=5, seed=1} -> result.
+--- adapt{policies=, env=, schedule=, rounds=2000, lr=5, normalizer=, offset=, eval_episodes=5, seed=1} -> result.
 -- EXP3 over the policy class, one deterministic episode per round against
 -- the schedule's attacker (a function(round, rounds) -> attack or nil, an
 -- attack for every round, or nil for none). Per round: the arm, its
@@ -711,7 +727,7 @@ end
 -- condition (estimated with eval_episodes episodes).
 function rl.adapt(opts)
   local fn = "parry.rl.adapt"
-  local o = options(fn, opts, { "policies", "env", "schedule", "rounds", "lr", "normalizer", "eval_episodes", "seed", "max_episode_steps" })
+  local o = options(fn, opts, { "policies", "env", "schedule", "rounds", "lr", "normalizer", "offset", "eval_episodes", "seed", "max_episode_steps" })
   if type(o.policies) ~= "table" or #o.policies == 0 then raise(fn .. ": policies must be a non-empty list of parry.rl.Policy (the policy class)") end
   for i, p in ipairs(o.policies) do
     if getmetatable(p) ~= Policy then raise(("%s: policies[%d] is not a parry.rl.Policy"):format(fn, i)) end
@@ -735,7 +751,7 @@ function rl.adapt(opts)
   local env = as_native(fn, o.env, { max_episode_steps = o.max_episode_steps })
   local rounds, expected, best = util.with_status(function(show)
     return C.adapt(o.policies, env._h, conditions, schedule,
-                   { normalizer = o.normalizer, lr = o.lr, eval_episodes = o.eval_episodes, seed = o.seed }, show)
+                   { normalizer = o.normalizer, offset = o.offset, lr = o.lr, eval_episodes = o.eval_episodes, seed = o.seed }, show)
   end)
   local total = 0
   for _, r in ipairs(rounds) do total = total + r.reward end
