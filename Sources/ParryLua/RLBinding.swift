@@ -435,16 +435,85 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         let out = try LuaContext.with(a.L) { try attack.perturb(x, policy: p, generator: g) }
         return a.push(try out.reshape(obs.shape))
     } }),
-    // adversary_env(victim, env, eps, deterministic, seed) -> handle: the env an SA-RL adversary learns in
-    ("adversary_env", { L in bind(L, "parry.rl.attacks.sa_rl") { a in
+    // adversary_env(victim, env, eps, deterministic, seed, mode, steps) -> handle: the env a learned adversary trains in
+    ("adversary_env", { L in bind(L, "parry.rl.attacks") { a in
         let victim = try a.policy(1)
         guard let env = try a.handle(2).single else { throw a.fail("expected a single env") }
         let eps = try a.number(3, "eps")
         let det = a.isNil(4) ? true : lua_toboolean(a.L, 4) != 0
         let seed = a.isNil(5) ? UInt64(1) : UInt64(bitPattern: Int64(try a.integer(5, "seed")))
-        let adv = try AdversaryEnv(base: env, victim: victim, eps: eps, deterministic: det, seed: seed)
+        let mode: AdversaryEnv.Mode = (a.isNil(6) ? "state" : try a.string(6, "mode")) == "action" ? .action : .state
+        let adv = try AdversaryEnv(base: env, victim: victim, eps: eps, mode: mode, deterministic: det,
+                                   steps: a.isNil(7) ? 10 : try a.integer(7, "steps"), seed: seed)
         pushHandle(a.L, EnvHandle(single: TimeLimit(adv, maxEpisodeSteps: nil)), keep: 2)
         return 1
+    } }),
+    // protected(base, make_env, victim options, adversary options, options, status) -> members (tables), iterations
+    ("protected", { L in bind(L, "parry.rl.protected") { a in
+        let base = try a.policy(1)
+        guard a.type(2) == LUA_TFUNCTION else { throw a.fail("internal: expected an env maker") }
+        let (vc, _, vclip) = try a.ppoConfig(try a.options(3, allowed: ppoOptionNames), box: true)
+        let (ac, _, aclip) = try a.ppoConfig(try a.options(4, allowed: ppoOptionNames), box: true)
+        let o = try a.options(5, allowed: ["iterations", "updates", "eps", "reselect_every", "select_episodes", "gap_episodes",
+                                           "delta", "seed", "steps", "normalize_reward"])
+        var c = Protected.Config()
+        c.victim = vc; c.adversary = ac; c.victimClip = vclip; c.adversaryClip = aclip
+        c.iterations = try o.integer("iterations") ?? c.iterations
+        c.updates = try o.integer("updates") ?? c.updates
+        guard let eps = try o.number("eps") else { throw a.fail("missing option eps") }
+        c.eps = eps
+        c.reselectEvery = try o.integer("reselect_every") ?? c.reselectEvery
+        c.selectEpisodes = try o.integer("select_episodes") ?? c.selectEpisodes
+        c.gapEpisodes = try o.integer("gap_episodes") ?? c.gapEpisodes
+        c.delta = try o.number("delta")
+        c.paadSteps = try o.integer("steps") ?? c.paadSteps
+        c.normalizeRewards = try o.bool("normalize_reward") ?? true
+        if let s = try o.integer("seed") { c.seed = UInt64(bitPattern: Int64(s)) }
+        let status = a.statusLine(6)
+        lua_createtable(a.L, 8, 0)   // keeps the envs made for the run alive
+        let keep = lua_gettop(a.L)
+        var made = 0
+        let r = try LuaContext.with(a.L) {
+            try Protected.run(base: base, makeEnv: {
+                try a.call(2, nresults: 1) { 0 }
+                made += 1
+                lua_pushvalue(a.L, -1); lua_rawseti(a.L, keep, lua_Integer(made))
+                defer { a.pop() }
+                guard let e = try a.handle(-1, "the env maker's result").single else { throw a.fail("the env maker returned a vector env") }
+                return e
+            }, config: c) { j, u in status?("PROTECTED iteration \(j)/\(c.iterations)  update \(u)/\(c.updates)") }
+        }
+        status?("")
+        lua_createtable(a.L, Int32(r.members.count), 0)
+        for (i, m) in r.members.enumerated().dropFirst() {
+            lua_createtable(a.L, 0, 4)
+            pushModule(a.L, m.actor); lua_setfield(a.L, -2, "actor")
+            pushModule(a.L, m.critic); lua_setfield(a.L, -2, "critic")
+            if let s = m.logStd { pushTensor(a.L, s); lua_setfield(a.L, -2, "log_std") }
+            if let n = m.normalizer {
+                lua_createtable(a.L, 0, 5)
+                pushTensor(a.L, try Tensor(n.stats.mean.map { Float($0) }, shape: [n.stats.size])); lua_setfield(a.L, -2, "mean")
+                pushTensor(a.L, try Tensor(n.stats.variance.map { Float($0) }, shape: [n.stats.size])); lua_setfield(a.L, -2, "var")
+                lua_pushnumber(a.L, n.stats.count); lua_setfield(a.L, -2, "count")
+                lua_pushnumber(a.L, n.clip); lua_setfield(a.L, -2, "clip")
+                lua_pushnumber(a.L, n.epsilon); lua_setfield(a.L, -2, "epsilon")
+                lua_setfield(a.L, -2, "obs_rms")
+            }
+            lua_rawseti(a.L, -2, lua_Integer(i + 1))   // members[1] is the base, which Lua already has
+        }
+        lua_createtable(a.L, Int32(r.iterations.count), 0)
+        for (i, it) in r.iterations.enumerated() {
+            lua_createtable(a.L, 0, 7)
+            lua_pushinteger(a.L, lua_Integer(it.iteration)); lua_setfield(a.L, -2, "iteration")
+            lua_pushboolean(a.L, it.added ? 1 : 0); lua_setfield(a.L, -2, "added")
+            lua_pushnumber(a.L, it.newReturn); lua_setfield(a.L, -2, "new_return")
+            lua_pushnumber(a.L, it.bestClassReturn); lua_setfield(a.L, -2, "best_class_return")
+            lua_pushnumber(a.L, it.gap); lua_setfield(a.L, -2, "gap")
+            a.pushRecords(it.victim); lua_setfield(a.L, -2, "victim")
+            a.pushRecords(it.adversary); lua_setfield(a.L, -2, "adversary")
+            lua_rawseti(a.L, -2, lua_Integer(i + 1))
+        }
+        return 2
     } }),
     // adapt(policies, env, conditions, schedule, options, status) -> rounds, expected, best
     ("adapt", { L in bind(L, "parry.rl.adapt") { a in
@@ -741,10 +810,10 @@ extension LuaArgs {
         case "random": return try RandomAttack(eps: eps)
         case "critic": return try CriticAttack(eps: eps, steps: steps ?? 10, stepEps: try field("step_eps", { try number($0, "step_eps") }))
         case "mad": return try MADAttack(eps: eps, steps: steps ?? 10, beta: try field("beta", { try number($0, "beta") }) ?? 1)
-        case "sa_rl":
+        case "sa_rl", "pa_ad":
             let j = rawField(i, "adversary"); defer { pop() }
-            return try LearnedAttack(eps: eps, adversary: try policy(j))
-        default: throw fail("unknown attack kind '\(kind)' (expected random, critic, mad or sa_rl)")
+            return try LearnedAttack(eps: eps, adversary: try policy(j), mode: kind == "sa_rl" ? .state : .action, steps: steps ?? 10)
+        default: throw fail("unknown attack kind '\(kind)' (expected random, critic, mad, sa_rl or pa_ad)")
         }
     }
 }

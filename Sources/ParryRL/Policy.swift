@@ -170,3 +170,21 @@ public final class ActorCritic {
         }
     }
 }
+
+extension ActorCritic {
+    /// An independent copy: networks (Swift-defined ones; a Lua-defined
+    /// network needs its Lua object, so it is refused), log-std and the
+    /// observation statistics.
+    public func copy() throws -> ActorCritic {
+        for m in [actor, critic] where m.namedModules().contains(where: { $0.module is ClosureModule }) {
+            throw RLError("cannot copy a policy whose networks are defined in Lua (use parry.rl.Policy's MLP networks)")
+        }
+        let n = normalizer.map { ObservationNormalizer(stats: $0.stats.copy(), clip: $0.clip, epsilon: $0.epsilon) }
+        let s = try logStd.map { t -> Tensor in
+            let c = try t.detach().clone()
+            return t.requiresGrad ? try c.requiresGrad_() : c
+        }
+        return try ActorCritic(actor: try actor.clone(), critic: try critic.clone(), logStd: s,
+                               observationSpace: observationSpace, actionSpace: actionSpace, normalizer: n)
+    }
+}

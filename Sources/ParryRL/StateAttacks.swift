@@ -142,28 +142,64 @@ public func stateAdversarialRegularizer(_ s: Tensor, policy: ActorCritic, eps: D
     return try ref.distance(x.detach(), policy: policy, liveStdev: !detachStdev).mean()
 }
 
-/// The environment an SA-RL adversary (Zhang et al. 2021, "optimal attack")
-/// learns in: it observes what the frozen victim would see (the victim's
-/// normalized observation), acts with a ∈ [−1, 1]^d, the victim sees
-/// ŝ = s + ε·clip(a, −1, 1) and acts (deterministically by default), and the
-/// adversary's reward is the negated env reward. Episodes end as the env's do.
+/// PA-AD's actor step (Sun et al. 2022; PROTECTED's `perturb_obs_fgsm`):
+/// given a direction d in the victim's action space, one FGSM step from a
+/// uniform start within ±ε/steps toward moving the victim's mean action
+/// along d — ascending cos(μ(x) − μ(s), d) + ‖μ(x) − μ(s)‖ — to the corner
+/// s + ε·sign(∇) of the ball. (The code steps along the gradient of the
+/// negated objective; a learned director absorbs that sign, so parry takes
+/// the ascent the paper describes.)
+func paadPerturb(_ s: Tensor, direction: Tensor, victim: ActorCritic, eps: Double, steps: Int, generator: Generator) throws -> Tensor {
+    guard case .box = victim.actionSpace else { throw RLError("PA-AD steers Box actions; the victim has \(victim.actionSpace)") }
+    let s0 = s.detach()
+    let mu0 = try GradMode.noGrad { () -> Tensor in
+        guard case .normal(let m, _) = try victim.distribution(s0) else { throw RLError("PA-AD needs a Gaussian victim") }
+        return m.detach()
+    }
+    let noise = try (Tensor.rand(s0.shape, generator: generator) * 2 - 1) * (eps / Double(steps))
+    let x = try (s0 + noise).detach().requiresGrad_()
+    let objective = try GradMode.with(enabled: true) { () -> Tensor in
+        guard case .normal(let m, _) = try victim.distribution(x) else { throw RLError("PA-AD needs a Gaussian victim") }
+        let diff = try m - mu0
+        // ‖diff‖ with a floor under the root: its gradient at diff = 0 would be NaN
+        return try (F.cosineSimilarity(diff, direction, dim: 1) + (diff.square().sum(dim: 1) + 1e-12).sqrt()).sum()
+    }
+    guard let g = try grad([objective], [x], allowUnused: true).first ?? nil else { return s0 }
+    return try GradMode.noGrad { try s0 + eps * g.sign() }
+}
+
+/// The environment a learned adversary trains in: it observes what the
+/// victim would see (the victim's normalized observation) and acts with
+/// a ∈ [−1, 1]^m — SA-RL (`.state`, m = observation size): the victim sees
+/// ŝ = s + ε·clip(a, −1, 1); PA-AD (`.action`, m = action size): a is a
+/// direction in the victim's action space and ŝ comes from `paadPerturb`.
+/// The victim acts deterministically by default; the adversary's reward is
+/// `rewardSign`·r (−1: the usual adversary; PROTECTED's merged rollouts use
+/// +1 for the new victim and −1 for the best member). `victim` can be
+/// swapped between episodes.
 public final class AdversaryEnv: Environment {
-    public let base: Environment, victim: ActorCritic, eps: Double, deterministic: Bool
-    public var id: String { "SA-RL adversary on \(base.id)" }
+    public enum Mode { case state, action }
+    public let base: Environment, eps: Double, deterministic: Bool, mode: Mode, steps: Int
+    public var victim: ActorCritic
+    public var rewardSign: Double
+    public var id: String { "\(mode == .state ? "SA-RL" : "PA-AD") adversary on \(base.id)" }
     public let observationSpace: Space, actionSpace: Space
     private var last: [Float] = []
     private let generator: Generator
 
-    public init(base: Environment, victim: ActorCritic, eps: Double, deterministic: Bool = true, seed: UInt64 = 1) throws {
-        try StateAttackError.check(eps)
+    public init(base: Environment, victim: ActorCritic, eps: Double, mode: Mode = .state, deterministic: Bool = true,
+                rewardSign: Double = -1, steps: Int = 10, seed: UInt64 = 1) throws {
+        try StateAttackError.check(eps, steps)
         guard base.observationSpace == victim.observationSpace, base.actionSpace == victim.actionSpace else {
             throw RLError("the victim's spaces differ from the env's")
         }
-        guard !base.observationSpace.isDiscrete else { throw RLError("SA-RL perturbs Box observations, got \(base.observationSpace)") }
+        guard !base.observationSpace.isDiscrete else { throw RLError("learned attacks perturb Box observations, got \(base.observationSpace)") }
+        if mode == .action, base.actionSpace.isDiscrete { throw RLError("PA-AD steers Box actions; the env has \(base.actionSpace)") }
         self.base = base; self.victim = victim; self.eps = eps; self.deterministic = deterministic
+        self.mode = mode; self.rewardSign = rewardSign; self.steps = steps
         let d = base.observationSpace.flatCount
         observationSpace = .box(-.infinity, .infinity, shape: [d])
-        actionSpace = .box(-1, 1, shape: [d])
+        actionSpace = .box(-1, 1, shape: [mode == .state ? d : base.actionSpace.flatCount])
         generator = Generator(seed: seed)
     }
 
@@ -176,38 +212,41 @@ public final class AdversaryEnv: Environment {
 
     public func step(_ action: [Float]) throws -> Transition {
         let s = try victim.prepare(last, rows: 1)
-        let delta = try Tensor(action.map { Swift.min(Swift.max($0, -1), 1) * Float(eps) }, shape: [1, action.count])
-        let perturbed = try s + delta
-        let a = try GradMode.noGrad { () -> [Float] in
+        let a = try Tensor(action.map { Swift.min(Swift.max($0, -1), 1) }, shape: [1, action.count])
+        let perturbed = mode == .state ? try s + a * eps
+            : try paadPerturb(s, direction: a, victim: victim, eps: eps, steps: steps, generator: generator)
+        let act = try GradMode.noGrad { () -> [Float] in
             let dist = try victim.distribution(perturbed)
             let x = deterministic ? try dist.mode() : try dist.sample(generator)
             if x.dtype == .int64 { return x.int64s().map { Float($0) } }
             return try x.contiguous().floats()
         }
-        var t = try base.step(a)
+        var t = try base.step(act)
         last = t.observation
         t.observation = try seen(last)
-        t.reward = -t.reward
+        t.reward = rewardSign * t.reward
         return t
     }
 }
 
-/// A learned attack (SA-RL): ŝ = s + ε·clip(μ_ν(s), −1, 1) with the
-/// adversary's mean action (its own observation statistics applied).
+/// A learned attack with the adversary's mean action (its own observation
+/// statistics applied): SA-RL ŝ = s + ε·clip(μ_ν(s), −1, 1); PA-AD the
+/// actor's FGSM step toward the director's direction μ_ν(s).
 public struct LearnedAttack: ObservationAttack {
-    public let eps: Double, adversary: ActorCritic
-    public init(eps: Double, adversary: ActorCritic) throws {
-        try StateAttackError.check(eps)
+    public let eps: Double, adversary: ActorCritic, mode: AdversaryEnv.Mode, steps: Int
+    public init(eps: Double, adversary: ActorCritic, mode: AdversaryEnv.Mode = .state, steps: Int = 10) throws {
+        try StateAttackError.check(eps, steps)
         guard case .box = adversary.actionSpace else { throw RLError("the adversary must have a Box action space") }
-        self.eps = eps; self.adversary = adversary
+        self.eps = eps; self.adversary = adversary; self.mode = mode; self.steps = steps
     }
     public func perturb(_ s: Tensor, policy: ActorCritic, generator: Generator) throws -> Tensor {
-        guard s.ndim == 2, adversary.observationSpace.flatCount == s.shape[1], adversary.actionSpace.flatCount == s.shape[1] else {
-            throw RLError("the adversary was trained for \(adversary.observationSpace.flatCount)-dimensional observations, got shape \(s.shape)")
+        let want = mode == .state ? s.shape.last : policy.actionSpace.flatCount
+        guard s.ndim == 2, adversary.observationSpace.flatCount == s.shape[1], adversary.actionSpace.flatCount == want else {
+            throw RLError("the adversary was trained for another victim (\(adversary.observationSpace.flatCount) observations, \(adversary.actionSpace.flatCount) actions), got observations of shape \(s.shape)")
         }
-        return try GradMode.noGrad {
-            let a = try adversary.act(try s.contiguous().floats(), rows: s.shape[0], deterministic: true, generator: generator)
-            return try project(s + Tensor(a, shape: s.shape).clamp(-1, 1) * eps, s)
-        }
+        let a = try GradMode.noGrad { try adversary.act(try s.contiguous().floats(), rows: s.shape[0], deterministic: true, generator: generator) }
+        let dir = try Tensor(a, shape: [s.shape[0], adversary.actionSpace.flatCount]).clamp(-1, 1)
+        if mode == .action { return try paadPerturb(s, direction: dir, victim: policy, eps: eps, steps: steps, generator: generator) }
+        return try GradMode.noGrad { try project(s + dir * eps, s) }
     }
 }

@@ -81,4 +81,23 @@ final class StateAttackTests: XCTestCase {
         XCTAssertLessThanOrEqual(try (attack.perturb(s, policy: pendulum, generator: Generator(seed: 3)) - s).abs().max().double(), 0.1 + 1e-6)
         XCTAssertThrowsError(try AdversaryEnv(base: try Registry.make("Pendulum-v1"), victim: pendulum, eps: -1))
     }
+
+    func testPAADStepsTheVictimsActionAlongTheDirection() throws {
+        let p = try policy(.box(-1, 1, shape: [2]))
+        let g = Generator(seed: 4)
+        let s = try Tensor.randn([64, 2 + 1], generator: g)
+        let d = try Tensor.randn([64, 2], generator: g)
+        let x = try paadPerturb(s, direction: d, victim: p, eps: 0.1, steps: 10, generator: g)
+        XCTAssertEqual(try (x - s).abs().max().double(), 0.1, accuracy: 1e-6)   // a corner of the ball
+        func alignment(_ y: Tensor) throws -> Double {
+            try GradMode.noGrad {
+                guard case .normal(let m0, _) = try p.distribution(s), case .normal(let m, _) = try p.distribution(y) else { return 0 }
+                return try F.cosineSimilarity(m - m0, d, dim: 1).mean().double()
+            }
+        }
+        let random = try RandomAttack(eps: 0.1).perturb(s, policy: p, generator: g)
+        XCTAssertGreaterThan(try alignment(x), 0.3)
+        XCTAssertGreaterThan(try alignment(x), try alignment(random) + 0.3)
+        XCTAssertThrowsError(try paadPerturb(s, direction: d, victim: try policy(.discrete(n: 3)), eps: 0.1, steps: 10, generator: g))
+    }
 }

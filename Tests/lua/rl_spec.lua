@@ -368,6 +368,16 @@ describe("robust RL: attacks, SA-PPO, robustness and adaptation", function()
       "the victim's spaces differ from the env's")
   end)
 
+  it("PA-AD trains a director in the victim's action space", function()
+    local atk = rl.attacks.pa_ad{victim = policy, env = "Pendulum-v1", eps = 0.1, total_steps = 256, num_steps = 256,
+                                 num_minibatches = 4, update_epochs = 1}
+    assert.equals(1, atk.adversary.action_space.low:numel())   -- Pendulum's one torque
+    local obs = parry.tensor({0.3, -0.2, 1.5})
+    assert.near(0.1, (atk(policy, obs) - policy:normalize(obs)):abs():max():item(), 1e-6)
+    assert.error(function() rl.attacks.pa_ad{victim = rl.Policy{env = "CartPole-v1"}, env = "CartPole-v1", eps = 0.1} end,
+      "parry.rl.attacks.pa_ad: PA-AD steers Box actions; the victim has Discrete(2)")
+  end)
+
   it("ATLA alternates victim and adversary updates, the victim learning under its adversary's attack", function()
     local victim, hist, atk = rl.atla{env = "Pendulum-v1", eps = 0.1, total_steps = 1024, num_steps = 256, num_minibatches = 4,
                                       update_epochs = 1, adversary = {num_steps = 256, num_minibatches = 4, update_epochs = 1}}
@@ -379,6 +389,27 @@ describe("robust RL: attacks, SA-PPO, robustness and adaptation", function()
     assert.truthy((atk(victim, obs) - victim:normalize(obs)):abs():max():item() <= 0.1 + 1e-6)
     assert.error(function() rl.atla{env = "Pendulum-v1"} end, "parry.rl.atla: missing option eps")
     assert.error(function() rl.atla{env = "CartPole-v1", eps = 0.1, adversary = {bogus = 1}} end, "unknown option 'bogus'")
+  end)
+
+  it("PROTECTED grows the class by one member per iteration and records the gap; delta stops it", function()
+    local small = {num_steps = 128, num_minibatches = 2, update_epochs = 1}
+    local class, info = rl.protected{env = "Pendulum-v1", base = policy, eps = 0.1, iterations = 1, updates = 2,
+                                     ppo = small, adversary = small, gap_episodes = 1, select_episodes = 1}
+    assert.equals(2, #class)
+    assert.equals(policy, class[1])
+    assert.truthy(class[2] ~= policy and getmetatable(class[2]) == getmetatable(policy))
+    local it = info.iterations[1]
+    assert.near(it.new_return - it.best_class_return, it.gap, 1e-9)
+    assert.equals(it.gap, info.gaps[1])
+    assert.equals(2, #it.victim); assert.equals(2, #it.adversary)
+    assert.equals(1, #class[2]:act(parry.tensor({1, 0, 0})):size())   -- a working member
+    -- an unreachable delta: the first new member does not join and the run stops
+    local same, info2 = rl.protected{env = "Pendulum-v1", base = policy, eps = 0.1, iterations = 3, updates = 1, delta = math.huge,
+                                     ppo = small, adversary = small, gap_episodes = 1, select_episodes = 1}
+    assert.equals(1, #same); assert.equals(1, #info2.iterations); assert.equals(false, info2.iterations[1].added)
+    assert.error(function() rl.protected{env = "CartPole-v1", base = rl.Policy{env = "CartPole-v1"}, eps = 0.1} end,
+      "parry.rl.protected: PROTECTED trains PA-AD adversaries, which steer Box actions")
+    assert.error(function() rl.protected{env = "Pendulum-v1", base = policy} end, "parry.rl.protected: missing option eps")
   end)
 
   it("SA-PPO trains with its regularizer ramped in", function()

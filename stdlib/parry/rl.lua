@@ -545,37 +545,50 @@ rl.attacks.critic = attack("critic", { "eps", "steps", "step_eps" })
 --- attacks.mad{eps=, steps=10, beta=1}: SGLD ascent of the action change (KL for Discrete).
 rl.attacks.mad = attack("mad", { "eps", "steps", "beta" })
 
+-- Trains a learned adversary (SA-RL: mode "state"; PA-AD: mode "action") by PPO.
+local function learned_attack(kind, mode)
+  local fn = "parry.rl.attacks." .. kind
+  return function(opts)
+    local allowed = { "victim", "env", "eps", "deterministic", "hidden", "steps" }
+    for _, k in ipairs(PPO_OPTIONS) do allowed[#allowed + 1] = k end
+    local o = options(fn, opts, allowed)
+    if getmetatable(o.victim) ~= Policy then raise(fn .. ": victim must be a parry.rl.Policy, got " .. type(o.victim)) end
+    if o.env == nil then raise(fn .. ": missing option env (the victim's env or its id)") end
+    if type(o.eps) ~= "number" then raise(fn .. ": missing option eps (the ℓ∞ radius, in the victim's observation units)") end
+    if o.victim.observation_space.kind ~= "box" then raise(fn .. ": learned attacks perturb Box observations") end
+    if mode == "action" and o.victim.action_space.kind ~= "box" then
+      raise(fn .. ": PA-AD steers Box actions; the victim has " .. tostring(o.victim.action_space))
+    end
+    local ppo = { total_steps = 200000 }
+    for _, k in ipairs(PPO_OPTIONS) do if o[k] ~= nil then ppo[k] = o[k] end end
+    ppo.hidden = o.hidden
+    ppo.env = function()
+      local base = as_native(fn, o.env)
+      local ok, h = pcall(C.adversary_env, o.victim, base._h, o.eps, o.deterministic, o.seed, mode, o.steps)
+      if not ok then raise((tostring(h):gsub("^.-parry%.rl%.attacks: ", fn .. ": "))) end
+      return native(h)
+    end
+    local adversary, history = rl.ppo(ppo)
+    local a = setmetatable({ kind = kind, eps = o.eps, steps = o.steps, adversary = adversary, history = history }, Attack)
+    C.attack_check(a)
+    return a
+  end
+end
+
 --- attacks.sa_rl{victim=, env=, eps=, total_steps=200000, deterministic=true, seed=1, ...} -> attack.
 -- The learned optimal adversary (SA-RL, Zhang et al. 2021): a Gaussian
 -- policy ν trained by PPO (parry.rl.ppo's options pass through) on the
 -- negated reward of the frozen victim, which sees ŝ = s + ε·clip(a, −1, 1);
 -- the attack then uses ν's mean action. `attack.adversary` is ν,
 -- `attack.history` its training records.
-function rl.attacks.sa_rl(opts)
-  local fn = "parry.rl.attacks.sa_rl"
-  local allowed = { "victim", "env", "eps", "deterministic" }
-  for _, k in ipairs(PPO_OPTIONS) do allowed[#allowed + 1] = k end
-  allowed[#allowed + 1] = "hidden"
-  local o = options(fn, opts, allowed)
-  if getmetatable(o.victim) ~= Policy then raise(fn .. ": victim must be a parry.rl.Policy, got " .. type(o.victim)) end
-  if o.env == nil then raise(fn .. ": missing option env (the victim's env or its id)") end
-  if type(o.eps) ~= "number" then raise(fn .. ": missing option eps (the ℓ∞ radius, in the victim's observation units)") end
-  if o.victim.observation_space.kind ~= "box" then raise(fn .. ": SA-RL perturbs Box observations") end
-  local ppo = { total_steps = 200000 }
-  for _, k in ipairs(PPO_OPTIONS) do if o[k] ~= nil then ppo[k] = o[k] end end
-  ppo.hidden = o.hidden
-  local victim, env, eps, det = o.victim, o.env, o.eps, o.deterministic
-  ppo.env = function()
-    local base = as_native(fn, env)
-    local ok, h = pcall(C.adversary_env, victim, base._h, eps, det, o.seed)
-    if not ok then raise(tostring(h):gsub("^.-parry%.rl%.attacks%.sa_rl: ", fn .. ": ")) end
-    return native(h)
-  end
-  local adversary, history = rl.ppo(ppo)
-  local a = setmetatable({ kind = "sa_rl", eps = eps, adversary = adversary, history = history }, Attack)
-  C.attack_check(a)
-  return a
-end
+rl.attacks.sa_rl = learned_attack("sa_rl", "state")
+
+--- attacks.pa_ad{victim=, env=, eps=, total_steps=200000, steps=10, ...} -> attack.
+-- PA-AD (Sun et al. 2022): a director ν trained by PPO on the negated reward
+-- proposes a direction in the victim's action space; the actor takes one
+-- FGSM step (from a start within ±ε/steps) toward moving the victim's mean
+-- action that way. Box actions only.
+rl.attacks.pa_ad = learned_attack("pa_ad", "action")
 
 -- MARK: robustness evaluation and test-time adaptation (PROTECTED's protocol)
 
@@ -872,6 +885,58 @@ function rl.atla(opts)
   set_stats(adversary, am, av, ac)
   local attack = setmetatable({ kind = "sa_rl", eps = o.eps, adversary = adversary, history = ah }, Attack)
   return victim, { victim = vh, adversary = ah }, attack
+end
+
+--- protected{env=, base=, base_steps=1000000, eps=, iterations=3, updates=50, delta=, ppo={...}, adversary={...}, ...}
+-- -> the policy class (a list of Policies, the base first), info.
+-- PROTECTED's construction of a non-dominated class (see docs/rl.md): from a
+-- pretrained `base` (or one trained with parry.rl.ppo and `ppo`'s options for
+-- `base_steps`), each iteration trains a new member against a fresh PA-AD
+-- adversary for `updates` PPO updates; `ppo` configures the members' PPO (an
+-- `sa_reg` adds SA-PPO's regularizer, `num_steps` its rollout), `adversary`
+-- the adversary's. info.iterations[j] has the gap Ĵ(π_j, ν_j) − max Ĵ(Π̃, ν_j),
+-- whether π_j was added (it is not once the gap is ≤ delta, which stops),
+-- and both training histories.
+function rl.protected(opts)
+  local fn = "parry.rl.protected"
+  local o = options(fn, opts, { "env", "base", "base_steps", "eps", "iterations", "updates", "delta", "ppo", "adversary",
+                                "reselect_every", "select_episodes", "gap_episodes", "steps", "seed", "max_episode_steps" })
+  if o.env == nil then raise(fn .. ": missing option env") end
+  if type(o.eps) ~= "number" then raise(fn .. ": missing option eps (the ℓ∞ radius, in the policies' observation units)") end
+  local function ppo_options(name, t)
+    if t ~= nil and type(t) ~= "table" then raise(("%s: %s must be a table of PPO options"):format(fn, name)) end
+    return options(fn .. " " .. name, t, PPO_OPTIONS)
+  end
+  local po, ao = ppo_options("ppo", o.ppo), ppo_options("adversary", o.adversary)
+  local make = function()
+    return as_native(fn, type(o.env) == "function" and o.env() or o.env, { max_episode_steps = o.max_episode_steps })
+  end
+  local base = o.base
+  if base == nil then
+    local bo = { env = o.env, total_steps = o.base_steps or 1000000, seed = o.seed, max_episode_steps = o.max_episode_steps }
+    for k, v in pairs(po) do if k ~= "sa_reg" and k ~= "sa_eps" and k ~= "total_steps" then bo[k] = v end end
+    base = rl.ppo(bo)
+  elseif getmetatable(base) ~= Policy then
+    raise(fn .. ": base must be a parry.rl.Policy, got " .. type(base))
+  end
+  if base.action_space.kind ~= "box" then raise(fn .. ": PROTECTED trains PA-AD adversaries, which steer Box actions; the policy has " .. tostring(base.action_space)) end
+  local members, iterations = util.with_status(function(show)
+    return C.protected(base, make, po, ao, { iterations = o.iterations, updates = o.updates, eps = o.eps, delta = o.delta,
+                                             reselect_every = o.reselect_every, select_episodes = o.select_episodes,
+                                             gap_episodes = o.gap_episodes, steps = o.steps, seed = o.seed }, show)
+  end)
+  local class = { base }
+  for i = 2, #iterations + 1 do
+    local m = members[i]
+    if m then
+      m.observation_space, m.action_space = base.observation_space, base.action_space
+      m.hidden, m.activation = base.hidden, base.activation
+      class[#class + 1] = setmetatable(m, Policy)
+    end
+  end
+  local gaps = {}
+  for i, it in ipairs(iterations) do gaps[i] = it.gap end
+  return class, { iterations = iterations, gaps = gaps }
 end
 
 --- evaluate(policy, env [, {episodes=10, deterministic=true, seed=}]) ->
