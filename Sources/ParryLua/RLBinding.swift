@@ -515,6 +515,33 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         }
         return 2
     } }),
+    // rs_train(victim, env, options, status) -> q module, losses
+    ("rs_train", { L in bind(L, "parry.rl.attacks.rs") { a in
+        let victim = try a.policy(1)
+        guard let env = try a.handle(2).single else { throw a.fail("expected a single env") }
+        let o = try a.options(3, allowed: ["iterations", "num_steps", "epochs", "minibatches", "lr", "gamma", "eps", "reg", "hidden", "seed"])
+        var c = RobustSarsa.Config()
+        c.iterations = try o.integer("iterations") ?? c.iterations
+        c.numSteps = try o.integer("num_steps") ?? c.numSteps
+        c.epochs = try o.integer("epochs") ?? c.epochs
+        c.minibatches = try o.integer("minibatches") ?? c.minibatches
+        c.lr = try o.number("lr") ?? c.lr
+        c.gamma = try o.number("gamma") ?? c.gamma
+        c.eps = try o.number("eps") ?? c.eps
+        c.reg = try o.number("reg") ?? c.reg
+        if o.index != 0 {
+            let j = a.rawField(o.index, "hidden"); defer { a.pop() }
+            if !a.isNil(j) { c.hidden = try a.integerList(j, "hidden") }
+        }
+        if let s = try o.integer("seed") { c.seed = UInt64(bitPattern: Int64(s)) }
+        let status = a.statusLine(4)
+        let r = try LuaContext.with(a.L) { try RobustSarsa.train(victim: victim, env: env, config: c) }
+        status?("")
+        pushModule(a.L, r.q)
+        lua_createtable(a.L, Int32(r.losses.count), 0)
+        for (i, v) in r.losses.enumerated() { lua_pushnumber(a.L, v); lua_rawseti(a.L, -2, lua_Integer(i + 1)) }
+        return 2
+    } }),
     // adapt(policies, env, conditions, schedule, options, status) -> rounds, expected, best
     ("adapt", { L in bind(L, "parry.rl.adapt") { a in
         guard a.type(1) == LUA_TTABLE, a.rawLength(1) > 0 else { throw a.fail("policies must be a non-empty list of parry.rl.Policy (the policy class)") }
@@ -813,7 +840,11 @@ extension LuaArgs {
         case "sa_rl", "pa_ad":
             let j = rawField(i, "adversary"); defer { pop() }
             return try LearnedAttack(eps: eps, adversary: try policy(j), mode: kind == "sa_rl" ? .state : .action, steps: steps ?? 10)
-        default: throw fail("unknown attack kind '\(kind)' (expected random, critic, mad, sa_rl or pa_ad)")
+        case "rs":
+            let j = rawField(i, "q"); defer { pop() }
+            return try RSAttack(eps: eps, q: try module(j, "the attack's q"), steps: steps ?? 10,
+                                actionRatio: try field("action_ratio", { try number($0, "action_ratio") }) ?? 0)
+        default: throw fail("unknown attack kind '\(kind)' (expected random, critic, mad, rs, sa_rl or pa_ad)")
         }
     }
 }

@@ -101,3 +101,32 @@ final class StateAttackTests: XCTestCase {
         XCTAssertThrowsError(try paadPerturb(s, direction: d, victim: try policy(.discrete(n: 3)), eps: 0.1, steps: 10, generator: g))
     }
 }
+
+/// A never-ending env with reward 1: Q(s, a) = 1/(1 − γ) for any policy.
+final class ConstantRewardEnv: SeededEnvironment, Environment {
+    let id = "ConstantReward"
+    let observationSpace = Space.box(-1, 1, shape: [2]), actionSpace = Space.box(-1, 1, shape: [1])
+    func reset(seed: UInt64?) throws -> [Float] { reseed(seed); return observationSpace.sample(rng) }
+    func step(_ action: [Float]) throws -> Transition {
+        Transition(observation: observationSpace.sample(rng), reward: 1, terminated: false, truncated: false)
+    }
+}
+
+final class RobustSarsaTests: XCTestCase {
+    func testQLearnsTheDiscountedValueAndTheAttackStaysInTheBall() throws {
+        let victim = try Generator.$current.withValue(Generator(seed: 1)) {
+            try ActorCritic.mlp(observationSpace: .box(-1, 1, shape: [2]), actionSpace: .box(-1, 1, shape: [1]))
+        }
+        var c = RobustSarsa.Config()
+        c.iterations = 30; c.numSteps = 256; c.epochs = 10; c.minibatches = 8; c.lr = 0.01; c.gamma = 0.9
+        let (q, losses) = try RobustSarsa.train(victim: victim, env: ConstantRewardEnv(), config: c)
+        let x = try Tensor.rand([64, 3], generator: Generator(seed: 2)) * 2 - 1
+        let v = try GradMode.noGrad { try q(x).mean().double() }
+        XCTAssertEqual(v, 10, accuracy: 1.5, "Q ≈ 1/(1 − γ) = 10, got \(v) (losses \(losses))")
+        let attack = try RSAttack(eps: 0.1, q: q, actionRatio: 0.5)
+        let s = try Tensor.randn([8, 2], generator: Generator(seed: 3))
+        XCTAssertLessThanOrEqual(try (attack.perturb(s, policy: victim, generator: Generator(seed: 4)) - s).abs().max().double(), 0.1 + 1e-6)
+        let discrete = try ActorCritic.mlp(observationSpace: .box(-1, 1, shape: [2]), actionSpace: .discrete(n: 2))
+        XCTAssertThrowsError(try RobustSarsa.train(victim: discrete, env: ConstantRewardEnv(), config: c))
+    }
+}

@@ -368,6 +368,20 @@ describe("robust RL: attacks, SA-PPO, robustness and adaptation", function()
       "the victim's spaces differ from the env's")
   end)
 
+  it("robust SARSA learns Q for the victim and attacks through it", function()
+    local small = {iterations = 3, num_steps = 128, epochs = 1, minibatches = 4}
+    local rs = rl.attacks.rs{victim = policy, env = "Pendulum-v1", eps = 0.1, sarsa = small}
+    assert.equals(3, #rs.losses)
+    assert.truthy(parry.nn.is_module(rs.q))
+    local mix = rl.attacks.rs_mad{victim = policy, env = "Pendulum-v1", eps = 0.1, sarsa = small}
+    assert.equals(0.5, mix.action_ratio)
+    local obs = parry.tensor({0.3, -0.2, 1.5})
+    for _, a in ipairs{rs, mix} do assert.truthy((a(policy, obs) - policy:normalize(obs)):abs():max():item() <= 0.1 + 1e-6) end
+    assert.error(function() rl.attacks.rs{victim = rl.Policy{env = "CartPole-v1"}, env = "CartPole-v1", eps = 0.1} end,
+      "parry.rl.attacks.rs: robust SARSA learns Q(s, a) for Box actions; the victim has Discrete(2)")
+    assert.error(function() rl.attacks.rs{victim = policy, env = "Pendulum-v1", eps = 0.1, sarsa = {bogus = 1}} end, "unknown option 'bogus'")
+  end)
+
   it("PA-AD trains a director in the victim's action space", function()
     local atk = rl.attacks.pa_ad{victim = policy, env = "Pendulum-v1", eps = 0.1, total_steps = 256, num_steps = 256,
                                  num_minibatches = 4, update_epochs = 1}

@@ -590,6 +590,35 @@ rl.attacks.sa_rl = learned_attack("sa_rl", "state")
 -- action that way. Box actions only.
 rl.attacks.pa_ad = learned_attack("pa_ad", "action")
 
+local function rs_attack(kind, ratio)
+  local fn = "parry.rl.attacks." .. kind
+  return function(opts)
+    local o = options(fn, opts, { "victim", "env", "eps", "steps", "action_ratio", "sarsa" })
+    if getmetatable(o.victim) ~= Policy then raise(fn .. ": victim must be a parry.rl.Policy, got " .. type(o.victim)) end
+    if o.env == nil then raise(fn .. ": missing option env (the victim's env or its id)") end
+    if type(o.eps) ~= "number" then raise(fn .. ": missing option eps (the ℓ∞ radius, in the victim's observation units)") end
+    if o.victim.action_space.kind ~= "box" then
+      raise(fn .. ": robust SARSA learns Q(s, a) for Box actions; the victim has " .. tostring(o.victim.action_space))
+    end
+    if o.sarsa ~= nil and type(o.sarsa) ~= "table" then raise(fn .. ": sarsa must be a table of Q-learning options") end
+    local base = as_native(fn, o.env)
+    local q, losses = util.with_status(function(show) return C.rs_train(o.victim, base._h, o.sarsa, show) end)
+    local a = setmetatable({ kind = "rs", eps = o.eps, steps = o.steps, action_ratio = o.action_ratio or ratio, q = q,
+                             losses = losses }, Attack)
+    local ok, err = pcall(C.attack_check, a)
+    if not ok then raise((tostring(err):gsub("^.-parry%.rl%.attacks: ", fn .. ": "))) end
+    return a
+  end
+end
+
+--- attacks.rs{victim=, env=, eps=, steps=10, sarsa={iterations=30, num_steps=2048, epochs=10, minibatches=32, lr=3e-4, gamma=0.99, eps=0.02, reg=0.1}} -> attack.
+-- Robust SARSA: Q(s, a) of the deterministic victim learned on-policy with
+-- a smooth-L1 TD loss and an IBP smoothness regularizer (radius sarsa.eps,
+-- ramped), then PGD lowering Q(s, μ(ŝ)). Box actions. `attack.q` is Q.
+rl.attacks.rs = rs_attack("rs", 0)
+--- attacks.rs_mad{...}: as rs, the PGD objective mixing Q and MAD's action change half and half (`action_ratio` 0.5).
+rl.attacks.rs_mad = rs_attack("rs_mad", 0.5)
+
 -- MARK: robustness evaluation and test-time adaptation (PROTECTED's protocol)
 
 local function members(fn, v, name)
