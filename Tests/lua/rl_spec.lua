@@ -382,6 +382,21 @@ describe("robust RL: attacks, SA-PPO, robustness and adaptation", function()
     assert.error(function() rl.attacks.rs{victim = policy, env = "Pendulum-v1", eps = 0.1, sarsa = {bogus = 1}} end, "unknown option 'bogus'")
   end)
 
+  it("the attack suite keeps the strongest configuration of each attack and the worst case", function()
+    local suite = rl.attack_suite{victim = policy, env = rl.make("Pendulum-v1", {max_episode_steps = 30}), eps = 0.2, episodes = 2,
+                                  attacks = {"random", "mad", "sa_rl"}, steps = 128,
+                                  grid = {sa_rl = {{lr = 3e-4, num_steps = 64, num_minibatches = 2, update_epochs = 1},
+                                                   {lr = 1e-3, num_steps = 64, num_minibatches = 2, update_epochs = 1}}}}
+    local s = suite.attacks.sa_rl
+    assert.equals(2, #s.tried)
+    assert.equals(math.min(s.tried[1].mean, s.tried[2].mean), s.mean)
+    local lowest = suite.natural
+    for _, name in ipairs{"random", "mad", "sa_rl"} do lowest = math.min(lowest, suite.attacks[name].mean) end
+    assert.equals(lowest, suite.worst.mean)
+    assert.error(function() rl.attack_suite{victim = policy, env = "Pendulum-v1", eps = 0.1, attacks = {"nope"}} end,
+      "parry.rl.attack_suite: unknown attack 'nope'")
+  end)
+
   it("PA-AD trains a director in the victim's action space", function()
     local atk = rl.attacks.pa_ad{victim = policy, env = "Pendulum-v1", eps = 0.1, total_steps = 256, num_steps = 256,
                                  num_minibatches = 4, update_epochs = 1}

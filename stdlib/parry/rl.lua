@@ -619,6 +619,67 @@ rl.attacks.rs = rs_attack("rs", 0)
 --- attacks.rs_mad{...}: as rs, the PGD objective mixing Q and MAD's action change half and half (`action_ratio` 0.5).
 rl.attacks.rs_mad = rs_attack("rs_mad", 0.5)
 
+local SUITE = { "random", "critic", "mad", "rs", "rs_mad", "sa_rl", "pa_ad" }
+local LEARNED = { rs = true, rs_mad = true, sa_rl = true, pa_ad = true }
+
+--- attack_suite{victim=, env=, eps=, attacks={...}, grid={...}, steps=200000, episodes=20, seed=1} -> result.
+-- Runs a set of attacks on one victim and reports the strongest: each
+-- learned attack (rs, rs_mad, sa_rl, pa_ad) is trained once per entry of its
+-- hyperparameter grid (default: PPO lr 3e-4 and 1e-3 for the learned
+-- adversaries, Q-learning reg 0.1 and 1 for rs) and the one that lowers
+-- the victim's return most is kept, as ATLA's evaluation protocol asks.
+-- `steps` is the learned adversaries' PPO budget. result.attacks[name] =
+-- {mean=, attack=, config=, tried={...}}; result.worst = {name=, mean=};
+-- result.natural the unattacked mean.
+function rl.attack_suite(opts)
+  local fn = "parry.rl.attack_suite"
+  local o = options(fn, opts, { "victim", "env", "eps", "attacks", "grid", "steps", "episodes", "seed" })
+  if getmetatable(o.victim) ~= Policy then raise(fn .. ": victim must be a parry.rl.Policy, got " .. type(o.victim)) end
+  if o.env == nil then raise(fn .. ": missing option env") end
+  if type(o.eps) ~= "number" or o.eps < 0 then raise(fn .. ": eps must be a non-negative number, got " .. tostring(o.eps)) end
+  local names = o.attacks or SUITE
+  local box = o.victim.action_space.kind == "box"
+  local grid = o.grid or {}
+  local eval = function(a)
+    return rl.evaluate(o.victim, o.env, { episodes = o.episodes or 20, seed = o.seed or 1, attack = a }).mean
+  end
+  local result = { natural = eval(nil), attacks = {} }
+  local worst = { name = "natural", mean = result.natural }
+  for _, name in ipairs(names) do
+    local make = rl.attacks[name]
+    if type(make) ~= "function" then raise(("%s: unknown attack '%s'"):format(fn, tostring(name))) end
+    local configs = grid[name]
+    if configs == nil then
+      if name == "rs" or name == "rs_mad" then configs = { { sarsa = { reg = 0.1 } }, { sarsa = { reg = 1 } } }
+      elseif LEARNED[name] then configs = { { lr = 3e-4 }, { lr = 1e-3 } }
+      else configs = { {} } end
+    end
+    if (name == "rs" or name == "rs_mad" or name == "pa_ad") and not box then
+      result.attacks[name] = { skipped = "needs a Box-action victim" }
+    else
+      local best
+      local tried = {}
+      for _, cfg in ipairs(configs) do
+        local a_opts = { eps = o.eps }
+        for k, v in pairs(cfg) do a_opts[k] = v end
+        if LEARNED[name] then
+          a_opts.victim, a_opts.env = o.victim, o.env
+          if name == "sa_rl" or name == "pa_ad" then a_opts.total_steps = a_opts.total_steps or o.steps or 200000 end
+        end
+        local a = make(a_opts)
+        local m = eval(a)
+        tried[#tried + 1] = { config = cfg, mean = m }
+        if not best or m < best.mean then best = { mean = m, attack = a, config = cfg } end
+      end
+      best.tried = tried
+      result.attacks[name] = best
+      if best.mean < worst.mean then worst = { name = name, mean = best.mean } end
+    end
+  end
+  result.worst = worst
+  return result
+end
+
 -- MARK: robustness evaluation and test-time adaptation (PROTECTED's protocol)
 
 local function members(fn, v, name)
