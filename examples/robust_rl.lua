@@ -9,6 +9,9 @@
 -- base policy).
 --
 --   parry examples/robust_rl.lua [steps=500000] [seeds=3] [rounds=200]
+--   parry examples/robust_rl.lua --hopper [...]   Hopper-v4 (needs make deps-rl), ε 0.075, 1M steps
+--   parry examples/robust_rl.lua --full [...]     the paper-like budget: 2M steps, 5 seeds, 2000 rounds
+--                                                 (not yet run on this machine)
 --
 -- Setting: observations are running-normalized (the policy's statistics), so
 -- ε is in normalized units as in the SA-PPO code. ε = 0.2 comes from the
@@ -27,18 +30,22 @@
 local parry = require("parry")
 local rl = parry.rl
 
-local steps = tonumber(arg[1]) or 500000
-local nseeds = tonumber(arg[2]) or 3
-local rounds = tonumber(arg[3]) or 200
-local EPS = 0.2
+local flags, pos = {}, {}
+for _, a in ipairs(arg) do if a:sub(1, 2) == "--" then flags[a:sub(3)] = true else pos[#pos + 1] = a end end
+local ENV = flags.hopper and "Hopper-v4" or "Pendulum-v1"
+local GAMMA = flags.hopper and 0.99 or 0.9
+local steps = tonumber(pos[1]) or (flags.full and 2000000 or flags.hopper and 1000000 or 500000)
+local nseeds = tonumber(pos[2]) or (flags.full and 5 or 3)
+local rounds = tonumber(pos[3]) or (flags.full and 2000 or 200)
+local EPS = flags.hopper and 0.075 or 0.2
 local t0 = parry.clock()
 
 local function train(kind, seed)
-  local opts = {env = "Pendulum-v1", total_steps = steps, seed = seed, gamma = 0.9}
+  local opts = {env = ENV, total_steps = steps, seed = seed, gamma = GAMMA}
   local t, policy = parry.clock()
   if kind == "sa_ppo" then opts.sa_reg, opts.sa_eps = 0.3, EPS end
   if kind == "atla" then
-    opts.eps, opts.adversary = EPS, {gamma = 0.9}
+    opts.eps, opts.adversary = EPS, {gamma = GAMMA}
     policy = rl.atla(opts)
   else
     policy = rl.ppo(opts)
@@ -56,29 +63,29 @@ end
 
 print("\nsensitivity of vanilla seed 1 to MAD (mean return over 20 episodes):")
 for _, eps in ipairs{0, 0.05, 0.1, 0.2, 0.3} do
-  local ev = rl.evaluate(policies.vanilla[1], "Pendulum-v1", {episodes = 20, seed = 7, attack = rl.attacks.mad{eps = eps}})
+  local ev = rl.evaluate(policies.vanilla[1], ENV, {episodes = 20, seed = 7, attack = rl.attacks.mad{eps = eps}})
   print(string.format("  eps %.2f  %8.1f", eps, ev.mean))
 end
 
 local function sa_rl(victim)
-  return rl.attacks.sa_rl{victim = victim, env = "Pendulum-v1", eps = EPS, total_steps = 100352, gamma = 0.9, seed = 5}
+  return rl.attacks.sa_rl{victim = victim, env = ENV, eps = EPS, total_steps = 100352, gamma = GAMMA, seed = 5}
 end
 local function rs(victim)
-  return rl.attacks.rs{victim = victim, env = "Pendulum-v1", eps = EPS, sarsa = {iterations = 10, gamma = 0.9}}
+  return rl.attacks.rs{victim = victim, env = ENV, eps = EPS, sarsa = {iterations = 10, gamma = GAMMA}}
 end
 local attacks = {
   random = rl.attacks.random{eps = EPS}, critic = rl.attacks.critic{eps = EPS}, mad = rl.attacks.mad{eps = EPS},
   sa_rl = sa_rl, rs = rs,
 }
 local t = parry.clock()
-local res = rl.robustness{policies = policies, env = "Pendulum-v1", attacks = attacks, episodes = 50, seed = 1000}
+local res = rl.robustness{policies = policies, env = ENV, attacks = attacks, episodes = 50, seed = 1000}
 print(string.format("\nreturns at eps = %.2f (median over %d training seeds, 50 episodes each; %.0f s):", EPS, nseeds, parry.clock() - t))
 print(res.summary)
 
 -- PROTECTED: the class from vanilla seed 1, then EXP3 against each fixed attacker
 t = parry.clock()
-local class, info = rl.protected{env = "Pendulum-v1", base = policies.vanilla[1], eps = EPS, iterations = 3, updates = 60,
-                                 ppo = {gamma = 0.9, sa_reg = 0.3, sa_eps = EPS}, adversary = {gamma = 0.9}, seed = 1}
+local class, info = rl.protected{env = ENV, base = policies.vanilla[1], eps = EPS, iterations = 3, updates = 60,
+                                 ppo = {gamma = GAMMA, sa_reg = 0.3, sa_eps = EPS}, adversary = {gamma = GAMMA}, seed = 1}
 print(string.format("\nPROTECTED: class of %d policies in %.0f s; gaps %s", #class, parry.clock() - t,
   table.concat((function() local g = {} for i, x in ipairs(info.gaps) do g[i] = string.format("%.1f", x) end return g end)(), ", ")))
 local fixed = {natural = false, random = attacks.random, critic = attacks.critic, mad = attacks.mad,
@@ -86,13 +93,13 @@ local fixed = {natural = false, random = attacks.random, critic = attacks.critic
 local line, FIXED_ROUNDS = string.format("%-14s", "protected"), 30
 for _, cond in ipairs(res.attacks) do
   local a = fixed[cond]
-  local o = rl.adapt{policies = class, env = "Pendulum-v1", schedule = a or nil, rounds = FIXED_ROUNDS, eval_episodes = 3, seed = 2}
+  local o = rl.adapt{policies = class, env = ENV, schedule = a or nil, rounds = FIXED_ROUNDS, eval_episodes = 3, seed = 2}
   line = line .. string.format(cond == "natural" and " %12.1f" or "%12.1f", o.total_reward / FIXED_ROUNDS)
 end
 print(string.format("(PROTECTED row: mean return per round of %d EXP3 rounds against each fixed attacker)", FIXED_ROUNDS))
 print(line)
 
-local out = rl.adapt{policies = class, env = "Pendulum-v1", schedule = rl.schedules.halves(attacks.mad), rounds = rounds,
+local out = rl.adapt{policies = class, env = ENV, schedule = rl.schedules.halves(attacks.mad), rounds = rounds,
                      eval_episodes = 10, seed = 1}
 print(string.format("\nEXP3 over PROTECTED's class (%d members), %d rounds, MAD in the first and third quarters:", #class, rounds))
 for i = 1, #class do
@@ -108,6 +115,6 @@ for _, q in ipairs{rounds // 4, rounds // 2, 3 * rounds // 4, rounds} do
 end
 
 os.execute("mkdir -p out")
-rl.plot_robustness(res, "out/robust_rl_returns.svg", {title = "Pendulum-v1 under state attacks (eps 0.2)"})
+rl.plot_robustness(res, "out/robust_rl_returns.svg", {title = string.format("%s under state attacks (eps %.3g)", ENV, EPS)})
 rl.plot_adaptation(out, "out/robust_rl_adaptation.svg", {window = 20})
 print(string.format("\nwrote out/robust_rl_returns.svg and out/robust_rl_adaptation.svg; %.0f s in total", parry.clock() - t0))
