@@ -24,8 +24,9 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
+# The main job in about a minute: train, attack, table, plot and run record in demo-out/.
 demo: release
-	$(RELEASE) examples/quickstart.lua
+	$(RELEASE) examples/demo.lua demo-out
 
 test: deps
 	$(SWIFT) build --build-tests

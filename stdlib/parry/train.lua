@@ -27,20 +27,25 @@ end
 -- transform (applied to each input batch), generator (for the shuffle).
 -- Returns the mean training loss.
 function M.epoch(model, ds, opt, opts)
-  opts = check("epoch", model, ds, opts, {batch_size = true, loss = true, transform = true, generator = true})
+  opts = check("epoch", model, ds, opts, {batch_size = true, loss = true, transform = true, generator = true, progress = true})
   if type(opt) ~= "userdata" and type(opt) ~= "table" or type(opt.step) ~= "function" then
     fail("epoch", "expected an optimizer for opt (argument 3), got " .. type(opt))
   end
   local loss_fn = opts.loss or losses.cross_entropy
   local total, batches = 0, 0
+  local bs = opts.batch_size or 128
+  local bar = opts.progress and require("parry.progress").new(math.ceil(#ds / bs),
+    {desc = type(opts.progress) == "string" and opts.progress or "epoch"})
   model:train()
-  for xb, yb in ds:batches(opts.batch_size or 128, {shuffle = true, transform = opts.transform, generator = opts.generator}) do
+  for xb, yb in ds:batches(bs, {shuffle = true, transform = opts.transform, generator = opts.generator}) do
     local loss = loss_fn(model(xb), yb)
     opt:zero_grad()
     loss:backward()
     opt:step()
     total, batches = total + loss:item(), batches + 1
+    if bar then bar:step() end
   end
+  if bar then bar:close() end
   return total / math.max(batches, 1)
 end
 
