@@ -251,6 +251,18 @@ private func seedArg(_ a: LuaArgs, _ i: Int32) throws -> UInt64? {
 
 let rlFunctions: [(String, parry_SwiftFunction)] = [
     ("_set_env_helper", { L in bind(L, "rl._set_env_helper") { a in try a.storeFunction(1, at: &envHelperKey) } }),
+    // mujoco_assets() -> the folder with Gymnasium's MuJoCo models, or nil and where parry looked
+    ("mujoco_assets", { L in bind(L, "parry.rl.mujoco_assets") { a in
+        do {
+            let path = try MuJoCoAssets.path("hopper.xml", for: "MuJoCo")
+            pushString(a.L, (path as NSString).deletingLastPathComponent)
+            return 1
+        } catch {
+            lua_pushnil(a.L)
+            pushString(a.L, "\(error)")
+            return 2
+        }
+    } }),
     ("registered", { L in bind(L, "parry.rl.registered") { a in
         let ids = Registry.ids
         lua_createtable(a.L, Int32(ids.count), 0)

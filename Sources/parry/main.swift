@@ -14,6 +14,7 @@ usage: parry [options] [script [args...]]
        parry list                     list installed libraries
        parry remove NAME[@VERSION]    remove an installed library
        parry runs [DIR]               list experiment runs (default runs/) with their summaries
+       parry doctor                   check the installation: versions, BLAS, stdlib, docs, data, LuaRocks, MuJoCo
        parry version                  print the version
 
 options:
@@ -64,6 +65,10 @@ case "-h", "--help", "help":
     exit(0)
 case "repl":
     makeHost().repl()
+    exit(0)
+case "doctor":
+    let host = makeHost()
+    do { try host.run(code: "os.exit(require('parry.doctor').main())", args: []) } catch { fail("\(error)") }
     exit(0)
 case "bundle", "install", "list", "remove", "runs":
     // Implemented in Lua (stdlib/parry/lib.lua, stdlib/parry/exp.lua).

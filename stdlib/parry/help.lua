@@ -31,7 +31,11 @@ M.groups = groups
 -- (build tree: <repo>/docs; installed: <prefix>/share/parry/docs).
 local function reference_path()
   local env = os.getenv("PARRY_DOCS")
-  if env then return env .. "/reference.md" end
+  if env then
+    local f = io.open(env .. "/reference.md")
+    if f then f:close(); return env .. "/reference.md" end
+    return nil    -- help() then says the reference was not found, rather than failing to read it
+  end
   local here = package.searchpath("parry.help", package.path)
   if not here then return nil end
   local root = here:gsub("/parry/help%.lua$", "")        -- the stdlib folder
