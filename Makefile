@@ -41,15 +41,20 @@ test-lua:
 bench: release
 	@scripts/bench/run
 
+# Also parry as a Lua 5.4 C module: parry/core.so on the stock lua5.4's cpath
+# (PREFIX/lib/lua/5.4) and the stdlib on its path (PREFIX/share/lua/5.4).
 install: release
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/parry/lua $(DESTDIR)$(PREFIX)/share/parry/docs
 	install -m 755 $(RELEASE) $(DESTDIR)$(PREFIX)/bin/parry
 	cp -R stdlib/parry $(DESTDIR)$(PREFIX)/share/parry/lua/
 	cp docs/*.md $(DESTDIR)$(PREFIX)/share/parry/docs/
+	install -d $(DESTDIR)$(PREFIX)/lib/lua/5.4/parry $(DESTDIR)$(PREFIX)/share/lua/5.4
+	install -m 755 .build/release/libparry_core.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/parry/core.so
+	cp -R stdlib/parry $(DESTDIR)$(PREFIX)/share/lua/5.4/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/parry
-	rm -rf $(DESTDIR)$(PREFIX)/share/parry
+	rm -rf $(DESTDIR)$(PREFIX)/share/parry $(DESTDIR)$(PREFIX)/lib/lua/5.4/parry $(DESTDIR)$(PREFIX)/share/lua/5.4/parry
 
 clean:
 	rm -rf .build

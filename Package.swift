@@ -9,6 +9,8 @@ let package = Package(
     name: "parry",
     products: [
         .executable(name: "parry", targets: ["parry"]),
+        // parry as a Lua 5.4 C module (installed as parry/core.so by make install).
+        .library(name: "parry_core", type: .dynamic, targets: ["ParryLua"]),
     ],
     targets: [
         // System libraries.

@@ -191,3 +191,15 @@ int parry_prompt_interrupted(void) {
 
 void parry_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT); }
 int parry_gc_count_kb(lua_State *L) { return lua_gc(L, LUA_GCCOUNT); }
+
+/* parry as a Lua C module: `require("parry.core")` from any Lua 5.4 finds
+   parry/core.so and calls this. The Swift side hands over its opener (a
+   parry_SwiftFunction, run through the trampoline like every binding), so a
+   Lua error here unwinds C frames only. */
+extern parry_SwiftFunction parry_module_opener(void);
+
+int luaopen_parry_core(lua_State *L) {
+  parry_pushfunction(L, parry_module_opener());
+  lua_call(L, 0, 1);
+  return 1;
+}

@@ -38,6 +38,9 @@ public final class LuaHost {
         Parallel.configure()
     }()
 
+    /// The process-wide set-up, for the C module too.
+    static func configureProcess() { _ = configureOnce }
+
     /// Directories searched for parry's own Lua modules, in order.
     public static func stdlibDirectories() -> [String] {
         var dirs = [String]()
@@ -164,4 +167,18 @@ public struct LuaHostError: Error, CustomStringConvertible {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+}
+
+// MARK: - parry as a Lua C module
+
+/// The opener `luaopen_parry_core` (CLuaShim) runs when a plain Lua 5.4 loads
+/// parry/core.so: the process-wide set-up the host does, then the same
+/// `parry.core` table. The stdlib registers its own folder for error
+/// positions (`_register_stdlib`, called by init.lua).
+@_cdecl("parry_module_opener")
+public func parryModuleOpener() -> parry_SwiftFunction {
+    { L in
+        LuaHost.configureProcess()
+        return openParryCore(L)
+    }
 }

@@ -60,5 +60,10 @@ let openParryCore: parry_SwiftFunction = { L in
     lua_setfield(L, module, "_fs")
     lua_pushstring(L, parryVersion)
     lua_setfield(L, module, "version")
+    parry_pushfunction(L, { L in bind(L, "parry._register_stdlib") { a in
+        parry_add_stdlib_prefix(try a.string(1, "prefix"))
+        return 0
+    } })
+    lua_setfield(L, module, "_register_stdlib")
     return 1
 }

@@ -9,6 +9,9 @@
 -- through `require`, so `parry.nn` and `require("parry.nn")` are the same.
 
 local core = require("parry.core")
+-- Errors are positioned at the first frame outside this folder (the host
+-- registers it too; a plain lua5.4 loading parry/core.so learns it here).
+core._register_stdlib((debug.getinfo(1, "S").source:match("^(@.*/)") or "@parry/"))
 
 local parry = {}
 for name, value in pairs(core) do
