@@ -51,6 +51,22 @@ print(env:step(2))
     assert.truthy(theirs:find(":4: parry.matmul: shapes {2,3} and {4,5} do not match", 1, true), theirs)
   end)
 
+  it("installs with luarocks make into a tree that the stock lua5.4 loads through luarocks path", function()
+    local root = PARRY:match("^(.*)/%.build/")   -- the repository this parry was built from
+    assert(root, "not a build-tree binary: " .. PARRY)
+    local tree = os.tmpname()
+    os.remove(tree)
+    local config = PARRY:find("/release/", 1, true) and "release" or "debug"
+    local out, code = sh("cd " .. q(root) .. " && PARRY_CONFIG=" .. config .. " luarocks --lua-version 5.4 make scripts/parry-scm-1.rockspec --tree " .. q(tree))
+    assert.equals(0, code, out)
+    assert.truthy(out:find("parry scm-1 is now installed", 1, true), out)
+    local ran, c2 = sh("eval \"$(luarocks --lua-version 5.4 --tree " .. q(tree) .. " path)\" && lua5.4 -e " ..
+                       q('local parry = require("parry"); print(parry.version, parry.ones(2):sum():item())'))
+    os.execute("rm -rf " .. q(tree))
+    assert.equals(0, c2, ran)
+    assert.equals(require("parry").version .. "\t2.0\n", ran)
+  end)
+
   it("doctor reports what is there and how to fix what is missing", function()
     local out, code = sh(q(PARRY) .. " doctor")
     support.in_order(out, {"parry", "threads", "BLAS", "stdlib", "docs", "Fashion-MNIST", "LuaRocks", "MuJoCo", "MPI"})
