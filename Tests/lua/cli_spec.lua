@@ -67,6 +67,27 @@ print(env:step(2))
     assert.equals(require("parry").version .. "\t2.0\n", ran)
   end)
 
+  it("runs the shared-subset spec under both parry test and Debian's busted on lua5.4", function()
+    local root = PARRY:match("^(.*)/%.build/")
+    local so = PARRY:gsub("[^/]+$", "") .. "libparry_core.so"
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. q(dir .. "/parry") .. " && ln -s " .. q(so) .. " " .. q(dir .. "/parry/core.so")))
+    local spec = root .. "/Tests/lua/compat_spec.lua"
+    local out, code = sh(q(PARRY) .. " test " .. q(spec))
+    assert.equals(0, code, out)
+    assert.truthy(out:find("3 passed, 0 failed, 1 skipped", 1, true), out)
+    local env = "LUA_CPATH=" .. q(dir .. "/?.so;;") .. " LUA_PATH=" .. q(root .. "/stdlib/?.lua;" .. root .. "/stdlib/?/init.lua;;")
+    out, code = sh(env .. " lua5.4 /usr/bin/busted " .. q(spec))
+    assert.equals(0, code, out)
+    assert.truthy(out:find("3 successes / 0 failures / 0 errors / 1 pending", 1, true), out)
+    -- and busted does fail a failing spec through the module
+    local bad = write_temp('describe("x", function() it("fails", function() assert.has_error(function() require("parry").zeros(2) end) end) end)', "_spec.lua")
+    out, code = sh(env .. " lua5.4 /usr/bin/busted " .. q(bad))
+    os.execute("rm -rf " .. q(dir)); os.remove(bad)
+    assert.truthy(code ~= 0 and out:find("1 failure", 1, true), out)
+  end)
+
   it("doctor reports what is there and how to fix what is missing", function()
     local out, code = sh(q(PARRY) .. " doctor")
     support.in_order(out, {"parry", "threads", "BLAS", "stdlib", "docs", "Fashion-MNIST", "LuaRocks", "MuJoCo", "MPI"})

@@ -119,7 +119,33 @@ function A.error(fn, pattern, msg)
   end
   return err
 end
-A.has_error = A.error
+
+--- assert.has_error(fn [, expected]): busted's (luassert's) semantics — fn
+-- must raise and, when `expected` is given, the message with its leading
+-- "file:line: " removed must equal it. (parry's assert.error above matches a
+-- substring instead; specs meant for both runners use has_error.)
+function A.has_error(fn, expected, msg)
+  local ok, err = pcall(fn)
+  if ok then fail((msg and msg .. "\n" or "") .. "expected an error, none was raised") end
+  if expected ~= nil then
+    local actual = type(err) == "string" and err:gsub("^.-:%d+: ", "", 1) or err
+    if tostring(actual) ~= tostring(expected) then
+      fail((msg and msg .. "\n" or "") .. "expected error: " .. show(expected) .. "\nactual error:   " .. show(actual))
+    end
+  end
+  return err
+end
+A.errors = A.has_error
+
+--- assert.error_matches(fn, pattern): fn must raise a message matching the Lua pattern (as busted's).
+function A.error_matches(fn, pattern, msg)
+  local ok, err = pcall(fn)
+  if ok then fail((msg and msg .. "\n" or "") .. "expected an error, none was raised") end
+  if not tostring(err):find(pattern) then
+    fail((msg and msg .. "\n" or "") .. "error message " .. show(tostring(err)) .. " does not match " .. show(pattern))
+  end
+  return err
+end
 
 function A.no_error(fn, msg)
   local ok, err = pcall(fn)
@@ -132,6 +158,16 @@ function A.truthy(v, msg) if not v then fail(msg or ("expected a truthy value, g
 function A.falsy(v, msg) if v then fail(msg or ("expected a falsy value, got " .. show(v))) end end
 function A.is_nil(v, msg) if v ~= nil then fail(msg or ("expected nil, got " .. show(v))) end end
 function A.not_nil(v, msg) if v == nil then fail(msg or "expected a non-nil value") end end
+A.is_not_nil, A.is_truthy, A.is_falsy, A.is_near, A.are_same, A.are_equal = A.not_nil, A.truthy, A.falsy, A.near, A.same, A.equals
+
+-- busted's chained forms: assert.are.same, assert.are.equal, assert.is.truthy, assert.is_true ...
+A.are = setmetatable({}, { __index = A })
+A.is = setmetatable({ ["true"] = A.is_true, ["false"] = A.is_false, ["nil"] = A.is_nil }, { __index = A })
+A.is_not = setmetatable({ ["nil"] = A.not_nil }, { __index = function(_, k)
+  if k == "equal" or k == "equals" then
+    return function(a, b, msg) if a == b then fail(msg or ("expected values to differ, both " .. show(a))) end end
+  end
+end })
 
 -- A suite is a tree of blocks; a block has hooks, tests and child blocks.
 local function new_block(name, parent)
