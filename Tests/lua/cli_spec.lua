@@ -3,6 +3,8 @@
 
 local support = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "support.lua")
 local PARRY, sh, q = support.PARRY, support.sh, support.q
+-- it, or pending under the sanitizers (see support.lua)
+local unsanitized_it = support.sanitized and pending or it
 
 local function write_temp(contents, suffix)
   local name = os.tmpname() .. (suffix or ".lua")
@@ -22,7 +24,7 @@ describe("parry command", function()
     assert.truthy(out:find("usage: parry", 1, true), out)
   end)
 
-  it("loads into the stock lua5.4 as a C module, with the same output and errors", function()
+  unsanitized_it("loads into the stock lua5.4 as a C module, with the same output and errors", function()
     local so = PARRY:gsub("[^/]+$", "") .. "libparry_core.so"
     local f = io.open(so)
     assert(f, "the build did not make " .. so)
@@ -51,8 +53,8 @@ print(env:step(2))
     assert.truthy(theirs:find(":4: parry.matmul: shapes {2,3} and {4,5} do not match", 1, true), theirs)
   end)
 
-  it("installs with luarocks make into a tree that the stock lua5.4 loads through luarocks path", function()
-    local root = PARRY:match("^(.*)/%.build/")   -- the repository this parry was built from
+  unsanitized_it("installs with luarocks make into a tree that the stock lua5.4 loads through luarocks path", function()
+    local root = PARRY:match("^(.*)/%.build[^/]*/")   -- the repository this parry was built from
     assert(root, "not a build-tree binary: " .. PARRY)
     local tree = os.tmpname()
     os.remove(tree)
@@ -67,8 +69,8 @@ print(env:step(2))
     assert.equals(require("parry").version .. "\t2.0\n", ran)
   end)
 
-  it("runs the shared-subset spec under both parry test and Debian's busted on lua5.4", function()
-    local root = PARRY:match("^(.*)/%.build/")
+  unsanitized_it("runs the shared-subset spec under both parry test and Debian's busted on lua5.4", function()
+    local root = PARRY:match("^(.*)/%.build[^/]*/")
     local so = PARRY:gsub("[^/]+$", "") .. "libparry_core.so"
     local dir = os.tmpname()
     os.remove(dir)

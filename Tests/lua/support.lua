@@ -4,6 +4,12 @@ local M = {}
 -- `parry test` sets arg[-1] to the absolute path of the running binary.
 M.PARRY = assert(arg and arg[-1], "run through `parry test`")
 
+-- Under `make sanitize` (PARRY_SANITIZE set) specs that load the module into
+-- another interpreter or measure resident memory are skipped: the
+-- instrumented .so needs the ASan runtime preloaded, and ASan's quarantine
+-- inflates memory on purpose.
+M.sanitized = os.getenv("PARRY_SANITIZE") ~= nil
+
 --- sh(cmd) -> combined stdout and stderr, exit code.
 function M.sh(cmd)
   local p = io.popen(cmd .. " 2>&1")
