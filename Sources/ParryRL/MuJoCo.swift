@@ -1,6 +1,7 @@
 import CMuJoCo
 import Foundation
 import ParryCore
+import Synchronization
 
 // Gymnasium's MuJoCo locomotion tasks (the v4 versions: Hopper, Walker2d,
 // HalfCheetah, Ant, InvertedPendulum) on Debian's libmujoco. Observations,
@@ -46,12 +47,26 @@ public enum MuJoCoAssets {
     }
 }
 
+/// MuJoCo's default warning handler appends to MUJOCO_LOG.TXT in the working
+/// directory (a model's deprecated attribute is enough); parry's handler
+/// prints each distinct warning once on stderr instead.
+private let warnedMessages = Mutex<Set<String>>([])
+private let installWarningHandler: Void = {
+    mju_user_warning = { message in
+        guard let message else { return }
+        let text = String(cString: message)
+        guard warnedMessages.withLock({ $0.insert(text).inserted }) else { return }
+        FileHandle.standardError.write(Data("MuJoCo warning: \(text)\n".utf8))
+    }
+}()
+
 /// One loaded MJCF model and its simulation state.
 final class MuJoCoSim {
     let model: UnsafeMutablePointer<mjModel>
     let data: UnsafeMutablePointer<mjData>
 
     init(path: String) throws {
+        _ = installWarningHandler
         var err = [CChar](repeating: 0, count: 1000)
         guard let m = mj_loadXML(path, nil, &err, Int32(err.count)) else {
             throw RLError("MuJoCo could not load \(path): \(String(cString: err))")

@@ -61,6 +61,21 @@ final class MuJoCoTests: XCTestCase {
         XCTAssertEqual(a, try Registry.make("InvertedPendulum-v4", options: ["xml": try model("cart_pole")]).reset(seed: 5))
     }
 
+    func testWarningsGoToStderrNotALogFileInTheWorkingDirectory() throws {
+        // MuJoCo's own handler appends to ./MUJOCO_LOG.TXT; an unstable state makes it warn.
+        let fm = FileManager.default
+        let dir = fm.temporaryDirectory.appendingPathComponent("parry-mujoco-warn-\(getpid())").path
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let saved = fm.currentDirectoryPath
+        defer { _ = fm.changeCurrentDirectoryPath(saved); try? fm.removeItem(atPath: dir) }
+        XCTAssertTrue(fm.changeCurrentDirectoryPath(dir))
+        let env = try MuJoCoEnv(.invertedPendulum, xml: try model("cart_pole"))
+        _ = try env.reset(seed: 1)
+        try env.setState(qpos: [0, 0.1], qvel: [1e300, 1e300])
+        for _ in 0..<3 { _ = try env.step([1]) }
+        XCTAssertFalse(fm.fileExists(atPath: dir + "/MUJOCO_LOG.TXT"))
+    }
+
     func testMissingAssetsSayHowToGetThem() throws {
         let empty = FileManager.default.temporaryDirectory.appendingPathComponent("parry-no-assets-\(getpid())").path
         XCTAssertThrowsError(try MuJoCoEnv(.hopper, assets: empty)) { e in
