@@ -24,6 +24,8 @@ import numpy as np
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 300
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.dirname(os.path.dirname(here))
+# MuJoCo writes its warnings to ./MUJOCO_LOG.TXT: keep that out of the caller's folder
+os.chdir(tempfile.mkdtemp(prefix="parry-compare-mujoco-"))
 assets = os.path.join(os.path.dirname(gym.__file__), "envs", "mujoco", "assets")
 docs = []
 for k, env_id in enumerate(["Hopper-v4", "Walker2d-v4", "HalfCheetah-v4", "Ant-v4"]):
