@@ -262,7 +262,7 @@ let fedFunctions: [(String, parry_SwiftFunction)] = [
         c.evalClients = try o.bool("eval_clients") ?? c.evalClients
         c.evalBatch = try o.integer("eval_batch") ?? c.evalBatch
         c.parallel = try o.bool("parallel") ?? c.parallel
-        c.seed = UInt64(bitPattern: Int64(try o.integer("seed") ?? 0))
+        c.seed = try o.seed() ?? 0
         let sim = try Simulation(participants: ps, server: server, test: test, root: root, config: c)
         let kinds = ps.map { $0.adversary?.name ?? "honest" }
         let cb = a.rawField(1, "on_round")
@@ -301,7 +301,7 @@ let fedFunctions: [(String, parry_SwiftFunction)] = [
         let test = try a.clientData(tx, ty, "test data")
         let acc = try LuaContext.with(a.L) {
             try Federated.standalone(ps, test: test, rounds: try o.integer("rounds") ?? 1, local: try a.localTraining(o),
-                                     seed: UInt64(bitPattern: Int64(try o.integer("seed") ?? 0)),
+                                     seed: try o.seed() ?? 0,
                                      parallel: try o.bool("parallel") ?? true, evalBatch: try o.integer("eval_batch") ?? 1000)
         }
         a.pushDoubles(acc)

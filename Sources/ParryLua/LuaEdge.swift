@@ -151,6 +151,11 @@ struct LuaArgs {
         return Int(v)
     }
 
+    /// Argument `i` as a generator seed (any Lua integer; negative ones wrap).
+    func seed(_ i: Int32) throws -> UInt64 { UInt64(bitPattern: Int64(try integer(i, "seed"))) }
+    /// `seed(i)`, or nil when the argument is nil.
+    func optSeed(_ i: Int32) throws -> UInt64? { isNil(i) ? nil : try seed(i) }
+
     func optInteger(_ i: Int32, _ what: String, _ def: Int) throws -> Int {
         isNil(i) ? def : try integer(i, what)
     }
@@ -399,6 +404,9 @@ struct LuaOptions {
             return s.double
         }
     }
+
+    /// Option `seed` as a generator seed (any Lua integer; negative ones wrap), or nil.
+    func seed() throws -> UInt64? { try integer("seed").map { UInt64(bitPattern: Int64($0)) } }
 
     func integer(_ key: String) throws -> Int? {
         try with(key) { j in

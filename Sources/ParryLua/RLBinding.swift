@@ -235,20 +235,6 @@ private func pushInfo(_ L: LuaState, _ info: [String: Double]) {
     for (k, v) in info where !k.hasPrefix("episode_") { lua_pushnumber(L, v); lua_setfield(L, -2, k) }
 }
 
-/// The MuJoCo env inside `e`'s wrappers, if it is one.
-private func mujocoEnv(_ e: Environment) -> MuJoCoEnv? {
-    var cur: Environment = e
-    while true {
-        if let m = cur as? MuJoCoEnv { return m }
-        guard let w = cur as? EnvWrapper else { return nil }
-        cur = w.inner
-    }
-}
-
-private func seedArg(_ a: LuaArgs, _ i: Int32) throws -> UInt64? {
-    a.isNil(i) ? nil : UInt64(bitPattern: Int64(try a.integer(i, "seed")))
-}
-
 let rlFunctions: [(String, parry_SwiftFunction)] = [
     ("_set_env_helper", { L in bind(L, "rl._set_env_helper") { a in try a.storeFunction(1, at: &envHelperKey) } }),
     // mujoco_assets() -> the folder with Gymnasium's MuJoCo models, or nil and where parry looked
@@ -276,7 +262,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         var options: [String: String] = [:]
         if !a.isNil(4) { options["xml"] = try a.string(4, "xml") }
         if !a.isNil(5) { options["assets"] = try a.string(5, "assets") }
-        let env = try Registry.make(id, maxEpisodeSteps: steps, seed: try seedArg(a, 3), options: options)
+        let env = try Registry.make(id, maxEpisodeSteps: steps, seed: try a.optSeed(3), options: options)
         pushHandle(a.L, EnvHandle(single: env), keep: 0)
         return 1
     } }),
@@ -319,7 +305,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
     } }),
     ("reset", { L in bind(L, "env:reset") { a in
         let h = try a.handle(1)
-        let seed = try seedArg(a, 2)
+        let seed = try a.optSeed(2)
         return try LuaContext.with(a.L) {
             if let v = h.vector { try pushObservations(a.L, try v.reset(seed: seed), h.observationSpace, rows: v.numEnvs) }
             else if let e = h.single { try pushObservations(a.L, try e.reset(seed: seed), h.observationSpace, rows: nil) }
@@ -368,7 +354,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
     } }),
     // set_state(h, qpos, qvel) / state(h) -> qpos, qvel: MuJoCo envs (Gymnasium's set_state)
     ("set_state", { L in bind(L, "env:set_state") { a in
-        guard let m = try a.handle(1).single.flatMap(mujocoEnv) else { throw a.fail("set_state needs a MuJoCo env") }
+        guard let m = try a.handle(1).single?.innermost as? MuJoCoEnv else { throw a.fail("set_state needs a MuJoCo env") }
         func values(_ i: Int32, _ what: String) throws -> [Double] {
             if let t = a.optTensor(i) { return t.doubles() }
             return try a.numberList(i, what)
@@ -380,7 +366,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         return 1
     } }),
     ("state", { L in bind(L, "env:state") { a in
-        guard let m = try a.handle(1).single.flatMap(mujocoEnv) else { throw a.fail("state needs a MuJoCo env") }
+        guard let m = try a.handle(1).single?.innermost as? MuJoCoEnv else { throw a.fail("state needs a MuJoCo env") }
         pushTensor(a.L, try Tensor(m.qpos.map { Float($0) }, shape: [m.qpos.count]))
         pushTensor(a.L, try Tensor(m.qvel.map { Float($0) }, shape: [m.qvel.count]))
         return 2
@@ -439,11 +425,9 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
     ("attack_perturb", { L in bind(L, "attack") { a in
         let attack = try a.stateAttack(1)
         let p = try a.policy(2)
-        guard let obs = a.optTensor(3) else { throw a.fail("expected an observation tensor (argument 2), got \(a.typeName(3))") }
-        let d = p.observationSpace.flatCount
-        guard obs.numel > 0, obs.numel % d == 0 else { throw a.fail("observation of shape \(obs.shape) does not match \(a.luaName(p.observationSpace))") }
-        guard let g: Generator = a.isNil(4) ? Generator.current : a.optObject(4, Int32(PARRY_GENERATOR)) else { throw a.fail("generator must be a parry.Generator") }
-        let x = try obs.to(.float32).contiguous().reshape([obs.numel / d, d])
+        let (obs, rows) = try a.observations(3, for: p, argument: 2)
+        let g = try a.generatorArg(4)
+        let x = try obs.to(.float32).contiguous().reshape([rows, p.observationSpace.flatCount])
         let out = try LuaContext.with(a.L) { try attack.perturb(x, policy: p, generator: g) }
         return a.push(try out.reshape(obs.shape))
     } }),
@@ -453,7 +437,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         guard let env = try a.handle(2).single else { throw a.fail("expected a single env") }
         let eps = try a.number(3, "eps")
         let det = a.isNil(4) ? true : lua_toboolean(a.L, 4) != 0
-        let seed = a.isNil(5) ? UInt64(1) : UInt64(bitPattern: Int64(try a.integer(5, "seed")))
+        let seed = try a.optSeed(5) ?? 1
         let mode: AdversaryEnv.Mode = (a.isNil(6) ? "state" : try a.string(6, "mode")) == "action" ? .action : .state
         let adv = try AdversaryEnv(base: env, victim: victim, eps: eps, mode: mode, deterministic: det,
                                    steps: a.isNil(7) ? 10 : try a.integer(7, "steps"), seed: seed)
@@ -480,7 +464,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         c.delta = try o.number("delta")
         c.paadSteps = try o.integer("steps") ?? c.paadSteps
         c.normalizeRewards = try o.bool("normalize_reward") ?? true
-        if let s = try o.integer("seed") { c.seed = UInt64(bitPattern: Int64(s)) }
+        c.seed = try o.seed() ?? c.seed
         let status = a.statusLine(6)
         lua_createtable(a.L, 8, 0)   // keeps the envs made for the run alive
         let keep = lua_gettop(a.L)
@@ -545,7 +529,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
             let j = a.rawField(o.index, "hidden"); defer { a.pop() }
             if !a.isNil(j) { c.hidden = try a.integerList(j, "hidden") }
         }
-        if let s = try o.integer("seed") { c.seed = UInt64(bitPattern: Int64(s)) }
+        c.seed = try o.seed() ?? c.seed
         let status = a.statusLine(4)
         let r = try LuaContext.with(a.L) { try RobustSarsa.train(victim: victim, env: env, config: c) }
         status?("")
@@ -575,7 +559,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
             try Adaptation.run(policies: policies, env: env, conditions: conditions, schedule: schedule,
                                normalizer: try o.number("normalizer"), offset: try o.number("offset"), lr: try o.number("lr") ?? 5,
                                evalEpisodes: try o.integer("eval_episodes") ?? 5,
-                               seed: UInt64(bitPattern: Int64(try o.integer("seed") ?? 1))) { round in
+                               seed: try o.seed() ?? 1) { round in
                 status?(String(format: "EXP3 round %d/%d  arm %d  reward %.1f  regret %.1f", round.round, schedule.count, round.arm + 1, round.reward, round.regret))
             }
         }
@@ -610,7 +594,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         let kindName = a.isNil(4) ? "tanh" : try a.string(4, "activation")
         let kinds: [String: Activation.Kind] = ["tanh": .Tanh, "relu": .ReLU, "gelu": .GELU, "sigmoid": .Sigmoid]
         guard let kind = kinds[kindName.lowercased()] else { throw a.fail("activation must be one of tanh, relu, gelu, sigmoid; got '\(kindName)'") }
-        let gen = a.isNil(5) ? Generator(seed: Generator.current.next()) : Generator(seed: UInt64(bitPattern: Int64(try a.integer(5, "seed"))))
+        let gen = Generator(seed: try a.optSeed(5) ?? Generator.current.next())
         let p = try Generator.$current.withValue(gen) { try ActorCritic.mlp(observationSpace: obs, actionSpace: act, hidden: hidden, activation: kind) }
         pushModule(a.L, p.actor); pushModule(a.L, p.critic)
         if let s = p.logStd { pushTensor(a.L, s) } else { lua_pushnil(a.L) }
@@ -618,32 +602,23 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
     } }),
     ("act", { L in bind(L, "Policy:act") { a in
         let p = try a.policy(1)
-        guard let obs = a.optTensor(2) else { throw a.fail("expected an observation tensor (argument 2), got \(a.typeName(2))") }
-        let d = p.observationSpace.flatCount
-        let batched = obs.ndim == p.observationSpace.shape.count + 1
-        guard obs.numel % Swift.max(d, 1) == 0, obs.numel > 0, batched || obs.numel == d else {
-            throw a.fail("observation of shape \(obs.shape) does not match \(a.luaName(p.observationSpace))")
-        }
-        let rows = obs.numel / d
+        let batched = a.optTensor(2).map { $0.ndim == p.observationSpace.shape.count + 1 } ?? false
+        let (obs, rows) = try a.observations(2, for: p, argument: 2, single: !batched)
         let deterministic = a.isNil(3) ? false : lua_toboolean(a.L, 3) != 0
-        guard let g: Generator = a.isNil(4) ? Generator.current : a.optObject(4, Int32(PARRY_GENERATOR)) else { throw a.fail("generator must be a parry.Generator") }
+        let g = try a.generatorArg(4)
         let acts = try LuaContext.with(a.L) { try p.act(try obs.to(.float32).contiguous().floats(), rows: rows, deterministic: deterministic, generator: g) }
         try pushObservations(a.L, acts, p.actionSpace, rows: batched ? rows : nil)
         return 1
     } }),
     ("normalize", { L in bind(L, "Policy:normalize") { a in
         let p = try a.policy(1)
-        guard let obs = a.optTensor(2) else { throw a.fail("expected an observation tensor (argument 2), got \(a.typeName(2))") }
-        let d = p.observationSpace.flatCount
-        guard obs.numel > 0, obs.numel % d == 0 else { throw a.fail("observation of shape \(obs.shape) does not match \(a.luaName(p.observationSpace))") }
-        return a.push(try p.prepare(try obs.to(.float32).contiguous().floats(), rows: obs.numel / d).reshape(obs.shape))
+        let (obs, rows) = try a.observations(2, for: p, argument: 2)
+        return a.push(try p.prepare(try obs.to(.float32).contiguous().floats(), rows: rows).reshape(obs.shape))
     } }),
     ("value", { L in bind(L, "Policy:value") { a in
         let p = try a.policy(1)
-        guard let obs = a.optTensor(2) else { throw a.fail("expected an observation tensor (argument 2), got \(a.typeName(2))") }
-        let d = p.observationSpace.flatCount
-        guard obs.numel % Swift.max(d, 1) == 0, obs.numel > 0 else { throw a.fail("observation of shape \(obs.shape) does not match \(a.luaName(p.observationSpace))") }
-        return a.push(try LuaContext.with(a.L) { try GradMode.noGrad { try p.value(try p.prepare(try obs.to(.float32).contiguous().floats(), rows: obs.numel / d)) } })
+        let (obs, rows) = try a.observations(2, for: p, argument: 2)
+        return a.push(try LuaContext.with(a.L) { try GradMode.noGrad { try p.value(try p.prepare(try obs.to(.float32).contiguous().floats(), rows: rows)) } })
     } }),
     // ppo(policy, envs, options, status) -> records, rms mean, rms var, rms count
     ("ppo", { L in bind(L, "parry.rl.ppo") { a in
@@ -654,11 +629,10 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         let (c, rewardNorm, clipAction) = try a.ppoConfig(o, box: !p.actionSpace.isDiscrete)
         let onUpdate = try a.callbackOption(o, "on_update") { (r: PPO.UpdateRecord) in pushRecord(L!, r); return 1 }
         let status = a.statusLine(4)
-        let updates = Swift.max(1, c.totalSteps / Swift.max(1, c.numSteps * v.numEnvs))
         let records = try LuaContext.with(a.L) {
             try PPO.train(policy: p, envs: v, config: c, clipAction: clipAction, rewardNormalizer: rewardNorm) { r in
                 let ret = r.episodeReturn.isNaN ? "-" : String(format: "%.1f", r.episodeReturn)
-                status?("PPO update \(r.update)/\(updates)  step \(r.globalStep)  return \(ret)" + String(format: "  kl %.4f  clip %.3f", r.approxKL, r.clipFraction))
+                status?("PPO update \(r.update)/\(r.updates)  step \(r.globalStep)  return \(ret)" + String(format: "  kl %.4f  clip %.3f", r.approxKL, r.clipFraction))
                 try onUpdate?(r)
             }
         }
@@ -680,9 +654,9 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
             try ATLA.train(victim: victim, adversary: adversary, victimEnvs: ve, adversaryEnvs: ae, eps: eps,
                            victimConfig: vc, adversaryConfig: ac, victimClip: vclip, adversaryClip: aclip,
                            victimRewardNormalizer: vr, adversaryRewardNormalizer: ar,
-                           victimUpdates: try o.integer("victim_updates") ?? 1, adversaryUpdates: try o.integer("adversary_updates") ?? 1) { v, total in
+                           victimUpdates: try o.integer("victim_updates") ?? 1, adversaryUpdates: try o.integer("adversary_updates") ?? 1) { v in
                 let ret = v.episodeReturn.isNaN ? "-" : String(format: "%.1f", v.episodeReturn)
-                status?("ATLA update \(v.update)/\(total)  victim return under attack \(ret)")
+                status?("ATLA update \(v.update)/\(v.updates)  victim return under attack \(ret)")
             }
         }
         status?("")
@@ -700,7 +674,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         guard let env = h.single else { throw a.fail("evaluate runs a single env (use parry.rl.make), got a vector env") }
         let episodes = try a.integer(3, "episodes")
         let deterministic = lua_toboolean(a.L, 4) != 0
-        let seed = try seedArg(a, 5)
+        let seed = try a.optSeed(5)
         let act: ([Float]) throws -> [Float]
         if a.type(1) == LUA_TFUNCTION {
             if !a.isNil(6) { throw a.fail("an attack needs a parry.rl.Policy (it uses the policy's networks), not a function") }
@@ -760,7 +734,7 @@ extension LuaArgs {
         c.targetKL = try o.number("target_kl")
         c.adamEps = try o.number("adam_eps") ?? c.adamEps
         c.bootstrapTruncated = try o.bool("bootstrap_truncated") ?? c.bootstrapTruncated
-        if let s = try o.integer("seed") { c.seed = UInt64(bitPattern: Int64(s)) }
+        c.seed = try o.seed() ?? c.seed
         c.saRegularizer = try o.number("sa_reg") ?? c.saRegularizer
         c.saEps = try o.number("sa_eps") ?? c.saEps
         c.saSteps = try o.integer("sa_steps") ?? c.saSteps
@@ -802,6 +776,25 @@ private func pushRecord(_ L: LuaState, _ r: PPO.UpdateRecord) {
 }
 
 extension LuaArgs {
+    /// The observation tensor at `i` for policy `p` and its number of rows
+    /// (one observation, or a batch; `single` demands exactly one).
+    /// `argument` is the position the script sees (methods count self).
+    func observations(_ i: Int32, for p: ActorCritic, argument: Int, single: Bool = false) throws -> (Tensor, Int) {
+        guard let obs = optTensor(i) else { throw fail("expected an observation tensor (argument \(argument)), got \(typeName(i))") }
+        let d = Swift.max(p.observationSpace.flatCount, 1)
+        guard obs.numel > 0, obs.numel % d == 0, !single || obs.numel == d else {
+            throw fail("observation of shape \(obs.shape) does not match \(luaName(p.observationSpace))")
+        }
+        return (obs, obs.numel / d)
+    }
+
+    /// The generator at `i`, or parry's current one when it is nil.
+    func generatorArg(_ i: Int32) throws -> Generator {
+        if isNil(i) { return Generator.current }
+        guard let g: Generator = optObject(i, Int32(PARRY_GENERATOR)) else { throw fail("generator must be a parry.Generator") }
+        return g
+    }
+
     /// An actor-critic from a Lua policy table {actor=, critic=, log_std=,
     /// observation_space=, action_space=, obs_rms={mean=, var=, count=, clip=, epsilon=}}.
     func policy(_ i: Int32) throws -> ActorCritic {

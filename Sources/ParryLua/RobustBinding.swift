@@ -55,7 +55,7 @@ extension LuaArgs {
     }
 
     func generatorOption(_ o: LuaOptions) throws -> Generator {
-        if let s = try o.integer("seed") { return Generator(seed: UInt64(bitPattern: Int64(s))) }
+        if let s = try o.seed() { return Generator(seed: s) }
         return try o.generator()
     }
 

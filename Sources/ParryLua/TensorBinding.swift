@@ -261,7 +261,7 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         return a.push(try Tensor.full(t.shape, try a.scalar(2, "value"), dtype: t.dtype))
     } }),
     ("Generator", { L in bind(L, "parry.Generator") { a in
-        let seed = a.isNil(1) ? Generator.shared.next() : UInt64(bitPattern: Int64(try a.integer(1, "seed")))
+        let seed = try a.optSeed(1) ?? Generator.shared.next()
         parry_pushobject(a.L, Unmanaged.passRetained(Generator(seed: seed)).toOpaque(), Int32(PARRY_GENERATOR))
         return 1
     } }),
@@ -280,7 +280,7 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         return lua_gettop(a.L) - top
     } }),
     ("manual_seed", { L in bind(L, "parry.manual_seed") { a in
-        Generator.shared.reseed(UInt64(bitPattern: Int64(try a.integer(1, "seed"))))
+        Generator.shared.reseed(try a.seed(1))
         return 0
     } }),
     ("cat", { L in bind(L, "parry.cat") { a in
@@ -609,7 +609,7 @@ let generatorMethods: [(String, parry_SwiftFunction)] = [
         guard let g: Generator = a.optObject(1, Int32(PARRY_GENERATOR)) else {
             throw a.fail("expected a generator for self (argument 1), got \(a.typeName(1))")
         }
-        g.reseed(UInt64(bitPattern: Int64(try a.integer(2, "seed"))))
+        g.reseed(try a.seed(2))
         lua_pushvalue(a.L, 1)
         return 1
     } }),

@@ -15,7 +15,7 @@ public enum ATLA {
                              victimClip: Bool, adversaryClip: Bool,
                              victimRewardNormalizer: NormalizeReward?, adversaryRewardNormalizer: NormalizeReward?,
                              victimUpdates: Int = 1, adversaryUpdates: Int = 1,
-                             onUpdate: ((PPO.UpdateRecord, Int) throws -> Void)? = nil) throws -> (victim: [PPO.UpdateRecord], adversary: [PPO.UpdateRecord]) {
+                             onUpdate: ((PPO.UpdateRecord) throws -> Void)? = nil) throws -> (victim: [PPO.UpdateRecord], adversary: [PPO.UpdateRecord]) {
         guard victimUpdates > 0, adversaryUpdates > 0 else { throw RLError("victim_updates and adversary_updates must be positive") }
         let v = try PPO.Trainer(policy: victim, envs: victimEnvs, config: victimConfig, clipAction: victimClip, rewardNormalizer: victimRewardNormalizer)
         let a = try PPO.Trainer(policy: adversary, envs: adversaryEnvs, config: adversaryConfig, clipAction: adversaryClip,
@@ -26,7 +26,7 @@ public enum ATLA {
             for _ in 0..<victimUpdates where !v.finished {
                 let r = try v.iterate()
                 out.victim.append(r)
-                try onUpdate?(r, v.updates)
+                try onUpdate?(r)
             }
             for _ in 0..<adversaryUpdates where !a.finished { out.adversary.append(try a.iterate()) }
         }

@@ -35,6 +35,11 @@ public protocol StatefulEnvironment: Environment {
     func observe() -> [Float]
 }
 
+extension Environment {
+    /// The environment under any wrappers (itself when it is not one).
+    public var innermost: Environment { (self as? EnvWrapper)?.unwrapped ?? self }
+}
+
 /// A wrapper forwards everything to `inner`; subclasses override what they change.
 open class EnvWrapper: Environment {
     public let inner: Environment

@@ -61,7 +61,8 @@ public enum PPO {
     /// What one update did (CleanRL's logged scalars; returns are the raw
     /// episode returns finished during its rollout, NaN when none finished).
     public struct UpdateRecord {
-        public var update = 0, globalStep = 0
+        /// This update's number and the run's total (`Trainer.updates`).
+        public var update = 0, updates = 0, globalStep = 0
         public var episodes = 0
         public var episodeReturn = Double.nan, episodeLength = Double.nan
         public var policyLoss = 0.0, valueLoss = 0.0, entropy = 0.0
@@ -192,6 +193,7 @@ public enum PPO {
             let update = self.update
             var rec = UpdateRecord()
             rec.update = update
+            rec.updates = updates
             let lr = c.annealLR ? (1 - Double(update - 1) / Double(updates)) * c.learningRate : c.learningRate
             try optimizer.setHyperparameter("lr", lr)
             rec.learningRate = lr

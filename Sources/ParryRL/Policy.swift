@@ -162,7 +162,13 @@ public final class ActorCritic {
                     attack: ObservationAttack? = nil) throws -> [Float] {
         var obs = try prepare(raw, rows: rows)
         if let attack { obs = try attack.perturb(obs, policy: self, generator: generator) }
-        return try GradMode.noGrad {
+        return try actions(for: obs, deterministic: deterministic, generator: generator)
+    }
+
+    /// Actions for observations as the networks see them (already normalized
+    /// or perturbed), as flat env actions, without recording a graph.
+    public func actions(for obs: Tensor, deterministic: Bool, generator: Generator) throws -> [Float] {
+        try GradMode.noGrad {
             let dist = try distribution(obs)
             let a = deterministic ? try dist.mode() : try dist.sample(generator)
             if a.dtype == .int64 { return a.int64s().map { Float($0) } }

@@ -49,7 +49,7 @@ public enum RobustSarsa {
             var states: [Float] = [], actions: [Float] = [], rewards: [Double] = [], ends: [Bool] = []
             for _ in 0..<c.numSteps {
                 let s = try victim.prepare(raw, rows: 1)
-                let a = try victim.act(raw, rows: 1, deterministic: true, generator: g)
+                let a = try victim.actions(for: s, deterministic: true, generator: g)
                 states += try s.contiguous().floats(); actions += a
                 let t = try env.step(a)
                 rewards.append(t.reward); ends.append(t.done)

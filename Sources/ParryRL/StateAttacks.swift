@@ -215,13 +215,7 @@ public final class AdversaryEnv: Environment {
         let a = try Tensor(action.map { Swift.min(Swift.max($0, -1), 1) }, shape: [1, action.count])
         let perturbed = mode == .state ? try s + a * eps
             : try paadPerturb(s, direction: a, victim: victim, eps: eps, steps: steps, generator: generator)
-        let act = try GradMode.noGrad { () -> [Float] in
-            let dist = try victim.distribution(perturbed)
-            let x = deterministic ? try dist.mode() : try dist.sample(generator)
-            if x.dtype == .int64 { return x.int64s().map { Float($0) } }
-            return try x.contiguous().floats()
-        }
-        var t = try base.step(act)
+        var t = try base.step(try victim.actions(for: perturbed, deterministic: deterministic, generator: generator))
         last = t.observation
         t.observation = try seen(last)
         t.reward = rewardSign * t.reward

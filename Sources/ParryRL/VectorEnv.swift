@@ -59,11 +59,7 @@ public final class SyncVectorEnv: VectorEnvironment {
         }
         self.envs = envs
         self.autoresetMode = autoreset
-        concurrent = envs.count > 1 && envs.allSatisfy { e in
-            var cur: Environment = e
-            while let w = cur as? EnvWrapper { cur = w.inner }
-            return cur is ConcurrentEnvironment
-        }
+        concurrent = envs.count > 1 && envs.allSatisfy { $0.innermost is ConcurrentEnvironment }
         pendingReset = Array(repeating: false, count: envs.count)
     }
 

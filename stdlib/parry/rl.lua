@@ -26,6 +26,20 @@ end
 
 local function is_tensor(v) return core.is_tensor(v) end
 
+-- f(...) for a function of this module named `fn`: an error from the binding
+-- behind it, which names itself `from`, is raised again under `fn`'s name
+-- at the script's line.
+local function call_as(fn, from, f, ...)
+  local r = table.pack(pcall(f, ...))
+  if not r[1] then raise((tostring(r[2]):gsub("^.-" .. from:gsub("%p", "%%%0") .. ": ", fn .. ": "))) end
+  return table.unpack(r, 2, r.n)
+end
+
+-- fresh observation statistics for a d-dimensional Box (Gymnasium's start: mean 0, var 1, count 1e-4)
+local function fresh_rms(d, clip)
+  return { mean = core.zeros(d), var = core.ones(d), count = 1e-4, clip = clip or 10, epsilon = 1e-8 }
+end
+
 -- the options parry.rl.ppo passes to Swift (also accepted by attacks.sa_rl)
 local PPO_OPTIONS = { "sa_reg", "sa_eps", "sa_steps", "sa_ramp", "sa_detach_stdev", "total_steps", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda", "num_minibatches",
                       "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef", "vf_coef", "max_grad_norm",
@@ -358,9 +372,7 @@ local function wrapper(name, allowed)
     local o = options(fn, opts, allowed)
     if type(env) ~= "table" then raise(fn .. ": expected an environment (from parry.rl.make or parry.rl.vector), got " .. type(env)) end
     local inner = as_native(fn, env)
-    local ok, h = pcall(C.wrap, inner._h, name, o)
-    if not ok then raise((tostring(h):gsub("^.-parry%.rl%.wrappers: ", fn .. ": "))) end
-    local w = native(h)
+    local w = native(call_as(fn, "parry.rl.wrappers", C.wrap, inner._h, name, o))
     w.id = inner.id
     return w
   end
@@ -477,8 +489,7 @@ end
 -- the file describes; with one (e.g. Lua-defined networks), loads into it.
 function rl.load(path, into)
   if type(path) ~= "string" then raise("parry.rl.load: expected a path (string), got " .. type(path)) end
-  local ok, t, meta = pcall(core.load, path)
-  if not ok then raise((tostring(t):gsub("^.-parry%.load: ", "parry.rl.load: "))) end
+  local t, meta = call_as("parry.rl.load", "parry.load", core.load, path)
   if meta.format ~= "parry.rl.Policy/1" then raise("parry.rl.load: " .. tostring(path) .. " is not a saved parry.rl.Policy") end
   local os = meta.observation_n and rl.Discrete(tonumber(meta.observation_n)) or
     setmetatable({ kind = "box", low = t["observation_space.low"], high = t["observation_space.high"],
@@ -532,8 +543,7 @@ local function attack(kind, allowed)
     if o.eps == nil then raise(fn .. ": missing option eps (the ℓ∞ radius, in the policy's observation units)") end
     local a = setmetatable({ kind = kind }, Attack)
     for k, v in pairs(o) do a[k] = v end
-    local ok, err = pcall(C.attack_check, a)
-    if not ok then raise((tostring(err):gsub("^.-parry%.rl%.attacks: ", fn .. ": "))) end
+    call_as(fn, "parry.rl.attacks", C.attack_check, a)
     return a
   end
 end
@@ -564,13 +574,11 @@ local function learned_attack(kind, mode)
     ppo.hidden = o.hidden
     ppo.env = function()
       local base = as_native(fn, o.env)
-      local ok, h = pcall(C.adversary_env, o.victim, base._h, o.eps, o.deterministic, o.seed, mode, o.steps)
-      if not ok then raise((tostring(h):gsub("^.-parry%.rl%.attacks: ", fn .. ": "))) end
-      return native(h)
+      return native(call_as(fn, "parry.rl.attacks", C.adversary_env, o.victim, base._h, o.eps, o.deterministic, o.seed, mode, o.steps))
     end
     local adversary, history = rl.ppo(ppo)
     local a = setmetatable({ kind = kind, eps = o.eps, steps = o.steps, adversary = adversary, history = history }, Attack)
-    C.attack_check(a)
+    call_as(fn, "parry.rl.attacks", C.attack_check, a)
     return a
   end
 end
@@ -605,8 +613,7 @@ local function rs_attack(kind, ratio)
     local q, losses = util.with_status(function(show) return C.rs_train(o.victim, base._h, o.sarsa, show) end)
     local a = setmetatable({ kind = "rs", eps = o.eps, steps = o.steps, action_ratio = o.action_ratio or ratio, q = q,
                              losses = losses }, Attack)
-    local ok, err = pcall(C.attack_check, a)
-    if not ok then raise((tostring(err):gsub("^.-parry%.rl%.attacks: ", fn .. ": "))) end
+    call_as(fn, "parry.rl.attacks", C.attack_check, a)
     return a
   end
 end
@@ -912,7 +919,7 @@ local function ppo_setup(fn, o)
   if normalize == nil then normalize = policy.action_space.kind == "box" end
   if normalize and not policy.obs_rms then
     local d = policy.observation_space.low:numel()
-    policy.obs_rms = { mean = core.zeros(d), var = core.ones(d), count = 1e-4, clip = o.obs_clip or 10, epsilon = 1e-8 }
+    policy.obs_rms = fresh_rms(d, o.obs_clip)
   end
   local sw = {}
   for _, k in ipairs(PPO_OPTIONS) do if o[k] ~= nil then sw[k] = o[k] end end
@@ -963,7 +970,7 @@ function rl.atla(opts)
   local adversary = rl.Policy{ observation_space = rl.Box(-math.huge, math.huge, { d }), action_space = rl.Box(-1, 1, { d }),
                                hidden = ao.hidden, activation = ao.activation, seed = (o.seed or 1) + 1 }
   if ao.normalize_obs ~= false then
-    adversary.obs_rms = { mean = core.zeros(d), var = core.ones(d), count = 1e-4, clip = ao.obs_clip or 10, epsilon = 1e-8 }
+    adversary.obs_rms = fresh_rms(d, ao.obs_clip)
   end
   local asw = { total_steps = vsw.total_steps or 1000000, seed = (o.seed or 1) + 1 }
   for _, k in ipairs(PPO_OPTIONS) do if ao[k] ~= nil then asw[k] = ao[k] end end
