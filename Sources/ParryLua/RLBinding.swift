@@ -84,7 +84,13 @@ final class LuaEnvironment: Environment {
         return L
     }
 
+    /// The seed `make{seed=}` gave: passed to the first reset that brings none,
+    /// as a native env's generator starts from it.
+    var pendingSeed: UInt64?
+
     func reset(seed: UInt64?) throws -> [Float] {
+        let seed = seed ?? pendingSeed
+        pendingSeed = nil
         let L = try call("reset", nresults: 1) { L in
             if let seed { lua_pushinteger(L, lua_Integer(bitPattern: seed)) } else { lua_pushnil(L) }
         }
@@ -266,13 +272,14 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         pushHandle(a.L, EnvHandle(single: env), keep: 0)
         return 1
     } }),
-    // wrap_lua(env_table, name, observation_space, action_space, max_episode_steps) -> handle
+    // wrap_lua(env_table, name, observation_space, action_space, max_episode_steps, seed) -> handle
     ("wrap_lua", { L in bind(L, "parry.rl.make") { a in
         guard a.type(1) == LUA_TTABLE else { throw a.fail("expected a Lua env (a table), got \(a.typeName(1))") }
         let name = try a.string(2, "name")
         let adapter = LuaEnvironment(id: name, observationSpace: try a.space(3, "\(name).observation_space"),
                                      actionSpace: try a.space(4, "\(name).action_space"))
         let steps = a.isNil(5) ? nil : try a.integer(5, "max_episode_steps")
+        adapter.pendingSeed = try a.optSeed(6)
         let h = EnvHandle(single: TimeLimit(adapter, maxEpisodeSteps: steps.flatMap { $0 > 0 ? $0 : nil }))
         adapter.owner = h
         lua_createtable(a.L, 1, 0)

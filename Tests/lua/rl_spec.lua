@@ -175,6 +175,21 @@ describe("Lua-defined environments", function()
     assert.same({50}, rl.evaluate(function() return 1 end, "Corridor-v0", {episodes = 1}).lengths)
   end)
 
+  it("get make's seed on their first reset without one, as native envs do", function()
+    local Seeds = rl.Env:extend("Seeds")
+    function Seeds:init() self.observation_space = rl.Box(0, 1, {1}); self.action_space = rl.Discrete(2); self.seen = {} end
+    function Seeds:reset(opts) self.seen[#self.seen + 1] = opts and opts.seed or "none"; return parry.tensor({0}), {} end
+    function Seeds:step() return parry.tensor({0}), 0, true, false, {} end
+    local e = Seeds()
+    local env = rl.make(e, {seed = 5})
+    env:reset(); env:reset(); env:reset({seed = 9})
+    assert.same({5, "none", 9}, e.seen)
+    rl.register("Seeds-v0", Seeds)
+    local reg = rl.make("Seeds-v0", {seed = 3})
+    reg:reset()
+    assert.same({3}, reg.unwrapped.seen)
+  end)
+
   it("report wrong return types naming the env, and stay usable after a caught error", function()
     local bad = rl.make(Corridor({bad = "reward"}))
     bad:reset()

@@ -277,9 +277,9 @@ local function check_lua_env(fn, env)
 end
 
 -- A Lua env behind a Swift adapter (time limit and order enforcement included).
-local function wrap_lua(fn, env, max_steps)
+local function wrap_lua(fn, env, max_steps, seed)
   check_lua_env(fn, env)
-  local w = native(C.wrap_lua(env, env_name(env), env.observation_space, env.action_space, max_steps))
+  local w = native(C.wrap_lua(env, env_name(env), env.observation_space, env.action_space, max_steps, seed))
   w.id = env_name(env)
   w.unwrapped = env
   return w
@@ -299,15 +299,14 @@ end
 -- registered limit (0: none).
 function rl.make(id, opts)
   local o = options("parry.rl.make", opts, { "seed", "max_episode_steps", "xml", "assets" })
-  if type(id) == "table" and not id._h then return wrap_lua("parry.rl.make", id, o.max_episode_steps) end
+  if type(id) == "table" and not id._h then return wrap_lua("parry.rl.make", id, o.max_episode_steps, o.seed) end
   if type(id) ~= "string" then raise("parry.rl.make: expected an env id (string), got " .. type(id)) end
   local entry = lua_registry[id]
   if entry then
     local env = entry.make(o)
     if type(env) ~= "table" then raise("parry.rl.make: the maker registered for '" .. id .. "' returned " .. type(env) .. ", not an env") end
-    local w = wrap_lua("parry.rl.make", env, o.max_episode_steps or entry.max_episode_steps)
+    local w = wrap_lua("parry.rl.make", env, o.max_episode_steps or entry.max_episode_steps, o.seed)
     w.id = id
-    if o.seed then w._seed = o.seed end
     return w
   end
   local native_ids = {}
