@@ -357,11 +357,9 @@ function rl.vector(env, n, opts)
   return native(C.vector(sub_envs("parry.rl.vector", env, n, o), o.autoreset))
 end
 
---- VectorEnv:reset([{seed=}]) -> observations (num_envs × ...), info; sub-env i is seeded seed + i - 1.
-function VectorEnv:reset(opts)
-  local o = options("env:reset", opts, { "seed", "options" })
-  return C.reset(self._h, o.seed), {}
-end
+-- A VectorEnv resets, steps and reports statistics through NativeEnv's
+-- methods (it inherits them): reset gives num_envs × ... observations and
+-- seeds sub-env i with seed + i - 1.
 
 -- MARK: wrappers (work on single and vector envs)
 
