@@ -12,7 +12,7 @@
 -- Measured on 2 cores (release build, 2026-12-01): 9.0 s for 100,352 steps;
 -- mean episodic return per update 22.9 (update 1) → 224.0 (10) → 481.6 (20)
 -- → 500.0 (40 and 49); evaluation mean 500.0 (median 500, sd 0) over 20
--- episodes, against 23.9 for random actions.
+-- episodes, against 22.6 for random actions (seeded coin flips).
 local parry = require("parry")
 local rl = parry.rl
 
