@@ -111,8 +111,19 @@ public func runBackward(roots: [Tensor], seeds: [Tensor], inputs: [Tensor]? = ni
         }
         for t in order.reversed() {
             let id = ObjectIdentifier(t)
-            guard let g = grads[id] else { continue }
+            guard let g0 = grads[id] else { continue }
             if let relevant, !relevant.contains(id) { grads[id] = nil; continue }
+            var g = g0
+            if let hooks = t.gradHooks {
+                for h in hooks {
+                    guard let r = try h.body(g) else { continue }
+                    guard r.shape == t.shape, r.dtype == .float32 else {
+                        throw TensorError("a gradient hook returned a tensor of shape \(shapeString(r.shape)) (\(r.dtype.rawValue)), expected \(shapeString(t.shape)) float32")
+                    }
+                    g = r
+                }
+                grads[id] = g
+            }
             if let node = t.gradFn {
                 guard let backward = node.backward else {
                     throw TensorError("trying to backward through the graph a second time (or after it was freed); pass retain_graph=true the first time")
@@ -147,7 +158,39 @@ public func runBackward(roots: [Tensor], seeds: [Tensor], inputs: [Tensor]? = ni
     return (inputs ?? []).map { grads[ObjectIdentifier($0)] }
 }
 
+/// One gradient hook of a tensor: called with the tensor's gradient when it
+/// has been computed; a returned tensor replaces the gradient.
+final class GradHook {
+    let body: (Tensor) throws -> Tensor?
+    init(_ body: @escaping (Tensor) throws -> Tensor?) { self.body = body }
+}
+
+/// What `registerHook` returns: `remove()` unregisters the hook (idempotent).
+public final class HookHandle {
+    private var undo: (() -> Void)?
+    public init(_ undo: @escaping () -> Void) { self.undo = undo }
+    public func remove() { undo?(); undo = nil }
+}
+
 extension Tensor {
+    /// Registers `body`, called during backward with this tensor's gradient
+    /// (the total over all its uses, once per backward pass), before the
+    /// gradient flows on to the tensor's inputs or accumulates into `.grad` of
+    /// a leaf; a returned tensor (same shape) replaces the gradient. Hooks run
+    /// in registration order, each seeing the previous one's result
+    /// (PyTorch's `Tensor.register_hook`).
+    @discardableResult
+    public func registerHook(_ body: @escaping (Tensor) throws -> Tensor?) throws -> HookHandle {
+        guard requiresGrad else { throw TensorError("cannot register a hook on a tensor that does not require grad") }
+        let hook = GradHook(body)
+        gradHooks = (gradHooks ?? []) + [hook]
+        return HookHandle { [weak self, weak hook] in
+            guard let self, let hook else { return }
+            self.gradHooks?.removeAll { $0 === hook }
+            if self.gradHooks?.isEmpty == true { self.gradHooks = nil }
+        }
+    }
+
     /// Accumulates d(self)/d(leaves) into `.grad`, seeded with `gradient`
     /// (which may be omitted for a one-element tensor).
     public func backward(_ gradient: Tensor? = nil, retainGraph: Bool = false, createGraph: Bool = false) throws {

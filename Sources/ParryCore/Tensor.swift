@@ -22,6 +22,8 @@ public final class Tensor: @unchecked Sendable {
     public var grad: Tensor?
     public var gradFn: GradNode?
     public var isLeaf: Bool { gradFn == nil }
+    /// Gradient hooks (`registerHook`), in registration order; nil when none.
+    var gradHooks: [GradHook]?
 
     /// A view over existing storage. The caller guarantees the view lies in bounds.
     public init(storage: Storage, shape: [Int], strides: [Int], offset: Int, dtype: DType) {

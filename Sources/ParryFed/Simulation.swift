@@ -170,7 +170,7 @@ public final class Simulation {
 
     /// A module tree is safe to run off the main thread when it has no closure-backed module or hook.
     public static func threadSafe(_ m: Module) -> Bool {
-        m.namedModules().allSatisfy { !($0.module is ClosureModule) && $0.module.forwardHook == nil }
+        m.namedModules().allSatisfy { !($0.module is ClosureModule) && !$0.module.hasHooks }
     }
 
     public func run() throws -> FedResult {

@@ -283,7 +283,7 @@ let moduleMethods: [(String, parry_SwiftFunction)] = [
     } }),
     ("_hook", { L in bind(L, "Module:_hook") { a in
         let m = try a.module(1)
-        if let y = a.optTensor(2) { m.forwardHook?(y) }
+        if let y = a.optTensor(2) { try m.forwardHook?(y) }
         return 0
     } }),
     ("parameters", { L in bind(L, "Module:parameters") { a in a.push(try a.module(1).allParameters()) } }),

@@ -322,4 +322,33 @@ public enum F {
         let na = try a.norm(dim: dim), nb = try b.norm(dim: dim)
         return try dot / (na * nb).clamp(min: eps)
     }
+
+    /// log det A for symmetric positive-definite matrices A (…×M×M), by a
+    /// Cholesky factorization written with differentiable tensor ops (so
+    /// gradients of any order flow; meant for small M, e.g. ADP's M×M Gram
+    /// matrices of ensemble members): log det A = 2·Σ_j log L_jj.
+    public static func logdetSPD(_ a: Tensor) throws -> Tensor {
+        guard a.ndim >= 2, a.shape[a.ndim - 1] == a.shape[a.ndim - 2], a.shape[a.ndim - 1] >= 1 else {
+            throw TensorError("logdet needs square matrices (…×M×M), got shape \(shapeString(a.shape))")
+        }
+        let m = a.shape[a.ndim - 1], r = a.ndim - 2
+        func entry(_ i: Int, _ j: Int) throws -> Tensor { try a.select(r, i).select(r, j) }
+        var l = [[Tensor?]](repeating: [Tensor?](repeating: nil, count: m), count: m)
+        var total: Tensor? = nil
+        for j in 0..<m {
+            var d = try entry(j, j)
+            for k in 0..<j { d = try d - l[j][k]! * l[j][k]! }
+            if try d.min().double() <= 0 { throw TensorError("logdet: the matrix is not positive definite") }
+            let ljj = try d.sqrt()
+            l[j][j] = ljj
+            let logd = try ljj.log()
+            total = try total.map { try $0 + logd } ?? logd
+            for i in (j + 1)..<max(j + 1, m) {
+                var v = try entry(i, j)
+                for k in 0..<j { v = try v - l[i][k]! * l[j][k]! }
+                l[i][j] = try v / ljj
+            }
+        }
+        return try total! * 2
+    }
 }

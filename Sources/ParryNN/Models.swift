@@ -30,8 +30,42 @@ public enum Models {
         ])
     }
 
-    public static func resnet20(inChannels: Int = 3, classes: Int = 10) throws -> ResNet {
-        try ResNet(inChannels: inChannels, classes: classes, stem: 16, widths: [16, 32, 64], blocks: [3, 3, 3])
+    public static func resnet20(inChannels: Int = 3, classes: Int = 10, leakySlope: Double? = nil) throws -> ResNet {
+        try ResNet(inChannels: inChannels, classes: classes, stem: 16, widths: [16, 32, 64], blocks: [3, 3, 3], leakySlope: leakySlope)
+    }
+
+    /// The CIFAR ResNet family of He et al. (2016, §4.2) that DVERGE and most
+    /// ensemble papers use: depth 6n+2, three stages of n BasicBlocks with
+    /// widths w, 2w, 4w (ResNet-20: n = 3, w = 16).
+    public static func resnet(depth: Int, width: Int = 16, inChannels: Int = 3, classes: Int = 10, leakySlope: Double? = nil) throws -> ResNet {
+        guard depth >= 8, (depth - 2) % 6 == 0 else { throw TensorError("depth must be 6n+2 with n ≥ 1 (8, 14, 20, 32, 44, 56, …), got \(depth)") }
+        guard width >= 1 else { throw TensorError("width must be positive, got \(width)") }
+        let n = (depth - 2) / 6
+        return try ResNet(inChannels: inChannels, classes: classes, stem: width, widths: [width, 2 * width, 4 * width],
+                          blocks: [n, n, n], leakySlope: leakySlope)
+    }
+
+    /// The feature taps DVERGE distils at, in forward order. ResNet: the stem's
+    /// BatchNorm output (before its ReLU), then for every block its bn1 output
+    /// (before the ReLU) and its residual sum (before the final ReLU), then the
+    /// logits — 20 names for ResNet-20, as the official code's get_features.
+    /// Sequential: the output of every child followed by an activation (the
+    /// pre-activations), and the last child (the logits).
+    public static func featureLayers(_ m: Module) throws -> [String] {
+        if m is ResNet {
+            var names = ["bn1"]
+            for (stage, s) in m.children where stage.hasPrefix("layer") {
+                for (b, _) in s.children { names += ["\(stage).\(b).bn1", "\(stage).\(b).sum"] }
+            }
+            return names + ["fc"]
+        }
+        if m is Sequential, !m.children.isEmpty {
+            let c = m.children
+            var names = [String]()
+            for i in 0..<c.count where i == c.count - 1 || c[i + 1].module is Activation { names.append(c[i].name) }
+            return names
+        }
+        throw TensorError("feature_layers knows the zoo's ResNets and Sequential models, not a \(m.typeName); name the layers explicitly (model:feature_names() lists every valid one)")
     }
 
     public static func resnet18(inChannels: Int = 3, classes: Int = 10) throws -> ResNet {
@@ -39,11 +73,16 @@ public enum Models {
     }
 }
 
-/// conv3×3-BN-ReLU-conv3×3-BN plus a shortcut (1×1 conv + BN when the shape changes), then ReLU.
+/// conv3×3-BN-ReLU-conv3×3-BN plus a shortcut (1×1 conv + BN when the shape
+/// changes), then ReLU (LeakyReLU with `leakySlope`, as GAL's members).
 public final class BasicBlock: Module {
-    private override init() { super.init() }
-    public override func emptyCopy() throws -> Module { BasicBlock() }
-    public init(_ cin: Int, _ cout: Int, stride: Int) throws {
+    public let leakySlope: Double?
+    private init(leakySlope: Double?) { self.leakySlope = leakySlope; super.init() }
+    public override func emptyCopy() throws -> Module { BasicBlock(leakySlope: leakySlope) }
+    /// "sum": the residual sum before the final ReLU.
+    public override var pointNames: [String] { ["sum"] }
+    public init(_ cin: Int, _ cout: Int, stride: Int, leakySlope: Double? = nil) throws {
+        self.leakySlope = leakySlope
         super.init()
         register(module: try Conv2d(cin, cout, 3, stride: stride, padding: 1, bias: false), as: "conv1")
         register(module: try BatchNorm(cout, spatial: true), as: "bn1")
@@ -60,10 +99,10 @@ public final class BasicBlock: Module {
             guard let m = child(name) else { throw TensorError("BasicBlock has no \(name)") }
             return try m(t)
         }
-        var y = try run("bn1", run("conv1", x)).relu()
+        var y = try activate(run("bn1", run("conv1", x)), leakySlope)
         y = try run("bn2", run("conv2", y))
         let s = child("shortcut") == nil ? x : try run("shortcut", x)
-        return try (y + s).relu()
+        return try activate(tap("sum", y + s), leakySlope)
     }
 }
 
@@ -71,10 +110,13 @@ public final class BasicBlock: Module {
 /// first of each later stage strides by 2), global average pool, linear head.
 /// Stages are `layer1`…; features of any stage by name (`features`).
 public final class ResNet: Module {
-    private override init() { super.init() }
-    public override func emptyCopy() throws -> Module { ResNet() }
-    public init(inChannels: Int, classes: Int, stem: Int, widths: [Int], blocks: [Int]) throws {
+    public let leakySlope: Double?
+    private init(leakySlope: Double?) { self.leakySlope = leakySlope; super.init() }
+    public override func emptyCopy() throws -> Module { ResNet(leakySlope: leakySlope) }
+    public init(inChannels: Int, classes: Int, stem: Int, widths: [Int], blocks: [Int], leakySlope: Double? = nil) throws {
         guard inChannels > 0, classes > 0 else { throw TensorError("in_channels and classes must be positive") }
+        if let s = leakySlope, !(s >= 0 && s < 1) { throw TensorError("leaky_relu slope must be in [0, 1), got \(s)") }
+        self.leakySlope = leakySlope
         super.init()
         register(module: try Conv2d(inChannels, stem, 3, padding: 1, bias: false), as: "conv1")
         register(module: try BatchNorm(stem, spatial: true), as: "bn1")
@@ -82,7 +124,7 @@ public final class ResNet: Module {
         for (i, (w, n)) in zip(widths, blocks).enumerated() {
             var stage = [Module]()
             for b in 0..<n {
-                stage.append(try BasicBlock(cin, w, stride: (b == 0 && i > 0) ? 2 : 1))
+                stage.append(try BasicBlock(cin, w, stride: (b == 0 && i > 0) ? 2 : 1, leakySlope: leakySlope))
                 cin = w
             }
             register(module: Sequential(stage), as: "layer\(i + 1)")
@@ -96,9 +138,15 @@ public final class ResNet: Module {
         var y = x
         for (name, m) in children {
             y = try m(y)
-            if name == "bn1" { y = try y.relu() }
+            if name == "bn1" { y = try activate(y, leakySlope) }
             if name == "avgpool" { y = try y.flatten(1, 3) }
         }
         return y
     }
+}
+
+/// ReLU, or LeakyReLU with the given slope.
+private func activate(_ t: Tensor, _ leakySlope: Double?) throws -> Tensor {
+    guard let s = leakySlope else { return try t.relu() }
+    return try F.leakyRelu(t, slope: s)
 }

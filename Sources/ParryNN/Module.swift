@@ -19,7 +19,7 @@ open class Module {
     public private(set) var parameters: [(name: String, tensor: Tensor)] = []
     public private(set) var buffers: [(name: String, tensor: Tensor)] = []
     /// Called with the output after every forward (feature extraction).
-    public var forwardHook: ((Tensor) -> Void)?
+    public var forwardHook: ((Tensor) throws -> Void)?
 
     public init() {}
 
@@ -29,8 +29,96 @@ open class Module {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let y = try forward(x)
-        forwardHook?(y)
+        guard hooks != nil else {
+            let y = try forward(x)
+            try forwardHook?(y)
+            return y
+        }
+        return try callWithHooks(x)
+    }
+
+    // MARK: hooks (PyTorch's register_forward_pre_hook / register_forward_hook / register_full_backward_hook)
+
+    /// (module, input) -> replacement input or nil.
+    public typealias ForwardPreHook = (Module, Tensor) throws -> Tensor?
+    /// (module, input, output) -> replacement output or nil.
+    public typealias ForwardHook = (Module, Tensor, Tensor) throws -> Tensor?
+    /// (module, gradient w.r.t. the input or nil when the input needs none,
+    /// gradient w.r.t. the output) -> replacement input gradient or nil.
+    public typealias BackwardHook = (Module, Tensor?, Tensor) throws -> Tensor?
+
+    final class Hooks {
+        var pre: [(id: Int, body: ForwardPreHook)] = []
+        var forward: [(id: Int, body: ForwardHook)] = []
+        var backward: [(id: Int, body: BackwardHook)] = []
+        var next = 0
+        var isEmpty: Bool { pre.isEmpty && forward.isEmpty && backward.isEmpty }
+    }
+    var hooks: Hooks?
+
+    private func addHook(_ add: (Hooks, Int) -> Void, _ remove: @escaping (Hooks, Int) -> Void) -> HookHandle {
+        let h = hooks ?? Hooks()
+        hooks = h
+        h.next += 1
+        let id = h.next
+        add(h, id)
+        return HookHandle { [weak self] in
+            guard let self, let h = self.hooks else { return }
+            remove(h, id)
+            if h.isEmpty { self.hooks = nil }
+        }
+    }
+
+    /// Called before every forward with the input; a returned tensor replaces it.
+    @discardableResult
+    public func registerForwardPreHook(_ body: @escaping ForwardPreHook) -> HookHandle {
+        addHook({ $0.pre.append(($1, body)) }, { h, id in h.pre.removeAll { $0.id == id } })
+    }
+
+    /// Called after every forward with the input and output; a returned tensor replaces the output.
+    @discardableResult
+    public func registerForwardHook(_ body: @escaping ForwardHook) -> HookHandle {
+        addHook({ $0.forward.append(($1, body)) }, { h, id in h.forward.removeAll { $0.id == id } })
+    }
+
+    /// Called during backward with the gradients of the module's input and
+    /// output (PyTorch's full backward hook: the whole module is one node);
+    /// a returned tensor replaces the input's gradient. When the input needs no
+    /// gradient the hook is called with nil when the output's gradient is known.
+    @discardableResult
+    public func registerBackwardHook(_ body: @escaping BackwardHook) -> HookHandle {
+        addHook({ $0.backward.append(($1, body)) }, { h, id in h.backward.removeAll { $0.id == id } })
+    }
+
+    private func callWithHooks(_ x: Tensor) throws -> Tensor {
+        guard let h = hooks else { return try forward(x) }
+        var input = x
+        for (_, hook) in h.pre { if let r = try hook(self, input) { input = r } }
+        let backward = h.backward.map(\.body)
+        let tracked = !backward.isEmpty && GradMode.isEnabled
+        // Identity nodes around the module so the backward hooks see its input and output gradients.
+        if tracked && input.requiresGrad { input = try input.view(input.shape) }
+        var y = try forward(input)
+        try forwardHook?(y)
+        for (_, hook) in h.forward { if let r = try hook(self, input, y) { y = r } }
+        guard tracked, y.requiresGrad else { return y }
+        y = try y.view(y.shape)
+        final class Box { var gradOutput: Tensor? }
+        let box = Box()
+        if input.requiresGrad {
+            try y.registerHook { g in box.gradOutput = g; return nil }
+            try input.registerHook { g in
+                guard let go = box.gradOutput else { return nil }
+                var gi = g
+                for hook in backward { if let r = try hook(self, gi, go) { gi = r } }
+                return gi
+            }
+        } else {
+            try y.registerHook { g in
+                for hook in backward { _ = try hook(self, nil, g) }
+                return nil
+            }
+        }
         return y
     }
 
@@ -191,21 +279,83 @@ open class Module {
         return lines.joined(separator: "\n") + "\n)"
     }
 
-    /// Runs forward and returns the outputs of the named submodules (and the final output).
-    public func features(_ x: Tensor, at names: [String]) throws -> (output: Tensor, features: [String: Tensor]) {
-        let all = Dictionary(namedModules().map { ($0.name, $0.module) }, uniquingKeysWith: { a, _ in a })
-        var captured = [String: Tensor]()
-        var hooked = [(Module, ((Tensor) -> Void)?)]()
-        for n in names {
-            guard let m = all[n] else {
-                throw TensorError("no submodule named '\(n)' (available: \(all.keys.filter { !$0.isEmpty }.sorted().joined(separator: ", ")))")
-            }
-            hooked.append((m, m.forwardHook))
-            let previous = m.forwardHook
-            m.forwardHook = { y in captured[n] = y; previous?(y) }
+    // MARK: features
+
+    /// Named points inside this module's forward that are not a submodule's
+    /// output (e.g. a residual block's sum before its ReLU, "sum"), readable
+    /// by `features` as "<module path>.<point>".
+    open var pointNames: [String] { [] }
+    var pointHooks: [String: (Tensor) throws -> Void]?
+
+    /// Marks the value `t` as the point `name` of this module's forward (see
+    /// `pointNames`); returns `t` unchanged.
+    public func tap(_ name: String, _ t: Tensor) throws -> Tensor {
+        if let h = pointHooks?[name] { try h(t) }
+        return t
+    }
+
+    /// True when any hook is registered on this module (its forward may call back into a script).
+    public var hasHooks: Bool { hooks != nil || forwardHook != nil || pointHooks != nil }
+
+    /// Every name `features` accepts: submodule paths and their points, in forward-definition order.
+    public func featureNames() -> [String] {
+        namedModules().flatMap { (n, m) -> [String] in
+            (n.isEmpty ? [] : [n]) + m.pointNames.map { n.isEmpty ? $0 : n + "." + $0 }
         }
-        defer { for (m, h) in hooked { m.forwardHook = h } }
+    }
+
+    private struct FeaturesCaptured: Error {}
+
+    /// Runs forward and returns the outputs of the named submodules or points
+    /// (and the final output).
+    public func features(_ x: Tensor, at names: [String]) throws -> (output: Tensor, features: [String: Tensor]) {
+        var captured = [String: Tensor]()
+        let undo = try hookFeatures(names) { n, y in captured[n] = y }
+        defer { undo() }
         let y = try self(x)
         return (y, captured)
+    }
+
+    /// The value at one feature name, running forward only as far as needed
+    /// (the rest of the network is not evaluated: no BatchNorm statistics
+    /// update after it, no graph recorded past it).
+    public func feature(_ x: Tensor, at name: String) throws -> Tensor {
+        var found: Tensor? = nil
+        let undo = try hookFeatures([name]) { _, y in found = y; throw FeaturesCaptured() }
+        defer { undo() }
+        do { _ = try self(x) } catch is FeaturesCaptured {}
+        guard let found else { throw TensorError("feature '\(name)' was not computed by the forward pass") }
+        return found
+    }
+
+    /// Installs capture hooks at `names`; returns the function that removes them.
+    private func hookFeatures(_ names: [String], _ capture: @escaping (String, Tensor) throws -> Void) throws -> () -> Void {
+        let all = Dictionary(namedModules().map { ($0.name, $0.module) }, uniquingKeysWith: { a, _ in a })
+        var undo = [() -> Void]()
+        func rollback() { for u in undo.reversed() { u() } }
+        for n in names {
+            if let m = all[n] {
+                let previous = m.forwardHook
+                m.forwardHook = { y in try capture(n, y); try previous?(y) }
+                undo.append { m.forwardHook = previous }
+                continue
+            }
+            // "<module path>.<point>"
+            let parts = n.split(separator: ".", omittingEmptySubsequences: false)
+            let owner = parts.dropLast().joined(separator: "."), point = parts.last.map(String.init) ?? ""
+            guard let m = all[owner], m.pointNames.contains(point) else {
+                rollback()
+                let valid = featureNames()
+                let shown = valid.count > 60 ? valid.prefix(60).joined(separator: ", ") + ", … (\(valid.count) in all)" : valid.joined(separator: ", ")
+                throw TensorError("no layer or point named '\(n)' (available: \(shown))")
+            }
+            let previous = m.pointHooks?[point]
+            m.pointHooks = (m.pointHooks ?? [:]).merging([point: { y in try capture(n, y); try previous?(y) }]) { _, b in b }
+            undo.append {
+                m.pointHooks?[point] = previous
+                if m.pointHooks?.isEmpty == true { m.pointHooks = nil }
+            }
+        }
+        return rollback
     }
 }

@@ -96,26 +96,143 @@ public enum Attacks {
         }
     }
 
-    // MARK: MI-FGSM
+    // MARK: MI-FGSM and its transfer variants
+
+    /// Momentum iterative attacks (MI-FGSM and the transfer attacks built on it).
+    public struct MomentumOptions {
+        public var alpha: Double? = nil            // default ε/steps
+        public var steps = 10
+        public var decay = 1.0
+        public var randomStart = false
+        public var restarts = 1
+        public var targeted = false
+        public var loss: AttackLoss = .ce
+        /// Diverse inputs (Xie et al. 2019, as torchattacks' DIFGSM): with
+        /// probability p per step, the gradient is taken at a copy resized
+        /// (nearest) to a random side in [rate·side, side) and zero-padded back at a random offset.
+        public var diversity: (p: Double, resizeRate: Double)? = nil
+        public init() {}
+    }
 
     /// Momentum iterative FGSM (Dong et al. 2018) as torchattacks: g ← ∇/mean|∇| + μ·g; x ← x + α·sign(g).
     public static func mifgsm(_ model: Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel, alpha: Double? = nil,
                               steps: Int = 10, decay: Double = 1, targeted: Bool = false) throws -> Tensor {
+        var o = MomentumOptions()
+        o.alpha = alpha; o.steps = steps; o.decay = decay; o.targeted = targeted
+        return try momentum(model, x, y, tm, o)
+    }
+
+    /// The momentum iterative family: MI-FGSM (the defaults), momentum PGD
+    /// with a random start and restarts (each sample keeps its first
+    /// successful restart, else its highest-loss one), and with `diversity`
+    /// M-DI²-FGSM. L∞ only.
+    public static func momentum(_ model: Classifier, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel, _ o: MomentumOptions,
+                                generator: Generator = .current) throws -> Tensor {
         try tm.validate()
-        guard steps >= 0 else { throw TensorError("steps must be non-negative") }
+        guard tm.norm == .linf else { throw TensorError("momentum attacks support the L∞ norm only") }
+        guard o.steps >= 0, o.restarts >= 1 else { throw TensorError("steps must be ≥ 0 and restarts ≥ 1") }
+        if let d = o.diversity {
+            guard d.p >= 0, d.p <= 1 else { throw TensorError("diversity_prob must be in [0, 1], got \(d.p)") }
+            guard d.resizeRate > 0, d.resizeRate <= 1 else { throw TensorError("resize_rate must be in (0, 1], got \(d.resizeRate)") }
+            guard x.ndim == 4 else { throw TensorError("diverse inputs need N×C×H×W images, got shape \(shapeString(x.shape))") }
+        }
         _ = try AttackMath.check(model, x, y)
-        let a = alpha ?? (steps > 0 ? tm.eps / Double(steps) : 0)
-        var adv = x.detach(), momentum = try Tensor.zeros(x.shape)
-        for _ in 0..<steps {
-            let (g, _, _) = try AttackMath.gradient(model, adv, y, .ce, targeted: targeted)
+        let a = o.alpha ?? (o.steps > 0 ? tm.eps / Double(o.steps) : 0)
+        guard a >= 0 else { throw TensorError("alpha must be non-negative, got \(a)") }
+        let n = x.shape[0], unit = [n] + [Int](repeating: 1, count: x.ndim - 1)
+        func gradModel(_ t: Tensor) throws -> Tensor {
+            guard let d = o.diversity else { return try model(t) }
+            return try model(diverseInput(t, p: d.p, rate: d.resizeRate, generator: generator))
+        }
+        var best = x, bestLoss = try Tensor.full([n], -Double.infinity), bestSuccess = try Tensor.zeros([n])
+        for r in 0..<o.restarts {
+            var adv = o.randomStart && tm.eps > 0 ? try randomStart(x, tm, generator: generator) : x.detach()
+            var g = try Tensor.zeros(x.shape)
+            for _ in 0..<o.steps {
+                let (d, _, _) = try AttackMath.gradient(gradModel, adv, y, o.loss, targeted: o.targeted)
+                try GradMode.noGrad {
+                    let l1 = try d.abs().reshape([n, -1]).mean(dim: 1).reshape(unit)
+                    g = try d / (l1 + 1e-12) + o.decay * g
+                    adv = try AttackMath.project(adv + a * g.sign(), x, tm)
+                }
+            }
+            guard o.restarts > 1 else { return adv }
+            let (l, s) = try GradMode.noGrad { () -> (Tensor, Tensor) in
+                let z = try model(adv)
+                return (try AttackMath.loss(o.loss, z, y, targeted: o.targeted), try AttackMath.success(z, y, targeted: o.targeted))
+            }
+            if r == 0 { best = adv; bestLoss = l; bestSuccess = s; continue }
             try GradMode.noGrad {
-                let n = x.shape[0]
-                let l1 = try g.abs().reshape([n, -1]).mean(dim: 1).reshape([n] + [Int](repeating: 1, count: x.ndim - 1))
-                momentum = try g / (l1 + 1e-12) + decay * momentum
-                adv = try AttackMath.project(adv + a * momentum.sign(), x, ThreatModel(eps: tm.eps, norm: .linf, bounds: tm.bounds))
+                let better = try (1 - bestSuccess) * s.maximum(l.gt(bestLoss))
+                best = try AttackMath.select(better, adv, best)
+                bestLoss = try whereSelect(better, l, bestLoss)
+                bestSuccess = try bestSuccess.maximum(s)
             }
         }
-        return adv
+        return best
+    }
+
+    /// torchattacks' DIFGSM input diversity: with probability p (one draw per
+    /// call), resize the batch (nearest) to a side drawn in [⌊rate·side⌋, side)
+    /// and zero-pad it back to side×side at a random offset; otherwise x. Differentiable in x.
+    public static func diverseInput(_ x: Tensor, p: Double, rate: Double, generator: Generator = .current) throws -> Tensor {
+        let h = x.shape[2], w = x.shape[3]
+        guard generator.uniform() < p else { return x }
+        func side(_ full: Int) -> Int {
+            let lo = Int(Double(full) * rate)
+            return lo >= full ? full : Int(generator.integer(Int64(lo), Int64(full - 1)))
+        }
+        let rw = side(w), rh = h == w ? rw : side(h)
+        let iy = (0..<rh).map { $0 * h / rh }, ix = (0..<rw).map { $0 * w / rw }    // nearest: floor(i·in/out)
+        let small = try x.indexSelect(2, iy).indexSelect(3, ix)
+        let top = h - rh > 0 ? Int(generator.integer(0, Int64(h - rh - 1))) : 0
+        let left = w - rw > 0 ? Int(generator.integer(0, Int64(w - rw - 1))) : 0
+        return try zeroPad(small, top: top, bottom: h - rh - top, left: left, right: w - rw - left)
+    }
+
+    /// Zero padding of the last two dims, differentiable (concatenation with zeros).
+    static func zeroPad(_ t: Tensor, top: Int, bottom: Int, left: Int, right: Int) throws -> Tensor {
+        var out = t
+        let (n, c) = (t.shape[0], t.shape[1])
+        if left + right > 0 {
+            let hh = out.shape[2]
+            var parts = [Tensor]()
+            if left > 0 { parts.append(try Tensor.zeros([n, c, hh, left])) }
+            parts.append(out)
+            if right > 0 { parts.append(try Tensor.zeros([n, c, hh, right])) }
+            out = try cat(parts, dim: 3)
+        }
+        if top + bottom > 0 {
+            let ww = out.shape[3]
+            var parts = [Tensor]()
+            if top > 0 { parts.append(try Tensor.zeros([n, c, top, ww])) }
+            parts.append(out)
+            if bottom > 0 { parts.append(try Tensor.zeros([n, c, bottom, ww])) }
+            out = try cat(parts, dim: 2)
+        }
+        return out
+    }
+
+    /// Skip gradient method (Wu et al. 2020) on the momentum attack: during
+    /// the attack the gradient through every residual branch of `model`'s
+    /// BasicBlocks (the branch's last BatchNorm output) is multiplied by γ,
+    /// so more of it flows through the skip connections. Our reading of
+    /// "decay the residual gradient" for BasicBlock ResNets (one factor per
+    /// block; the SGM code decays the branch's ReLU gradient, the same factor
+    /// on this architecture). γ = 1 is the plain momentum attack, bit for bit.
+    public static func sgm(_ model: Module, _ x: Tensor, _ y: Tensor, _ tm: ThreatModel, gamma: Double = 0.2,
+                           _ o: MomentumOptions = MomentumOptions(), generator: Generator = .current) throws -> Tensor {
+        guard gamma >= 0, gamma.isFinite else { throw TensorError("gamma must be a non-negative number, got \(gamma)") }
+        let branches = model.namedModules().compactMap { ($0.module as? BasicBlock)?.child("bn2") }
+        guard !branches.isEmpty else { throw TensorError("sgm needs a model with residual blocks (the zoo's ResNets), got a \(model.typeName)") }
+        let handles = branches.map { bn in
+            bn.registerForwardHook { _, _, out in
+                if out.requiresGrad && GradMode.isEnabled { try out.registerHook { g in try g * gamma } }
+                return nil
+            }
+        }
+        defer { for h in handles { h.remove() } }
+        return try momentum({ try model($0) }, x, y, tm, o, generator: generator)
     }
 
     // MARK: Carlini–Wagner L2
