@@ -26,6 +26,10 @@ public struct LuaCallError: Error {
 func bind(_ L: LuaState?, _ name: StaticString, _ body: (LuaArgs) throws -> Int32) -> Int32 {
     guard let L else { return 0 }
     let args = LuaArgs(L, name)
+    // Swift code that calls back into Lua (Lua modules, hooks) uses the running state.
+    let saved = LuaContext.current
+    LuaContext.current = L
+    defer { LuaContext.current = saved }
     do {
         return try body(args)
     } catch let e as LuaCallError {

@@ -536,6 +536,7 @@ func openNN(_ L: LuaState, module: Int32) {
     table("_robust", robustFunctions + weightSpaceFunctions)
     table("_fl", fedFunctions)
     table("_rl", rlFunctions)
+    table("_hooks", hookFunctions)
 
     // env handle metatable (parry.rl's Lua objects hold one in `_h`)
     lua_createtable(L, 0, 2)

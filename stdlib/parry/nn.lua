@@ -54,12 +54,65 @@ MT.__newindex = function(self, key, value)
   end
 end
 
+local H = core._hooks
+local has_hooks = H.has_hooks
+
 MT.__call = function(self, ...)
+  if rawget(fields_of(self), "__class") == nil then return self:forward(...) end
+  -- A Lua-defined module with hooks runs through Swift's call, which fires them
+  -- around its Lua forward.
+  if select("#", ...) == 1 and has_hooks(self) then return methods.forward(self, ...) end
   local y = self:forward(...)
   -- Built-in forwards fire feature hooks in Swift; Lua-defined ones do it here.
-  if rawget(fields_of(self), "__class") ~= nil then methods._hook(self, y) end
+  methods._hook(self, y)
   return y
 end
+
+-- MARK: hooks (PyTorch's semantics; the functions are kept here by id, Swift calls them back)
+
+local raise = require("parry._util").raise
+local hook_fns = {}
+H.set_dispatcher(function(id, ...)
+  local f = hook_fns[id]
+  if f == nil then return nil end
+  return f(...)
+end)
+
+local Handle = { __name = "parry.HookHandle" }
+Handle.__index = Handle
+--- handle:remove(): unregisters the hook (calling it again does nothing).
+function Handle:remove()
+  if self.id ~= nil then
+    hook_fns[self.id] = nil
+    H.remove(self.id)
+    self.id = nil
+  end
+end
+
+local function callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function hook(name, register)
+  return function(self, fn)
+    if not callable(fn) then raise(name .. ": expected a function (argument 1), got " .. type(fn)) end
+    local id = register(self)
+    for _, dead in ipairs(H.dead()) do hook_fns[dead] = nil end
+    hook_fns[id] = fn
+    return setmetatable({ id = id }, Handle)
+  end
+end
+
+--- t:register_hook(fn): fn(grad) runs when t's gradient is computed; a returned tensor replaces it.
+core.Tensor.register_hook = hook("Tensor:register_hook", H.tensor)
+--- m:register_forward_pre_hook(fn): fn(module, input) before forward; a returned tensor replaces the input.
+methods.register_forward_pre_hook = hook("Module:register_forward_pre_hook", H.forward_pre)
+--- m:register_forward_hook(fn): fn(module, input, output) after forward; a returned tensor replaces the output.
+methods.register_forward_hook = hook("Module:register_forward_hook", H.forward)
+--- m:register_full_backward_hook(fn): fn(module, grad_input, grad_output) in backward; a returned tensor replaces grad_input.
+methods.register_full_backward_hook = hook("Module:register_full_backward_hook", H.backward)
 
 -- Swift containers call Lua-defined children through this.
 C._set_forward_helper(function(self, x) return self:forward(x) end)
