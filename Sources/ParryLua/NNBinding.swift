@@ -352,6 +352,12 @@ let moduleMethods: [(String, parry_SwiftFunction)] = [
         a.push(y)
         return 2
     } }),
+    ("feature_names", { L in bind(L, "Module:feature_names") { a in
+        let names = try a.module(1).featureNames()
+        lua_createtable(a.L, Int32(names.count), 0)
+        for (k, n) in names.enumerated() { pushString(a.L, n); lua_rawseti(a.L, -2, lua_Integer(k + 1)) }
+        return 1
+    } }),
     ("num_parameters", { L in bind(L, "Module:num_parameters") { a in a.push(try a.module(1).allParameters().map(\.numel).reduce(0, +)) } }),
     ("type", { L in bind(L, "Module:type") { a in pushString(a.L, try a.module(1).typeName); return 1 } }),
     ("append", { L in bind(L, "Module:append") { a in
@@ -399,8 +405,9 @@ let modelFunctions: [(String, parry_SwiftFunction)] = [
                                                        size: try o.integer("size") ?? 28, hidden: try o.integer("hidden") ?? 128))
     } }),
     ("resnet20", { L in bind(L, "parry.models.resnet20") { a in
-        let o = try a.options(1, allowed: ["in_channels", "classes"])
-        return pushModuleResult(a, try Models.resnet20(inChannels: try o.integer("in_channels") ?? 3, classes: try o.integer("classes") ?? 10))
+        let o = try a.options(1, allowed: ["in_channels", "classes", "leaky_relu"])
+        return pushModuleResult(a, try Models.resnet20(inChannels: try o.integer("in_channels") ?? 3, classes: try o.integer("classes") ?? 10,
+                                                       leakySlope: try leakyOption(a, o)))
     } }),
     ("resnet18", { L in bind(L, "parry.models.resnet18") { a in
         let o = try a.options(1, allowed: ["in_channels", "classes"])
@@ -527,13 +534,13 @@ func openNN(_ L: LuaState, module: Int32) {
     }
     table("_nn", nnConstructors)
     table("_functional", functionalFunctions)
-    table("_models", modelFunctions)
+    table("_models", modelFunctions + ensembleModelFunctions)
     table("_losses", lossFunctions)
     table("_optim", optimFunctions)
     table("_lr", schedulerFunctions)
     table("_data", dataFunctions)
-    table("_attacks", attackFunctions)
-    table("_robust", robustFunctions + weightSpaceFunctions)
+    table("_attacks", attackFunctions + ensembleAttackFunctions)
+    table("_robust", robustFunctions + weightSpaceFunctions + ensembleFunctions)
     table("_fl", fedFunctions)
     table("_rl", rlFunctions)
     table("_hooks", hookFunctions)

@@ -86,6 +86,7 @@ extension LuaArgs {
 }
 
 private let attackOptions = ["eps", "norm", "bounds", "seed", "generator"]
+private let momentumKeys = ["alpha", "steps", "decay", "random_start", "restarts", "targeted", "loss"]
 
 /// Runs the attack `name` on (model, x, y, options at 4) with the module in
 /// eval mode and pushes x_adv; `allowed` lists the options it accepts.
@@ -94,7 +95,7 @@ private func attackBinding(_ L: LuaState?, _ name: StaticString, attack: String,
         let (model, module) = try a.classifier(1)
         let x = try a.tensor(2, "x"), y = try a.labels(3)
         let o = try a.options(4, allowed: allowed)
-        let run = try attackRunner(attack, a, o, model, try a.threatModel(o, defaultEps: defaultEps), try a.generatorOption(o)).run
+        let run = try attackRunner(attack, a, o, model, module: module, try a.threatModel(o, defaultEps: defaultEps), try a.generatorOption(o)).run
         return a.push(try RobustTraining.withMode(module, eval: true) { try run(x, y) })
     }
 }
@@ -102,8 +103,8 @@ private func attackBinding(_ L: LuaState?, _ name: StaticString, attack: String,
 /// The attack named `name` with its settings read from `o` now (so bad options
 /// fail before anything runs): the one place both the attack functions and
 /// `evaluate` build attacks. Returns the attack and whether it uses gradients.
-private func attackRunner(_ name: String, _ a: LuaArgs, _ o: LuaOptions, _ model: @escaping Classifier,
-                          _ tm: ThreatModel, _ gen: Generator) throws -> (run: (Tensor, Tensor) throws -> Tensor, whiteBox: Bool) {
+func attackRunner(_ name: String, _ a: LuaArgs, _ o: LuaOptions, _ model: @escaping Classifier, module: Module?,
+                  _ tm: ThreatModel, _ gen: Generator) throws -> (run: (Tensor, Tensor) throws -> Tensor, whiteBox: Bool) {
     switch name {
     case "fgsm":
         let targeted = try o.bool("targeted") ?? false, loss = try a.attackLoss(o)
@@ -111,11 +112,13 @@ private func attackRunner(_ name: String, _ a: LuaArgs, _ o: LuaOptions, _ model
     case "pgd":
         let p = try pgdOptions(a, o)
         return ({ x, y in try Attacks.pgd(model, x, y, tm, p, generator: gen) }, true)
-    case "mifgsm":
-        guard tm.norm == .linf else { throw a.fail("mifgsm supports the L∞ norm only") }
-        let alpha = try o.number("alpha"), steps = try o.integer("steps") ?? 10, decay = try o.number("decay") ?? 1
-        let targeted = try o.bool("targeted") ?? false
-        return ({ x, y in try Attacks.mifgsm(model, x, y, tm, alpha: alpha, steps: steps, decay: decay, targeted: targeted) }, true)
+    case "mifgsm", "mdi2fgsm":
+        let m = try momentumOptions(a, o, diversity: name == "mdi2fgsm")
+        return ({ x, y in try Attacks.momentum(model, x, y, tm, m, generator: gen) }, true)
+    case "sgm":
+        guard let module else { throw a.fail("sgm needs a module (the zoo's ResNets or an ensemble of them), not a function") }
+        let m = try momentumOptions(a, o, diversity: false), gamma = try o.number("gamma") ?? 0.2
+        return ({ x, y in try Attacks.sgm(module, x, y, tm, gamma: gamma, m, generator: gen) }, true)
     case "cw_l2":
         let c = try o.number("c") ?? 1, kappa = try o.number("kappa") ?? 0, steps = try o.integer("steps") ?? 50
         let lr = try o.number("lr") ?? 0.01, targeted = try o.bool("targeted") ?? false
@@ -133,8 +136,24 @@ private func attackRunner(_ name: String, _ a: LuaArgs, _ o: LuaOptions, _ model
         guard let version = Attacks.AutoAttackVersion(rawValue: v) else { throw a.fail("unknown version '\(v)' (expected \"standard\" or \"fast\")") }
         return ({ x, y in try Attacks.autoattack(model, x, y, tm, version: version, generator: gen).0 }, true)
     default:
-        throw a.fail("unknown attack '\(name)' (expected fgsm, pgd, mifgsm, cw_l2, apgd, apgd-ce, apgd-dlr, apgd-t, square, autoattack or a function)")
+        throw a.fail("unknown attack '\(name)' (expected fgsm, pgd, mifgsm, mdi2fgsm, sgm, cw_l2, apgd, apgd-ce, apgd-dlr, apgd-t, square, autoattack or a function)")
     }
+}
+
+/// mifgsm / mdi2fgsm / sgm settings.
+private func momentumOptions(_ a: LuaArgs, _ o: LuaOptions, diversity: Bool) throws -> Attacks.MomentumOptions {
+    var m = Attacks.MomentumOptions()
+    m.alpha = try o.number("alpha")
+    m.steps = try o.integer("steps") ?? 10
+    m.decay = try o.number("decay") ?? 1
+    m.randomStart = try o.bool("random_start") ?? false
+    m.restarts = try o.integer("restarts") ?? 1
+    m.targeted = try o.bool("targeted") ?? false
+    m.loss = try a.attackLoss(o)
+    if diversity { m.diversity = (try o.number("p") ?? 0.5, try o.number("resize_rate") ?? 0.9) }
+    guard m.steps >= 0, m.restarts >= 1 else { throw a.fail("steps must be ≥ 0 and restarts ≥ 1") }
+    if let al = m.alpha, al < 0 { throw a.fail("alpha must be non-negative, got \(al)") }
+    return m
 }
 
 private func pgdOptions(_ a: LuaArgs, _ o: LuaOptions) throws -> Attacks.PGDOptions {
@@ -172,7 +191,9 @@ let attackFunctions: [(String, parry_SwiftFunction)] = [
     ("fgsm", { attackBinding($0, "parry.attacks.fgsm", attack: "fgsm", allowed: attackOptions + ["targeted", "loss"]) }),
     ("pgd", { attackBinding($0, "parry.attacks.pgd", attack: "pgd",
                             allowed: attackOptions + ["alpha", "steps", "random_start", "restarts", "targeted", "loss", "early_stop"]) }),
-    ("mifgsm", { attackBinding($0, "parry.attacks.mifgsm", attack: "mifgsm", allowed: attackOptions + ["alpha", "steps", "decay", "targeted"]) }),
+    ("mifgsm", { attackBinding($0, "parry.attacks.mifgsm", attack: "mifgsm", allowed: attackOptions + momentumKeys) }),
+    ("mdi2fgsm", { attackBinding($0, "parry.attacks.mdi2fgsm", attack: "mdi2fgsm", allowed: attackOptions + momentumKeys + ["p", "resize_rate"]) }),
+    ("sgm", { attackBinding($0, "parry.attacks.sgm", attack: "sgm", allowed: attackOptions + momentumKeys + ["gamma"]) }),
     ("cw_l2", { attackBinding($0, "parry.attacks.cw_l2", attack: "cw_l2", allowed: ["c", "kappa", "steps", "lr", "targeted", "bounds"], defaultEps: 0) }),
     ("apgd", { attackBinding($0, "parry.attacks.apgd", attack: "apgd",
                              allowed: attackOptions + ["steps", "loss", "targeted", "n_target_classes", "restarts", "rho"]) }),
@@ -209,7 +230,7 @@ let attackFunctions: [(String, parry_SwiftFunction)] = [
         var attacks = [Evaluation.Attack]()
         for k in 1...a.rawLength(list) {
             let j = a.rawIndex(list, k)
-            attacks.append(try evaluationAttack(a, j, model: model, tm: tm, generator: g, position: k))
+            attacks.append(try evaluationAttack(a, j, model: model, module: module, tm: tm, generator: g, position: k))
             // keep the spec (and any function in it) on the stack during the run
         }
         let showProgress = (try o.bool("progress")) ?? (isatty(2) != 0)
@@ -224,7 +245,7 @@ let attackFunctions: [(String, parry_SwiftFunction)] = [
 ]
 
 /// One entry of evaluate's `attacks`: a name, {name, {options}}, or a Lua function(model, x, y) -> x_adv.
-private func evaluationAttack(_ a: LuaArgs, _ j: Int32, model: @escaping Classifier, tm: ThreatModel, generator: Generator,
+private func evaluationAttack(_ a: LuaArgs, _ j: Int32, model: @escaping Classifier, module: Module?, tm: ThreatModel, generator: Generator,
                               position: Int) throws -> Evaluation.Attack {
     let L = a.L
     if a.type(j) == LUA_TFUNCTION {
@@ -245,13 +266,13 @@ private func evaluationAttack(_ a: LuaArgs, _ j: Int32, model: @escaping Classif
         if !a.isNil(oi) { opts = oi }
     }
     let allowed = ["eps", "norm", "alpha", "steps", "random_start", "restarts", "targeted", "loss", "early_stop", "decay", "c", "kappa", "lr",
-                   "n_target_classes", "rho", "queries", "p_init", "version", "seed"]
+                   "n_target_classes", "rho", "queries", "p_init", "version", "seed", "p", "resize_rate", "gamma"]
     let o = try a.options(opts, allowed: allowed)
     var t = tm
     if let e = try o.number("eps") { t.eps = e }
     if let n = try o.string("norm") { t.norm = n == "l2" || n == "L2" ? .l2 : .linf }
     let gen = try o.integer("seed").map { Generator(seed: UInt64(bitPattern: Int64($0))) } ?? generator
-    let attack = try attackRunner(name, a, o, model, t, gen)
+    let attack = try attackRunner(name, a, o, model, module: module, t, gen)
     return (name, attack.run, attack.whiteBox)
 }
 

@@ -19,7 +19,7 @@ public enum Diversity {
         public var randomStart = false
         public var bounds: (Double, Double) = (0, 1)
         public init() {}
-        func validate() throws {
+        public func validate() throws {
             guard eps >= 0, eps.isFinite else { throw TensorError("eps must be a non-negative number, got \(eps)") }
             guard alpha >= 0, alpha.isFinite else { throw TensorError("alpha must be a non-negative number, got \(alpha)") }
             guard steps >= 0 else { throw TensorError("steps must be non-negative, got \(steps)") }

@@ -12,8 +12,8 @@ public enum Transfer {
     public struct Attack {
         public let name: String
         public let versions: Int
-        public let craft: (Classifier, Module?, Tensor, Tensor, Double, Int) throws -> Tensor
-        public init(name: String, versions: Int = 1, craft: @escaping (Classifier, Module?, Tensor, Tensor, Double, Int) throws -> Tensor) {
+        public let craft: (@escaping Classifier, Module?, Tensor, Tensor, Double, Int) throws -> Tensor
+        public init(name: String, versions: Int = 1, craft: @escaping (@escaping Classifier, Module?, Tensor, Tensor, Double, Int) throws -> Tensor) {
             self.name = name; self.versions = versions; self.craft = craft
         }
     }

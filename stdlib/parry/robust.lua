@@ -182,4 +182,62 @@ function robust.rift(spec)
   return r
 end
 
+-- MARK: ensembles (DVERGE, ADP, GAL) and transfer attacks; the algorithms are
+-- Swift (ParryRobust/Ensembles.swift, Transfer.swift)
+
+-- The options of a spec table: everything but the named keys.
+local function rest_of(spec, skip)
+  local opts = {}
+  for k, v in pairs(spec) do if not skip[k] then opts[k] = v end end
+  return opts
+end
+
+local function models_of(fn, spec)
+  if type(spec.models) ~= "table" or #spec.models < 2 then
+    raise("parry.robust." .. fn .. ": models must be a list of at least 2 modules, got " ..
+      (type(spec.models) == "table" and (#spec.models .. " model(s)") or type(spec.models)))
+  end
+  return spec.models
+end
+
+--- dverge{models=, train=, epochs=, layers=, layer=, eps=0.07, alpha=0.007, steps=10, momentum=1, plus_adv=false,
+-- adv={eps=, alpha=, steps=}, coeff=1, optimizer={lr=0.1, momentum=0.9, weight_decay=1e-4, milestones=, gamma=0.1},
+-- batch_size=128, transform=, distill_mode="train"|"eval", on_epoch=, seed=} -> per-epoch records
+-- Trains the models in place (DVERGE's round-robin; see docs/ensembles.md).
+function robust.dverge(spec)
+  if type(spec) ~= "table" then raise("parry.robust.dverge: expected a table {models=, train=, epochs=}, got " .. type(spec)) end
+  local models = models_of("dverge", spec)
+  local x, y = xy("dverge", spec.train, "train")
+  return core._robust._dverge(models, x, y, rest_of(spec, { models = true, train = true }))
+end
+
+--- ensemble_train{models=, train=, loss="ce"|"adp"|"gal", epochs=, batch_size=128, optimizer={...}, alpha=2, beta=0.5,
+-- lambda=0.5, noise={std=0.045, p=0.5}|false, plus_adv=false, adv={...}, transform=, on_epoch=, seed=} -> per-epoch records
+-- The baselines DVERGE is compared with: independent CE training, ADP, GAL.
+function robust.ensemble_train(spec)
+  if type(spec) ~= "table" then raise("parry.robust.ensemble_train: expected a table {models=, train=, loss=}, got " .. type(spec)) end
+  local models = models_of("ensemble_train", spec)
+  local x, y = xy("ensemble_train", spec.train, "train")
+  return core._robust._ensemble_train(models, x, y, rest_of(spec, { models = true, train = true }))
+end
+
+--- transfer_eval{sources=, targets=, x=, y=, attacks=, eps={...}, batch_size=250, seed=} ->
+-- {targets=, clean={name=acc}, rows={ {eps=, attack=, source=, version=, accuracy={name=acc}} }, all={ {eps=, accuracy={name=acc}} }}
+-- Black-box transfer accuracy of every target on adversarial examples crafted on every source; `all` counts a
+-- sample only if it is correct under every attack, source and version at that ε.
+function robust.transfer_eval(spec)
+  if type(spec) ~= "table" then raise("parry.robust.transfer_eval: expected a table {sources=, targets=, x=, y=, attacks=, eps=}, got " .. type(spec)) end
+  local known = { sources = true, targets = true, x = true, y = true, attacks = true, eps = true, batch_size = true, seed = true, bounds = true }
+  for k in pairs(spec) do
+    if not known[k] then raise("parry.robust.transfer_eval: unknown option '" .. tostring(k) .. "' (expected sources, targets, x, y, attacks, eps, batch_size, seed, bounds)") end
+  end
+  if type(spec.sources) ~= "table" then raise("parry.robust.transfer_eval: sources must be a list of models, got " .. type(spec.sources)) end
+  if type(spec.targets) ~= "table" then raise("parry.robust.transfer_eval: targets must be a table name = model, got " .. type(spec.targets)) end
+  if spec.eps == nil then raise("parry.robust.transfer_eval: missing option eps (a list of budgets)") end
+  return with_status(function(show)
+    return core._robust._transfer_eval(spec.sources, spec.targets, spec.x, spec.y, spec.attacks, spec.eps,
+      { batch_size = spec.batch_size, seed = spec.seed, bounds = spec.bounds }, show)
+  end)
+end
+
 return robust
