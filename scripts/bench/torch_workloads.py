@@ -70,7 +70,7 @@ if want("pgd20") or want("autoattack_fast"):
             emit("autoattack_fast", time.perf_counter() - s, f"robust acc {acc(cnn, xa, Y):.4f}")
     except ImportError:
         pass
-if want("resnet20_fwd_bwd"):
+def resnet20():
     class Block(nn.Module):
         def __init__(self, cin, cout, stride):
             super().__init__()
@@ -83,7 +83,9 @@ if want("resnet20_fwd_bwd"):
     cin = 16
     for i, w in enumerate([16, 32, 64]):
         for b in range(3): layers.append(Block(cin, w, 2 if (b == 0 and i > 0) else 1)); cin = w
-    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+if want("resnet20_fwd_bwd"):
+    net = resnet20()
     x, y = torch.rand(128, 3, 32, 32), torch.randint(0, 10, (128,))
     def step():
         net.zero_grad(); F.cross_entropy(net(x), y).backward()
@@ -156,3 +158,30 @@ if want("rift_mrc"):
     out = {}
     def run(): out["m"] = mrc()
     emit("rift_mrc", best_of(2, run), f"conv4, 10 passes over 1024 images; MRC {out['m']:.4f}")
+
+if want("dverge_step"):
+    # One batch of the DVERGE code's round-robin (train/train_dverge.py with
+    # distillation.py's Linf_distillation), written here: the target features
+    # are recomputed at every step, as the code does (layer 20 = the logits).
+    models = [resnet20() for _ in range(3)]
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4) for m in models]
+    x, y = torch.rand(128, 3, 32, 32), torch.randint(0, 10, (128,))
+    xs = x[torch.randperm(128)]
+    def distill(m, eps=0.07, alpha=0.007, steps=10):
+        z, g = x.clone(), torch.zeros_like(x)
+        for _ in range(steps):
+            z.requires_grad_(True)
+            loss = F.mse_loss(m(z), m(xs).detach())
+            m.zero_grad(); loss.backward()
+            with torch.no_grad():
+                d = z.grad / z.grad.abs().flatten(1).sum(1).clamp(min=1e-12).view(-1, 1, 1, 1)
+                g = g + d
+                z = torch.min(torch.max(z - alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
+        return z.detach()
+    def step():
+        for m in models: m.train()
+        distilled = [distill(m) for m in models]
+        for i, m in enumerate(models):
+            loss = sum(F.cross_entropy(m(d), y) for j, d in enumerate(distilled) if j != i)
+            opts[i].zero_grad(); loss.backward(); opts[i].step()
+    emit("dverge_step", best_of(2, step), "3 ResNet-20, batch 128, 10 distillation steps at the logits")

@@ -100,6 +100,22 @@ if want("resnet20_fwd_bwd") then
   emit("resnet20_fwd_bwd", s, "batch 128x3x32x32")
 end
 
+if want("dverge_step") then
+  -- One DVERGE batch (train/train_dverge.py's loop): 3 ResNet-20 sub-models
+  -- in train mode, batch 128x3x32x32, each distils the batch toward a
+  -- shuffled copy at the logits (layer 20, the code's fixed-layer default;
+  -- 10 momentum sign steps, eps 0.07), then each model takes one SGD step on
+  -- the other two models' distilled batches.
+  parry.manual_seed(0)
+  local models = {}
+  for i = 1, 3 do models[i] = parry.models.resnet20{in_channels = 3, classes = 10} end
+  local data = {parry.rand(128, 3, 32, 32), parry.randint(1, 10, 128)}
+  local s = best_of(2, function()
+    parry.robust.dverge{models = models, train = data, epochs = 1, batch_size = 128, layer = "fc", seed = 0}
+  end)
+  emit("dverge_step", s, "3 ResNet-20, batch 128, 10 distillation steps at the logits")
+end
+
 if want("fedavg_100x600") then
   -- FedAvg, 100 clients × 600 Fashion-MNIST images (iid), 1 local epoch of
   -- the 784-256-256-10 MLP (batch 32, SGD lr 0.05), 5 rounds; the server
