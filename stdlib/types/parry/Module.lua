@@ -60,6 +60,21 @@ function Module:load_state_dict(state, opts) end
 ---@param name any
 function Module:features(x, name) end
 
+--- Every name `features` accepts, in forward order: submodule paths and named points inside a forward (a ResNet block's residual sum before its ReLU is `"<block>.sum"`, e.g. `"layer2.1.sum"`).
+function Module:feature_names() end
+
+--- PyTorch's module hooks: `fn(module, input)` before forward (a returned tensor replaces the input), `fn(module, input, output)` after it (a returned tensor replaces the output), and `fn(module, grad_input, grad_output)` during backward with the gradients of the module's input (nil when the input needs none) and output (a returned tensor replaces `grad_input`). Single tensors, not tuples. Each returns a handle with `:remove()`. Hooks are not copied by `clone`.
+---@param fn any
+function Module:register_forward_pre_hook(fn) end
+
+--- PyTorch's module hooks: `fn(module, input)` before forward (a returned tensor replaces the input), `fn(module, input, output)` after it (a returned tensor replaces the output), and `fn(module, grad_input, grad_output)` during backward with the gradients of the module's input (nil when the input needs none) and output (a returned tensor replaces `grad_input`). Single tensors, not tuples. Each returns a handle with `:remove()`. Hooks are not copied by `clone`.
+---@param fn any
+function Module:register_forward_hook(fn) end
+
+--- PyTorch's module hooks: `fn(module, input)` before forward (a returned tensor replaces the input), `fn(module, input, output)` after it (a returned tensor replaces the output), and `fn(module, grad_input, grad_output)` during backward with the gradients of the module's input (nil when the input needs none) and output (a returned tensor replaces `grad_input`). Single tensors, not tuples. Each returns a handle with `:remove()`. Hooks are not copied by `clone`.
+---@param fn any
+function Module:register_full_backward_hook(fn) end
+
 --- The class name ("Linear", "Sequential", or a Lua class name).
 function Module:type() end
 

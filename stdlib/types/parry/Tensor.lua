@@ -80,6 +80,10 @@ function Tensor:detach() end
 ---@param opts? table
 function Tensor:backward(gradient, opts) end
 
+--- Calls `fn(grad)` when this tensor's gradient has been computed in a backward pass (once, with the total over all its uses), before it flows on or accumulates into `.grad`; a returned tensor of the same shape replaces the gradient. Hooks run in registration order (PyTorch's `register_hook`). Returns a handle whose `:remove()` unregisters it.
+---@param fn any
+function Tensor:register_hook(fn) end
+
 --- Gradients of outputs with respect to inputs as a table, leaving `.grad` alone; `create_graph` makes them differentiable.
 ---@param outputs any
 ---@param inputs any

@@ -18,12 +18,34 @@ function parry.attacks.fgsm(model, x, y, opts) end
 ---@param opts table
 function parry.attacks.pgd(model, x, y, opts) end
 
---- Momentum iterative FGSM (gradient normalized by its mean absolute value).
+--- Momentum iterative FGSM (Dong et al. 2018, as torchattacks: the gradient normalized by its mean absolute value, then sign steps on the momentum). With `random_start` and `restarts` it is the momentum PGD of DVERGE's transfer evaluation; each sample keeps its first successful restart, else its highest-loss one. L∞ only.
 ---@param model any
 ---@param x any
 ---@param y any
 ---@param opts table
 function parry.attacks.mifgsm(model, x, y, opts) end
+
+--- M-DI²-FGSM (Xie et al. 2019): momentum iterative FGSM whose gradient is taken, with probability `p` per step, at a copy of the batch resized (nearest) to a random side in [⌊rate·side⌋, side) and zero-padded back at a random offset (torchattacks' DIFGSM input diversity). A transfer attack.
+---@param model any
+---@param x any
+---@param y any
+---@param opts table
+function parry.attacks.mdi2fgsm(model, x, y, opts) end
+
+--- Skip gradient method (Wu et al. 2020) on the momentum attack: while attacking, the gradient through every residual branch of the model's BasicBlocks is multiplied by γ (a forward hook on each block's `bn2` registers a gradient hook), so more gradient flows through the skip connections. Needs a module with residual blocks (a zoo ResNet or an ensemble of them). γ = 1 is `mifgsm`, bit for bit.
+---@param model any
+---@param x any
+---@param y any
+---@param opts table
+function parry.attacks.sgm(model, x, y, opts) end
+
+--- DVERGE's feature distillation: x′ = argmin_{‖z−x‖∞≤ε} MSE(f^l(z), f^l(x_s)) with the target features detached, by sign descent on the momentum g ← μ·g + ∇/‖∇‖₁ (per sample; `momentum=false` for plain sign steps), each step projected to the ball and the bounds; starts at x. `layer` is a name from `parry.models.feature_layers` (or `model:feature_names()`); the forward stops there. The model runs in its current mode.
+---@param model any
+---@param layer any
+---@param x any
+---@param x_s any
+---@param opts table
+function parry.attacks.feature_distill(model, layer, x, x_s, opts) end
 
 --- Carlini–Wagner L2 with Adam in tanh space; the smallest successful perturbation found.
 ---@param model any

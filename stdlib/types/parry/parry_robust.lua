@@ -47,3 +47,29 @@ function parry.robust.corruption_accuracy(model, data, opts) end
 --- Robust critical fine-tuning (Zhu et al. 2023) end to end on a clone of `model`: MRC on a PGD set from `val` (unless `module` names one), fine-tuning of that module on clean `train` data (`finetune`: lr 1e-3, momentum 0.9, weight_decay 5e-4, epochs 10, milestones {epochs/2}, gamma 0.1, batch_size 128, transform), interpolation θ(α) = α·θ_FT + (1−α)·θ_AT for `alphas` (0, 0.1, …, 1) with clean and PGD accuracy on `val`, and the α with the best clean accuracy among those within `tolerance` of α = 0's robust accuracy. Returns `{mrc=, module=, finetune_curve={ {epoch=, loss=, val_acc=, seconds=} }, interpolation={ {alpha=, clean=, robust=} }, alpha=, model=}`; `on_epoch(epoch, loss, val_acc, seconds)`.
 ---@param opts table
 function parry.robust.rift(opts) end
+
+--- DVERGE (Yang et al. 2020), training the models in place. Each epoch draws one layer index (the same for every model; `layer=` fixes it by name or index) from `layers` (default `feature_layers` of each model) and two independent shuffles of `train` (the batches and their distillation sources, both through `transform`). Per batch, round-robin: every model's distilled batch x′_j first, with the models as they were before the batch (in train mode, or eval mode with `distill_mode = "eval"`); then for each i, L_i = Σ_{j≠i} CE(f_i(x′_j), y) (+AT: coeff·L_i + CE(f_i(PGD_i(x)), y)) and an SGD step of model i; lr × gamma at `milestones` (default 50% and 75% of the epochs). Returns per-epoch records `{epoch=, losses={...}, loss=, layer=, layer_name=, seconds=}`; `on_epoch(record)` is called after each epoch.
+---@param opts table
+function parry.robust.dverge(opts) end
+
+--- The baselines DVERGE is compared with, as the DVERGE repository trains them. `"ce"`: each member alone with cross-entropy, its own SGD (lr 0.1, momentum 0.9, weight decay 1e-4). `"adp"` (Pang et al. 2019): Σ CE − α·H(mean softmax) − β·log det(Gram of the normalized non-maximal predictions + 1e-6·I), one Adam over all members (lr 1e-3, weight decay 1e-4, eps 1e-7). `"gal"` (Kariyappa & Qureshi 2019): Σ CE / M + λ·log Σ_{i<j} exp(cos(∇ₓL_i, ∇ₓL_j)) through double backward, one Adam, Gaussian noise (σ 0.045) on half the images by default. `plus_adv` adds CE on PGD examples of the whole ensemble. Returns per-epoch records as `dverge`.
+---@param opts table
+function parry.robust.ensemble_train(opts) end
+
+--- Black-box transfer evaluation: for every ε, attack and source (a list of models), adversarial examples crafted white-box on the source, then the accuracy of each target (a table name = model). Attacks are `"mifgsm"`, `"mdi2fgsm"`, `"sgm"`, `"pgd"`, `"fgsm"` or `{name, {options, versions=}}`; `versions` independent runs (random starts) count as separate adversarial versions. Returns `{targets=, clean={name=acc}, rows={ {eps=, attack=, source=, version=, accuracy={name=acc}} }, all={ {eps=, accuracy={name=acc}} }}`, where `all` counts a sample only if it is correct under every attack, source and version at that ε (DVERGE's "all" row).
+---@param opts table
+function parry.robust.transfer_eval(opts) end
+
+--- Transferability within an ensemble (DVERGE's eval_transferability.py): on the samples every member classifies correctly (a random `limit` of them), L∞ PGD with a random start on member i, `restarts` times; `matrix[i][j]` is the share fooling member j under some restart, column M+1 the whole ensemble. The diagonal is member i's white-box success. Members in eval mode.
+---@param models any
+---@param x any
+---@param y any
+---@param opts table
+function parry.robust.transferability(models, x, y, opts) end
+
+--- DVERGE's eval_diversity.py: on samples every member classifies correctly, paired with a second shuffle as sources, a random layer per batch, D[i][j] = mean CE(f_j(x′_i), y_s) with x′_i member i's feature distillation of x toward x_s. Large off-diagonal entries: member i's non-robust features do not carry member j's prediction to y_s.
+---@param models any
+---@param x any
+---@param y any
+---@param opts table
+function parry.robust.vulnerability_diversity(models, x, y, opts) end
