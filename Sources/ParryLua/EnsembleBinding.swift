@@ -161,6 +161,18 @@ private func pushEpoch(_ a: LuaArgs, _ r: Diversity.EpochRecord, layers: [[Strin
     lua_pushnumber(L, r.seconds); lua_setfield(L, -2, "seconds")
 }
 
+/// (models, x, y, {options}) of the ensemble evaluations, with eps checked.
+private func ensembleArgs(_ a: LuaArgs, _ what: String, defaultEps: Double, allowed: [String]) throws
+    -> (models: [Module], x: Tensor, y: Tensor, o: LuaOptions, eps: Double) {
+    let models = try a.moduleList(1, "models")
+    guard models.count >= 2 else { throw a.fail("\(what) needs at least 2 models, got \(models.count)") }
+    let x = try a.tensor(2, "x"), y = try a.labels(3)
+    let o = try a.options(4, allowed: allowed)
+    let eps = try o.number("eps") ?? defaultEps
+    guard eps >= 0, eps.isFinite else { throw a.fail("eps must be a non-negative number, got \(eps)") }
+    return (models, x, y, o, eps)
+}
+
 let ensembleFunctions: [(String, parry_SwiftFunction)] = [
     // _dverge(models, x, y, opts) (parry.robust.dverge in robust.lua)
     ("_dverge", { L in bind(L, "parry.robust.dverge") { a in
@@ -248,12 +260,8 @@ let ensembleFunctions: [(String, parry_SwiftFunction)] = [
         return 1
     } }),
     ("transferability", { L in bind(L, "parry.robust.transferability") { a in
-        let models = try a.moduleList(1, "models")
-        guard models.count >= 2 else { throw a.fail("transferability needs at least 2 models, got \(models.count)") }
-        let x = try a.tensor(2, "x"), y = try a.labels(3)
-        let o = try a.options(4, allowed: ["eps", "steps", "restarts", "alpha", "limit", "seed", "batch_size"])
-        let eps = try o.number("eps") ?? 0.03
-        guard eps >= 0, eps.isFinite else { throw a.fail("eps must be a non-negative number, got \(eps)") }
+        let (models, x, y, o, eps) = try ensembleArgs(a, "transferability", defaultEps: 0.03,
+                                                      allowed: ["eps", "steps", "restarts", "alpha", "limit", "seed", "batch_size"])
         let steps = try o.integer("steps") ?? 50, restarts = try o.integer("restarts") ?? 5
         guard steps >= 0, restarts >= 1 else { throw a.fail("steps must be ≥ 0 and restarts ≥ 1") }
         let r = try withEval(models) {
@@ -266,12 +274,8 @@ let ensembleFunctions: [(String, parry_SwiftFunction)] = [
         return 1
     } }),
     ("vulnerability_diversity", { L in bind(L, "parry.robust.vulnerability_diversity") { a in
-        let models = try a.moduleList(1, "models")
-        guard models.count >= 2 else { throw a.fail("vulnerability_diversity needs at least 2 models, got \(models.count)") }
-        let x = try a.tensor(2, "x"), y = try a.labels(3)
-        let o = try a.options(4, allowed: ["eps", "steps", "batch_size", "limit", "layers", "bounds", "seed"])
-        let eps = try o.number("eps") ?? 0.07
-        guard eps >= 0, eps.isFinite else { throw a.fail("eps must be a non-negative number, got \(eps)") }
+        let (models, x, y, o, eps) = try ensembleArgs(a, "vulnerability_diversity", defaultEps: 0.07,
+                                                      allowed: ["eps", "steps", "batch_size", "limit", "layers", "bounds", "seed"])
         let layers = try a.layerLists(o, "layers", count: models.count)
         let d = try withEval(models) {
             try Transfer.vulnerabilityDiversity(models, x, y, layers: layers, eps: eps, steps: try o.integer("steps") ?? 10,

@@ -298,10 +298,13 @@ open class Module {
     public var hasHooks: Bool { hooks != nil || forwardHook != nil || pointHooks != nil }
 
     /// Every name `features` accepts: submodule paths and their points, in forward-definition order.
-    public func featureNames() -> [String] {
-        namedModules().flatMap { (n, m) -> [String] in
-            (n.isEmpty ? [] : [n]) + m.pointNames.map { n.isEmpty ? $0 : n + "." + $0 }
-        }
+    public func featureNames() -> [String] { featureNames(prefix: "") }
+
+    private func featureNames(prefix: String) -> [String] {
+        // a module, its descendants, then its own points (they come at the end of its forward)
+        (prefix.isEmpty ? [] : [prefix])
+            + children.flatMap { $0.module.featureNames(prefix: prefix.isEmpty ? $0.name : prefix + "." + $0.name) }
+            + pointNames.map { prefix.isEmpty ? $0 : prefix + "." + $0 }
     }
 
     private struct FeaturesCaptured: Error {}
@@ -347,7 +350,7 @@ open class Module {
                 rollback()
                 let valid = featureNames()
                 let shown = valid.count > 60 ? valid.prefix(60).joined(separator: ", ") + ", … (\(valid.count) in all)" : valid.joined(separator: ", ")
-                throw TensorError("no layer or point named '\(n)' (available: \(shown))")
+                throw TensorError("no submodule named '\(n)' (available layers and points: \(shown))")
             }
             let previous = m.pointHooks?[point]
             m.pointHooks = (m.pointHooks ?? [:]).merging([point: { y in try capture(n, y); try previous?(y) }]) { _, b in b }

@@ -200,26 +200,26 @@ local function models_of(fn, spec)
   return spec.models
 end
 
+-- The training entry points: check the spec, read its data, hand the rest to Swift.
+local function trainer(fn, native, usage)
+  return function(spec)
+    if type(spec) ~= "table" then raise("parry.robust." .. fn .. ": expected a table " .. usage .. ", got " .. type(spec)) end
+    local models = models_of(fn, spec)
+    local x, y = xy(fn, spec.train, "train")
+    return native(models, x, y, rest_of(spec, { models = true, train = true }))
+  end
+end
+
 --- dverge{models=, train=, epochs=, layers=, layer=, eps=0.07, alpha=0.007, steps=10, momentum=1, plus_adv=false,
 -- adv={eps=, alpha=, steps=}, coeff=1, optimizer={lr=0.1, momentum=0.9, weight_decay=1e-4, milestones=, gamma=0.1},
 -- batch_size=128, transform=, distill_mode="train"|"eval", on_epoch=, seed=} -> per-epoch records
 -- Trains the models in place (DVERGE's round-robin; see docs/ensembles.md).
-function robust.dverge(spec)
-  if type(spec) ~= "table" then raise("parry.robust.dverge: expected a table {models=, train=, epochs=}, got " .. type(spec)) end
-  local models = models_of("dverge", spec)
-  local x, y = xy("dverge", spec.train, "train")
-  return core._robust._dverge(models, x, y, rest_of(spec, { models = true, train = true }))
-end
+robust.dverge = trainer("dverge", core._robust._dverge, "{models=, train=, epochs=}")
 
 --- ensemble_train{models=, train=, loss="ce"|"adp"|"gal", epochs=, batch_size=128, optimizer={...}, alpha=2, beta=0.5,
 -- lambda=0.5, noise={std=0.045, p=0.5}|false, plus_adv=false, adv={...}, transform=, on_epoch=, seed=} -> per-epoch records
 -- The baselines DVERGE is compared with: independent CE training, ADP, GAL.
-function robust.ensemble_train(spec)
-  if type(spec) ~= "table" then raise("parry.robust.ensemble_train: expected a table {models=, train=, loss=}, got " .. type(spec)) end
-  local models = models_of("ensemble_train", spec)
-  local x, y = xy("ensemble_train", spec.train, "train")
-  return core._robust._ensemble_train(models, x, y, rest_of(spec, { models = true, train = true }))
-end
+robust.ensemble_train = trainer("ensemble_train", core._robust._ensemble_train, "{models=, train=, loss=}")
 
 --- transfer_eval{sources=, targets=, x=, y=, attacks=, eps={...}, batch_size=250, seed=} ->
 -- {targets=, clean={name=acc}, rows={ {eps=, attack=, source=, version=, accuracy={name=acc}} }, all={ {eps=, accuracy={name=acc}} }}
