@@ -127,19 +127,19 @@ struct WindowGeometry {
 }
 
 extension F {
-    static func conv2dFused(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, stride: Int, padding: Int) throws -> Tensor {
+    static func conv2dFused(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, stride: (Int, Int), padding: (Int, Int)) throws -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-        let oh = windows(h, kh, stride, padding), ow = windows(w, kw, stride, padding)
+        let oh = windows(h, kh, stride.0, padding.0), ow = windows(w, kw, stride.1, padding.1)
         guard oh > 0, ow > 0 else {
-            throw TensorError("input \(h)×\(w) is smaller than the kernel \(kh)×\(kw) (with padding \(padding))")
+            throw TensorError("input \(h)×\(w) is smaller than the kernel \(kh)×\(kw) (with padding \(padding.0 == padding.1 ? "\(padding.0)" : "\(padding)"))")
         }
         if let bias, bias.shape != [o] {
             throw TensorError("bias must have shape {\(o)}, got \(shapeString(bias.shape))")
         }
         let L = oh * ow, K = c * kh * kw
-        let kernel = (kh, kw), strides = (stride, stride), pads = (padding, padding)
-        let geo = WindowGeometry(c: c, h: h, w: w, kh: kh, kw: kw, sh: stride, sw: stride, ph: padding, pw: padding)
+        let kernel = (kh, kw), strides = stride, pads = padding
+        let geo = WindowGeometry(c: c, h: h, w: w, kh: kh, kw: kw, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1)
         // Columns one image at a time into a small reused buffer (a whole-batch
         // im2col can be tens of MB: fresh pages and cache misses every step).
         let xc = try x.detach().contiguous()

@@ -85,6 +85,11 @@ public enum F {
 
     /// 2-D convolution (cross-correlation, as PyTorch): x N×C×H×W, weight O×C×kh×kw.
     public static func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, stride: Int = 1, padding: Int = 0) throws -> Tensor {
+        try conv2d(x, weight, bias, stride: (stride, stride), padding: (padding, padding))
+    }
+
+    /// 2-D convolution with per-dimension stride and padding (height, width).
+    public static func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, stride: (Int, Int), padding: (Int, Int)) throws -> Tensor {
         guard x.ndim == 4 else { throw TensorError("expected a 4-d input N×C×H×W, got shape \(shapeString(x.shape))") }
         guard weight.ndim == 4, weight.shape[1] == x.shape[1] else {
             throw TensorError("input has \(x.shape[1]) channels but the weight \(shapeString(weight.shape)) expects \(weight.ndim == 4 ? weight.shape[1] : 0)")
@@ -94,8 +99,8 @@ public enum F {
         }
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         // One GEMM for the whole batch: (O × C·kh·kw) · (C·kh·kw × N·L) → O × N·L.
-        let cols = try unfold(x, kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding), layout: .matrix)
-        let oh = windows(x.shape[2], kh, stride, padding), ow = windows(x.shape[3], kw, stride, padding)
+        let cols = try unfold(x, kernel: (kh, kw), stride: stride, padding: padding, layout: .matrix)
+        let oh = windows(x.shape[2], kh, stride.0, padding.0), ow = windows(x.shape[3], kw, stride.1, padding.1)
         var y = try weight.reshape([o, -1]).matmul(cols)
         // The bias goes on while the result is O × N·L (contiguous rows), then one
         // row-wise copy lays it out as N × O × H' × W'.
