@@ -198,6 +198,26 @@ let nnConstructors: [(String, parry_SwiftFunction)] = [
         let o = try a.options(2, allowed: ["momentum", "eps"])
         return pushModuleResult(a, try BatchNorm(try a.integer(1, "num_features"), spatial: true, momentum: try o.number("momentum") ?? 0.1, eps: try o.number("eps") ?? 1e-5))
     } }),
+    ("Conv1d", { L in bind(L, "nn.Conv1d") { a in
+        let o = try a.options(4, allowed: ["stride", "padding", "bias"])
+        return pushModuleResult(a, try Conv1d(try a.integer(1, "in_channels"), try a.integer(2, "out_channels"), try a.integer(3, "kernel_size"),
+                                              stride: try o.integer("stride") ?? 1, padding: try o.integer("padding") ?? 0, bias: try o.bool("bias") ?? true))
+    } }),
+    ("MaxPool1d", { L in bind(L, "nn.MaxPool1d") { a in
+        let k = try a.integer(1, "kernel_size"); let o = try a.options(2, allowed: ["stride"])
+        return pushModuleResult(a, try MaxPool1d(k, stride: try o.integer("stride")))
+    } }),
+    ("AdaptiveMaxPool1d", { L in bind(L, "nn.AdaptiveMaxPool1d") { a in
+        pushModuleResult(a, try AdaptiveMaxPool1d(try a.integer(1, "output_size")))
+    } }),
+    ("LayerNorm", { L in bind(L, "nn.LayerNorm") { a in
+        let shape = a.type(1) == LUA_TTABLE ? try a.integerList(1, "normalized_shape") : [try a.integer(1, "normalized_shape")]
+        let o = try a.options(2, allowed: ["eps", "elementwise_affine"])
+        return pushModuleResult(a, try LayerNorm(shape, eps: try o.number("eps") ?? 1e-5, elementwiseAffine: try o.bool("elementwise_affine") ?? true))
+    } }),
+    ("Embedding", { L in bind(L, "nn.Embedding") { a in
+        pushModuleResult(a, try Embedding(try a.integer(1, "num_embeddings"), try a.integer(2, "embedding_dim"), indexBase: 1))
+    } }),
     ("Dropout", { L in bind(L, "nn.Dropout") { a in pushModuleResult(a, try Dropout(try a.optNumber(1, "p", 0.5))) } }),
     ("ReLU", { L in bind(L, "nn.ReLU") { a in pushModuleResult(a, Activation(.ReLU)) } }),
     ("Tanh", { L in bind(L, "nn.Tanh") { a in pushModuleResult(a, Activation(.Tanh)) } }),
@@ -309,6 +329,9 @@ let moduleMethods: [(String, parry_SwiftFunction)] = [
     ("eval", { L in bind(L, "Module:eval") { a in try a.module(1).eval(); lua_pushvalue(a.L, 1); return 1 } }),
     ("is_training", { L in bind(L, "Module:is_training") { a in lua_pushboolean(a.L, try a.module(1).training ? 1 : 0); return 1 } }),
     ("zero_grad", { L in bind(L, "Module:zero_grad") { a in try a.module(1).zeroGrad(); return 0 } }),
+    ("freeze", { L in bind(L, "Module:freeze") { a in try a.module(1).freeze(); lua_pushvalue(a.L, 1); return 1 } }),
+    ("unfreeze", { L in bind(L, "Module:unfreeze") { a in try a.module(1).unfreeze(); lua_pushvalue(a.L, 1); return 1 } }),
+    ("is_frozen", { L in bind(L, "Module:is_frozen") { a in lua_pushboolean(a.L, try a.module(1).frozen ? 1 : 0); return 1 } }),
     ("requires_grad_", { L in bind(L, "Module:requires_grad_") { a in
         try a.module(1).requiresGrad_(try a.optBool(2, "requires_grad", true)); lua_pushvalue(a.L, 1); return 1
     } }),
@@ -471,6 +494,24 @@ let lossFunctions: [(String, parry_SwiftFunction)] = [
         var weight: Tensor? = nil
         if o.index != 0 { let j = a.rawField(o.index, "weight"); defer { a.pop() }; if !a.isNil(j) { weight = try a.tensor(j, "weight") } }
         return a.push(try Loss.nll(try a.tensor(1, "log_probs"), try a.labels(2), weight: weight, reduction: try a.reduction(o)))
+    } }),
+    ("fixed_center_ce", { L in bind(L, "parry.losses.fixed_center_ce") { a in
+        let o = try a.options(4, allowed: ["temperature", "reduction"])
+        let t = try o.number("temperature") ?? 0.01
+        guard t > 0, t.isFinite else { throw a.fail("temperature must be positive, got \(t)") }
+        return a.push(try Loss.fixedCenterCE(try a.tensor(1, "z"), try a.tensor(2, "centers"), try a.labels(3), temperature: t,
+                                             reduction: try a.reduction(o)))
+    } }),
+    ("l2_align", { L in bind(L, "parry.losses.l2_align") { a in
+        let o = try a.options(3, allowed: ["reduction"])
+        return a.push(try Loss.l2Align(try a.tensor(1, "z"), try a.tensor(2, "target"), reduction: try a.reduction(o)))
+    } }),
+    ("infonce", { L in bind(L, "parry.losses.infonce") { a in
+        let o = try a.options(3, allowed: ["temperature", "symmetric", "reduction"])
+        let t = try o.number("temperature") ?? 0.07
+        guard t > 0, t.isFinite else { throw a.fail("temperature must be positive, got \(t)") }
+        return a.push(try Loss.infoNCE(try a.tensor(1, "z"), try a.tensor(2, "positives"), temperature: t,
+                                       symmetric: try o.bool("symmetric") ?? false, reduction: try a.reduction(o)))
     } }),
     ("comp_sum", { L in bind(L, "parry.losses.comp_sum") { a in
         let o = try a.options(3, allowed: ["tau", "reduction"])

@@ -356,4 +356,72 @@ public enum F {
         }
         return try total! * 2
     }
+
+    // MARK: 1-D and set operations, layer norm, embedding
+
+    /// 1-D convolution: x N×C×L, weight O×C×k; the 2-D kernels on N×C×1×L.
+    public static func conv1d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, stride: Int = 1, padding: Int = 0) throws -> Tensor {
+        guard x.ndim == 3 else { throw TensorError("expected a 3-d input N×C×L, got shape \(shapeString(x.shape))") }
+        guard weight.ndim == 3, weight.shape[1] == x.shape[1] else {
+            throw TensorError("input has \(x.shape[1]) channels but the weight \(shapeString(weight.shape)) expects \(weight.ndim == 3 ? weight.shape[1] : 0)")
+        }
+        guard stride > 0, padding >= 0 else { throw TensorError("stride must be positive and padding non-negative") }
+        let y = try conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, stride: (1, stride), padding: (0, padding))
+        return try y.squeeze(2)
+    }
+
+    /// Max over windows of the last dim of N×C×L (no padding).
+    public static func maxPool1d(_ x: Tensor, kernel: Int, stride: Int? = nil) throws -> Tensor {
+        guard x.ndim == 3 else { throw TensorError("expected a 3-d input N×C×L, got shape \(shapeString(x.shape))") }
+        let s = stride ?? kernel, (n, c, l) = (x.shape[0], x.shape[1], x.shape[2])
+        guard kernel > 0, s > 0 else { throw TensorError("kernel and stride must be positive") }
+        guard l >= kernel else { throw TensorError("input length \(l) is smaller than the kernel \(kernel)") }
+        let out = (l - kernel) / s + 1
+        if s == kernel {   // non-overlapping windows: a reshape
+            return try x.narrow(2, 0, out * kernel).reshape([n, c, out, kernel]).max(dim: 3).values
+        }
+        let cols = try unfold(x.unsqueeze(2), kernel: (1, kernel), stride: (1, s), padding: (0, 0), layout: .batched)   // N×(C·k)×out
+        return try cols.reshape([n, c, kernel, out]).max(dim: 2).values
+    }
+
+    /// Adaptive max pooling over the last dim: window i covers
+    /// [⌊i·L/size⌋, ⌈(i+1)·L/size⌉) as PyTorch's.
+    public static func adaptiveMaxPool1d(_ x: Tensor, _ size: Int) throws -> Tensor {
+        guard x.ndim == 3 else { throw TensorError("expected a 3-d input N×C×L, got shape \(shapeString(x.shape))") }
+        let l = x.shape[2]
+        guard size > 0, l > 0 else { throw TensorError("output size and input length must be positive") }
+        if size == 1 { return try x.max(dim: 2, keepdim: true).values }
+        let parts = try (0..<size).map { i -> Tensor in
+            let a = i * l / size, b = ((i + 1) * l + size - 1) / size
+            return try x.narrow(2, a, b - a).max(dim: 2, keepdim: true).values
+        }
+        return try cat(parts, dim: 2)
+    }
+
+    /// (x − mean) / √(var + eps) over the last `shape.count` dims (which must equal `shape`), then γ·x̂ + β.
+    public static func layerNorm(_ x: Tensor, _ shape: [Int], weight: Tensor? = nil, bias: Tensor? = nil, eps: Double = 1e-5) throws -> Tensor {
+        let k = shape.count
+        guard x.ndim >= k, Array(x.shape.suffix(k)) == shape else {
+            throw TensorError("LayerNorm over \(shapeString(shape)) needs an input ending in those dims, got shape \(shapeString(x.shape))")
+        }
+        let lead = Array(x.shape.prefix(x.ndim - k))
+        let flat = try x.reshape(lead + [-1])
+        let d = flat.ndim - 1
+        let mean = try flat.mean(dim: d, keepdim: true)
+        let centered = try flat - mean
+        let variance = try (centered * centered).mean(dim: d, keepdim: true)
+        var y = try (centered / (variance + eps).sqrt()).reshape(x.shape)
+        if let weight { y = try y * weight }
+        if let bias { y = try y + bias }
+        return y
+    }
+
+    /// Rows of `weight` (count×dim) at 0-based int64 `indices` of any shape.
+    public static func embedding(_ indices: Tensor, _ weight: Tensor) throws -> Tensor {
+        guard indices.dtype == .int64 else { throw TensorError("Embedding expects int64 indices, got \(indices.dtype.rawValue)") }
+        let count = weight.shape[0]
+        let idx = indices.int64s().map(Int.init)
+        if let bad = idx.first(where: { $0 < 0 || $0 >= count }) { throw TensorError("index \(bad + 1) is outside 1..\(count)") }
+        return try weight.indexSelect(0, idx).reshape(indices.shape + [weight.shape[1]])
+    }
 }

@@ -49,6 +49,94 @@ public final class Conv2d: Module {
     }
 }
 
+/// 1-D convolution over N×C×L (weight O×C×k, PyTorch's layout); init as Linear with fan_in = C·k.
+public final class Conv1d: Module {
+    public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
+    public init(_ inChannels: Int, _ outChannels: Int, _ kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) throws {
+        guard inChannels > 0, outChannels > 0, kernel > 0, stride > 0, padding >= 0 else {
+            throw TensorError("Conv1d needs positive channels, kernel and stride and non-negative padding")
+        }
+        self.inChannels = inChannels; self.outChannels = outChannels; self.kernel = kernel; self.stride = stride; self.padding = padding
+        super.init()
+        let bound = 1 / Double(inChannels * kernel).squareRoot()
+        register(parameter: try uniformInit([outChannels, inChannels, kernel], bound: bound), as: "weight")
+        if bias { register(parameter: try uniformInit([outChannels], bound: bound), as: "bias") }
+    }
+    public override var extraDescription: String {
+        "\(inChannels), \(outChannels), kernel_size=\(kernel), stride=\(stride), padding=\(padding), bias=\(parameter("bias") != nil)"
+    }
+    public override func emptyCopy() throws -> Module { try Conv1d(inChannels, outChannels, kernel, stride: stride, padding: padding, bias: false) }
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        guard let w = parameter("weight") else { throw TensorError("Conv1d has no weight") }
+        return try F.conv1d(x, w, parameter("bias"), stride: stride, padding: padding)
+    }
+}
+
+/// Max pooling over the last dim of N×C×L.
+public final class MaxPool1d: Module {
+    public let kernel: Int, stride: Int
+    public init(_ kernel: Int, stride: Int? = nil) throws {
+        guard kernel > 0, (stride ?? kernel) > 0 else { throw TensorError("MaxPool1d needs a positive kernel and stride") }
+        self.kernel = kernel; self.stride = stride ?? kernel
+    }
+    public override var extraDescription: String { "kernel_size=\(kernel), stride=\(stride)" }
+    public override func emptyCopy() throws -> Module { try MaxPool1d(kernel, stride: stride) }
+    public override func forward(_ x: Tensor) throws -> Tensor { try F.maxPool1d(x, kernel: kernel, stride: stride) }
+}
+
+/// Adaptive max pooling of N×C×L to N×C×size (PyTorch's windows); size 1 is
+/// the global max over the set dimension that makes PointNet order-free.
+public final class AdaptiveMaxPool1d: Module {
+    public let size: Int
+    public init(_ size: Int) throws {
+        guard size > 0 else { throw TensorError("AdaptiveMaxPool1d needs a positive output size") }
+        self.size = size
+    }
+    public override var extraDescription: String { "output_size=\(size)" }
+    public override func emptyCopy() throws -> Module { try AdaptiveMaxPool1d(size) }
+    public override func forward(_ x: Tensor) throws -> Tensor { try F.adaptiveMaxPool1d(x, size) }
+}
+
+/// Layer normalization over the last dims `shape` (PyTorch's LayerNorm): biased
+/// variance, eps inside the square root, optional elementwise affine (γ = 1, β = 0).
+public final class LayerNorm: Module {
+    public let shape: [Int], eps: Double, affine: Bool
+    public init(_ shape: [Int], eps: Double = 1e-5, elementwiseAffine: Bool = true) throws {
+        guard !shape.isEmpty, shape.allSatisfy({ $0 > 0 }) else { throw TensorError("LayerNorm needs a non-empty positive normalized shape, got \(shape)") }
+        guard eps > 0 else { throw TensorError("LayerNorm eps must be positive") }
+        self.shape = shape; self.eps = eps; self.affine = elementwiseAffine
+        super.init()
+        if elementwiseAffine {
+            register(parameter: try Tensor.ones(shape).requiresGrad_(), as: "weight")
+            register(parameter: try Tensor.zeros(shape).requiresGrad_(), as: "bias")
+        }
+    }
+    public override var extraDescription: String { "\(shapeString(shape)), eps=\(eps), elementwise_affine=\(affine)" }
+    public override func emptyCopy() throws -> Module { try LayerNorm(shape, eps: eps, elementwiseAffine: affine) }
+    public override func forward(_ x: Tensor) throws -> Tensor { try F.layerNorm(x, shape, weight: parameter("weight"), bias: parameter("bias"), eps: eps) }
+}
+
+/// A lookup table: int64 indices (0-based in Swift) of any shape to rows of
+/// the weight, shape indices.shape + [dim]; weight ~ N(0, 1) as PyTorch.
+public final class Embedding: Module {
+    public let count: Int, dim: Int
+    /// The index of the first row in inputs: 0 from Swift, 1 for modules made from Lua (parry's 1-based edge).
+    public let indexBase: Int64
+    public init(_ count: Int, _ dim: Int, indexBase: Int64 = 0) throws {
+        guard count > 0, dim > 0 else { throw TensorError("Embedding sizes must be positive, got \(count), \(dim)") }
+        self.count = count; self.dim = dim; self.indexBase = indexBase
+        super.init()
+        register(parameter: try Tensor.randn([count, dim]).requiresGrad_(), as: "weight")
+    }
+    public override var extraDescription: String { "\(count), \(dim)" }
+    public override func emptyCopy() throws -> Module { try Embedding(count, dim, indexBase: indexBase) }
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        guard let w = parameter("weight") else { throw TensorError("Embedding has no weight") }
+        guard x.dtype == .int64 else { throw TensorError("Embedding expects int64 indices, got \(x.dtype.rawValue)") }
+        return try F.embedding(indexBase == 0 ? x : x.binary(.sub, .int(indexBase)), w)
+    }
+}
+
 public final class MaxPool2d: Module {
     public let kernel: Int, stride: Int, padding: Int
     public init(_ kernel: Int, stride: Int? = nil, padding: Int = 0) { self.kernel = kernel; self.stride = stride ?? kernel; self.padding = padding }
@@ -91,12 +179,15 @@ public final class BatchNorm: Module {
     public override func emptyCopy() throws -> Module { try BatchNorm(features, spatial: spatial, momentum: momentum, eps: eps) }
     public override var extraDescription: String { "\(features), eps=\(eps), momentum=\(momentum)" }
     public override func forward(_ x: Tensor) throws -> Tensor {
-        guard x.ndim == (spatial ? 4 : 2) else {
-            throw TensorError("\(typeName) expects a \(spatial ? "4-d N×C×H×W" : "2-d N×C") input, got shape \(shapeString(x.shape))")
+        guard spatial ? x.ndim == 4 : (x.ndim == 2 || x.ndim == 3) else {
+            throw TensorError("\(typeName) expects a \(spatial ? "4-d N×C×H×W" : "2-d N×C or 3-d N×C×L") input, got shape \(shapeString(x.shape))")
         }
         if training, let n = buffer("num_batches_tracked") { try n.add_(1) }
-        return try F.batchNorm(x, runningMean: buffer("running_mean"), runningVar: buffer("running_var"),
-                               weight: parameter("weight"), bias: parameter("bias"), training: training, momentum: momentum, eps: eps)
+        // N×C×L (BatchNorm1d over sequences or point sets): statistics over N and L, as N×C×1×L.
+        let input = x.ndim == 3 ? try x.reshape([x.shape[0], x.shape[1], 1, x.shape[2]]) : x
+        let y = try F.batchNorm(input, runningMean: buffer("running_mean"), runningVar: buffer("running_var"),
+                                weight: parameter("weight"), bias: parameter("bias"), training: training, momentum: momentum, eps: eps)
+        return x.ndim == 3 ? try y.reshape(x.shape) : y
     }
 }
 

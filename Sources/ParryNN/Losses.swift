@@ -107,4 +107,48 @@ public enum Loss {
         }
         return try reduce(l, reduction, batch: input.shape.first ?? 1)
     }
+
+    // MARK: embedding losses (calibration heads for frozen multi-modal encoders)
+
+    /// Cosine logits cos(z_i, t_c)/τ of N×d embeddings against C×d class centers.
+    public static func cosineLogits(_ z: Tensor, _ centers: Tensor, temperature: Double) throws -> Tensor {
+        guard z.ndim == 2, centers.ndim == 2 else {
+            throw TensorError("expected N×d embeddings and C×d centers, got shapes \(shapeString(z.shape)) and \(shapeString(centers.shape))")
+        }
+        guard z.shape[1] == centers.shape[1] else {
+            throw TensorError("the centers have dimension \(centers.shape[1]) but the embeddings \(z.shape[1])")
+        }
+        guard temperature > 0, temperature.isFinite else { throw TensorError("temperature must be positive, got \(temperature)") }
+        return try F.normalize(z, dim: 1).matmul(F.normalize(centers, dim: 1).transpose(0, 1)) / temperature
+    }
+
+    /// Fixed-center cross-entropy: −log softmax_c(cos(z, t_c)/τ)_y (TeCoA-style zero-shot loss).
+    public static func fixedCenterCE(_ z: Tensor, _ centers: Tensor, _ y: Tensor, temperature: Double = 0.01,
+                                     reduction: Reduction = .mean) throws -> Tensor {
+        try crossEntropy(cosineLogits(z, centers, temperature: temperature), y, reduction: reduction)
+    }
+
+    /// ‖z_i − target_i‖² per sample (FARE-style alignment), reduced over the batch.
+    public static func l2Align(_ z: Tensor, _ target: Tensor, reduction: Reduction = .mean) throws -> Tensor {
+        guard z.ndim == 2, z.shape == target.shape else {
+            throw TensorError("expected two N×d tensors of the same shape, got \(shapeString(z.shape)) and \(shapeString(target.shape))")
+        }
+        let d = try z - target
+        return try reduce((d * d).sum(dim: 1), reduction, batch: z.shape[0])
+    }
+
+    /// InfoNCE: sample i's positive is row i of `positives`, its negatives the
+    /// other rows; −log softmax_j(cos(z_i, p_j)/τ)_i. `symmetric` averages it
+    /// with the loss of the positives against the embeddings (CLIP's form).
+    public static func infoNCE(_ z: Tensor, _ positives: Tensor, temperature: Double = 0.07, symmetric: Bool = false,
+                               reduction: Reduction = .mean) throws -> Tensor {
+        guard z.ndim == 2, z.shape == positives.shape else {
+            throw TensorError("expected two N×d tensors of the same shape, got \(shapeString(z.shape)) and \(shapeString(positives.shape))")
+        }
+        let logits = try cosineLogits(z, positives, temperature: temperature)
+        let labels = try Tensor((0..<Int64(z.shape[0])).map { $0 }, shape: [z.shape[0]])
+        let forward = try crossEntropy(logits, labels, reduction: .none)
+        let l = symmetric ? try (forward + crossEntropy(logits.transpose(0, 1), labels, reduction: .none)) * 0.5 : forward
+        return try reduce(l, reduction, batch: z.shape[0])
+    }
 }

@@ -176,15 +176,36 @@ open class Module {
 
     // MARK: state
 
-    /// Sets training mode on the whole tree.
+    /// Sets training mode on the whole tree; frozen subtrees stay in eval mode.
     public func train(_ on: Bool = true) {
-        for (_, m) in namedModules() { m.training = on }
+        training = on && !frozen
+        for (_, c) in children { c.train(on && !frozen) }
     }
 
     public func eval() { train(false) }
 
-    /// Sets this module's flag alone (restoring saved per-module modes).
-    public func setTrainingFlag(_ on: Bool) { training = on }
+    /// Sets this module's flag alone (restoring saved per-module modes); a frozen module stays in eval mode.
+    public func setTrainingFlag(_ on: Bool) { training = on && !frozen }
+
+    /// True after `freeze()`: no parameter of the subtree requires grad and
+    /// the subtree stays in eval mode whatever a parent's `train()` says.
+    public private(set) var frozen = false
+
+    /// Freezes the subtree: every parameter stops requiring grad, every
+    /// module goes to eval mode (BatchNorm uses and keeps its running
+    /// statistics, dropout is off) and stays there until `unfreeze()`.
+    public func freeze() throws {
+        for p in allParameters() { try p.requiresGrad_(false) }
+        frozen = true
+        train(false)
+    }
+
+    /// Undoes `freeze()`: parameters require grad again; the modules stay in
+    /// eval mode until the next `train()`.
+    public func unfreeze() throws {
+        for (_, m) in namedModules() { m.frozen = false }
+        for p in allParameters() { try p.requiresGrad_(true) }
+    }
 
     public func zeroGrad() {
         for p in allParameters() { p.grad = nil }
@@ -245,6 +266,7 @@ open class Module {
         memo[ObjectIdentifier(self)] = copy
         copy.children = []; copy.parameters = []; copy.buffers = []
         copy.training = training
+        copy.frozen = frozen
         func copyTensor(_ t: Tensor, _ memo: inout [ObjectIdentifier: AnyObject]) throws -> Tensor {
             if let c = memo[ObjectIdentifier(t)] as? Tensor { return c }
             let c = try t.detach().clone()
