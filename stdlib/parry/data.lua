@@ -9,7 +9,8 @@
 local core = require("parry.core")
 local D = core._data
 
-local data = { idx = D.idx, npy = D.npy, csv = D.csv, corrupt = D.corrupt, transforms = {} }
+local data = { idx = D.idx, npy = D.npy, csv = D.csv, corrupt = D.corrupt, point_cloud = D.point_cloud, image_signal = D.image_signal,
+  transforms = {} }
 
 local raise = require("parry._util").raise
 local function fail(fn, msg) raise("parry.data." .. fn .. ": " .. msg) end

@@ -240,4 +240,56 @@ function robust.transfer_eval(spec)
   end)
 end
 
+-- MARK: calibration heads for frozen multi-modal encoders (ParryRobust/Calibration.swift)
+
+--- calibrate{encoder=, head=, centers=, train=, objective="ce"|"l2"|"infonce", consistency=0, eps=4/255, alpha=eps/4,
+-- steps=10, attack_loss=, temperature=0.01, nce_temperature=0.07, symmetric=false, optimizer={lr=3e-3, weight_decay=1e-4},
+-- epochs=2, batch_size=128, bounds=, on_epoch=, seed=} -> head, per-epoch records
+-- Trains `head` in place on adversarial examples of `train`; the encoder and the centers stay frozen.
+function robust.calibrate(spec)
+  if type(spec) ~= "table" then raise("parry.robust.calibrate: expected a table {encoder=, head=, centers=, train=}, got " .. type(spec)) end
+  local nn = require("parry.nn")
+  if not nn.is_module(spec.encoder) then raise("parry.robust.calibrate: encoder must be a module, got " .. type(spec.encoder)) end
+  if not nn.is_module(spec.head) then raise("parry.robust.calibrate: head must be a module, got " .. type(spec.head)) end
+  if not core.is_tensor(spec.centers) then raise("parry.robust.calibrate: centers must be a C×d tensor, got " .. type(spec.centers)) end
+  local x, y = xy("calibrate", spec.train, "train")
+  return core._robust._calibrate(spec.encoder, spec.head, spec.centers, x, y,
+    rest_of(spec, { encoder = true, head = true, centers = true, train = true }))
+end
+
+--- zero_shot(model, centers, x, y, {attack=|attacks=, eps=, temperature=0.01, bounds=, batch_size=500, seed=0})
+-- -> {clean=, robust=, by_attack={name=acc}}: zero-shot accuracy of the embeddings model(x) against the class
+-- centers (cosine logits / temperature), clean and under the attacks (parry.attacks.evaluate's specs, run on those logits).
+function robust.zero_shot(model, centers, x, y, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then raise("parry.robust.zero_shot: expected an options table (argument 5), got " .. type(opts)) end
+  local known = { attack = true, attacks = true, eps = true, temperature = true, bounds = true, batch_size = true, seed = true }
+  for k in pairs(opts) do
+    if not known[k] then raise("parry.robust.zero_shot: unknown option '" .. tostring(k) .. "' (expected attack, attacks, eps, temperature, bounds, batch_size, seed)") end
+  end
+  if not require("parry.nn").is_module(model) and type(model) ~= "function" then
+    raise("parry.robust.zero_shot: expected a module or function giving embeddings (argument 1), got " .. type(model))
+  end
+  if not core.is_tensor(centers) then raise("parry.robust.zero_shot: centers must be a C×d tensor (argument 2), got " .. type(centers)) end
+  local F = core._functional
+  local temperature = opts.temperature or 0.01
+  local was_training = type(model) ~= "function" and model:is_training()
+  if was_training then model:eval() end
+  local classifier = function(xb) return F.cosine_logits(model(xb), centers, { temperature = temperature }) end
+  local attacks = opts.attacks or (opts.attack and { opts.attack }) or nil
+  local ok, r = pcall(function()
+    if attacks == nil then
+      local correct = core.no_grad(function() return classifier(x):argmax(2):eq(y):sum():item() end)
+      return { clean = correct / x:size(1), robust = nil, by_attack = {} }
+    end
+    if opts.eps == nil then raise("parry.robust.zero_shot: missing option eps (the attack budget, in input units)") end
+    local e = require("parry.attacks").evaluate(classifier, x, y, { eps = opts.eps, attacks = attacks, bounds = opts.bounds,
+      batch_size = opts.batch_size, seed = opts.seed or 0, progress = false })
+    return { clean = e.clean, robust = e.worst_case, by_attack = e.robust }
+  end)
+  if was_training then model:train() end
+  if not ok then error(r, 0) end
+  return r
+end
+
 return robust
