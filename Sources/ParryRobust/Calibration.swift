@@ -73,7 +73,7 @@ public enum Calibration {
     /// PyTorch's OneCycleLR (cosine annealing) at step `k` of `total`.
     public static func oneCycle(_ k: Int, total: Int, maxLR: Double, pctStart: Double, divFactor: Double, finalDivFactor: Double) -> Double {
         let initial = maxLR / divFactor, final = initial / finalDivFactor
-        let up = Double(Swift.max(Int((pctStart * Double(total)).rounded(.down)) - 1, 1))
+        let up = Swift.max(pctStart * Double(total) - 1, 1)     // PyTorch's phase ends: pct·total − 1, then total − 1
         let down = Double(Swift.max(total - 1, 1)) - up
         func anneal(_ a: Double, _ b: Double, _ pct: Double) -> Double { b + (a - b) / 2 * (1 + cos(Double.pi * Swift.min(pct, 1))) }
         let step = Double(k)

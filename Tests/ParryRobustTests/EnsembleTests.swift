@@ -247,3 +247,42 @@ final class EnsembleTests: XCTestCase {
         XCTAssertGreaterThan(t.successRate[0][0], 0)
     }
 }
+
+/// Calibration heads (issue 16): the schedule, the attack's ball, where gradients go.
+final class CalibrationTests: XCTestCase {
+    func testOneCycleMatchesPyTorchsOneCycleLR() {
+        // torch.optim.lr_scheduler.OneCycleLR(max_lr=1, total_steps=10): 0.04 at step 0, 1 at step 2 (0.3·10 − 1), 4e-6 at step 9
+        let lr = (0..<10).map { Calibration.oneCycle($0, total: 10, maxLR: 1, pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4) }
+        XCTAssertEqual(lr[0], 0.04, accuracy: 1e-12)
+        XCTAssertEqual(lr[1], 0.04 + (1 - 0.04) / 2, accuracy: 1e-12)     // half-way up the cosine
+        XCTAssertEqual(lr[2], 1, accuracy: 1e-12)
+        XCTAssertEqual(lr[9], 4e-6, accuracy: 1e-15)
+        XCTAssertEqual(lr[3], 4e-6 + (1 - 4e-6) / 2 * (1 + cos(Double.pi / 7)), accuracy: 1e-12)
+    }
+
+    func testTheAttackStaysInTheBallAndOnlyTheHeadLearns() throws {
+        let encoder = try Generator.$current.withValue(Generator(seed: 3)) {
+            Sequential([try Linear(5, 8), try BatchNorm(8, spatial: false), Activation(.ReLU), try Linear(8, 4)])
+        }
+        let head = try Linear(4, 4)
+        let x = try Tensor.rand([12, 5], generator: Generator(seed: 4)), y = try Tensor((0..<12).map { Int64($0 % 3) }, shape: [12])
+        let centers = try Tensor.randn([3, 4], generator: Generator(seed: 5))
+        encoder.eval()
+        let clean = try Calibration.embed(encoder, nil, x)
+        for loss in [Calibration.AttackLoss.ce, .embedding] {
+            let adv = try Calibration.attack(encoder, head, x, y, clean: clean, centers: centers, loss: loss,
+                                             ThreatModel(eps: 0.1, bounds: (0, 1)), alpha: 0.05, steps: 5)
+            XCTAssertLessThanOrEqual(try (adv - x).abs().max().double(), 0.1 + 1e-6)
+            XCTAssertGreaterThanOrEqual(try adv.min().double(), 0)
+        }
+        encoder.train()
+        let before = encoder.stateDict().map { $0.tensor.floats() }, centers0 = centers.floats(), w0 = head.parameter("weight")!.floats()
+        var o = Calibration.Options(); o.eps = 0.1; o.steps = 2; o.epochs = 1; o.batchSize = 6; o.consistency = 1
+        _ = try Calibration.calibrate(encoder: encoder, head: head, centers: centers, x: x, y: y, options: o)
+        XCTAssertEqual(encoder.stateDict().map { $0.tensor.floats() }, before)
+        XCTAssertTrue(encoder.allParameters().allSatisfy { $0.grad == nil && $0.requiresGrad })   // no gradient reached it; flags restored
+        XCTAssertTrue(encoder.training)
+        XCTAssertEqual(centers.floats(), centers0)
+        XCTAssertNotEqual(head.parameter("weight")!.floats(), w0)
+    }
+}
