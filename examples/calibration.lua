@@ -41,7 +41,7 @@ local xtr = train.x:narrow(1, 60000 - n_train + 1, n_train)
 local ytr = train.y:narrow(1, 60000 - n_train + 1, n_train)
 local test = parry.data.fashion_mnist{split = "test", limit = n_test}
 local tr, te = bind.inputs(xtr, 11), bind.inputs(test.x, 12)
-local EPS = {image = 4 / 255, point = 0.02, signal = 0.02}    -- input units: pixels in [0,1], coordinates in [−1,1], signal values
+local EPS = {image = 8 / 255, point = 0.03, signal = 0.02}    -- input units: pixels in [0,1], coordinates in [−1,1], signal values
 local BOUNDS = {image = {0, 1}, point = {-math.huge, math.huge}, signal = {-math.huge, math.huge}}
 
 local function identity_head()
@@ -74,7 +74,7 @@ local total_params = centers:numel()
 for _, m in ipairs(bind.MODALITIES) do total_params = total_params + encoders[m]:num_parameters() end
 local head_params = identity_head():num_parameters()
 
-print(string.format("frozen Bind model; ε: image %.4f (4/255), point %.3f, signal %.3f; %d test images, heads trained on %d",
+print(string.format("frozen Bind model; ε: image %.4f (8/255), point %.3f, signal %.3f; %d test images, heads trained on %d",
   EPS.image, EPS.point, EPS.signal, n_test, n_train))
 print(string.format("trainable share per head: %d of %d parameters (%.2f%%)\n", head_params, total_params + head_params,
   100 * head_params / (total_params + head_params)))

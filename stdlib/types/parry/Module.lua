@@ -47,6 +47,15 @@ function Module:zero_grad() end
 ---@param flag any
 function Module:requires_grad_(flag) end
 
+--- `freeze` makes every parameter of the subtree stop requiring grad and keeps the subtree in eval mode (BatchNorm uses its running statistics, dropout is off) even when a parent's `train()` is called; `unfreeze` makes the parameters require grad again (the modules stay in eval mode until the next `train()`). Both return the module; `clone` keeps the flag.
+function Module:freeze() end
+
+--- `freeze` makes every parameter of the subtree stop requiring grad and keeps the subtree in eval mode (BatchNorm uses its running statistics, dropout is off) even when a parent's `train()` is called; `unfreeze` makes the parameters require grad again (the modules stay in eval mode until the next `train()`). Both return the module; `clone` keeps the flag.
+function Module:unfreeze() end
+
+--- `freeze` makes every parameter of the subtree stop requiring grad and keeps the subtree in eval mode (BatchNorm uses its running statistics, dropout is off) even when a parent's `train()` is called; `unfreeze` makes the parameters require grad again (the modules stay in eval mode until the next `train()`). Both return the module; `clone` keeps the flag.
+function Module:is_frozen() end
+
 --- Parameters and buffers by dotted name; loading checks names and shapes.
 function Module:state_dict() end
 

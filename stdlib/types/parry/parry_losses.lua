@@ -34,6 +34,25 @@ function parry.losses.kl_div(log_q, p, opts) end
 ---@param opts table
 function parry.losses.comp_sum(logits, y, opts) end
 
+--- Fixed-center cross-entropy: −log softmax_c(cos(z, t_c)/τ)_y for N×d embeddings, C×d class centers and labels 1..C (TeCoA's zero-shot loss; the centers are what `cosine_logits` compares with).
+---@param z any
+---@param centers any
+---@param y any
+---@param opts? table
+function parry.losses.fixed_center_ce(z, centers, y, opts) end
+
+--- ‖z_i − target_i‖² per sample (FARE's alignment of adversarial to clean embeddings); normalize both first for the calibration objective.
+---@param z any
+---@param target any
+---@param opts? table
+function parry.losses.l2_align(z, target, opts) end
+
+--- InfoNCE: row i of `positives` is z_i's positive, the other rows its negatives; −log softmax_j(cos(z_i, p_j)/τ)_i; `symmetric` averages it with the positives-to-embeddings direction (CLIP's loss).
+---@param z any
+---@param positives any
+---@param opts? table
+function parry.losses.infonce(z, positives, opts) end
+
 --- Comp-sum members: τ = 0 (1/p_y − 1), generalized cross-entropy τ = 1 + q (q = 0.7), mean absolute error τ = 2 (1 − p_y).
 ---@param logits any
 ---@param y any

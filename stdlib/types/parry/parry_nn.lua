@@ -17,6 +17,13 @@ function parry.nn.Linear(in, out, opts) end
 ---@param opts? table
 function parry.nn.Conv2d(cin, cout, k, opts) end
 
+--- 1-D convolution over N×C×L (weight cout×cin×k, PyTorch's layout and init), on the 2-D convolution kernels.
+---@param cin any
+---@param cout any
+---@param k any
+---@param opts? table
+function parry.nn.Conv1d(cin, cout, k, opts) end
+
 --- Max / average pooling over k×k windows (stride defaults to k); adaptive pooling to an n×n output.
 ---@param k any
 ---@param opts? table
@@ -31,6 +38,15 @@ function parry.nn.AvgPool2d(k, opts) end
 ---@param n any
 function parry.nn.AdaptiveAvgPool2d(n) end
 
+--- Max pooling over the last dim of N×C×L; the adaptive form uses PyTorch's windows, and `AdaptiveMaxPool1d(1)` is the global max over a set dimension that makes a PointNet order-free.
+---@param k any
+---@param opts? table
+function parry.nn.MaxPool1d(k, opts) end
+
+--- Max pooling over the last dim of N×C×L; the adaptive form uses PyTorch's windows, and `AdaptiveMaxPool1d(1)` is the global max over a set dimension that makes a PointNet order-free.
+---@param n any
+function parry.nn.AdaptiveMaxPool1d(n) end
+
 --- Batch normalization with running statistics (used in eval mode).
 ---@param n any
 ---@param opts? table
@@ -40,6 +56,16 @@ function parry.nn.BatchNorm1d(n, opts) end
 ---@param c any
 ---@param opts? table
 function parry.nn.BatchNorm2d(c, opts) end
+
+--- Normalizes over the last dims `shape` (a size or a table of sizes): biased variance, eps inside the square root, then γ·x̂ + β (PyTorch's LayerNorm).
+---@param shape any
+---@param opts? table
+function parry.nn.LayerNorm(shape, opts) end
+
+--- A lookup table: int64 indices 1..n of any shape to rows of an n×dim weight (N(0, 1) init), shape indices.shape + {dim}; gradients of repeated indices add up.
+---@param n any
+---@param dim any
+function parry.nn.Embedding(n, dim) end
 
 --- Zeroes elements with probability p (0.5) in training mode, scaling the rest by 1/(1−p).
 ---@param p? any

@@ -53,3 +53,9 @@ function parry.nn.functional.cosine_similarity(a, b, dim) end
 ---@param x any
 ---@param opts? table
 function parry.nn.functional.normalize(x, opts) end
+
+--- cos(z_i, t_c)/τ for N×d embeddings and C×d class centers (both L2-normalized first): the zero-shot logits of a Bind/CLIP-style model.
+---@param z any
+---@param centers any
+---@param opts? table
+function parry.nn.functional.cosine_logits(z, centers, opts) end

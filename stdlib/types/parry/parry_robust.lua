@@ -73,3 +73,21 @@ function parry.robust.transferability(models, x, y, opts) end
 ---@param y any
 ---@param opts table
 function parry.robust.vulnerability_diversity(models, x, y, opts) end
+
+--- Trains `head` (in place) so that normalize(head(encoder(x′))) of PGD examples x′ stays where the frozen model puts the clean input; the encoder runs in eval mode with no gradients (restored afterwards, bit-identical) and the centers are fixed. Objectives: fixed-center CE, L2 alignment to the clean embedding, InfoNCE against the batch's clean embeddings; `consistency` λ adds λ·‖normalize(h(φ(x))) − normalize(φ(x))‖² on clean inputs. AdamW, one-cycle cosine schedule. `bounds` clips the attack (unbounded by default). Returns the head and per-epoch records `{epoch=, loss=, adversarial_accuracy=, seconds=}`. Our reading of arXiv 2505.11895: see docs/calibration.md.
+---@param opts table
+function parry.robust.calibrate(opts) end
+
+--- Zero-shot accuracy of the embeddings `model(x)` against the class centers (cosine logits / τ): `{clean=, robust=, by_attack={name=acc}}`, the attacks being `parry.attacks.evaluate`'s specs run on those logits (`robust` is the worst case over them; nil without attacks).
+---@param model any
+---@param centers any
+---@param x any
+---@param y any
+---@param opts? table
+function parry.robust.zero_shot(model, centers, x, y, opts) end
+
+--- Cross-modal retrieval of matching pairs (row i of `za` with row i of `zb`) by cosine similarity: `{a_to_b = {[k] = recall@k}, b_to_a = {...}}`; ties count against the query.
+---@param za any
+---@param zb any
+---@param opts? table
+function parry.robust.retrieval(za, zb, opts) end
