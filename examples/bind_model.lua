@@ -39,6 +39,24 @@ function M.encoders()
   }
 end
 
+-- A residual MLP head, x + W₂·relu(W₁·x) with W₂ = 0 at the start: the identity map, with more capacity than a Linear.
+local ResidualHead = nn.Module:extend("ResidualHead")
+function ResidualHead:init(d, hidden)
+  self.fc1 = nn.Linear(d, hidden)
+  self.fc2 = nn.Linear(hidden, d)
+  parry.no_grad(function() self.fc2.weight:zero_(); self.fc2.bias:zero_() end)
+end
+function ResidualHead:forward(x) return x + self.fc2(self.fc1(x):relu()) end
+
+--- A calibration head initialised to the identity: "linear" (Linear(d, d)) or "mlp" (residual, `hidden` units, default d).
+function M.head(kind, hidden)
+  local d = M.DIM
+  if kind == "mlp" then return ResidualHead(d, hidden or d) end
+  local h = nn.Linear(d, d)
+  parry.no_grad(function() h.weight:copy_(parry.eye(d)); h.bias:zero_() end)
+  return h
+end
+
 --- Saves the encoders and the class centers into one safetensors file.
 function M.save(path, encoders, centers)
   local all = {centers = centers:detach()}

@@ -15,6 +15,66 @@ local CLASSES = { Tensor = "parry.Tensor", Module = "parry.Module", Optimizer = 
                   env = "parry.rl.Env", Space = "parry.rl.Space", Policy = "parry.rl.Policy",
                   Dataset = "parry.Dataset", Generator = "parry.Generator", Scheduler = "parry.Scheduler" }
 
+-- Return types (---@return): the default of a section, then per-function
+-- exceptions; false means "returns nothing", a missing entry in a section
+-- without a default emits no @return. Tests/lua/types_spec.lua calls a probe
+-- of each kind and checks what it returns against these.
+local SECTION_RETURNS = {
+  ["parry"] = "parry.Tensor", Tensor = "parry.Tensor", ["parry.nn"] = "parry.Module", ["parry.nn.functional"] = "parry.Tensor",
+  ["parry.losses"] = "parry.Tensor", ["parry.models"] = "parry.Module", ["parry.attacks"] = "parry.Tensor",
+  ["parry.optim"] = "parry.Optimizer", ["parry.optim.lr"] = "parry.Scheduler",
+  ["parry.data.transforms"] = "fun(x: parry.Tensor): parry.Tensor",
+}
+local RETURNS = {
+  ["parry.manual_seed"] = false, ["parry.Generator"] = "parry.Generator", ["parry.with_generator"] = "any",
+  ["parry.is_tensor"] = "boolean", ["parry.split"] = "parry.Tensor[]", ["Tensor:split"] = "parry.Tensor[]",
+  ["parry.chunk"] = "parry.Tensor[]", ["Tensor:chunk"] = "parry.Tensor[]",
+  ["parry.max"] = "parry.Tensor, parry.Tensor?", ["Tensor:max"] = "parry.Tensor, parry.Tensor?",
+  ["parry.min"] = "parry.Tensor, parry.Tensor?", ["Tensor:min"] = "parry.Tensor, parry.Tensor?",
+  ["Tensor:shape"] = "integer[]", ["Tensor:size"] = "integer|integer[]", ["Tensor:dim"] = "integer", ["Tensor:numel"] = "integer",
+  ["Tensor:dtype"] = "string", ["Tensor:is_contiguous"] = "boolean", ["Tensor:item"] = "number", ["Tensor:totable"] = "table",
+  ["Tensor:backward"] = false, ["Tensor:register_hook"] = "parry.HookHandle",
+  ["parry.grad"] = "parry.Tensor[]", ["parry.no_grad"] = "any", ["parry.is_grad_enabled"] = "boolean", ["parry.gradcheck"] = "boolean, string",
+  ["parry.save"] = false, ["parry.load"] = "table<string, parry.Tensor>, table", ["parry.set_num_threads"] = false,
+  ["parry.get_num_threads"] = "integer", ["parry.memory_stats"] = "table", ["parry.empty_cache"] = false, ["parry.clock"] = "number",
+  ["parry.nn.is_module"] = "boolean", ["parry.nn.interpolate"] = "table<string, parry.Tensor>",
+  ["parry.nn.from_torch_names"] = "table<string, parry.Tensor>", ["parry.nn.to_torch_names"] = "table<string, parry.Tensor>",
+  ["parry.nn.interval_bounds"] = "parry.Tensor, parry.Tensor",
+  ["Module:forward"] = "parry.Tensor", ["Module:parameters"] = "parry.Tensor[]", ["Module:named_parameters"] = "table",
+  ["Module:named_buffers"] = "table", ["Module:num_parameters"] = "integer", ["Module:modules"] = "parry.Module[]",
+  ["Module:named_modules"] = "table", ["Module:append"] = "parry.Module", ["Module:train"] = "parry.Module", ["Module:eval"] = "parry.Module",
+  ["Module:is_training"] = "boolean", ["Module:zero_grad"] = false, ["Module:requires_grad_"] = "parry.Module",
+  ["Module:freeze"] = "parry.Module", ["Module:unfreeze"] = "parry.Module", ["Module:is_frozen"] = "boolean",
+  ["Module:state_dict"] = "table<string, parry.Tensor>", ["Module:load_state_dict"] = false,
+  ["Module:features"] = "parry.Tensor|table<string, parry.Tensor>, parry.Tensor", ["Module:feature_names"] = "string[]",
+  ["Module:register_forward_pre_hook"] = "parry.HookHandle", ["Module:register_forward_hook"] = "parry.HookHandle",
+  ["Module:register_full_backward_hook"] = "parry.HookHandle", ["Module:type"] = "string", ["Module:get"] = "parry.Module",
+  ["Module:clone"] = "parry.Module",
+  ["parry.models.feature_layers"] = "string[]",
+  ["parry.attacks.evaluate"] = "table", ["parry.attacks.report"] = "string", ["parry.attacks.autoattack"] = "parry.Tensor, table",
+  ["Optimizer:param_groups"] = "table", ["Optimizer:set"] = false,
+  ["parry.data.fashion_mnist"] = "parry.Dataset", ["parry.data.mnist"] = "parry.Dataset", ["parry.data.cifar10"] = "parry.Dataset",
+  ["parry.data.cifar10c"] = "parry.Dataset", ["parry.data.synthetic_classification"] = "parry.Dataset",
+  ["parry.data.TensorDataset"] = "parry.Dataset", ["parry.data.corrupt"] = "parry.Tensor", ["parry.data.idx"] = "parry.Tensor",
+  ["parry.data.npy"] = "parry.Tensor", ["parry.data.point_cloud"] = "parry.Tensor", ["parry.data.image_signal"] = "parry.Tensor",
+  ["parry.train.epoch"] = "number", ["parry.train.accuracy"] = "number",
+}
+
+-- Classes named only in return types, with what a script uses of them.
+local RETURN_CLASSES = {
+  { "parry.HookHandle", { "remove fun(self: parry.HookHandle) unregisters the hook" } },
+  { "parry.Dataset", { "x parry.Tensor", "y parry.Tensor", "batches fun(self: parry.Dataset, size: integer, opts?: table): fun(): parry.Tensor, parry.Tensor" } },
+  { "parry.Scheduler", { "step fun(self: parry.Scheduler)", "get_lr fun(self: parry.Scheduler): number" } },
+  { "parry.Generator", {} },
+}
+
+--- The return annotation of `name` in section `section`: a type string, false (none) or nil (unknown).
+local function returns(section, name)
+  local r = RETURNS[name]
+  if r ~= nil then return r end
+  return SECTION_RETURNS[section]
+end
+
 -- "a, b [, {x=, y=}]" → { {name=, optional=, vararg=}, ... } (top-level commas only)
 local function params(list)
   local parts, depth, cur, optional = {}, 0, {}, false
@@ -71,7 +131,7 @@ for line in io.lines(ref) do
   end
 end
 
-local function stub(sig, text, lines, declared)
+local function stub(sig, text, lines, declared, section)
   local owner, method = sig.name:match("^([%w_]+):([%w_]+)$")
   for _, t in ipairs(text) do lines[#lines + 1] = "--- " .. t end
   local names = {}
@@ -83,9 +143,11 @@ local function stub(sig, text, lines, declared)
     end
     names[#names + 1] = p.name
   end
+  local r = returns(section, sig.name)
+  if r then lines[#lines + 1] = "---@return " .. r end
   if owner then
     local class = CLASSES[owner] or ("parry." .. owner)
-    if not declared[class] then declared[class] = true; table.insert(lines, #lines - #text - #sig.params + 1, "") end
+    if not declared[class] then declared[class] = true; table.insert(lines, #lines - #text - #sig.params - (r and 1 or 0) + 1, "") end
     lines[#lines + 1] = ("function %s:%s(%s) end"):format(owner, method, table.concat(names, ", "))
   else
     lines[#lines + 1] = ("function %s(%s) end"):format(sig.name, table.concat(names, ", "))
@@ -132,9 +194,17 @@ for _, sec in ipairs(sections) do
     lines[#lines + 1] = ("local %s = {}"):format(o)
   end
   if #tnames > 0 or #onames > 0 then lines[#lines + 1] = "" end
+  -- classes that only appear as return types, declared once (in parry.lua)
+  if sec.name == "parry" then
+    for _, c in ipairs(RETURN_CLASSES) do
+      lines[#lines + 1] = "---@class " .. c[1]
+      for _, f in ipairs(c[2]) do lines[#lines + 1] = "---@field " .. f end
+    end
+    lines[#lines + 1] = ""
+  end
   local declared = {}
   for _, e in ipairs(sec.entries) do
-    for _, sig in ipairs(e.sigs) do stub(sig, e.text, lines, declared) end
+    for _, sig in ipairs(e.sigs) do stub(sig, e.text, lines, declared, sec.name) end
   end
   local file = out .. "/" .. sec.name:gsub("[:%.]", "_") .. ".lua"
   local f = assert(io.open(file, "w"))

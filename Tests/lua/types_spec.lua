@@ -4,6 +4,7 @@
 local support = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "support.lua")
 local PARRY, sh, q = support.PARRY, support.sh, support.q
 local help = require("parry.help")
+local parry = require("parry")
 
 local function read(path)
   local f = io.open(path, "rb")
@@ -58,5 +59,81 @@ describe("the LuaCATS annotations", function()
     -- parameters as the reference gives them
     assert.truthy(all:find("---@param id any\n---@param opts? table\nfunction parry.rl.make(id, opts) end", 1, true))
     assert.truthy(all:find("---@operator add(parry.Tensor|number): parry.Tensor", 1, true))
+  end)
+
+  it("give return types that calls actually return", function()
+    -- name -> the first ---@return type above its stub (none: the stub has no @return)
+    local declared = {}
+    for name in sh("ls " .. q(root .. "/stdlib/types/parry")):gmatch("[^\n]+") do
+      local ret
+      for line in io.lines(root .. "/stdlib/types/parry/" .. name) do
+        local r = line:match("^%-%-%-@return (.*)$")
+        if r then ret = r end
+        local fn = line:match("^function ([%w_%.:]+)%(")
+        if fn then declared[fn] = ret; ret = nil end
+      end
+    end
+    local nn = parry.nn
+    local m, x = nn.Linear(2, 2), parry.ones(2):requires_grad_()
+    local opt = parry.optim.SGD(m:parameters(), {lr = 0.1})
+    local ds = parry.data.TensorDataset(parry.randn(4, 2), parry.tensor({1, 2, 1, 2}))
+    local probes = {
+      ["parry.zeros"] = function() return parry.zeros(2) end,
+      ["parry.manual_seed"] = function() return parry.manual_seed(1) end,
+      ["parry.is_tensor"] = function() return parry.is_tensor(x) end,
+      ["parry.grad"] = function() return parry.grad((x * 2):sum(), x) end,
+      ["parry.load"] = function() local f = os.tmpname(); parry.save(parry.ones(1), f); local t = parry.load(f); os.remove(f); return t end,
+      ["parry.clock"] = function() return parry.clock() end,
+      ["Tensor:sum"] = function() return x:sum() end,
+      ["Tensor:shape"] = function() return x:shape() end,
+      ["Tensor:item"] = function() return x:sum():item() end,
+      ["Tensor:split"] = function() return parry.randn(4):split(2) end,
+      ["Tensor:backward"] = function() return (x * 2):sum():backward() end,
+      ["Tensor:register_hook"] = function() local h = (x * 1):register_hook(function() end); return h end,
+      ["parry.nn.Linear"] = function() return nn.Linear(2, 2) end,
+      ["parry.nn.is_module"] = function() return nn.is_module(m) end,
+      ["Module:forward"] = function() return m:forward(parry.ones(1, 2)) end,
+      ["Module:train"] = function() return m:train() end,
+      ["Module:zero_grad"] = function() return m:zero_grad() end,
+      ["Module:state_dict"] = function() return m:state_dict() end,
+      ["Module:num_parameters"] = function() return m:num_parameters() end,
+      ["Module:type"] = function() return m:type() end,
+      ["parry.nn.functional.normalize"] = function() return nn.functional.normalize(parry.ones(1, 2)) end,
+      ["parry.losses.mse"] = function() return parry.losses.mse(parry.ones(2), parry.zeros(2)) end,
+      ["parry.models.mlp"] = function() return parry.models.mlp{4, 2} end,
+      ["parry.models.feature_layers"] = function() return parry.models.feature_layers(parry.models.small_cnn()) end,
+      ["parry.attacks.fgsm"] = function() return parry.attacks.fgsm(m, parry.rand(2, 2), parry.tensor({1, 2}), {eps = 0.1}) end,
+      ["parry.optim.SGD"] = function() return opt end,
+      ["parry.optim.lr.step"] = function() return parry.optim.lr.step(opt, {step_size = 1}) end,
+      ["parry.data.TensorDataset"] = function() return ds end,
+      ["parry.data.transforms.hflip"] = function() return parry.data.transforms.hflip() end,
+      ["parry.train.accuracy"] = function() return require("parry.train").accuracy(m, ds) end,
+    }
+    local function kind(v)
+      if parry.is_tensor(v) then return "parry.Tensor" end
+      if nn.is_module(v) then return "parry.Module" end
+      return type(v)
+    end
+    local accepts = {
+      ["parry.Tensor"] = {["parry.Tensor"] = true}, ["parry.Module"] = {["parry.Module"] = true},
+      integer = {number = true}, number = {number = true}, boolean = {boolean = true}, string = {string = true},
+      ["parry.Optimizer"] = {userdata = true, table = true}, ["parry.Scheduler"] = {userdata = true, table = true},
+      ["parry.Dataset"] = {table = true}, ["parry.HookHandle"] = {table = true},
+    }
+    for name, probe in pairs(probes) do
+      local results = table.pack(probe())
+      local first = (declared[name] or ""):match("^([^,]+)") or ""
+      first = first:gsub("%s+$", "")
+      if declared[name] == nil then
+        assert.truthy(results.n == 0 or results[1] == nil, name .. " returns a value but declares none")
+      elseif first:match("%[%]$") or first:match("^table") then
+        assert.equals("table", kind(results[1]), name .. " declares " .. first)
+      elseif first:match("^fun%(") then
+        assert.equals("function", kind(results[1]), name .. " declares " .. first)
+      else
+        local ok = accepts[first] or {}
+        assert.truthy(ok[kind(results[1])], name .. " declares " .. first .. " but returned a " .. kind(results[1]))
+      end
+    end
   end)
 end)

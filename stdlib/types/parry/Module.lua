@@ -6,38 +6,49 @@ local Module = {}
 
 --- The module's computation; `m(x)` calls it (and forward hooks).
 ---@param x any
+---@return parry.Tensor
 function Module:forward(x) end
 
 --- Parameters as a list, `{name, tensor}` pairs with dotted names, buffers likewise; the parameter count.
+---@return parry.Tensor[]
 function Module:parameters() end
 
 --- Parameters as a list, `{name, tensor}` pairs with dotted names, buffers likewise; the parameter count.
+---@return table
 function Module:named_parameters() end
 
 --- Parameters as a list, `{name, tensor}` pairs with dotted names, buffers likewise; the parameter count.
+---@return table
 function Module:named_buffers() end
 
 --- Parameters as a list, `{name, tensor}` pairs with dotted names, buffers likewise; the parameter count.
+---@return integer
 function Module:num_parameters() end
 
 --- The module tree depth first; `append` adds a child to a Sequential.
+---@return parry.Module[]
 function Module:modules() end
 
 --- The module tree depth first; `append` adds a child to a Sequential.
+---@return table
 function Module:named_modules() end
 
 --- The module tree depth first; `append` adds a child to a Sequential.
 ---@param m any
+---@return parry.Module
 function Module:append(m) end
 
 --- Switches training mode on the whole tree (dropout, batch norm).
 ---@param flag? any
+---@return parry.Module
 function Module:train(flag) end
 
 --- Switches training mode on the whole tree (dropout, batch norm).
+---@return parry.Module
 function Module:eval() end
 
 --- Switches training mode on the whole tree (dropout, batch norm).
+---@return boolean
 function Module:is_training() end
 
 --- Clears gradients; freezes or unfreezes every parameter.
@@ -45,18 +56,23 @@ function Module:zero_grad() end
 
 --- Clears gradients; freezes or unfreezes every parameter.
 ---@param flag any
+---@return parry.Module
 function Module:requires_grad_(flag) end
 
 --- `freeze` makes every parameter of the subtree stop requiring grad and keeps the subtree in eval mode (BatchNorm uses its running statistics, dropout is off) even when a parent's `train()` is called; `unfreeze` makes the parameters require grad again (the modules stay in eval mode until the next `train()`). Both return the module; `clone` keeps the flag.
+---@return parry.Module
 function Module:freeze() end
 
 --- `freeze` makes every parameter of the subtree stop requiring grad and keeps the subtree in eval mode (BatchNorm uses its running statistics, dropout is off) even when a parent's `train()` is called; `unfreeze` makes the parameters require grad again (the modules stay in eval mode until the next `train()`). Both return the module; `clone` keeps the flag.
+---@return parry.Module
 function Module:unfreeze() end
 
 --- `freeze` makes every parameter of the subtree stop requiring grad and keeps the subtree in eval mode (BatchNorm uses its running statistics, dropout is off) even when a parent's `train()` is called; `unfreeze` makes the parameters require grad again (the modules stay in eval mode until the next `train()`). Both return the module; `clone` keeps the flag.
+---@return boolean
 function Module:is_frozen() end
 
 --- Parameters and buffers by dotted name; loading checks names and shapes.
+---@return table<string, parry.Tensor>
 function Module:state_dict() end
 
 --- Parameters and buffers by dotted name; loading checks names and shapes.
@@ -67,29 +83,37 @@ function Module:load_state_dict(state, opts) end
 --- Runs forward and returns the named submodules' outputs and the final output.
 ---@param x any
 ---@param name any
+---@return parry.Tensor|table<string, parry.Tensor>, parry.Tensor
 function Module:features(x, name) end
 
 --- Every name `features` accepts, in forward order: submodule paths and named points inside a forward (a ResNet block's residual sum before its ReLU is `"<block>.sum"`, e.g. `"layer2.1.sum"`).
+---@return string[]
 function Module:feature_names() end
 
 --- PyTorch's module hooks: `fn(module, input)` before forward (a returned tensor replaces the input), `fn(module, input, output)` after it (a returned tensor replaces the output), and `fn(module, grad_input, grad_output)` during backward with the gradients of the module's input (nil when the input needs none) and output (a returned tensor replaces `grad_input`). Single tensors, not tuples. Each returns a handle with `:remove()`. Hooks are not copied by `clone`.
 ---@param fn any
+---@return parry.HookHandle
 function Module:register_forward_pre_hook(fn) end
 
 --- PyTorch's module hooks: `fn(module, input)` before forward (a returned tensor replaces the input), `fn(module, input, output)` after it (a returned tensor replaces the output), and `fn(module, grad_input, grad_output)` during backward with the gradients of the module's input (nil when the input needs none) and output (a returned tensor replaces `grad_input`). Single tensors, not tuples. Each returns a handle with `:remove()`. Hooks are not copied by `clone`.
 ---@param fn any
+---@return parry.HookHandle
 function Module:register_forward_hook(fn) end
 
 --- PyTorch's module hooks: `fn(module, input)` before forward (a returned tensor replaces the input), `fn(module, input, output)` after it (a returned tensor replaces the output), and `fn(module, grad_input, grad_output)` during backward with the gradients of the module's input (nil when the input needs none) and output (a returned tensor replaces `grad_input`). Single tensors, not tuples. Each returns a handle with `:remove()`. Hooks are not copied by `clone`.
 ---@param fn any
+---@return parry.HookHandle
 function Module:register_full_backward_hook(fn) end
 
 --- The class name ("Linear", "Sequential", or a Lua class name).
+---@return string
 function Module:type() end
 
 --- The submodule at a dotted name (`""` is the module itself); an unknown name is an error listing the valid ones.
 ---@param name any
+---@return parry.Module
 function Module:get(name) end
 
 --- A deep copy (PyTorch's `copy.deepcopy`): the same structure, settings and training modes, copies of every parameter (still requiring grad) and buffer; a tensor or module shared inside the tree stays shared in the copy; Lua-defined modules keep their class and get copies of their plain fields (tables without a metatable copied deeply, functions shared). Hooks are not copied.
+---@return parry.Module
 function Module:clone() end

@@ -13,66 +13,84 @@ parry = parry or {}
 local Tensor = {}
 
 --- Inspection: the shape as a table, one size, number of dims, element count, "float32"/"int64", layout.
+---@return integer[]
 function Tensor:shape() end
 
 --- Inspection: the shape as a table, one size, number of dims, element count, "float32"/"int64", layout.
 ---@param dim? any
+---@return integer|integer[]
 function Tensor:size(dim) end
 
 --- Inspection: the shape as a table, one size, number of dims, element count, "float32"/"int64", layout.
+---@return integer
 function Tensor:dim() end
 
 --- Inspection: the shape as a table, one size, number of dims, element count, "float32"/"int64", layout.
+---@return integer
 function Tensor:numel() end
 
 --- Inspection: the shape as a table, one size, number of dims, element count, "float32"/"int64", layout.
+---@return string
 function Tensor:dtype() end
 
 --- Inspection: the shape as a table, one size, number of dims, element count, "float32"/"int64", layout.
+---@return boolean
 function Tensor:is_contiguous() end
 
 --- The single value as a Lua number; the values as nested tables.
+---@return number
 function Tensor:item() end
 
 --- The single value as a Lua number; the values as nested tables.
+---@return table
 function Tensor:totable() end
 
 --- dtype conversions.
+---@return parry.Tensor
 function Tensor:float() end
 
 --- dtype conversions.
+---@return parry.Tensor
 function Tensor:long() end
 
 --- dtype conversions.
 ---@param dtype any
+---@return parry.Tensor
 function Tensor:to(dtype) end
 
 --- In-place fills; they return the tensor.
+---@return parry.Tensor
 function Tensor:zero_() end
 
 --- In-place fills; they return the tensor.
 ---@param v any
+---@return parry.Tensor
 function Tensor:fill_(v) end
 
 --- In-place fills; they return the tensor.
 ---@param src any
+---@return parry.Tensor
 function Tensor:copy_(src) end
 
 --- In-place fills; they return the tensor.
 ---@param a? any
 ---@param b? any
+---@return parry.Tensor
 function Tensor:uniform_(a, b) end
 
 --- In-place fills; they return the tensor.
 ---@param mean? any
 ---@param std? any
+---@return parry.Tensor
 function Tensor:normal_(mean, std) end
 
 --- Autograd: mark a leaf, take a tensor out of the graph, accumulate gradients into leaves' `.grad`.
 ---@param flag? any
+---@return parry.Tensor
 function Tensor:requires_grad_(flag) end
 
 --- Autograd: mark a leaf, take a tensor out of the graph, accumulate gradients into leaves' `.grad`.
+---@return parry.Tensor
 function Tensor:detach() end
 
 --- Autograd: mark a leaf, take a tensor out of the graph, accumulate gradients into leaves' `.grad`.
@@ -82,26 +100,31 @@ function Tensor:backward(gradient, opts) end
 
 --- Calls `fn(grad)` when this tensor's gradient has been computed in a backward pass (once, with the total over all its uses), before it flows on or accumulates into `.grad`; a returned tensor of the same shape replaces the gradient. Hooks run in registration order (PyTorch's `register_hook`). Returns a handle whose `:remove()` unregisters it.
 ---@param fn any
+---@return parry.HookHandle
 function Tensor:register_hook(fn) end
 
 --- Gradients of outputs with respect to inputs as a table, leaving `.grad` alone; `create_graph` makes them differentiable.
 ---@param outputs any
 ---@param inputs any
 ---@param opts? table
+---@return parry.Tensor[]
 function parry.grad(outputs, inputs, opts) end
 
 --- Runs fn without recording and returns its results; whether recording is on.
 ---@param fn any
 ---@param ... any
+---@return any
 function parry.no_grad(fn, ...) end
 
 --- Runs fn without recording and returns its results; whether recording is on.
+---@return boolean
 function parry.is_grad_enabled() end
 
 --- Compares the analytic gradient of fn with central differences; returns ok, detail.
 ---@param fn any
 ---@param inputs any
 ---@param opts? table
+---@return boolean, string
 function parry.gradcheck(fn, inputs, opts) end
 
 --- safetensors checkpoints of a tensor, a module's state dict or a table of tensors; `load` returns tensors by name and metadata. The file is replaced whole (a temporary `.NAME.tmp-PID-N` beside it, fsync, rename): a run killed mid-save leaves the old checkpoint loadable, and the next save removes the dead run's temporary.
@@ -112,6 +135,7 @@ function parry.save(obj, path, opts) end
 
 --- safetensors checkpoints of a tensor, a module's state dict or a table of tensors; `load` returns tensors by name and metadata. The file is replaced whole (a temporary `.NAME.tmp-PID-N` beside it, fsync, rename): a run killed mid-save leaves the old checkpoint loadable, and the next save removes the dead run's temporary.
 ---@param path any
+---@return table<string, parry.Tensor>, table
 function parry.load(path) end
 
 --- Threads parry's kernels use — convolutions, batch norm, large elementwise ops and matrix products, federated clients (default: the cores; `PARRY_NUM_THREADS`). Results are the same for any number.
@@ -119,11 +143,13 @@ function parry.load(path) end
 function parry.set_num_threads(n) end
 
 --- Threads parry's kernels use — convolutions, batch norm, large elementwise ops and matrix products, federated clients (default: the cores; `PARRY_NUM_THREADS`). Results are the same for any number.
+---@return integer
 function parry.get_num_threads() end
 
 --- Bytes held by live tensors, and the buffer cache: buffers of 64 KB–64 MB are
 --- kept by size for reuse when tensors die (capped by `PARRY_POOL_MB`, default
 --- 256), so a training loop's steady state reuses memory instead of faulting in
+---@return table
 function parry.memory_stats() end
 
 --- Bytes held by live tensors, and the buffer cache: buffers of 64 KB–64 MB are
@@ -132,4 +158,5 @@ function parry.memory_stats() end
 function parry.empty_cache() end
 
 --- Monotonic wall-clock seconds, for timing.
+---@return number
 function parry.clock() end

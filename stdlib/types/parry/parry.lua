@@ -12,35 +12,52 @@ parry = parry or {}
 ---@operator unm: parry.Tensor
 local Tensor = {}
 
+---@class parry.HookHandle
+---@field remove fun(self: parry.HookHandle) unregisters the hook
+---@class parry.Dataset
+---@field x parry.Tensor
+---@field y parry.Tensor
+---@field batches fun(self: parry.Dataset, size: integer, opts?: table): fun(): parry.Tensor, parry.Tensor
+---@class parry.Scheduler
+---@field step fun(self: parry.Scheduler)
+---@field get_lr fun(self: parry.Scheduler): number
+---@class parry.Generator
+
 --- Builds a tensor from a number or a nested table; int64 when every value is a Lua integer, else float32.
 ---@param t any
 ---@param opts? table
+---@return parry.Tensor
 function parry.tensor(t, opts) end
 
 --- A tensor filled with 0 or 1; sizes as integers or one table.
 ---@param ... any
 ---@param opts? table
+---@return parry.Tensor
 function parry.zeros(..., opts) end
 
 --- A tensor filled with 0 or 1; sizes as integers or one table.
 ---@param ... any
 ---@param opts? table
+---@return parry.Tensor
 function parry.ones(..., opts) end
 
 --- A tensor of `size` (an integer or a table) filled with `value`.
 ---@param size any
 ---@param value any
 ---@param opts? table
+---@return parry.Tensor
 function parry.full(size, value, opts) end
 
 --- Uniform [0, 1) or standard-normal samples from the default generator (or `generator`).
 ---@param ... any
 ---@param opts? table
+---@return parry.Tensor
 function parry.rand(..., opts) end
 
 --- Uniform [0, 1) or standard-normal samples from the default generator (or `generator`).
 ---@param ... any
 ---@param opts? table
+---@return parry.Tensor
 function parry.randn(..., opts) end
 
 --- int64 samples uniform in lo..hi inclusive, like `math.random`.
@@ -48,49 +65,59 @@ function parry.randn(..., opts) end
 ---@param hi any
 ---@param ... any
 ---@param opts? table
+---@return parry.Tensor
 function parry.randint(lo, hi, ..., opts) end
 
 --- A random permutation of 1..n (int64).
 ---@param n any
 ---@param opts? table
+---@return parry.Tensor
 function parry.randperm(n, opts) end
 
 --- a, a+step, … up to and including b, like a numeric `for`; `arange(n)` is 1..n.
 ---@param a any
 ---@param b? any
 ---@param step? any
+---@return parry.Tensor
 function parry.arange(a, b, step) end
 
 --- n evenly spaced values from a to b.
 ---@param a any
 ---@param b any
 ---@param n any
+---@return parry.Tensor
 function parry.linspace(a, b, n) end
 
 --- The identity matrix (n×m).
 ---@param n any
 ---@param m? any
+---@return parry.Tensor
 function parry.eye(n, m) end
 
 --- A new tensor with t's shape (and dtype for zeros/ones/full).
 ---@param t any
+---@return parry.Tensor
 function parry.zeros_like(t) end
 
 --- A new tensor with t's shape (and dtype for zeros/ones/full).
 ---@param t any
+---@return parry.Tensor
 function parry.ones_like(t) end
 
 --- A new tensor with t's shape (and dtype for zeros/ones/full).
 ---@param t any
+---@return parry.Tensor
 function parry.rand_like(t) end
 
 --- A new tensor with t's shape (and dtype for zeros/ones/full).
 ---@param t any
+---@return parry.Tensor
 function parry.randn_like(t) end
 
 --- A new tensor with t's shape (and dtype for zeros/ones/full).
 ---@param t any
 ---@param value any
+---@return parry.Tensor
 function parry.full_like(t, value) end
 
 --- Reseeds the shared generator: the same seed gives the same numbers on every run and machine.
@@ -99,403 +126,501 @@ function parry.manual_seed(n) end
 
 --- An independent random stream (xoshiro256**); pass it as `{generator = g}`.
 ---@param seed? any
+---@return parry.Generator
 function parry.Generator(seed) end
 
 --- Runs `fn(...)` with `g` as the default generator for every draw that is not given one (parameter initialization included) and returns its results.
 ---@param g any
 ---@param fn any
 ---@param ... any
+---@return any
 function parry.with_generator(g, fn, ...) end
 
 --- True when v is a parry tensor.
 ---@param v any
+---@return boolean
 function parry.is_tensor(v) end
 
 --- Concatenates tensors along an existing dim (default 1), or stacks them along a new one.
 ---@param list any
 ---@param dim? any
+---@return parry.Tensor
 function parry.cat(list, dim) end
 
 --- Concatenates tensors along an existing dim (default 1), or stacks them along a new one.
 ---@param list any
 ---@param dim? any
+---@return parry.Tensor
 function parry.stack(list, dim) end
 
 --- Elementwise a + b with broadcasting and PyTorch's type promotion; `add_` writes into the tensor. Also the `+` operator.
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.add(a, b) end
 
 --- Elementwise a + b with broadcasting and PyTorch's type promotion; `add_` writes into the tensor. Also the `+` operator.
 ---@param b any
+---@return parry.Tensor
 function Tensor:add(b) end
 
 --- Elementwise a + b with broadcasting and PyTorch's type promotion; `add_` writes into the tensor. Also the `+` operator.
 ---@param b any
+---@return parry.Tensor
 function Tensor:add_(b) end
 
 --- Elementwise a − b (operator `-`).
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.sub(a, b) end
 
 --- Elementwise a − b (operator `-`).
 ---@param b any
+---@return parry.Tensor
 function Tensor:sub(b) end
 
 --- Elementwise a − b (operator `-`).
 ---@param b any
+---@return parry.Tensor
 function Tensor:sub_(b) end
 
 --- Elementwise product (operator `*`; use `matmul` for matrix products).
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.mul(a, b) end
 
 --- Elementwise product (operator `*`; use `matmul` for matrix products).
 ---@param b any
+---@return parry.Tensor
 function Tensor:mul(b) end
 
 --- Elementwise product (operator `*`; use `matmul` for matrix products).
 ---@param b any
+---@return parry.Tensor
 function Tensor:mul_(b) end
 
 --- Elementwise true division, always float32 (operator `/`).
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.div(a, b) end
 
 --- Elementwise true division, always float32 (operator `/`).
 ---@param b any
+---@return parry.Tensor
 function Tensor:div(b) end
 
 --- Elementwise true division, always float32 (operator `/`).
 ---@param b any
+---@return parry.Tensor
 function Tensor:div_(b) end
 
 --- Elementwise power (operator `^`).
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.pow(a, b) end
 
 --- Elementwise power (operator `^`).
 ---@param b any
+---@return parry.Tensor
 function Tensor:pow(b) end
 
 --- Elementwise power (operator `^`).
 ---@param b any
+---@return parry.Tensor
 function Tensor:pow_(b) end
 
 --- Elementwise floor division (operator `//`).
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.floor_divide(a, b) end
 
 --- Elementwise floor division (operator `//`).
 ---@param b any
+---@return parry.Tensor
 function Tensor:floor_divide(b) end
 
 --- Elementwise remainder with the sign of the divisor, like Lua's `%` (operator `%`).
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.remainder(a, b) end
 
 --- Elementwise remainder with the sign of the divisor, like Lua's `%` (operator `%`).
 ---@param b any
+---@return parry.Tensor
 function Tensor:remainder(b) end
 
 --- Elementwise maximum / minimum of two tensors (or a tensor and a number).
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.maximum(a, b) end
 
 --- Elementwise maximum / minimum of two tensors (or a tensor and a number).
 ---@param b any
+---@return parry.Tensor
 function Tensor:maximum(b) end
 
 --- Elementwise maximum / minimum of two tensors (or a tensor and a number).
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.minimum(a, b) end
 
 --- Elementwise maximum / minimum of two tensors (or a tensor and a number).
 ---@param b any
+---@return parry.Tensor
 function Tensor:minimum(b) end
 
 --- −t (unary operator `-`).
 ---@param t any
+---@return parry.Tensor
 function parry.neg(t) end
 
 --- −t (unary operator `-`).
+---@return parry.Tensor
 function Tensor:neg() end
 
 --- −t (unary operator `-`).
+---@return parry.Tensor
 function Tensor:neg_() end
 
 --- Absolute value.
 ---@param t any
+---@return parry.Tensor
 function parry.abs(t) end
 
 --- Absolute value.
+---@return parry.Tensor
 function Tensor:abs() end
 
 --- Absolute value.
+---@return parry.Tensor
 function Tensor:abs_() end
 
 --- −1, 0 or 1 per element.
 ---@param t any
+---@return parry.Tensor
 function parry.sign(t) end
 
 --- −1, 0 or 1 per element.
+---@return parry.Tensor
 function Tensor:sign() end
 
 --- max(t, 0).
 ---@param t any
+---@return parry.Tensor
 function parry.relu(t) end
 
 --- max(t, 0).
+---@return parry.Tensor
 function Tensor:relu() end
 
 --- max(t, 0).
+---@return parry.Tensor
 function Tensor:relu_() end
 
 --- Elementwise exponential and natural logarithm.
+---@return parry.Tensor
 function Tensor:exp() end
 
 --- Elementwise exponential and natural logarithm.
+---@return parry.Tensor
 function Tensor:exp_() end
 
 --- Elementwise exponential and natural logarithm.
 ---@param t any
+---@return parry.Tensor
 function parry.log(t) end
 
 --- Elementwise exponential and natural logarithm.
+---@return parry.Tensor
 function Tensor:log() end
 
 --- Elementwise exponential and natural logarithm.
+---@return parry.Tensor
 function Tensor:log_() end
 
 --- exp(t) − 1 and log(1 + t), accurate near 0.
 ---@param t any
+---@return parry.Tensor
 function parry.expm1(t) end
 
 --- exp(t) − 1 and log(1 + t), accurate near 0.
+---@return parry.Tensor
 function Tensor:expm1() end
 
 --- exp(t) − 1 and log(1 + t), accurate near 0.
 ---@param t any
+---@return parry.Tensor
 function parry.log1p(t) end
 
 --- exp(t) − 1 and log(1 + t), accurate near 0.
+---@return parry.Tensor
 function Tensor:log1p() end
 
 --- Square root and 1/√t.
 ---@param t any
+---@return parry.Tensor
 function parry.sqrt(t) end
 
 --- Square root and 1/√t.
+---@return parry.Tensor
 function Tensor:sqrt() end
 
 --- Square root and 1/√t.
+---@return parry.Tensor
 function Tensor:sqrt_() end
 
 --- Square root and 1/√t.
 ---@param t any
+---@return parry.Tensor
 function parry.rsqrt(t) end
 
 --- Square root and 1/√t.
+---@return parry.Tensor
 function Tensor:rsqrt() end
 
 --- Logistic sigmoid and hyperbolic tangent.
 ---@param t any
+---@return parry.Tensor
 function parry.sigmoid(t) end
 
 --- Logistic sigmoid and hyperbolic tangent.
+---@return parry.Tensor
 function Tensor:sigmoid() end
 
 --- Logistic sigmoid and hyperbolic tangent.
+---@return parry.Tensor
 function Tensor:sigmoid_() end
 
 --- Logistic sigmoid and hyperbolic tangent.
 ---@param t any
+---@return parry.Tensor
 function parry.tanh(t) end
 
 --- Logistic sigmoid and hyperbolic tangent.
+---@return parry.Tensor
 function Tensor:tanh() end
 
 --- Logistic sigmoid and hyperbolic tangent.
+---@return parry.Tensor
 function Tensor:tanh_() end
 
 --- Sine, cosine and the error function.
 ---@param t any
+---@return parry.Tensor
 function parry.sin(t) end
 
 --- Sine, cosine and the error function.
+---@return parry.Tensor
 function Tensor:sin() end
 
 --- Sine, cosine and the error function.
 ---@param t any
+---@return parry.Tensor
 function parry.cos(t) end
 
 --- Sine, cosine and the error function.
+---@return parry.Tensor
 function Tensor:cos() end
 
 --- Sine, cosine and the error function.
 ---@param t any
+---@return parry.Tensor
 function parry.erf(t) end
 
 --- Sine, cosine and the error function.
+---@return parry.Tensor
 function Tensor:erf() end
 
 --- Rounding down, up, and to nearest (half to even, as PyTorch).
 ---@param t any
+---@return parry.Tensor
 function parry.floor(t) end
 
 --- Rounding down, up, and to nearest (half to even, as PyTorch).
+---@return parry.Tensor
 function Tensor:floor() end
 
 --- Rounding down, up, and to nearest (half to even, as PyTorch).
 ---@param t any
+---@return parry.Tensor
 function parry.ceil(t) end
 
 --- Rounding down, up, and to nearest (half to even, as PyTorch).
+---@return parry.Tensor
 function Tensor:ceil() end
 
 --- Rounding down, up, and to nearest (half to even, as PyTorch).
 ---@param t any
+---@return parry.Tensor
 function parry.round(t) end
 
 --- Rounding down, up, and to nearest (half to even, as PyTorch).
+---@return parry.Tensor
 function Tensor:round() end
 
 --- Limits values to [lo, hi]; either bound may be nil.
 ---@param t any
 ---@param lo any
 ---@param hi any
+---@return parry.Tensor
 function parry.clamp(t, lo, hi) end
 
 --- Limits values to [lo, hi]; either bound may be nil.
 ---@param lo any
 ---@param hi any
+---@return parry.Tensor
 function Tensor:clamp(lo, hi) end
 
 --- Limits values to [lo, hi]; either bound may be nil.
 ---@param lo any
 ---@param hi any
+---@return parry.Tensor
 function Tensor:clamp_(lo, hi) end
 
 --- Numerically stable (log-)softmax along a dim.
 ---@param t any
 ---@param dim any
+---@return parry.Tensor
 function parry.softmax(t, dim) end
 
 --- Numerically stable (log-)softmax along a dim.
 ---@param dim any
+---@return parry.Tensor
 function Tensor:softmax(dim) end
 
 --- Numerically stable (log-)softmax along a dim.
 ---@param t any
 ---@param dim any
+---@return parry.Tensor
 function parry.log_softmax(t, dim) end
 
 --- Numerically stable (log-)softmax along a dim.
 ---@param dim any
+---@return parry.Tensor
 function Tensor:log_softmax(dim) end
 
 --- Matrix product on `cblas_sgemm`: 1-D·1-D dot, 2-D, and batched ≥3-D with broadcast batch dims; transposed views go to BLAS without copies.
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.matmul(a, b) end
 
 --- Matrix product on `cblas_sgemm`: 1-D·1-D dot, 2-D, and batched ≥3-D with broadcast batch dims; transposed views go to BLAS without copies.
 ---@param b any
+---@return parry.Tensor
 function Tensor:matmul(b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.eq(a, b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param b any
+---@return parry.Tensor
 function Tensor:eq(b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.ne(a, b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param b any
+---@return parry.Tensor
 function Tensor:ne(b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.lt(a, b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param b any
+---@return parry.Tensor
 function Tensor:lt(b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.le(a, b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param b any
+---@return parry.Tensor
 function Tensor:le(b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.gt(a, b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param b any
+---@return parry.Tensor
 function Tensor:gt(b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.ge(a, b) end
 
 --- Comparisons as float32 0/1 masks.
 ---@param b any
+---@return parry.Tensor
 function Tensor:ge(b) end
 
 --- Elementwise `mask ~= 0 and a or b`; a and b may be numbers.
 ---@param mask any
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function parry.where(mask, a, b) end
 
 --- Elementwise `mask ~= 0 and a or b`; a and b may be numbers.
 ---@param a any
 ---@param b any
+---@return parry.Tensor
 function Tensor:where(a, b) end
 
 --- Sum of all elements (a 0-d tensor) or along a dim.
 ---@param t any
 ---@param dim? any
 ---@param keepdim? any
+---@return parry.Tensor
 function parry.sum(t, dim, keepdim) end
 
 --- Sum of all elements (a 0-d tensor) or along a dim.
 ---@param dim? any
 ---@param keepdim? any
+---@return parry.Tensor
 function Tensor:sum(dim, keepdim) end
 
 --- Mean of all elements or along a dim.
 ---@param t any
 ---@param dim? any
 ---@param keepdim? any
+---@return parry.Tensor
 function parry.mean(t, dim, keepdim) end
 
 --- Mean of all elements or along a dim.
 ---@param dim? any
 ---@param keepdim? any
+---@return parry.Tensor
 function Tensor:mean(dim, keepdim) end
 
 --- Variance and standard deviation (unbiased by default).
@@ -503,57 +628,69 @@ function Tensor:mean(dim, keepdim) end
 ---@param dim? any
 ---@param keepdim? any
 ---@param opts? table
+---@return parry.Tensor
 function parry.var(t, dim, keepdim, opts) end
 
 --- Variance and standard deviation (unbiased by default).
 ---@param ... any
+---@return parry.Tensor
 function Tensor:var(...) end
 
 --- Variance and standard deviation (unbiased by default).
 ---@param t any
 ---@param ... any
+---@return parry.Tensor
 function parry.std(t, ...) end
 
 --- Variance and standard deviation (unbiased by default).
 ---@param ... any
+---@return parry.Tensor
 function Tensor:std(...) end
 
 --- Without dim: the largest/smallest element; with dim: values and 1-based indices; with a tensor: elementwise.
 ---@param t any
 ---@param dim? any
 ---@param keepdim? any
+---@return parry.Tensor, parry.Tensor?
 function parry.max(t, dim, keepdim) end
 
 --- Without dim: the largest/smallest element; with dim: values and 1-based indices; with a tensor: elementwise.
 ---@param ... any
+---@return parry.Tensor, parry.Tensor?
 function Tensor:max(...) end
 
 --- Without dim: the largest/smallest element; with dim: values and 1-based indices; with a tensor: elementwise.
 ---@param t any
 ---@param ... any
+---@return parry.Tensor, parry.Tensor?
 function parry.min(t, ...) end
 
 --- Without dim: the largest/smallest element; with dim: values and 1-based indices; with a tensor: elementwise.
 ---@param ... any
+---@return parry.Tensor, parry.Tensor?
 function Tensor:min(...) end
 
 --- 1-based index of the largest/smallest element (flat without dim).
 ---@param t any
 ---@param dim? any
 ---@param keepdim? any
+---@return parry.Tensor
 function parry.argmax(t, dim, keepdim) end
 
 --- 1-based index of the largest/smallest element (flat without dim).
 ---@param ... any
+---@return parry.Tensor
 function Tensor:argmax(...) end
 
 --- 1-based index of the largest/smallest element (flat without dim).
 ---@param t any
 ---@param ... any
+---@return parry.Tensor
 function parry.argmin(t, ...) end
 
 --- 1-based index of the largest/smallest element (flat without dim).
 ---@param ... any
+---@return parry.Tensor
 function Tensor:argmin(...) end
 
 --- p-norm (p a number, `math.huge`/"inf", or "fro"), of everything or along a dim.
@@ -561,92 +698,112 @@ function Tensor:argmin(...) end
 ---@param p? any
 ---@param dim? any
 ---@param keepdim? any
+---@return parry.Tensor
 function parry.norm(t, p, dim, keepdim) end
 
 --- p-norm (p a number, `math.huge`/"inf", or "fro"), of everything or along a dim.
 ---@param ... any
+---@return parry.Tensor
 function Tensor:norm(...) end
 
 --- A tensor with a new shape (one size may be −1); `view` never copies and errors when strides do not allow it.
 ---@param t any
 ---@param ... any
+---@return parry.Tensor
 function parry.reshape(t, ...) end
 
 --- A tensor with a new shape (one size may be −1); `view` never copies and errors when strides do not allow it.
 ---@param ... any
+---@return parry.Tensor
 function Tensor:reshape(...) end
 
 --- A tensor with a new shape (one size may be −1); `view` never copies and errors when strides do not allow it.
 ---@param t any
 ---@param ... any
+---@return parry.Tensor
 function parry.view(t, ...) end
 
 --- A tensor with a new shape (one size may be −1); `view` never copies and errors when strides do not allow it.
 ---@param ... any
+---@return parry.Tensor
 function Tensor:view(...) end
 
 --- Merges dims start..stop (default all) into one.
 ---@param t any
 ---@param start? any
 ---@param stop? any
+---@return parry.Tensor
 function parry.flatten(t, start, stop) end
 
 --- Merges dims start..stop (default all) into one.
 ---@param ... any
+---@return parry.Tensor
 function Tensor:flatten(...) end
 
 --- Removes size-1 dims, or inserts one.
 ---@param t any
 ---@param dim? any
+---@return parry.Tensor
 function parry.squeeze(t, dim) end
 
 --- Removes size-1 dims, or inserts one.
 ---@param dim? any
+---@return parry.Tensor
 function Tensor:squeeze(dim) end
 
 --- Removes size-1 dims, or inserts one.
 ---@param t any
 ---@param dim any
+---@return parry.Tensor
 function parry.unsqueeze(t, dim) end
 
 --- Removes size-1 dims, or inserts one.
 ---@param dim any
+---@return parry.Tensor
 function Tensor:unsqueeze(dim) end
 
 --- Views with dims swapped or reordered.
 ---@param t any
 ---@param d1 any
 ---@param d2 any
+---@return parry.Tensor
 function parry.transpose(t, d1, d2) end
 
 --- Views with dims swapped or reordered.
 ---@param d1 any
 ---@param d2 any
+---@return parry.Tensor
 function Tensor:transpose(d1, d2) end
 
 --- Views with dims swapped or reordered.
 ---@param t any
+---@return parry.Tensor
 function parry.t(t) end
 
 --- Views with dims swapped or reordered.
+---@return parry.Tensor
 function Tensor:t() end
 
 --- Views with dims swapped or reordered.
 ---@param t any
 ---@param ... any
+---@return parry.Tensor
 function parry.permute(t, ...) end
 
 --- Views with dims swapped or reordered.
 ---@param ... any
+---@return parry.Tensor
 function Tensor:permute(...) end
 
 --- A broadcast view (−1 keeps a size).
 ---@param t any
 ---@param ... any
+---@return parry.Tensor
 function parry.expand(t, ...) end
 
 --- A broadcast view (−1 keeps a size).
 ---@param ... any
+---@return parry.Tensor
 function Tensor:expand(...) end
 
 --- A slice view along a dim; `select` drops the dim.
@@ -654,79 +811,95 @@ function Tensor:expand(...) end
 ---@param dim any
 ---@param start any
 ---@param length any
+---@return parry.Tensor
 function parry.narrow(t, dim, start, length) end
 
 --- A slice view along a dim; `select` drops the dim.
 ---@param dim any
 ---@param start any
 ---@param length any
+---@return parry.Tensor
 function Tensor:narrow(dim, start, length) end
 
 --- A slice view along a dim; `select` drops the dim.
 ---@param t any
 ---@param dim any
 ---@param i any
+---@return parry.Tensor
 function parry.select(t, dim, i) end
 
 --- A slice view along a dim; `select` drops the dim.
 ---@param dim any
 ---@param i any
+---@return parry.Tensor
 function Tensor:select(dim, i) end
 
 --- Copies rows at 1-based indices (a table or int64 tensor); `gather` picks per position.
 ---@param t any
 ---@param dim any
 ---@param idx any
+---@return parry.Tensor
 function parry.index_select(t, dim, idx) end
 
 --- Copies rows at 1-based indices (a table or int64 tensor); `gather` picks per position.
 ---@param dim any
 ---@param idx any
+---@return parry.Tensor
 function Tensor:index_select(dim, idx) end
 
 --- Copies rows at 1-based indices (a table or int64 tensor); `gather` picks per position.
 ---@param t any
 ---@param dim any
 ---@param idx any
+---@return parry.Tensor
 function parry.gather(t, dim, idx) end
 
 --- Copies rows at 1-based indices (a table or int64 tensor); `gather` picks per position.
 ---@param dim any
 ---@param idx any
+---@return parry.Tensor
 function Tensor:gather(dim, idx) end
 
 --- Tables of views of `size` elements each, or `n` near-equal pieces.
 ---@param t any
 ---@param size any
 ---@param dim? any
+---@return parry.Tensor[]
 function parry.split(t, size, dim) end
 
 --- Tables of views of `size` elements each, or `n` near-equal pieces.
 ---@param size any
 ---@param dim? any
+---@return parry.Tensor[]
 function Tensor:split(size, dim) end
 
 --- Tables of views of `size` elements each, or `n` near-equal pieces.
 ---@param t any
 ---@param n any
 ---@param dim? any
+---@return parry.Tensor[]
 function parry.chunk(t, n, dim) end
 
 --- Tables of views of `size` elements each, or `n` near-equal pieces.
 ---@param n any
 ---@param dim? any
+---@return parry.Tensor[]
 function Tensor:chunk(n, dim) end
 
 --- A contiguous tensor (a copy only when needed) / always a copy.
 ---@param t any
+---@return parry.Tensor
 function parry.contiguous(t) end
 
 --- A contiguous tensor (a copy only when needed) / always a copy.
+---@return parry.Tensor
 function Tensor:contiguous() end
 
 --- A contiguous tensor (a copy only when needed) / always a copy.
 ---@param t any
+---@return parry.Tensor
 function parry.clone(t) end
 
 --- A contiguous tensor (a copy only when needed) / always a copy.
+---@return parry.Tensor
 function Tensor:clone() end

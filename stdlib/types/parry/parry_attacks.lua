@@ -9,6 +9,7 @@ parry.attacks = parry.attacks or {}
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.attacks.fgsm(model, x, y, opts) end
 
 --- Projected gradient descent (L∞ or L2), as torchattacks' PGD/PGDL2.
@@ -16,6 +17,7 @@ function parry.attacks.fgsm(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.attacks.pgd(model, x, y, opts) end
 
 --- Momentum iterative FGSM (Dong et al. 2018, as torchattacks: the gradient normalized by its mean absolute value, then sign steps on the momentum). With `random_start` and `restarts` it is the momentum PGD of DVERGE's transfer evaluation; each sample keeps its first successful restart, else its highest-loss one. L∞ only.
@@ -23,6 +25,7 @@ function parry.attacks.pgd(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.attacks.mifgsm(model, x, y, opts) end
 
 --- M-DI²-FGSM (Xie et al. 2019): momentum iterative FGSM whose gradient is taken, with probability `p` per step, at a copy of the batch resized (nearest) to a random side in [⌊rate·side⌋, side) and zero-padded back at a random offset (torchattacks' DIFGSM input diversity). A transfer attack.
@@ -30,6 +33,7 @@ function parry.attacks.mifgsm(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.attacks.mdi2fgsm(model, x, y, opts) end
 
 --- Skip gradient method (Wu et al. 2020) on the momentum attack: while attacking, the gradient through every residual branch of the model's BasicBlocks is multiplied by γ (a forward hook on each block's `bn2` registers a gradient hook), so more gradient flows through the skip connections. Needs a module with residual blocks (a zoo ResNet or an ensemble of them). γ = 1 is `mifgsm`, bit for bit.
@@ -37,6 +41,7 @@ function parry.attacks.mdi2fgsm(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.attacks.sgm(model, x, y, opts) end
 
 --- DVERGE's feature distillation: x′ = argmin_{‖z−x‖∞≤ε} MSE(f^l(z), f^l(x_s)) with the target features detached, by sign descent on the momentum g ← μ·g + ∇/‖∇‖₁ (per sample; `momentum=false` for plain sign steps), each step projected to the ball and the bounds; starts at x. `layer` is a name from `parry.models.feature_layers` (or `model:feature_names()`); the forward stops there. The model runs in its current mode.
@@ -45,6 +50,7 @@ function parry.attacks.sgm(model, x, y, opts) end
 ---@param x any
 ---@param x_s any
 ---@param opts table
+---@return parry.Tensor
 function parry.attacks.feature_distill(model, layer, x, x_s, opts) end
 
 --- Carlini–Wagner L2 with Adam in tanh space; the smallest successful perturbation found.
@@ -52,6 +58,7 @@ function parry.attacks.feature_distill(model, layer, x, x_s, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.attacks.cw_l2(model, x, y, opts) end
 
 --- Auto-PGD (Croce & Hein 2020) with the paper's step-size schedule and momentum.
@@ -59,6 +66,7 @@ function parry.attacks.cw_l2(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.attacks.apgd(model, x, y, opts) end
 
 --- The Square attack (L∞, score-based, Andriushchenko et al. 2020).
@@ -66,6 +74,7 @@ function parry.attacks.apgd(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.attacks.square(model, x, y, opts) end
 
 --- APGD-CE, targeted APGD-DLR and Square in sequence on still-robust points; returns x_adv and a log.
@@ -73,6 +82,7 @@ function parry.attacks.square(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor, table
 function parry.attacks.autoattack(model, x, y, opts) end
 
 --- Clean, per-attack and worst-case robust accuracy, per-sample success masks and AutoAttack-style sanity warnings.
@@ -80,8 +90,10 @@ function parry.attacks.autoattack(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return table
 function parry.attacks.evaluate(model, x, y, opts) end
 
 --- Formats an `evaluate` result as a table.
 ---@param result any
+---@return string
 function parry.attacks.report(result) end

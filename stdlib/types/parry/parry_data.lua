@@ -6,18 +6,22 @@ parry.data = parry.data or {}
 
 --- Fashion-MNIST / MNIST from the IDX files (Debian's `dataset-fashion-mnist`, plain or .gz).
 ---@param opts table
+---@return parry.Dataset
 function parry.data.fashion_mnist(opts) end
 
 --- Fashion-MNIST / MNIST from the IDX files (Debian's `dataset-fashion-mnist`, plain or .gz).
 ---@param opts table
+---@return parry.Dataset
 function parry.data.mnist(opts) end
 
 --- CIFAR-10 from its binary batches.
 ---@param opts table
+---@return parry.Dataset
 function parry.data.cifar10(opts) end
 
 --- CIFAR-10-C (Hendrycks & Dietterich 2019) from its `.npy` files (`<kind>.npy`, 10,000 images per severity, and `labels.npy`) as a dataset of N×3×32×32 float32 in [0, 1].
 ---@param opts table
+---@return parry.Dataset
 function parry.data.cifar10c(opts) end
 
 --- A corrupted copy of the N×C×H×W batch `x` (values in [0, 1]), severity 0 (the input) to 5, with CIFAR-10-C's parameters: `gaussian_noise`, `shot_noise`, `impulse_noise`, `speckle_noise`, `gaussian_blur`, `contrast`, `brightness`, `pixelate`, `jpeg` (a JPEG-like 8×8 DCT quantization at the recipe's qualities), `elastic` (sizes relative to the image side). Seeded by `seed` or the shared generator. See `docs/rift.md` for where parry adapts the recipe.
@@ -25,23 +29,28 @@ function parry.data.cifar10c(opts) end
 ---@param kind any
 ---@param severity any
 ---@param opts? table
+---@return parry.Tensor
 function parry.data.corrupt(x, kind, severity, opts) end
 
 --- Gaussian blobs: class means ~ N(0, spread²), unit noise.
 ---@param opts table
+---@return parry.Dataset
 function parry.data.synthetic_classification(opts) end
 
 --- A dataset over tensors (samples along dim 1): `#ds`, `ds:get(i)`, `ds:subset(idx)`, `ds:split({0.9, 0.1} [, {seed=, generator=}])` (a seeded random split), `ds:batches(bs, {shuffle=, drop_last=, transform=, generator=})`.
 ---@param x any
 ---@param y? any
+---@return parry.Dataset
 function parry.data.TensorDataset(x, y) end
 
 --- Readers: IDX (.gz too), NumPy .npy, CSV (→ tensor and column names).
 ---@param path any
+---@return parry.Tensor
 function parry.data.idx(path) end
 
 --- Readers: IDX (.gz too), NumPy .npy, CSV (→ tensor and column names).
 ---@param path any
+---@return parry.Tensor
 function parry.data.npy(path) end
 
 --- Readers: IDX (.gz too), NumPy .npy, CSV (→ tensor and column names).

@@ -8,27 +8,33 @@ parry.data.transforms = parry.data.transforms or {}
 --- Random crop after zero padding, random horizontal flip, per-channel normalization, composition.
 ---@param size any
 ---@param opts? table
+---@return fun(x: parry.Tensor): parry.Tensor
 function parry.data.transforms.random_crop(size, opts) end
 
 --- Random crop after zero padding, random horizontal flip, per-channel normalization, composition.
 ---@param p? any
+---@return fun(x: parry.Tensor): parry.Tensor
 function parry.data.transforms.hflip(p) end
 
 --- Random crop after zero padding, random horizontal flip, per-channel normalization, composition.
 ---@param mean any
 ---@param std any
+---@return fun(x: parry.Tensor): parry.Tensor
 function parry.data.transforms.normalize(mean, std) end
 
 --- Random crop after zero padding, random horizontal flip, per-channel normalization, composition.
 ---@param opts table
+---@return fun(x: parry.Tensor): parry.Tensor
 function parry.data.transforms.compose(opts) end
 
 --- Other modalities of N×1×H×W images, for multi-modal experiments without downloads: an N×2×P point cloud of pixels drawn with probability ∝ intensity, at the pixel centre plus uniform jitter (±jitter/2 pixels), coordinates in [−1, 1]; and an N×1×L signal, the pixels along a Hilbert curve of the image zero-padded to the next power-of-two square (L = side²) or a boustrophedon scan (L = H·W), plus Gaussian noise.
 ---@param images any
 ---@param opts? table
+---@return parry.Tensor
 function parry.data.point_cloud(images, opts) end
 
 --- Other modalities of N×1×H×W images, for multi-modal experiments without downloads: an N×2×P point cloud of pixels drawn with probability ∝ intensity, at the pixel centre plus uniform jitter (±jitter/2 pixels), coordinates in [−1, 1]; and an N×1×L signal, the pixels along a Hilbert curve of the image zero-padded to the next power-of-two square (L = side²) or a boustrophedon scan (L = H·W), plus Gaussian noise.
 ---@param images any
 ---@param opts? table
+---@return parry.Tensor
 function parry.data.image_signal(images, opts) end

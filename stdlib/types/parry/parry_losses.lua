@@ -8,30 +8,35 @@ parry.losses = parry.losses or {}
 ---@param logits any
 ---@param y any
 ---@param opts? table
+---@return parry.Tensor
 function parry.losses.cross_entropy(logits, y, opts) end
 
 --- Negative log-likelihood of log-probabilities.
 ---@param log_probs any
 ---@param y any
 ---@param opts? table
+---@return parry.Tensor
 function parry.losses.nll(log_probs, y, opts) end
 
 --- Mean squared error.
 ---@param a any
 ---@param b any
 ---@param opts? table
+---@return parry.Tensor
 function parry.losses.mse(a, b, opts) end
 
 --- KL(p ‖ q) with q given as log-probabilities, as PyTorch's `kl_div`; reduction may be "batchmean".
 ---@param log_q any
 ---@param p any
 ---@param opts? table
+---@return parry.Tensor
 function parry.losses.kl_div(log_q, p, opts) end
 
 --- The comp-sum family (Mao, Mohri & Zhong 2023): ℓ_τ = (1 − p_y^(τ−1))/(τ − 1), τ = 1 cross-entropy, computed stably from log-softmax.
 ---@param logits any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.losses.comp_sum(logits, y, opts) end
 
 --- Fixed-center cross-entropy: −log softmax_c(cos(z, t_c)/τ)_y for N×d embeddings, C×d class centers and labels 1..C (TeCoA's zero-shot loss; the centers are what `cosine_logits` compares with).
@@ -39,36 +44,42 @@ function parry.losses.comp_sum(logits, y, opts) end
 ---@param centers any
 ---@param y any
 ---@param opts? table
+---@return parry.Tensor
 function parry.losses.fixed_center_ce(z, centers, y, opts) end
 
 --- ‖z_i − target_i‖² per sample (FARE's alignment of adversarial to clean embeddings); normalize both first for the calibration objective.
 ---@param z any
 ---@param target any
 ---@param opts? table
+---@return parry.Tensor
 function parry.losses.l2_align(z, target, opts) end
 
 --- InfoNCE: row i of `positives` is z_i's positive, the other rows its negatives; −log softmax_j(cos(z_i, p_j)/τ)_i; `symmetric` averages it with the positives-to-embeddings direction (CLIP's loss).
 ---@param z any
 ---@param positives any
 ---@param opts? table
+---@return parry.Tensor
 function parry.losses.infonce(z, positives, opts) end
 
 --- Comp-sum members: τ = 0 (1/p_y − 1), generalized cross-entropy τ = 1 + q (q = 0.7), mean absolute error τ = 2 (1 − p_y).
 ---@param logits any
 ---@param y any
 ---@param opts? table
+---@return parry.Tensor
 function parry.losses.sum_exp(logits, y, opts) end
 
 --- Comp-sum members: τ = 0 (1/p_y − 1), generalized cross-entropy τ = 1 + q (q = 0.7), mean absolute error τ = 2 (1 − p_y).
 ---@param logits any
 ---@param y any
 ---@param opts? table
+---@return parry.Tensor
 function parry.losses.gce(logits, y, opts) end
 
 --- Comp-sum members: τ = 0 (1/p_y − 1), generalized cross-entropy τ = 1 + q (q = 0.7), mean absolute error τ = 2 (1 − p_y).
 ---@param logits any
 ---@param y any
 ---@param opts? table
+---@return parry.Tensor
 function parry.losses.mae(logits, y, opts) end
 
 --- Smooth adversarial comp-sum loss: ℓ_τ(h(x)/ρ, y) + ν·‖h̄_y(x′) − h̄_y(x)‖₂ with h̄_y the margin vector (h_{y′} − h_y)_{y′≠y} (`regularizer = "logits"`: the raw logits, parry's earlier form) and x′ found by PGD on that distance in the ε-ball; differentiable in the model's parameters. See `docs/nn.md` for what follows the paper and what is our reading.
@@ -76,6 +87,7 @@ function parry.losses.mae(logits, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.losses.adv_comp_sum(model, x, y, opts) end
 
 --- The TRADES loss: CE(clean) + β·KL(f(x_adv) ‖ f(x)).
@@ -83,4 +95,5 @@ function parry.losses.adv_comp_sum(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.losses.trades(model, x, y, opts) end

@@ -6,24 +6,30 @@ parry.models = parry.models or {}
 
 --- Flatten, then Linear+ReLU layers of the given sizes (no ReLU after the last).
 ---@param opts table
+---@return parry.Module
 function parry.models.mlp(opts) end
 
 --- conv 32 → pool → conv 64 → pool → fc hidden → fc classes, ReLUs between.
 ---@param opts table
+---@return parry.Module
 function parry.models.small_cnn(opts) end
 
 --- CIFAR-style ResNet-20 (0.27M parameters) and ResNet-18; stages `layer1`…, then `avgpool`, `fc`.
 ---@param opts table
+---@return parry.Module
 function parry.models.resnet20(opts) end
 
 --- CIFAR-style ResNet-20 (0.27M parameters) and ResNet-18; stages `layer1`…, then `avgpool`, `fc`.
 ---@param opts table
+---@return parry.Module
 function parry.models.resnet18(opts) end
 
 --- The CIFAR ResNet family (He et al. 2016 §4.2) DVERGE and most ensemble papers use: depth 6n+2 (8, 14, 20, 32, …), three stages of n BasicBlocks with widths w, 2w, 4w. `leaky_relu = true` (slope 0.1, GAL's members) or a slope replaces every ReLU. `resnet20{leaky_relu=}` takes the option too.
 ---@param opts table
+---@return parry.Module
 function parry.models.resnet(opts) end
 
 --- The ordered feature taps DVERGE distils at. ResNets: the stem's BatchNorm output (before its ReLU), then per block its `bn1` output (before the ReLU) and its residual sum `"<block>.sum"` (before the final ReLU), then the logits `"fc"` — 20 names for ResNet-20, as the official code's `get_features`. Sequential models (`small_cnn`, `mlp`): the output of every child followed by an activation, and the last child.
 ---@param model any
+---@return string[]
 function parry.models.feature_layers(model) end

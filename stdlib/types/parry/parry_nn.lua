@@ -8,6 +8,7 @@ parry.nn = parry.nn or {}
 ---@param in any
 ---@param out any
 ---@param opts? table
+---@return parry.Module
 function parry.nn.Linear(in, out, opts) end
 
 --- 2-D convolution on N×C×H×W input, lowered onto one sgemm.
@@ -15,6 +16,7 @@ function parry.nn.Linear(in, out, opts) end
 ---@param cout any
 ---@param k any
 ---@param opts? table
+---@return parry.Module
 function parry.nn.Conv2d(cin, cout, k, opts) end
 
 --- 1-D convolution over N×C×L (weight cout×cin×k, PyTorch's layout and init), on the 2-D convolution kernels.
@@ -22,105 +24,130 @@ function parry.nn.Conv2d(cin, cout, k, opts) end
 ---@param cout any
 ---@param k any
 ---@param opts? table
+---@return parry.Module
 function parry.nn.Conv1d(cin, cout, k, opts) end
 
 --- Max / average pooling over k×k windows (stride defaults to k); adaptive pooling to an n×n output.
 ---@param k any
 ---@param opts? table
+---@return parry.Module
 function parry.nn.MaxPool2d(k, opts) end
 
 --- Max / average pooling over k×k windows (stride defaults to k); adaptive pooling to an n×n output.
 ---@param k any
 ---@param opts? table
+---@return parry.Module
 function parry.nn.AvgPool2d(k, opts) end
 
 --- Max / average pooling over k×k windows (stride defaults to k); adaptive pooling to an n×n output.
 ---@param n any
+---@return parry.Module
 function parry.nn.AdaptiveAvgPool2d(n) end
 
 --- Max pooling over the last dim of N×C×L; the adaptive form uses PyTorch's windows, and `AdaptiveMaxPool1d(1)` is the global max over a set dimension that makes a PointNet order-free.
 ---@param k any
 ---@param opts? table
+---@return parry.Module
 function parry.nn.MaxPool1d(k, opts) end
 
 --- Max pooling over the last dim of N×C×L; the adaptive form uses PyTorch's windows, and `AdaptiveMaxPool1d(1)` is the global max over a set dimension that makes a PointNet order-free.
 ---@param n any
+---@return parry.Module
 function parry.nn.AdaptiveMaxPool1d(n) end
 
 --- Batch normalization with running statistics (used in eval mode).
 ---@param n any
 ---@param opts? table
+---@return parry.Module
 function parry.nn.BatchNorm1d(n, opts) end
 
 --- Batch normalization with running statistics (used in eval mode).
 ---@param c any
 ---@param opts? table
+---@return parry.Module
 function parry.nn.BatchNorm2d(c, opts) end
 
 --- Normalizes over the last dims `shape` (a size or a table of sizes): biased variance, eps inside the square root, then γ·x̂ + β (PyTorch's LayerNorm).
 ---@param shape any
 ---@param opts? table
+---@return parry.Module
 function parry.nn.LayerNorm(shape, opts) end
 
 --- A lookup table: int64 indices 1..n of any shape to rows of an n×dim weight (N(0, 1) init), shape indices.shape + {dim}; gradients of repeated indices add up.
 ---@param n any
 ---@param dim any
+---@return parry.Module
 function parry.nn.Embedding(n, dim) end
 
 --- Zeroes elements with probability p (0.5) in training mode, scaling the rest by 1/(1−p).
 ---@param p? any
+---@return parry.Module
 function parry.nn.Dropout(p) end
 
 --- Activation modules (GELU in the exact erf form).
+---@return parry.Module
 function parry.nn.ReLU() end
 
 --- Activation modules (GELU in the exact erf form).
 ---@param slope? any
+---@return parry.Module
 function parry.nn.LeakyReLU(slope) end
 
 --- Activation modules (GELU in the exact erf form).
+---@return parry.Module
 function parry.nn.Tanh() end
 
 --- Activation modules (GELU in the exact erf form).
+---@return parry.Module
 function parry.nn.Sigmoid() end
 
 --- Activation modules (GELU in the exact erf form).
+---@return parry.Module
 function parry.nn.GELU() end
 
 --- Flattens all dims after the first; passes input through.
+---@return parry.Module
 function parry.nn.Flatten() end
 
 --- Flattens all dims after the first; passes input through.
+---@return parry.Module
 function parry.nn.Identity() end
 
 --- Runs children in order; they are named "1", "2", …; `seq[2]`, `seq:append(m)`.
 ---@param opts table
+---@return parry.Module
 function parry.nn.Sequential(opts) end
 
 --- Averages the members' softmax and returns its log (log-probabilities), so attacks and losses treat it as one model.
 ---@param opts table
+---@return parry.Module
 function parry.nn.Ensemble(opts) end
 
 --- True when v is a parry module.
 ---@param v any
+---@return boolean
 function parry.nn.is_module(v) end
 
 --- State dicts mixed per tensor: (1−α)·a + α·b for float tensors (α = 0 gives `a` and α = 1 gives `b` exactly), integer tensors (`num_batches_tracked`) taken from `a`. Both need the same names and shapes; α in [0, 1]. RiFT's weight interpolation θ(α) = α·θ_FT + (1−α)·θ_AT is `interpolate(sd_at, sd_ft, alpha)`.
 ---@param state_a any
 ---@param state_b any
 ---@param alpha any
+---@return table<string, parry.Tensor>
 function parry.nn.interpolate(state_a, state_b, alpha) end
 
 --- Maps Sequential child names between PyTorch (0, 1, …) and parry (1, 2, …) in a state dict.
 ---@param state any
+---@return table<string, parry.Tensor>
 function parry.nn.from_torch_names(state) end
 
 --- Maps Sequential child names between PyTorch (0, 1, …) and parry (1, 2, …) in a state dict.
 ---@param state any
+---@return table<string, parry.Tensor>
 function parry.nn.to_torch_names(state) end
 
 --- Interval bound propagation: elementwise input bounds lo ≤ x ≤ hi give output bounds (lo_out, hi_out) through Linear, Conv2d, BatchNorm and Dropout in eval mode, ReLU, LeakyReLU, Tanh, Sigmoid, Flatten, Identity and Sequential chains; exact for one affine layer, differentiable (for smoothness regularizers and certified-robustness work).
 ---@param model any
 ---@param lo any
 ---@param hi any
+---@return parry.Tensor, parry.Tensor
 function parry.nn.interval_bounds(model, lo, hi) end

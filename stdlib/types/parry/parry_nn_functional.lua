@@ -9,6 +9,7 @@ parry.nn.functional = parry.nn.functional or {}
 ---@param x any
 ---@param w any
 ---@param b? any
+---@return parry.Tensor
 function parry.nn.functional.linear(x, w, b) end
 
 --- 2-D convolution.
@@ -16,46 +17,55 @@ function parry.nn.functional.linear(x, w, b) end
 ---@param w any
 ---@param b? any
 ---@param opts? table
+---@return parry.Tensor
 function parry.nn.functional.conv2d(x, w, b, opts) end
 
 --- As the tensor methods.
 ---@param x any
+---@return parry.Tensor
 function parry.nn.functional.relu(x) end
 
 --- As the tensor methods.
 ---@param x any
 ---@param dim any
+---@return parry.Tensor
 function parry.nn.functional.softmax(x, dim) end
 
 --- As the tensor methods.
 ---@param x any
 ---@param dim any
+---@return parry.Tensor
 function parry.nn.functional.log_softmax(x, dim) end
 
 --- Dropout with probability p (0.5) when `training` (default true).
 ---@param x any
 ---@param p? any
 ---@param opts? table
+---@return parry.Tensor
 function parry.nn.functional.dropout(x, p, opts) end
 
 --- N×C float32 one-hot rows from 1-based labels.
 ---@param y any
 ---@param classes any
+---@return parry.Tensor
 function parry.nn.functional.one_hot(y, classes) end
 
 --- Cosine similarity along a dim (default 2, or 1 for vectors); x divided by its p-norm along a dim.
 ---@param a any
 ---@param b any
 ---@param dim? any
+---@return parry.Tensor
 function parry.nn.functional.cosine_similarity(a, b, dim) end
 
 --- Cosine similarity along a dim (default 2, or 1 for vectors); x divided by its p-norm along a dim.
 ---@param x any
 ---@param opts? table
+---@return parry.Tensor
 function parry.nn.functional.normalize(x, opts) end
 
 --- cos(z_i, t_c)/τ for N×d embeddings and C×d class centers (both L2-normalized first): the zero-shot logits of a Bind/CLIP-style model.
 ---@param z any
 ---@param centers any
 ---@param opts? table
+---@return parry.Tensor
 function parry.nn.functional.cosine_logits(z, centers, opts) end

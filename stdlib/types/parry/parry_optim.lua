@@ -9,9 +9,11 @@ local Optimizer = {}
 --- Stochastic gradient descent. `opt:step()`, `opt:zero_grad()`, `opt.lr` (the first group's; setting it sets every group's), `opt:state_dict()` (with the groups' settings).
 ---@param params any
 ---@param opts table
+---@return parry.Optimizer
 function parry.optim.SGD(params, opts) end
 
 --- The groups' settings as a list of `{lr=, weight_decay=, ..., num_params=}` (copies); `set` changes a setting in every group or in group `group` (1-based).
+---@return table
 function Optimizer:param_groups() end
 
 --- The groups' settings as a list of `{lr=, weight_decay=, ..., num_params=}` (copies); `set` changes a setting in every group or in group `group` (1-based).
@@ -23,9 +25,11 @@ function Optimizer:set(name, value, group) end
 --- Adam; AdamW with decoupled weight decay (default 1e-2).
 ---@param params any
 ---@param opts table
+---@return parry.Optimizer
 function parry.optim.Adam(params, opts) end
 
 --- Adam; AdamW with decoupled weight decay (default 1e-2).
 ---@param params any
 ---@param opts table
+---@return parry.Optimizer
 function parry.optim.AdamW(params, opts) end

@@ -8,19 +8,23 @@ parry.optim.lr = parry.optim.lr or {}
 --- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`.
 ---@param opt any
 ---@param opts table
+---@return parry.Scheduler
 function parry.optim.lr.step(opt, opts) end
 
 --- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`.
 ---@param opt any
 ---@param opts table
+---@return parry.Scheduler
 function parry.optim.lr.multistep(opt, opts) end
 
 --- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`.
 ---@param opt any
 ---@param opts table
+---@return parry.Scheduler
 function parry.optim.lr.exponential(opt, opts) end
 
 --- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`.
 ---@param opt any
 ---@param opts table
+---@return parry.Scheduler
 function parry.optim.lr.cosine(opt, opts) end

@@ -9,10 +9,12 @@ parry.train = parry.train or {}
 ---@param ds any
 ---@param opt any
 ---@param opts? table
+---@return number
 function parry.train.epoch(model, ds, opt, opts) end
 
 --- Top-1 accuracy in eval mode without recording.
 ---@param model any
 ---@param ds any
 ---@param opts? table
+---@return number
 function parry.train.accuracy(model, ds, opts) end
