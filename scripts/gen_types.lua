@@ -23,7 +23,7 @@ local SECTION_RETURNS = {
   ["parry"] = "parry.Tensor", Tensor = "parry.Tensor", ["parry.nn"] = "parry.Module", ["parry.nn.functional"] = "parry.Tensor",
   ["parry.losses"] = "parry.Tensor", ["parry.models"] = "parry.Module", ["parry.attacks"] = "parry.Tensor",
   ["parry.optim"] = "parry.Optimizer", ["parry.optim.lr"] = "parry.Scheduler",
-  ["parry.data.transforms"] = "fun(x: parry.Tensor): parry.Tensor",
+  ["parry.data.transforms"] = "fun(x: parry.Tensor): parry.Tensor", ["parry.robust"] = "table",
 }
 local RETURNS = {
   ["parry.manual_seed"] = false, ["parry.Generator"] = "parry.Generator", ["parry.with_generator"] = "any",
@@ -58,6 +58,10 @@ local RETURNS = {
   ["parry.data.TensorDataset"] = "parry.Dataset", ["parry.data.corrupt"] = "parry.Tensor", ["parry.data.idx"] = "parry.Tensor",
   ["parry.data.npy"] = "parry.Tensor", ["parry.data.point_cloud"] = "parry.Tensor", ["parry.data.image_signal"] = "parry.Tensor",
   ["parry.train.epoch"] = "number", ["parry.train.accuracy"] = "number",
+  ["parry.robust.pgd_loss"] = "parry.Tensor", ["parry.robust.trades_loss"] = "parry.Tensor",
+  ["parry.robust.adv_comp_sum_loss"] = "parry.Tensor", ["parry.robust.train"] = "number, table?",
+  ["parry.robust.calibrate"] = "parry.Module, table",
+  ["parry.json.encode"] = "string", ["parry.json.decode"] = "any", ["parry.table.format"] = "string",
 }
 
 -- Classes named only in return types, with what a script uses of them.

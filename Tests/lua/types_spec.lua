@@ -108,6 +108,9 @@ describe("the LuaCATS annotations", function()
       ["parry.data.TensorDataset"] = function() return ds end,
       ["parry.data.transforms.hflip"] = function() return parry.data.transforms.hflip() end,
       ["parry.train.accuracy"] = function() return require("parry.train").accuracy(m, ds) end,
+      ["parry.robust.pgd_loss"] = function() return parry.robust.pgd_loss(m, parry.rand(2, 2), parry.tensor({1, 2}), {eps = 0.1, steps = 1}) end,
+      ["parry.robust.retrieval"] = function() return parry.robust.retrieval(parry.randn(3, 2), parry.randn(3, 2)) end,
+      ["parry.json.encode"] = function() return parry.json.encode({1}) end,
     }
     local function kind(v)
       if parry.is_tensor(v) then return "parry.Tensor" end

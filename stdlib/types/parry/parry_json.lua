@@ -7,10 +7,12 @@ parry.json = parry.json or {}
 --- Tables with keys 1..n become arrays, others objects with sorted keys; integers stay integers; errors name the position.
 ---@param value any
 ---@param opts? table
+---@return string
 function parry.json.encode(value, opts) end
 
 --- Tables with keys 1..n become arrays, others objects with sorted keys; integers stay integers; errors name the position.
 ---@param text any
+---@return any
 function parry.json.decode(text) end
 
 --- JSON files (written indented); mark a table to encode as an object even when empty.

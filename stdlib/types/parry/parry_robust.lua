@@ -9,6 +9,7 @@ parry.robust = parry.robust or {}
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.robust.pgd_loss(model, x, y, opts) end
 
 --- The TRADES loss (Zhang et al. 2019); also `parry.losses.trades`.
@@ -16,6 +17,7 @@ function parry.robust.pgd_loss(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.robust.trades_loss(model, x, y, opts) end
 
 --- The smooth adversarial comp-sum loss; also `parry.losses.adv_comp_sum`.
@@ -23,6 +25,7 @@ function parry.robust.trades_loss(model, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return parry.Tensor
 function parry.robust.adv_comp_sum_loss(model, x, y, opts) end
 
 --- Adversarial training loop with any loss of (model, x, y); returns the last epoch's mean loss and, with `validate = {data=, attack={"pgd", steps=40, loss="cw"}, every=1, keep_best=true, patience=}`, the validation curve `{ {epoch=, loss=, clean=, robust=, best=} }`: robust early stopping (Rice et al. 2020) — every `every` epochs the robust accuracy on the held-out `data` (eps from the training options unless the attack gives one); with `keep_best` the best evaluation's weights are restored at the end; `patience` stops after that many evaluations without improvement.
@@ -30,34 +33,41 @@ function parry.robust.adv_comp_sum_loss(model, x, y, opts) end
 ---@param ds any
 ---@param opt any
 ---@param opts table
+---@return number, table?
 function parry.robust.train(model, ds, opt, opts) end
 
 --- Module robust criticality (RiFT): a fixed PGD set is built from `data` (a dataset or `{x, y}`; with `adversarial = true` the inputs already are that set), then for each Conv2d/Linear weight (or the names in `modules`) gradient ascent on the loss with only that weight free, ‖Δ‖_F ≤ eps·‖θ‖_F. Returns a list sorted by MRC (lowest, least robust-critical, first) of `{module=, mrc=, loss0=, loss_max=, robust_acc0=, robust_acc_worst=}`; the model is unchanged, bit for bit. See `docs/rift.md`.
 ---@param model any
 ---@param data any
 ---@param opts table
+---@return table
 function parry.robust.mrc(model, data, opts) end
 
 --- Accuracy under `parry.data.corrupt`'s corruptions (all ten kinds by default): `{rows = { {kind=, severity=, accuracy=} }, by_kind = {kind = mean over severities}, mean=}`.
 ---@param model any
 ---@param data any
 ---@param opts table
+---@return table
 function parry.robust.corruption_accuracy(model, data, opts) end
 
 --- Robust critical fine-tuning (Zhu et al. 2023) end to end on a clone of `model`: MRC on a PGD set from `val` (unless `module` names one), fine-tuning of that module on clean `train` data (`finetune`: lr 1e-3, momentum 0.9, weight_decay 5e-4, epochs 10, milestones {epochs/2}, gamma 0.1, batch_size 128, transform), interpolation θ(α) = α·θ_FT + (1−α)·θ_AT for `alphas` (0, 0.1, …, 1) with clean and PGD accuracy on `val`, and the α with the best clean accuracy among those within `tolerance` of α = 0's robust accuracy. Returns `{mrc=, module=, finetune_curve={ {epoch=, loss=, val_acc=, seconds=} }, interpolation={ {alpha=, clean=, robust=} }, alpha=, model=}`; `on_epoch(epoch, loss, val_acc, seconds)`.
 ---@param opts table
+---@return table
 function parry.robust.rift(opts) end
 
 --- DVERGE (Yang et al. 2020), training the models in place. Each epoch draws one layer index (the same for every model; `layer=` fixes it by name or index) from `layers` (default `feature_layers` of each model) and two independent shuffles of `train` (the batches and their distillation sources, both through `transform`). Per batch, round-robin: every model's distilled batch x′_j first, with the models as they were before the batch (in train mode, or eval mode with `distill_mode = "eval"`); then for each i, L_i = Σ_{j≠i} CE(f_i(x′_j), y) (+AT: coeff·L_i + CE(f_i(PGD_i(x)), y)) and an SGD step of model i; lr × gamma at `milestones` (default 50% and 75% of the epochs). Returns per-epoch records `{epoch=, losses={...}, loss=, layer=, layer_name=, seconds=}`; `on_epoch(record)` is called after each epoch.
 ---@param opts table
+---@return table
 function parry.robust.dverge(opts) end
 
 --- The baselines DVERGE is compared with, as the DVERGE repository trains them. `"ce"`: each member alone with cross-entropy, its own SGD (lr 0.1, momentum 0.9, weight decay 1e-4). `"adp"` (Pang et al. 2019): Σ CE − α·H(mean softmax) − β·log det(Gram of the normalized non-maximal predictions + 1e-6·I), one Adam over all members (lr 1e-3, weight decay 1e-4, eps 1e-7). `"gal"` (Kariyappa & Qureshi 2019): Σ CE / M + λ·log Σ_{i<j} exp(cos(∇ₓL_i, ∇ₓL_j)) through double backward, one Adam, Gaussian noise (σ 0.045) on half the images by default. `plus_adv` adds CE on PGD examples of the whole ensemble. Returns per-epoch records as `dverge`.
 ---@param opts table
+---@return table
 function parry.robust.ensemble_train(opts) end
 
 --- Black-box transfer evaluation: for every ε, attack and source (a list of models), adversarial examples crafted white-box on the source, then the accuracy of each target (a table name = model). Attacks are `"mifgsm"`, `"mdi2fgsm"`, `"sgm"`, `"pgd"`, `"fgsm"` or `{name, {options, versions=}}`; `versions` independent runs (random starts) count as separate adversarial versions. Returns `{targets=, clean={name=acc}, rows={ {eps=, attack=, source=, version=, accuracy={name=acc}} }, all={ {eps=, accuracy={name=acc}} }}`, where `all` counts a sample only if it is correct under every attack, source and version at that ε (DVERGE's "all" row).
 ---@param opts table
+---@return table
 function parry.robust.transfer_eval(opts) end
 
 --- Transferability within an ensemble (DVERGE's eval_transferability.py): on the samples every member classifies correctly (a random `limit` of them), L∞ PGD with a random start on member i, `restarts` times; `matrix[i][j]` is the share fooling member j under some restart, column M+1 the whole ensemble. The diagonal is member i's white-box success. Members in eval mode.
@@ -65,6 +75,7 @@ function parry.robust.transfer_eval(opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return table
 function parry.robust.transferability(models, x, y, opts) end
 
 --- DVERGE's eval_diversity.py: on samples every member classifies correctly, paired with a second shuffle as sources, a random layer per batch, D[i][j] = mean CE(f_j(x′_i), y_s) with x′_i member i's feature distillation of x toward x_s. Large off-diagonal entries: member i's non-robust features do not carry member j's prediction to y_s.
@@ -72,10 +83,12 @@ function parry.robust.transferability(models, x, y, opts) end
 ---@param x any
 ---@param y any
 ---@param opts table
+---@return table
 function parry.robust.vulnerability_diversity(models, x, y, opts) end
 
 --- Trains `head` (in place) so that normalize(head(encoder(x′))) of PGD examples x′ stays where the frozen model puts the clean input; the encoder runs in eval mode with no gradients (restored afterwards, bit-identical) and the centers are fixed. Objectives: fixed-center CE, L2 alignment to the clean embedding, InfoNCE against the batch's clean embeddings; `consistency` λ adds λ·‖normalize(h(φ(x))) − normalize(φ(x))‖² on clean inputs. AdamW, one-cycle cosine schedule. `bounds` clips the attack (unbounded by default). Returns the head and per-epoch records `{epoch=, loss=, adversarial_accuracy=, seconds=}`. Our reading of arXiv 2505.11895: see docs/calibration.md.
 ---@param opts table
+---@return parry.Module, table
 function parry.robust.calibrate(opts) end
 
 --- Zero-shot accuracy of the embeddings `model(x)` against the class centers (cosine logits / τ): `{clean=, robust=, by_attack={name=acc}}`, the attacks being `parry.attacks.evaluate`'s specs run on those logits (`robust` is the worst case over them; nil without attacks).
@@ -84,10 +97,12 @@ function parry.robust.calibrate(opts) end
 ---@param x any
 ---@param y any
 ---@param opts? table
+---@return table
 function parry.robust.zero_shot(model, centers, x, y, opts) end
 
 --- Cross-modal retrieval of matching pairs (row i of `za` with row i of `zb`) by cosine similarity: `{a_to_b = {[k] = recall@k}, b_to_a = {...}}`; ties count against the query.
 ---@param za any
 ---@param zb any
 ---@param opts? table
+---@return table
 function parry.robust.retrieval(za, zb, opts) end

@@ -7,6 +7,7 @@ parry.table = parry.table or {}
 --- Text with numbers right-aligned and floats at `precision` decimals, or a Markdown table, or CSV; `print` prints it.
 ---@param rows any
 ---@param opts? table
+---@return string
 function parry.table.format(rows, opts) end
 
 --- Text with numbers right-aligned and floats at `precision` decimals, or a Markdown table, or CSV; `print` prints it.
