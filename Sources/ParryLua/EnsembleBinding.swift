@@ -121,10 +121,7 @@ private func trainOptions(_ a: LuaArgs, _ o: LuaOptions, _ t: inout Diversity.Tr
         t.weightDecay = try f.number("weight_decay") ?? t.weightDecay
         t.adamEps = try f.number("eps") ?? t.adamEps
         t.gamma = try f.number("gamma") ?? t.gamma
-        if f.index != 0 {
-            let j = a.rawField(f.index, "milestones"); defer { a.pop() }
-            if !a.isNil(j) { t.milestones = try a.integerList(j, "milestones") }
-        }
+        t.milestones = try f.integerList("milestones")
         if let lr = t.lr, lr < 0 { throw a.fail("optimizer.lr must be ≥ 0") }
         guard t.momentum >= 0, t.weightDecay >= 0, t.gamma > 0 else { throw a.fail("optimizer: momentum and weight_decay must be ≥ 0, gamma > 0") }
     }

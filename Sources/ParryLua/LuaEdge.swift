@@ -409,6 +409,9 @@ struct LuaOptions {
         }
     }
 
+    /// Option `key` as a list of integers, or nil when absent.
+    func integerList(_ key: String) throws -> [Int]? { try with(key) { j in try args.integerList(j, key) } }
+
     /// Option `seed` as a generator seed (any Lua integer; negative ones wrap), or nil.
     func seed() throws -> UInt64? { try integer("seed").map { UInt64(bitPattern: Int64($0)) } }
 

@@ -532,10 +532,7 @@ let rlFunctions: [(String, parry_SwiftFunction)] = [
         c.gamma = try o.number("gamma") ?? c.gamma
         c.eps = try o.number("eps") ?? c.eps
         c.reg = try o.number("reg") ?? c.reg
-        if o.index != 0 {
-            let j = a.rawField(o.index, "hidden"); defer { a.pop() }
-            if !a.isNil(j) { c.hidden = try a.integerList(j, "hidden") }
-        }
+        c.hidden = try o.integerList("hidden") ?? c.hidden
         c.seed = try o.seed() ?? c.seed
         let status = a.statusLine(4)
         let r = try LuaContext.with(a.L) { try RobustSarsa.train(victim: victim, env: env, config: c) }

@@ -175,10 +175,7 @@ let weightSpaceFunctions: [(String, parry_SwiftFunction)] = [
             c.finetune.epochs = try f.integer("epochs") ?? c.finetune.epochs
             c.finetune.gamma = try f.number("gamma") ?? c.finetune.gamma
             c.finetune.batchSize = try f.integer("batch_size") ?? c.finetune.batchSize
-            if f.index != 0 {
-                let j = a.rawField(f.index, "milestones"); defer { a.pop() }
-                if !a.isNil(j) { c.finetune.milestones = try a.integerList(j, "milestones") }
-            }
+            c.finetune.milestones = try f.integerList("milestones") ?? c.finetune.milestones
             guard c.finetune.lr >= 0, c.finetune.momentum >= 0, c.finetune.weightDecay >= 0, c.finetune.epochs >= 1, c.finetune.batchSize >= 1 else {
                 throw a.fail("finetune: lr, momentum and weight_decay must be ≥ 0, epochs and batch_size ≥ 1")
             }
