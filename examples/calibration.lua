@@ -10,7 +10,7 @@
 --      examples only (AdamW lr 3e-3, one-cycle cosine, 2 epochs) with each
 --      objective — fixed-center CE, L2 alignment to the clean embedding,
 --      clean–adversarial InfoNCE — with and without the consistency term
---      (λ = 1); encoders and centers frozen;
+--      (λ = 10); encoders and centers frozen;
 --   3. clean and robust zero-shot accuracy, image↔modality retrieval recall@1
 --      (clean, and with the modality side attacked on the embedding distance),
 --      and the share of parameters trained.
@@ -88,7 +88,7 @@ for _, m in ipairs(bind.MODALITIES) do
   print(row(m, "frozen", r, "-"))
   rows[#rows + 1] = {modality = m, head = "frozen", r = r}
   for _, objective in ipairs{"ce", "l2", "infonce"} do
-    for _, lambda in ipairs{0, 1} do
+    for _, lambda in ipairs{0, 10} do
       local head = identity_head()
       local t = parry.clock()
       parry.robust.calibrate{encoder = encoders[m], head = head, centers = centers, train = {tr[m], ytr},
