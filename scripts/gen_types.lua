@@ -24,6 +24,7 @@ local SECTION_RETURNS = {
   ["parry.losses"] = "parry.Tensor", ["parry.models"] = "parry.Module", ["parry.attacks"] = "parry.Tensor",
   ["parry.optim"] = "parry.Optimizer", ["parry.optim.lr"] = "parry.Scheduler",
   ["parry.data.transforms"] = "fun(x: parry.Tensor): parry.Tensor", ["parry.robust"] = "table",
+  ["parry.rl.attacks"] = "table", ["parry.rl.schedules"] = "fun(round: integer): table?", ["parry.rl.wrappers"] = "parry.rl.Env",
 }
 local RETURNS = {
   ["parry.manual_seed"] = false, ["parry.Generator"] = "parry.Generator", ["parry.with_generator"] = "any",
@@ -62,6 +63,24 @@ local RETURNS = {
   ["parry.robust.adv_comp_sum_loss"] = "parry.Tensor", ["parry.robust.train"] = "number, table?",
   ["parry.robust.calibrate"] = "parry.Module, table",
   ["parry.json.encode"] = "string", ["parry.json.decode"] = "any", ["parry.table.format"] = "string",
+  ["parry.table.csv"] = "string", ["parry.json.object"] = "table",
+  ["parry.rl.make"] = "parry.rl.Env", ["parry.rl.vector"] = "parry.rl.Env", ["parry.rl.Box"] = "parry.rl.Space",
+  ["parry.rl.Discrete"] = "parry.rl.Space", ["parry.rl.Env:extend"] = "table", ["parry.rl.register"] = false,
+  ["parry.rl.registered"] = "string[]", ["parry.rl.Policy"] = "parry.rl.Policy", ["parry.rl.load"] = "parry.rl.Policy",
+  ["env:reset"] = "parry.Tensor, table", ["env:step"] = "parry.Tensor|number, number, boolean, boolean, table",
+  ["Policy:act"] = "parry.Tensor|number", ["Policy:value"] = "parry.Tensor", ["Policy:parameters"] = "parry.Tensor[]",
+  ["Policy:normalize"] = "parry.Tensor", ["parry.rl.evaluate"] = "table", ["parry.rl.robustness"] = "table",
+  ["parry.rl.attack_suite"] = "table", ["parry.rl.adapt"] = "table", ["parry.rl.ppo"] = "parry.rl.Policy, table",
+  ["parry.rl.atla"] = "parry.rl.Policy, table, table", ["parry.rl.protected"] = "parry.rl.Policy[], table",
+  ["parry.fl.partition"] = "parry.Dataset[]", ["parry.fl.simulate"] = "table", ["parry.fl.standalone"] = "table",
+  ["parry.fl.aggregate"] = "parry.Tensor", ["parry.fl.pearson"] = "number",
+  ["parry.lib.home"] = "string", ["parry.lib.installed"] = "table", ["parry.lib.parse_version"] = "table",
+  ["parry.lib.compare"] = "integer", ["parry.lib.serialize"] = "string", ["parry.lib.parse_constraint"] = "fun(version: string): boolean",
+  ["Space:sample"] = "parry.Tensor|integer", ["Space:contains"] = "boolean", ["env:stats"] = "table",
+  ["parry.data.csv"] = "table", ["parry.table.read_csv"] = "table", ["parry.json.read"] = "any",
+  ["parry.exp.run"] = "table", ["parry.exp.grid"] = "table", ["parry.exp.list"] = "table",
+  ["parry.rl.history_series"] = "number[]",
+  ["parry.plot.figure"] = "table", ["parry.plot.ticks"] = "number[], number", ["parry.progress.new"] = "table",
 }
 
 -- Classes named only in return types, with what a script uses of them.

@@ -57,7 +57,7 @@ describe("the LuaCATS annotations", function()
     assert.equals(0, #missing, "not annotated: " .. table.concat(missing, ", "))
     assert.truthy(n > 250)
     -- parameters as the reference gives them
-    assert.truthy(all:find("---@param id any\n---@param opts? table\nfunction parry.rl.make(id, opts) end", 1, true))
+    assert.truthy(all:find("---@param id any\n---@param opts? table\n---@return parry.rl.Env\nfunction parry.rl.make(id, opts) end", 1, true))
     assert.truthy(all:find("---@operator add(parry.Tensor|number): parry.Tensor", 1, true))
   end)
 
@@ -111,6 +111,15 @@ describe("the LuaCATS annotations", function()
       ["parry.robust.pgd_loss"] = function() return parry.robust.pgd_loss(m, parry.rand(2, 2), parry.tensor({1, 2}), {eps = 0.1, steps = 1}) end,
       ["parry.robust.retrieval"] = function() return parry.robust.retrieval(parry.randn(3, 2), parry.randn(3, 2)) end,
       ["parry.json.encode"] = function() return parry.json.encode({1}) end,
+      ["parry.rl.make"] = function() return parry.rl.make("CartPole-v1") end,
+      ["parry.rl.registered"] = function() return parry.rl.registered() end,
+      ["parry.rl.attacks.random"] = function() return parry.rl.attacks.random{eps = 0.1} end,
+      ["parry.rl.schedules.halves"] = function() return parry.rl.schedules.halves(parry.rl.attacks.random{eps = 0.1}) end,
+      ["parry.fl.pearson"] = function() return parry.fl.pearson({1, 2, 3}, {1, 3, 2}) end,
+      ["parry.plot.ticks"] = function() return parry.plot.ticks(0, 1) end,
+      ["parry.lib.compare"] = function() return parry.lib.compare("1.0", "1.1") end,
+      ["parry.lib.parse_constraint"] = function() return parry.lib.parse_constraint(">=1.0") end,
+      ["Space:contains"] = function() return parry.rl.Discrete(3):contains(1) end,
     }
     local function kind(v)
       if parry.is_tensor(v) then return "parry.Tensor" end
@@ -121,7 +130,7 @@ describe("the LuaCATS annotations", function()
       ["parry.Tensor"] = {["parry.Tensor"] = true}, ["parry.Module"] = {["parry.Module"] = true},
       integer = {number = true}, number = {number = true}, boolean = {boolean = true}, string = {string = true},
       ["parry.Optimizer"] = {userdata = true, table = true}, ["parry.Scheduler"] = {userdata = true, table = true},
-      ["parry.Dataset"] = {table = true}, ["parry.HookHandle"] = {table = true},
+      ["parry.Dataset"] = {table = true}, ["parry.HookHandle"] = {table = true}, ["parry.rl.Env"] = {table = true},
     }
     for name, probe in pairs(probes) do
       local results = table.pack(probe())

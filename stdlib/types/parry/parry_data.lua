@@ -56,4 +56,5 @@ function parry.data.npy(path) end
 --- Readers: IDX (.gz too), NumPy .npy, CSV (→ tensor and column names).
 ---@param path any
 ---@param opts? table
+---@return table
 function parry.data.csv(path, opts) end

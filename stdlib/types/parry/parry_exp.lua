@@ -6,14 +6,17 @@ parry.exp = parry.exp or {}
 
 --- Runs `fn` with `run.log(step, {key = value})`, records the printed output, the summary, the parry version and the git commit; a failing run is recorded and re-raised.
 ---@param opts table
+---@return table
 function parry.exp.run(opts) end
 
 --- Runs the Cartesian product of the grid and prints a summary table (grid values and summary numbers per run).
 ---@param opts table
+---@return table
 function parry.exp.grid(opts) end
 
 --- The runs under `dir` (name, start time, status, seconds, summary); `parry runs [DIR]` prints them as a table.
 ---@param dir? any
+---@return table
 function parry.exp.list(dir) end
 
 --- The runs under `dir` (name, start time, status, seconds, summary); `parry runs [DIR]` prints them as a table.

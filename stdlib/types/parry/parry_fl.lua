@@ -8,23 +8,28 @@ parry.fl = parry.fl or {}
 ---@param ds any
 ---@param n any
 ---@param opts table
+---@return parry.Dataset[]
 function parry.fl.partition(ds, n, opts) end
 
 --- Runs a simulation (FedAvg, median, trimmed mean, (multi-)Krum, FLTrust, RFFL or a Lua aggregator; free riders, label flippers and other adversaries) and returns per-round, per-client records, fairness and removals.
 ---@param opts table
+---@return table
 function parry.fl.simulate(opts) end
 
 --- Each client trained alone with the same budget; returns accuracies (the fairness baseline).
 ---@param opts table
+---@return table
 function parry.fl.standalone(opts) end
 
 --- One aggregation rule on a list of same-shaped tensors; Krum also returns the selected indices, FLTrust the trust scores.
 ---@param rule any
 ---@param updates any
 ---@param opts? table
+---@return parry.Tensor
 function parry.fl.aggregate(rule, updates, opts) end
 
 --- Pearson correlation of two lists of numbers.
 ---@param a any
 ---@param b any
+---@return number
 function parry.fl.pearson(a, b) end

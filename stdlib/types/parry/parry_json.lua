@@ -17,6 +17,7 @@ function parry.json.decode(text) end
 
 --- JSON files (written indented); mark a table to encode as an object even when empty.
 ---@param path any
+---@return any
 function parry.json.read(path) end
 
 --- JSON files (written indented); mark a table to encode as an object even when empty.
@@ -27,4 +28,5 @@ function parry.json.write(path, value, opts) end
 
 --- JSON files (written indented); mark a table to encode as an object even when empty.
 ---@param t? any
+---@return table
 function parry.json.object(t) end

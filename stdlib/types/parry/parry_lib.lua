@@ -22,9 +22,11 @@ function parry.lib.install(path) end
 function parry.lib.remove(spec) end
 
 --- Installs a bundle or library folder into `home()/lib/<name>/<version>` (atomically; dependencies checked, cycles and conflicts refused); removes `name` or `name@version`; lists installed libraries (newest first); `PARRY_HOME` or `~/.parry`.
+---@return table
 function parry.lib.installed() end
 
 --- Installs a bundle or library folder into `home()/lib/<name>/<version>` (atomically; dependencies checked, cycles and conflicts refused); removes `name` or `name@version`; lists installed libraries (newest first); `PARRY_HOME` or `~/.parry`.
+---@return string
 function parry.lib.home() end
 
 --- Reads and validates `parry.lib.lua` (name, version, modules, optional description and dependencies).
@@ -38,15 +40,18 @@ function parry.lib.check_manifest(m, where) end
 
 --- Versions as digit lists; comparison; LuaRocks-style constraints (`>= 1.2`, `~> 1.2`, lists with commas) as predicates.
 ---@param s any
+---@return table
 function parry.lib.parse_version(s) end
 
 --- Versions as digit lists; comparison; LuaRocks-style constraints (`>= 1.2`, `~> 1.2`, lists with commas) as predicates.
 ---@param a any
 ---@param b any
+---@return integer
 function parry.lib.compare(a, b) end
 
 --- Versions as digit lists; comparison; LuaRocks-style constraints (`>= 1.2`, `~> 1.2`, lists with commas) as predicates.
 ---@param s any
+---@return fun(version: string): boolean
 function parry.lib.parse_constraint(s) end
 
 --- The `package.searchers` entry for installed libraries (newest version every installed dependent accepts); the CLI commands; Lua source for a table of plain values.
@@ -60,4 +65,5 @@ function parry.lib.main(cmd, args) end
 
 --- The `package.searchers` entry for installed libraries (newest version every installed dependent accepts); the CLI commands; Lua source for a table of plain values.
 ---@param value any
+---@return string
 function parry.lib.serialize(value) end

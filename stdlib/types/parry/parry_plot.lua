@@ -6,6 +6,7 @@ parry.plot = parry.plot or {}
 
 --- A figure; add series with `fig:line(x, y, {label=, color=, dashed=})`, `fig:scatter(x, y, {...})`, `fig:bar(labels, values, {...})`, then `fig:save(path)` or `fig:svg()`.
 ---@param opts table
+---@return table
 function parry.plot.figure(opts) end
 
 --- One-call charts (`series` = list of {x=, y=, label=} or {values=, label=}); `file` saves the SVG; they return the figure.
@@ -24,4 +25,5 @@ function parry.plot.bar(opts) end
 ---@param lo any
 ---@param hi any
 ---@param n? any
+---@return number[], number
 function parry.plot.ticks(lo, hi, n) end

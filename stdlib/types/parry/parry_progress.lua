@@ -7,4 +7,5 @@ parry.progress = parry.progress or {}
 --- A bar to drive by hand: `bar:update(n)`, `bar:step([k])`, `bar:close()`; `out` is a function(string), `every` seconds between plain lines.
 ---@param total any
 ---@param opts? table
+---@return table
 function parry.progress.new(total, opts) end

@@ -13,14 +13,17 @@ local env = {}
 --- A registered environment (`CartPole-v1`, `Pendulum-v1`, `MountainCarContinuous-v0`, `Acrobot-v1`; MuJoCo's `Hopper-v4`, `Walker2d-v4`, `HalfCheetah-v4`, `Ant-v4`, `InvertedPendulum-v4`; ids registered from Lua) with Gymnasium's time limit; a Lua env instance in place of the id gets the same limit and checks. MuJoCo tasks read Gymnasium's model files (`make deps-rl`, `PARRY_MUJOCO_ASSETS` or `assets=` a folder) or `xml=` an MJCF file. Unknown ids list the registered ones.
 ---@param id any
 ---@param opts? table
+---@return parry.rl.Env
 function parry.rl.make(id, opts) end
 
 --- `reset` → observation, info (a seed reseeds the env's generator); `step` → observation, reward, terminated, truncated, info. Stepping before `reset` or after the episode ended is an error; so is a Discrete action outside 1..n or a NaN. Box actions outside the bounds reach the env, which clips them as Gymnasium's envs do (wrap in `ClipAction` to clip first). A failed step leaves the env as it was.
 ---@param opts? table
+---@return parry.Tensor, table
 function env:reset(opts) end
 
 --- `reset` → observation, info (a seed reseeds the env's generator); `step` → observation, reward, terminated, truncated, info. Stepping before `reset` or after the episode ended is an error; so is a Discrete action outside 1..n or a NaN. Box actions outside the bounds reach the env, which clips them as Gymnasium's envs do (wrap in `ClipAction` to clip first). A failed step leaves the env as it was.
 ---@param action any
+---@return parry.Tensor|number, number, boolean, boolean, table
 function env:step(action) end
 
 --- A MuJoCo env's joint positions and velocities: `set_state` writes them (then mj_forward, as Gymnasium's `set_state`) and returns the observation; `state` returns qpos, qvel.
@@ -32,29 +35,35 @@ function env:set_state(qpos, qvel) end
 function env:state() end
 
 --- The running statistics `{mean=, var=, count=}` of a `NormalizeObservation` or `NormalizeReward` wrapper.
+---@return table
 function env:stats() end
 
 --- `n` envs stepped together in Swift; `reset` and `step` take and return batched tensors (observations n×…, rewards, terminated and truncated as n-vectors of 0/1). Next-step autoreset (Gymnasium 1.x's default): the step after an episode ends resets that env, ignores its action and returns reward 0 with both flags 0. `same_step` resets within the ending step and puts the last observation in `info.final_obs[i]`. `reset{seed=s}` seeds env i with s + i − 1.
 ---@param id_or_make any
 ---@param n any
 ---@param opts? table
+---@return parry.rl.Env
 function parry.rl.vector(id_or_make, n, opts) end
 
 --- Spaces: Box of float32 values within per-element bounds (numbers with a `shape`, or tensors; ±math.huge leaves a side open); Discrete of the integers 1..n.
 ---@param low any
 ---@param high any
 ---@param shape? any
+---@return parry.rl.Space
 function parry.rl.Box(low, high, shape) end
 
 --- Spaces: Box of float32 values within per-element bounds (numbers with a `shape`, or tensors; ±math.huge leaves a side open); Discrete of the integers 1..n.
 ---@param n any
+---@return parry.rl.Space
 function parry.rl.Discrete(n) end
 
 --- A random value as Gymnasium draws it (uniform inside bounds, exponential on a half-open side, normal when unbounded; Discrete uniform), membership, and the space's own seeded generator.
+---@return parry.Tensor|integer
 function Space:sample() end
 
 --- A random value as Gymnasium draws it (uniform inside bounds, exponential on a half-open side, normal when unbounded; Discrete uniform), membership, and the space's own seeded generator.
 ---@param x any
+---@return boolean
 function Space:contains(x) end
 
 --- A random value as Gymnasium draws it (uniform inside bounds, exponential on a half-open side, normal when unbounded; Discrete uniform), membership, and the space's own seeded generator.
@@ -63,6 +72,7 @@ function Space:seed(s) end
 
 --- The base class of environments written in Lua: set `observation_space` and `action_space` in `init`, define `reset(self, opts)` → obs, info and `step(self, action)` → obs, reward, terminated, truncated, info. Instances work in `make`, `vector`, the wrappers, `ppo` and `evaluate`; wrong return types are errors naming the env.
 ---@param name any
+---@return table
 function parry.rl.Env:extend(name) end
 
 --- Registers a Lua env maker under an id for `make`, `vector` and `ppo`; `registered` lists every id.
@@ -72,22 +82,27 @@ function parry.rl.Env:extend(name) end
 function parry.rl.register(id, make, opts) end
 
 --- Registers a Lua env maker under an id for `make`, `vector` and `ppo`; `registered` lists every id.
+---@return string[]
 function parry.rl.registered() end
 
 --- An actor-critic: without networks, CleanRL's separate MLPs (orthogonal init, gains √2 / 0.01 / 1, zero biases); any parry modules (Lua-defined too) otherwise. The actor returns logits (Discrete) or means (Box); `log_std` (1×k) is state-independent. `obs_rms` holds the observation statistics it was trained with.
 ---@param opts table
+---@return parry.rl.Policy
 function parry.rl.Policy(opts) end
 
 --- An action (or a batch of them) for raw observations, normalized with the policy's statistics; the critic's values; all trainable tensors.
 ---@param obs any
 ---@param opts? table
+---@return parry.Tensor|number
 function Policy:act(obs, opts) end
 
 --- An action (or a batch of them) for raw observations, normalized with the policy's statistics; the critic's values; all trainable tensors.
 ---@param obs any
+---@return parry.Tensor
 function Policy:value(obs) end
 
 --- An action (or a batch of them) for raw observations, normalized with the policy's statistics; the critic's values; all trainable tensors.
+---@return parry.Tensor[]
 function Policy:parameters() end
 
 --- A policy with its observation statistics in one safetensors file (written atomically); `load` rebuilds the MLP policy, or loads into a given policy with custom networks.
@@ -97,29 +112,35 @@ function Policy:save(path) end
 --- A policy with its observation statistics in one safetensors file (written atomically); `load` rebuilds the MLP policy, or loads into a given policy with custom networks.
 ---@param path any
 ---@param policy? any
+---@return parry.rl.Policy
 function parry.rl.load(path, policy) end
 
 --- PPO as CleanRL writes it (the defaults of `ppo_continuous_action.py` for Discrete and Box alike: lr 3e-4 annealed, 2048 steps × 10 epochs × 32 minibatches, γ 0.99, λ 0.95, clip 0.2 with value clipping, entropy 0, value coefficient 0.5, gradient-norm clip 0.5, Adam eps 1e-5); Box action spaces add observation and reward normalization and action clipping. Every option in `docs/rl.md`. Returns the policy and one record per update (`episodic_return`, `policy_loss`, `value_loss`, `entropy`, `approx_kl`, `clip_fraction`, `explained_variance`, …).
 ---@param opts table
+---@return parry.rl.Policy, table
 function parry.rl.ppo(opts) end
 
 --- ATLA-PPO: the victim (PPO with this table's options, as `ppo`) and an SA-RL adversary (PPO with `adversary`'s options) trained alternately; the victim acts on and learns from observations its current adversary perturbs within eps (the adversary's mean action). Returns the victim, `{victim=, adversary=}` histories and the adversary as an `sa_rl` attack.
 ---@param opts table
+---@return parry.rl.Policy, table, table
 function parry.rl.atla(opts) end
 
 --- PROTECTED's non-dominated policy class: from a pretrained `base` (or one trained by `ppo` for `base_steps`), each iteration warm-starts a new member from the last, trains it for `updates` PPO updates (`ppo`'s options; `sa_reg`/`sa_eps` add SA-PPO's regularizer) against a fresh PA-AD adversary trained on merged rollouts (reward +r for the new member, −r for the class's best responder, re-chosen every `reselect_every` updates), then records the gap Ĵ(π_j, ν_j) − max Ĵ(class, ν_j); a gap ≤ `delta` stops without adding. Returns the class (base first) and `{iterations=, gaps=}`.
 ---@param opts table
+---@return parry.rl.Policy[], table
 function parry.rl.protected(opts) end
 
 --- Runs whole episodes of a policy (or a function obs → action) and returns `{mean=, median=, sd=, returns=, lengths=}` (sd over episodes, population).
 ---@param policy any
 ---@param env any
 ---@param opts? table
+---@return table
 function parry.rl.evaluate(policy, env, opts) end
 
 --- One field of a PPO history as x (environment steps) and y lists for `parry.plot`, skipping updates without a value.
 ---@param history any
 ---@param field any
+---@return number[]
 function parry.rl.history_series(history, field) end
 
 --- A learning curve: one field of a PPO history against environment steps, saved as an SVG; returns the figure.
@@ -130,14 +151,17 @@ function parry.rl.plot_history(history, file, opts) end
 
 --- The observation as the policy's networks see it: its observation statistics applied (frozen), unchanged without them; state attacks work in these units.
 ---@param obs any
+---@return parry.Tensor
 function Policy:normalize(obs) end
 
 --- Runs a set of attacks (default random, critic, mad, rs, rs_mad, sa_rl, pa_ad) on one victim; each learned attack is trained once per entry of its hyperparameter grid (default PPO lr 3e-4 and 1e-3; rs: reg 0.1 and 1) and the strongest kept, as ATLA's protocol asks. Returns the natural mean, per attack `{mean=, attack=, config=, tried=}` and `worst`.
 ---@param opts table
+---@return table
 function parry.rl.attack_suite(opts) end
 
 --- Natural and attacked returns of named policies (a Policy, or a list of them for several training seeds) under named attacks (an attack, or a function(policy) → attack for per-victim ones such as SA-RL's): per condition `median` over seeds of each seed's mean, `mean` and `sd` over all episodes, `per_seed`; `worst` is the lowest median; `summary` a printable table.
 ---@param opts table
+---@return table
 function parry.rl.robustness(opts) end
 
 --- Grouped bars of a robustness result's medians, one group per policy; saves the SVG.
@@ -148,6 +172,7 @@ function parry.rl.plot_robustness(result, file, opts) end
 
 --- PROTECTED's test-time adaptation: EXP3 over a policy class (exp3.py's update, weights in log space), one deterministic episode per round against the schedule's attacker. Returns per-round `arm`, `reward`, `probabilities`, cumulative `regret` against the best fixed member in hindsight (from each member's expected return per condition), `total_reward`, `expected`, `best_fixed`. The bandit learns from (r − offset)/normalizer (the code: offset 0, normalizer 6000 for Hopper); by default the range of the expected returns is mapped onto [0, 1] and rewards are clipped to it.
 ---@param opts table
+---@return table
 function parry.rl.adapt(opts) end
 
 --- The moving average of the per-round return and the cumulative regret of an adapt result; saves the SVG.

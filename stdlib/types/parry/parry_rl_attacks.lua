@@ -7,28 +7,35 @@ parry.rl.attacks = parry.rl.attacks or {}
 
 --- s + U[−eps, eps]^d.
 ---@param opts table
+---@return table
 function parry.rl.attacks.random(opts) end
 
 --- PGD lowering the victim's value V(ŝ): a uniform start within ±step_eps, then signed steps, projected to the ball.
 ---@param opts table
+---@return table
 function parry.rl.attacks.critic(opts) end
 
 --- Maximal action difference: SGLD-style noisy signed ascent of Σ((μ(ŝ) − μ(s))/σ̄)² with σ̄ = σ/mean(σ) (KL(π(s)‖π(ŝ)) for Discrete policies), as the code's "action" attack.
 ---@param opts table
+---@return table
 function parry.rl.attacks.mad(opts) end
 
 --- Robust SARSA: Q(s, a) of the deterministic victim learned on-policy (smooth-L1 TD loss + reg × the squared gap to its interval bounds on an ℓ∞ ball of radius sarsa.eps, ramped), then PGD lowering Q(s, μ(ŝ)); `rs_mad` mixes in MAD's action change half and half. Box actions; `attack.q` is Q.
 ---@param opts table
+---@return table
 function parry.rl.attacks.rs(opts) end
 
 --- Robust SARSA: Q(s, a) of the deterministic victim learned on-policy (smooth-L1 TD loss + reg × the squared gap to its interval bounds on an ℓ∞ ball of radius sarsa.eps, ramped), then PGD lowering Q(s, μ(ŝ)); `rs_mad` mixes in MAD's action change half and half. Box actions; `attack.q` is Q.
 ---@param opts table
+---@return table
 function parry.rl.attacks.rs_mad(opts) end
 
 --- The learned optimal adversary (SA-RL): a Gaussian policy trained by PPO (its options pass through) on the frozen victim's negated reward, the victim seeing ŝ = s + eps·clip(a, −1, 1); the attack uses the adversary's mean action. `attack.adversary` and `attack.history` hold the adversary and its training records.
 ---@param opts table
+---@return table
 function parry.rl.attacks.sa_rl(opts) end
 
 --- PA-AD: a director trained by PPO on the victim's negated reward proposes a direction in the victim's action space; the actor takes one FGSM step (from a start within ±eps/steps) that moves the victim's mean action along it (cosine plus length). Box actions only.
 ---@param opts table
+---@return table
 function parry.rl.attacks.pa_ad(opts) end

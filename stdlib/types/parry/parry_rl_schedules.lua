@@ -7,15 +7,18 @@ parry.rl.schedules = parry.rl.schedules or {}
 
 --- The paper's schedule: attacked in the first and third quarters of the rounds.
 ---@param attack any
+---@return fun(round: integer): table?
 function parry.rl.schedules.halves(attack) end
 
 --- `interval` rounds attacked, `interval` natural, repeating.
 ---@param attack any
 ---@param interval any
+---@return fun(round: integer): table?
 function parry.rl.schedules.periodic(attack, interval) end
 
 --- Starts attacked and switches with probability p each round (seeded).
 ---@param attack any
 ---@param p any
 ---@param opts? table
+---@return fun(round: integer): table?
 function parry.rl.schedules.random(attack, p, opts) end

@@ -8,17 +8,21 @@ parry.rl.wrappers = parry.rl.wrappers or {}
 --- (o − mean)/√(var + ε) with running statistics over every observation returned (Gymnasium's, counting from 1e-4), clipped to ±clip.
 ---@param env any
 ---@param opts? table
+---@return parry.rl.Env
 function parry.rl.wrappers.NormalizeObservation(env, opts) end
 
 --- Rewards divided by the running standard deviation of the discounted return (Gymnasium's, autoreset-aware), clipped to ±clip.
 ---@param env any
 ---@param opts? table
+---@return parry.rl.Env
 function parry.rl.wrappers.NormalizeReward(env, opts) end
 
 --- Clips Box actions to the space's bounds before the env sees them.
 ---@param env any
+---@return parry.rl.Env
 function parry.rl.wrappers.ClipAction(env) end
 
 --- When an episode ends, `info.episode = {r=, l=, t=}` (return, length, seconds); vector envs give n-vectors and `info._episode`.
 ---@param env any
+---@return parry.rl.Env
 function parry.rl.wrappers.RecordEpisodeStatistics(env) end

@@ -18,6 +18,7 @@ function parry.table.print(rows, opts) end
 --- CSV text (RFC 4180 quoting, floats at full precision), written to a file, or read back as records (numbers converted) and the header.
 ---@param rows any
 ---@param opts? table
+---@return string
 function parry.table.csv(rows, opts) end
 
 --- CSV text (RFC 4180 quoting, floats at full precision), written to a file, or read back as records (numbers converted) and the header.
@@ -28,4 +29,5 @@ function parry.table.write_csv(path, rows, opts) end
 
 --- CSV text (RFC 4180 quoting, floats at full precision), written to a file, or read back as records (numbers converted) and the header.
 ---@param path any
+---@return table
 function parry.table.read_csv(path) end
