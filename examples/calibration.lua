@@ -17,7 +17,44 @@
 --
 --   parry examples/calibration.lua [train_images=8000] [test_images=500] [head=mlp|linear]
 --
--- Seeded. Results: see the numbers below once measured.
+-- Seeded. Measured on 2 cores (release build, 2026-12-01): 929 s with the
+-- Bind model already trained (+79 s for examples/bind_pretrain.lua); heads
+-- 28–46 s each. ε: image 8/255, point 0.03 (coordinates in [−1, 1]: 0.4 px),
+-- signal 0.02. 500 test images; heads on 8,000 training images; each head
+-- 6,256 of 803,056 parameters (0.78%). R@1: image→modality retrieval among
+-- the 500 (chance 0.002), "adv" with the modality side attacked.
+--   modality head                 clean  PGD-20  APGD    R@1  R@1adv
+--   image    frozen               0.904  0.492  0.458     -      -
+--   image    ce                   0.890  0.602  0.580     -      -
+--   image    ce + consistency     0.888  0.588  0.556     -      -
+--   image    l2                   0.906  0.552  0.530     -      -
+--   image    l2 + consistency     0.904  0.516  0.478     -      -
+--   image    infonce              0.900  0.454  0.416     -      -
+--   image    infonce + consist.   0.904  0.506  0.482     -      -
+--   point    frozen               0.704  0.212  0.190  0.088  0.056
+--   point    ce                   0.694  0.312  0.284  0.030  0.016
+--   point    ce + consistency     0.732  0.234  0.218  0.078  0.064
+--   point    l2                   0.682  0.270  0.260  0.080  0.056
+--   point    l2 + consistency     0.702  0.226  0.210  0.084  0.058
+--   point    infonce              0.680  0.148  0.128  0.092  0.058
+--   point    infonce + consist.   0.696  0.220  0.202  0.090  0.060
+--   signal   frozen               0.820  0.194  0.186  0.558  0.298
+--   signal   ce                   0.848  0.430  0.414  0.142  0.078
+--   signal   ce + consistency     0.858  0.424  0.398  0.442  0.252
+--   signal   l2                   0.820  0.228  0.214  0.528  0.298
+--   signal   l2 + consistency     0.824  0.208  0.192  0.554  0.298
+--   signal   infonce              0.792  0.178  0.158  0.542  0.310
+--   signal   infonce + consist.   0.820  0.200  0.184  0.560  0.330
+-- What holds of the paper's claims here: the non-visual modalities are the
+-- most vulnerable (PGD-20 keeps 54% of the image's clean accuracy, 30% of the
+-- point cloud's, 24% of the signal's); the fixed-center CE head raises robust
+-- accuracy on every modality (+11, +10, +24 points) with clean accuracy within
+-- 1.4 points or better — smaller gains than the paper's (up to +47), from a
+-- 0.8% head trained for 2 epochs. CE alone gives up cross-modal retrieval
+-- (signal R@1 0.56 → 0.14); the consistency term (λ = 10) brings most of it
+-- back (0.44) at the same robust accuracy on the signal, at a cost in
+-- robustness on the point cloud. L2 alignment keeps retrieval but gains less;
+-- InfoNCE against the batch's clean embeddings is the weakest here.
 local parry = require("parry")
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local bind = dofile(here .. "bind_model.lua")
