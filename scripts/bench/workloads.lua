@@ -116,6 +116,14 @@ if want("dverge_step") then
   emit("dverge_step", s, "3 ResNet-20, batch 128, 10 distillation steps at the logits")
 end
 
+if want("random_api_100k") then
+  -- issue 19's random API programs: 100,000 random calls (scripts/random_api.lua, seed 1).
+  local root = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "../../"
+  local t = parry.clock()
+  local r = dofile(root .. "scripts/random_api.lua").run{calls = 100000, seed = 1}
+  emit("random_api_100k", parry.clock() - t, string.format("%d errors raised, %d results checked, %d failures", r.errors, r.checked, #r.failures))
+end
+
 if want("fedavg_100x600") then
   -- FedAvg, 100 clients × 600 Fashion-MNIST images (iid), 1 local epoch of
   -- the 784-256-256-10 MLP (batch 32, SGD lr 0.05), 5 rounds; the server
