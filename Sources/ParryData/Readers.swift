@@ -34,14 +34,53 @@ public func readFile(_ path: String) throws -> [UInt8] {
     Int(b[i]) << 24 | Int(b[i + 1]) << 16 | Int(b[i + 2]) << 8 | Int(b[i + 3])
 }
 
+/// Reads a file through zlib's gzread, which inflates gzip files and passes
+/// plain ones through: the bytes stream in chunks, never all at once.
+final class StreamReader {
+    let path: String
+    private let gz: gzFile
+    init(_ path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else { throw DataError.at(path, "no such file") }
+        guard let gz = gzopen(path, "rb") else { throw DataError.at(path, "cannot open the file") }
+        self.path = path; self.gz = gz
+        gzbuffer(gz, 1 << 17)
+    }
+    deinit { gzclose(gz) }
+
+    /// Fills `count` bytes at `p`; returns how many were read (fewer at the end of the file).
+    func read(into p: UnsafeMutableRawPointer, count: Int) throws -> Int {
+        var done = 0
+        while done < count {
+            let n = gzread(gz, p + done, UInt32(min(count - done, 1 << 30)))
+            if n < 0 { throw DataError.at(path, "corrupt gzip data") }
+            if n == 0 { break }
+            done += Int(n)
+        }
+        return done
+    }
+
+    func bytes(_ count: Int) throws -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: count)
+        let n = try b.withUnsafeMutableBytes { try read(into: $0.baseAddress!, count: count) }
+        return Array(b.prefix(n))
+    }
+}
+
 /// An IDX file (LeCun's MNIST format): magic 0,0,type,ndim; ndim big-endian
 /// u32 sizes; big-endian data. Integer types give int64, floats float32.
-public func readIDX(_ path: String) throws -> Tensor {
-    let b = try readFile(path)
-    guard b.count >= 4, b[0] == 0, b[1] == 0 else { throw DataError.at(path, "not an IDX file (bad magic)") }
-    let type = b[2], nd = Int(b[3])
-    guard nd >= 1, nd <= 8, b.count >= 4 + 4 * nd else { throw DataError.at(path, "truncated IDX header") }
-    let shape = (0..<nd).map { bigEndianU32(b, 4 + 4 * $0) }
+/// `limit` keeps the first items along dim 1; `divisor` gives float32 values
+/// x / divisor directly (uint8 images to [0, 1] without an int64 copy, the
+/// same floats as converting then dividing). The file
+/// (plain or gzip) is streamed: the peak is the result plus a small buffer.
+public func readIDX(_ path: String, limit: Int? = nil, divisor: Double? = nil) throws -> Tensor {
+    let r = try StreamReader(path)
+    let head = try r.bytes(4)
+    guard head.count == 4, head[0] == 0, head[1] == 0 else { throw DataError.at(path, "not an IDX file (bad magic)") }
+    let type = head[2], nd = Int(head[3])
+    guard nd >= 1, nd <= 8 else { throw DataError.at(path, "truncated IDX header") }
+    let dims = try r.bytes(4 * nd)
+    guard dims.count == 4 * nd else { throw DataError.at(path, "truncated IDX header") }
+    var shape = (0..<nd).map { bigEndianU32(dims, 4 * $0) }
     let size: Int
     switch type {
     case 0x08, 0x09: size = 1
@@ -51,12 +90,39 @@ public func readIDX(_ path: String) throws -> Tensor {
     default: throw DataError.at(path, "unknown IDX element type 0x\(String(type, radix: 16))")
     }
     try Tensor.checkShape(shape)
-    let n = shape.reduce(1, *), start = 4 + 4 * nd
-    guard b.count >= start + n * size else {
-        throw DataError.at(path, "truncated IDX data: expected \(n * size) bytes for shape \(shapeString(shape)), found \(b.count - start)")
+    let full = shape
+    if let limit { shape[0] = min(max(limit, 0), shape[0]) }
+    let n = shape.reduce(1, *)
+    let float = type == 0x0D || type == 0x0E
+    let truncated = { (found: Int) in
+        DataError.at(path, "truncated IDX data: expected \(full.reduce(1, *) * size) bytes for shape \(shapeString(full)), found \(found)")
     }
-    return decodeElements(b, at: start, count: n, size: size, shape: shape,
-                          float: type == 0x0D || type == 0x0E, signed: type != 0x08, bigEndian: true)
+    if size == 1 {
+        // bytes (images, labels), the common case: decoded chunk by chunk into the result
+        let out = Tensor(shape: shape, dtype: divisor != nil ? .float32 : .int64, zeroed: false)
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var done = 0
+        let signed = type == 0x09
+        while done < n {
+            let want = min(chunk.count, n - done)
+            let got = try chunk.withUnsafeMutableBytes { try r.read(into: $0.baseAddress!, count: want) }
+            guard got == want else { throw truncated(done + got) }
+            if let divisor {
+                let p = out.pointer(Float.self) + done, d = Float(divisor)
+                for i in 0..<got { p[i] = (signed ? Float(Int8(bitPattern: chunk[i])) : Float(chunk[i])) / d }
+            } else {
+                let p = out.pointer(Int64.self) + done
+                for i in 0..<got { p[i] = signed ? Int64(Int8(bitPattern: chunk[i])) : Int64(chunk[i]) }
+            }
+            done += got
+        }
+        return out
+    }
+    let b = try r.bytes(n * size)
+    guard b.count == n * size else { throw truncated(b.count) }
+    let t = decodeElements(b, at: 0, count: n, size: size, shape: shape, float: float, signed: type != 0x08, bigEndian: true)
+    guard let divisor else { return t }
+    return try t.to(.float32).binary(.div, .float(divisor))
 }
 
 /// A NumPy .npy file (versions 1–3), C order; float32/float64 give float32,

@@ -8,7 +8,13 @@ import ParryNN
 // tables built in stdlib/parry/data.lua) and of parry.save / parry.load.
 
 let dataFunctions: [(String, parry_SwiftFunction)] = [
-    ("idx", { L in bind(L, "parry.data.idx") { a in a.push(try readIDX(try a.string(1, "path"))) } }),
+    ("idx", { L in bind(L, "parry.data.idx") { a in
+        let path = try a.string(1, "path")
+        let o = try a.options(2, allowed: ["limit", "divisor"])
+        if let l = try o.integer("limit"), l < 1 { throw a.fail("limit must be a positive integer, got \(l)") }
+        if let d = try o.number("divisor"), !(d != 0 && d.isFinite) { throw a.fail("divisor must be a non-zero number, got \(d)") }
+        return a.push(try readIDX(path, limit: try o.integer("limit"), divisor: try o.number("divisor")))
+    } }),
     ("npy", { L in bind(L, "parry.data.npy") { a in a.push(try readNPY(try a.string(1, "path"))) } }),
     ("csv", { L in bind(L, "parry.data.csv") { a in
         let o = try a.options(2, allowed: ["header", "delimiter"])

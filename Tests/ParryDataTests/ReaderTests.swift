@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import ParryCore
 @testable import ParryData
+import CZlib
 
 /// Readers on tiny files written here byte by byte.
 final class ReaderTests: XCTestCase {
@@ -97,5 +98,35 @@ final class ReaderTests: XCTestCase {
         XCTAssertEqual(Array(f.floats()[0..<4]), [3, 2, 1, 0])
         let n = try Transforms.normalize(x, mean: [8], std: [2])
         XCTAssertEqual(n.floats()[0], -4)
+    }
+}
+
+/// The streamed IDX reader: the first `limit` items, floats divided on the way in, gzip or not.
+final class StreamedIDXTests: XCTestCase {
+    func testLimitAndDivisorMatchTheFullReadOnPlainAndGzipFiles() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parry-idx-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // 5 images of 2×3 bytes
+        var bytes: [UInt8] = [0, 0, 0x08, 3, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 3]
+        bytes += (0..<30).map { UInt8($0 * 8) }
+        let plain = dir.appendingPathComponent("images-idx3-ubyte").path
+        FileManager.default.createFile(atPath: plain, contents: Data(bytes))
+        let gz = plain + ".gz"
+        let f = gzopen(gz, "wb")!
+        _ = bytes.withUnsafeBytes { gzwrite(f, $0.baseAddress, UInt32($0.count)) }
+        gzclose(f)
+        for path in [plain, gz] {
+            let all = try readIDX(path)
+            XCTAssertEqual(all.shape, [5, 2, 3])
+            XCTAssertEqual(all.int64s(), (0..<30).map { Int64($0 * 8) })
+            let some = try readIDX(path, limit: 2, divisor: 255)
+            XCTAssertEqual(some.shape, [2, 2, 3])
+            XCTAssertEqual(some.floats(), (0..<12).map { Float($0 * 8) / 255 })
+        }
+        // a file cut in the data is an error naming what was found
+        FileManager.default.createFile(atPath: plain, contents: Data(bytes.prefix(16 + 20)))
+        XCTAssertThrowsError(try readIDX(plain)) { XCTAssertTrue("\($0)".contains("found 20"), "\($0)") }
+        XCTAssertEqual(try readIDX(plain, limit: 3).shape, [3, 2, 3])   // the first 3 items are all there
     }
 }

@@ -32,4 +32,19 @@ describe("memory", function()
     end
     for i = 1, 200, 37 do assert.equals(i, keep[i][262144]) end
   end)
+
+  measure("loads Fashion-MNIST's training set with a peak within 1.3× of the decoded floats", function()
+    local support = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "support.lua")
+    if not io.open("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz") then return pending("no Fashion-MNIST") end
+    -- the high-water mark of a fresh process, with and without the load
+    local function hwm(code)
+      local out = support.sh(support.q(support.PARRY) .. " -e " .. support.q(code ..
+        "; for l in io.lines('/proc/self/status') do local v = l:match('^VmHWM:%s*(%d+)') if v then print(v) end end"))
+      return assert(tonumber(out:match("(%d+)%s*$")), out) / 1024
+    end
+    local base = hwm("local parry = require('parry')")
+    local loaded = hwm("local parry = require('parry'); local d = parry.data.fashion_mnist{split = 'train'}; assert(d.x:size(1) == 60000)")
+    local decoded = 60000 * 784 * 4 / 2 ^ 20      -- 179 MiB of float32
+    assert(loaded - base <= 1.3 * decoded, string.format("the load peaked %.0f MiB above the %.0f MiB baseline for %.0f MiB of data", loaded - base, base, decoded))
+  end)
 end)

@@ -163,14 +163,13 @@ local function idx_dataset(fn, opts, default_root, hint)
   local root = opts.root or default_root
   if not root then fail(fn, "missing option root (the folder with the IDX files)") end
   local prefix = split == "train" and "train" or "t10k"
-  local images = D.idx(find(fn, root, prefix .. "-images-idx3-ubyte", hint))
-  local labels = D.idx(find(fn, root, prefix .. "-labels-idx1-ubyte", hint))
+  -- streamed straight to float32 in [0, 1], only the first `limit` images
+  local images = D.idx(find(fn, root, prefix .. "-images-idx3-ubyte", hint), { limit = opts.limit, divisor = 255 })
+  local labels = D.idx(find(fn, root, prefix .. "-labels-idx1-ubyte", hint), { limit = opts.limit })
   if images:dim() ~= 3 or labels:dim() ~= 1 or images:size(1) ~= labels:size(1) then
     fail(fn, "images and labels do not match (" .. table.concat(images:shape(), "x") .. " vs " .. table.concat(labels:shape(), "x") .. ")")
   end
-  local n = opts.limit and math.min(opts.limit, images:size(1)) or images:size(1)
-  local x = images:narrow(1, 1, n):float():div(255):unsqueeze(2)
-  return data.TensorDataset(x, labels:narrow(1, 1, n) + 1)
+  return data.TensorDataset(images:unsqueeze(2), labels:add_(1))
 end
 
 --- fashion_mnist{split = "train"|"test", root = , limit = } from Debian's dataset-fashion-mnist.

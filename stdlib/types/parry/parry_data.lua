@@ -43,17 +43,18 @@ function parry.data.synthetic_classification(opts) end
 ---@return parry.Dataset
 function parry.data.TensorDataset(x, y) end
 
---- Readers: IDX (.gz too), NumPy .npy, CSV (→ tensor and column names).
+--- Readers: IDX (.gz too), NumPy .npy, CSV (→ tensor and column names). `idx` streams the file (plain or gzip) and can keep only the first `limit` items and return float32 values divided by `divisor` (images to [0, 1] with 255), so the peak is the result's size.
 ---@param path any
+---@param opts? table
 ---@return parry.Tensor
-function parry.data.idx(path) end
+function parry.data.idx(path, opts) end
 
---- Readers: IDX (.gz too), NumPy .npy, CSV (→ tensor and column names).
+--- Readers: IDX (.gz too), NumPy .npy, CSV (→ tensor and column names). `idx` streams the file (plain or gzip) and can keep only the first `limit` items and return float32 values divided by `divisor` (images to [0, 1] with 255), so the peak is the result's size.
 ---@param path any
 ---@return parry.Tensor
 function parry.data.npy(path) end
 
---- Readers: IDX (.gz too), NumPy .npy, CSV (→ tensor and column names).
+--- Readers: IDX (.gz too), NumPy .npy, CSV (→ tensor and column names). `idx` streams the file (plain or gzip) and can keep only the first `limit` items and return float32 values divided by `divisor` (images to [0, 1] with 255), so the peak is the result's size.
 ---@param path any
 ---@param opts? table
 ---@return table
