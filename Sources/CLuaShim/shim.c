@@ -152,16 +152,25 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "interrupted!");
 }
 
+/* Native work (an attack, a training loop in Swift) polls this flag between
+ * steps through parry_native_interrupted(). */
+static volatile sig_atomic_t native_interrupt = 0;
+
 static void on_sigint(int sig) {
   (void)sig;
   int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+  native_interrupt = 1;
   if (interrupted_state) lua_sethook(interrupted_state, interrupt_hook, mask, 1);
 }
 
 void parry_sigint(lua_State *L, int active) {
   interrupted_state = active ? L : NULL;
+  native_interrupt = 0;
   signal(SIGINT, active ? on_sigint : SIG_DFL);
 }
+
+int parry_native_interrupted(void) { return native_interrupt != 0; }
+void parry_clear_native_interrupt(void) { native_interrupt = 0; }
 
 /* Ctrl-C at the REPL prompt: the handler only records it; without SA_RESTART
  * the terminal read fails with EINTR, libedit's readline returns NULL and the

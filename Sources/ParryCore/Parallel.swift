@@ -164,3 +164,23 @@ private final class WorkerPool: @unchecked Sendable {
         if let job { work(job) }
     }
 }
+
+/// Ctrl-C inside native work: long-running algorithms call `check()` between
+/// their steps (attack iterations, training batches, federated rounds, RL
+/// updates); the host installs `probe` (a read of its SIGINT flag). The work
+/// stops with `Interrupted`, leaving tensors and modules valid: a step either
+/// finished or did not start.
+public enum Interrupt {
+    nonisolated(unsafe) public static var probe: (() -> Bool)?
+
+    @inline(__always)
+    public static func check() throws {
+        if let probe, probe() { throw Interrupted() }
+    }
+}
+
+/// Thrown by `Interrupt.check()`; bindings report it as the Lua error "interrupted".
+public struct Interrupted: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "interrupted" }
+}

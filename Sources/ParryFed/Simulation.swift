@@ -187,6 +187,7 @@ public final class Simulation {
         let start = DispatchTime.now()
         var trainTotal = 0.0
         for round in 1...config.rounds {
+            try Interrupt.check()
             let roundStart = DispatchTime.now()
             let w = layout.read(serverParams)
             let m = max(1, Int((config.fraction * Double(n)).rounded()))
@@ -301,6 +302,7 @@ public final class Simulation {
         let start = DispatchTime.now()
         var trainTotal = 0.0
         for round in 1...config.rounds {
+            try Interrupt.check()
             let roundStart = DispatchTime.now()
             let lr = config.local.lr(round: round)
             let live = (0..<n).filter { active[$0] }

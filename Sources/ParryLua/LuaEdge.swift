@@ -35,6 +35,12 @@ func bind(_ L: LuaState?, _ name: StaticString, _ body: (LuaArgs) throws -> Int3
     } catch let e as LuaCallError {
         pushString(L, e.message)      // already positioned by Lua: raise unchanged
         return PARRY_RETHROW
+    } catch is Interrupted {
+        // Ctrl-C reached native work: the Lua hook would raise at the next instruction anyway
+        lua_sethook(L, nil, 0, 0)
+        parry_clear_native_interrupt()
+        pushString(L, "interrupted!")
+        return PARRY_RETHROW
     } catch let e as LuaArgumentError {
         pushString(L, "\(name): \(e.message)")
     } catch let e as TensorError {

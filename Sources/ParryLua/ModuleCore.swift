@@ -10,6 +10,8 @@ public let parryVersion = "0.1.0"
 /// `Tensor` (the method table, extensible from Lua) and `version`.
 let openParryCore: parry_SwiftFunction = { L in
     guard let L else { return 0 }
+    // native loops poll the host's SIGINT flag (set only while the parry host runs Lua code)
+    Interrupt.probe = { parry_native_interrupted() != 0 }
     // methods table
     lua_createtable(L, 0, Int32(tensorOps.count + tensorOnlyMethods.count))
     let methods = lua_gettop(L)

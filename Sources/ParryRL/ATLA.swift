@@ -24,6 +24,7 @@ public enum ATLA {
         var out: (victim: [PPO.UpdateRecord], adversary: [PPO.UpdateRecord]) = ([], [])
         while !v.finished {
             for _ in 0..<victimUpdates where !v.finished {
+                try Interrupt.check()
                 let r = try v.iterate()
                 out.victim.append(r)
                 try onUpdate?(r)

@@ -98,6 +98,7 @@ public enum Adaptation {
         var regret = 0.0
         _ = try env.reset(seed: seed &+ 77)
         for (t, c) in schedule.enumerated() {
+            try Interrupt.check()
             var r = Round()
             r.condition = c
             r.probabilities = bandit.probabilities

@@ -201,6 +201,7 @@ public enum PPO {
 
             // Rollout.
             for step in 0..<c.numSteps {
+                try Interrupt.check()
                 globalStep += n
                 let base = step * n
                 let seen = try rolloutAttack.map { try $0.perturb(nextObs, policy: policy, generator: g) } ?? nextObs
@@ -326,6 +327,7 @@ public func evaluate(env: Environment, episodes: Int, seed: UInt64?, act: ([Floa
     guard episodes > 0 else { throw RLError("episodes must be positive, got \(episodes)") }
     var out = Evaluation()
     for e in 0..<episodes {
+        try Interrupt.check()
         var obs = try env.reset(seed: e == 0 ? seed : nil)
         var ret = 0.0, len = 0
         while true {

@@ -75,6 +75,7 @@ public enum Protected {
                                      rewardNormalizer: c.normalizeRewards ? try NormalizeReward(gamma: ac.gamma) : nil)
             let selectEnv = try makeEnv()
             for u in 0..<c.updates {
+                try Interrupt.check()
                 it.victim.append(try vt.iterate())
                 if u % c.reselectEvery == 0 {
                     let returns = try members.map { m in

@@ -39,6 +39,7 @@ public enum RobustSarsa {
         var losses: [Double] = []
         var raw = try env.reset(seed: c.seed)
         for it in 0..<c.iterations {
+            try Interrupt.check()
             // learning rate: constant for 2/3 of the iterations, then linearly to 0
             let decay = Double(c.iterations) * 2 / 3
             let lr = Double(it) < decay ? c.lr : c.lr * (Double(c.iterations) - Double(it)) / (Double(c.iterations) - decay)
@@ -112,6 +113,7 @@ public struct RSAttack: ObservationAttack {
         let ref = try ActionChange.at(s0, policy: policy, normalizeStdev: true)
         var x = try GradMode.noGrad { try s0 + (Tensor.rand(s0.shape, generator: generator) * 2 - 1) * step }
         for _ in 0..<steps {
+            try Interrupt.check()
             let xv = try x.detach().requiresGrad_()
             let loss = try GradMode.with(enabled: true) { () -> Tensor in
                 guard case .normal(let mean, _) = try policy.distribution(xv) else { throw RLError("the rs attack needs a Gaussian victim") }

@@ -47,6 +47,7 @@ public struct CriticAttack: ObservationAttack {
         let s0 = s.detach()
         var x = try GradMode.noGrad { try s0 + (Tensor.rand(s0.shape, generator: generator) * 2 - 1) * stepEps }
         for _ in 0..<steps {
+            try Interrupt.check()
             let xv = try x.detach().requiresGrad_()
             let v = try GradMode.with(enabled: true) { try policy.value(xv).sum() }
             guard let g = try grad([v], [xv]).first ?? nil else { throw RLError("the critic's value does not depend on the observation") }

@@ -54,6 +54,7 @@ public enum Attacks {
             if o.randomStart && tm.eps > 0 { adv = try randomStart(x, tm, generator: generator) }
             var active = try Tensor.ones([n])
             for _ in 0..<o.steps {
+                try Interrupt.check()
                 let (g, _, z) = try AttackMath.gradient(model, adv, y, o.loss, targeted: o.targeted)
                 adv = try GradMode.noGrad {
                     if o.earlyStop { active = try active * (1 - AttackMath.success(z, y, targeted: o.targeted)) }
@@ -149,6 +150,7 @@ public enum Attacks {
             var adv = o.randomStart && tm.eps > 0 ? try randomStart(x, tm, generator: generator) : x.detach()
             var g = try Tensor.zeros(x.shape)
             for _ in 0..<o.steps {
+                try Interrupt.check()
                 let (d, _, _) = try AttackMath.gradient(gradModel, adv, y, o.loss, targeted: o.targeted)
                 try GradMode.noGrad {
                     let l1 = try d.abs().reshape([n, -1]).mean(dim: 1).reshape(unit)
@@ -254,6 +256,7 @@ public enum Attacks {
         var best = x.detach(), bestL2 = try Tensor.full([n], 1e10)
         var previous = Double.infinity
         for step in 0..<steps {
+            try Interrupt.check()
             let adv = try (w.tanh() + 1) * ((hi - lo) / 2) + lo
             let l2 = try (adv - x).reshape([n, -1]).pow(2).sum(dim: 1)
             let z = try model(adv)

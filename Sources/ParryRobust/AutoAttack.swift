@@ -87,6 +87,7 @@ extension Attacks {
         var xOld = xAdv
         var checkpoints = try APGDCheckpoints(steps: steps, rho: o.rho, initialLoss: loss)
         for i in 0..<steps {
+            try Interrupt.check()
             try GradMode.noGrad {
                 let grad2 = try xAdv - xOld
                 xOld = xAdv
@@ -145,6 +146,7 @@ extension Attacks {
             let xs = try x.contiguous().detach()
             let yAll = y
             for it in 1..<queries {
+                try Interrupt.check()
                 // Only samples the model still classifies correctly are queried.
                 let active = m.floats().enumerated().filter { $0.element > 0 }.map(\.offset)
                 if active.isEmpty { break }

@@ -127,6 +127,7 @@ public enum Calibration {
             head.train()
             var sum = 0.0, correct = 0.0, batches = 0
             for idx in RiFT.shuffledBatches(n, o.batchSize, generator) {
+                try Interrupt.check()
                 try opt.setHyperparameter("lr", oneCycle(step, total: total, maxLR: o.lr, pctStart: o.pctStart, divFactor: o.divFactor,
                                                           finalDivFactor: o.finalDivFactor), group: 0)
                 step += 1
@@ -164,6 +165,7 @@ public enum Calibration {
                               generator: Generator = .current) throws -> Tensor {
         var adv = randomStart && tm.eps > 0 ? try Attacks.randomStart(x, tm, generator: generator) : x.detach()
         for _ in 0..<steps {
+            try Interrupt.check()
             let av = try adv.detach().requiresGrad_()
             let z = try embed(encoder, head, av)
             let l = loss == .ce ? try Loss.fixedCenterCE(z, centers, y, temperature: temperature, reduction: .sum)

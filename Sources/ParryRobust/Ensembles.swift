@@ -48,6 +48,7 @@ public enum Diversity {
         var g = try Tensor.zeros(x.shape)
         let n = x.shape[0], unit = [n] + [Int](repeating: 1, count: x.ndim - 1)
         for _ in 0..<o.steps {
+            try Interrupt.check()
             let zv = try z.detach().requiresGrad_()
             let loss = try Loss.mse(model.feature(zv, at: layer), target)
             let d = try grad([loss], [zv], allowUnused: true)[0] ?? Tensor.zeros(x.shape)
@@ -73,6 +74,7 @@ public enum Diversity {
         try tm.validate()
         var adv = randomStart ? try Attacks.randomStart(x, tm, generator: generator) : x.detach()
         for _ in 0..<steps {
+            try Interrupt.check()
             let (g, _, _) = try AttackMath.gradient(model, adv, y, .ce, targeted: false)
             adv = try GradMode.noGrad { try AttackMath.project(adv + alpha * g.sign(), x, tm) }
         }
@@ -302,6 +304,7 @@ public enum Diversity {
             let sources = kind == .dverge ? RiFT.shuffledBatches(n, o.batchSize, generator) : []
             var sums = [Double](repeating: 0, count: kind == .adp || kind == .gal ? 1 : m), count = 0
             for (k, idx) in batches.enumerated() {
+                try Interrupt.check()
                 var xb = try x.indexSelect(0, idx)
                 if let transform { xb = try transform(xb) }
                 if let noise = o.gaussianNoise { xb = try addNoise(xb, std: noise.std, p: noise.p, generator: generator) }

@@ -35,6 +35,7 @@ public enum Evaluation {
             let ok = try GradMode.noGrad { try 1 - AttackMath.success(model(xb), yb, targeted: false) }
             correct += ok.floats()
             for (k, a) in attacks.enumerated() {
+                try Interrupt.check()
                 progress?("\(a.name): \(start + len)/\(n)")
                 let adv = try a.run(xb, yb)
                 let s = try GradMode.noGrad { try AttackMath.success(model(adv), yb, targeted: false) * ok }

@@ -33,6 +33,7 @@ public enum RobustTraining {
             let pNat = try GradMode.noGrad { try model(x).softmax(dim: 1) }
             var a = try x + 0.001 * Tensor.randn(x.shape, generator: generator)
             for _ in 0..<steps {
+                try Interrupt.check()
                 let av = try a.detach().requiresGrad_()
                 let kl = try Loss.klDiv(model(av).softmax(dim: 1, log: true), pNat, reduction: .sum)
                 let g = try grad([kl], [av])[0] ?? Tensor.zeros(x.shape)
@@ -87,6 +88,7 @@ extension RobustTraining {
             var a = randomStart ? try Attacks.randomStart(x, tm, generator: generator)
                 : try AttackMath.project(x + 0.001 * Tensor.randn(x.shape, generator: generator), x, tm)
             for _ in 0..<steps {
+                try Interrupt.check()
                 let av = try a.detach().requiresGrad_()
                 let dist = try (regularized(model(av), y, r) - target).norm(dim: 1).sum()
                 let g = try grad([dist], [av])[0] ?? Tensor.zeros(x.shape)

@@ -70,6 +70,7 @@ public enum Transfer {
                         progress?("ε \(e) · \(attack.name) from \(source.name)" + (attack.versions > 1 ? " (version \(v + 1))" : ""))
                         var parts = [Tensor]()
                         for start in stride(from: 0, to: n, by: batchSize) {
+                            try Interrupt.check()
                             let len = Swift.min(batchSize, n - start)
                             parts.append(try attack.craft(source.model, source.module, x.narrow(0, start, len), y.narrow(0, start, len), e, v))
                         }
@@ -134,6 +135,7 @@ public enum Transfer {
                 let g = Generator(seed: seed &+ UInt64(r * m + i))
                 var parts = [Tensor]()
                 for start in stride(from: 0, to: n, by: batchSize) {
+                    try Interrupt.check()
                     let len = Swift.min(batchSize, n - start)
                     parts.append(try Attacks.pgd(classifiers[i], xs.narrow(0, start, len), ys.narrow(0, start, len), tm, o, generator: g))
                 }
@@ -172,6 +174,7 @@ public enum Transfer {
         var sums = [[Double]](repeating: [Double](repeating: 0, count: m), count: m)
         let first = gen.permutation(idx.count).map { idx[$0] }, second = gen.permutation(idx.count).map { idx[$0] }
         for start in stride(from: 0, to: idx.count, by: batchSize) {
+            try Interrupt.check()
             let end = Swift.min(start + batchSize, idx.count)
             let xb = try x.indexSelect(0, Array(first[start..<end]))
             let xsb = try x.indexSelect(0, Array(second[start..<end])), ysb = try y.indexSelect(0, Array(second[start..<end]))

@@ -170,6 +170,7 @@ public enum RiFT {
         try RobustTraining.withMode(model, eval: true) {
             for _ in 0..<o.epochs {
                 for idx in shuffledBatches(x.shape[0], o.batchSize, generator) {
+                    try Interrupt.check()
                     let loss = try Loss.crossEntropy(model(x.indexSelect(0, idx)), y.indexSelect(0, idx))
                     let g = try grad([loss], [w])[0] ?? Tensor.zeros(w.shape)
                     _ = try GradMode.noGrad { try w.add_(o.lr * g) }   // ascent: SGD on −CE
@@ -235,6 +236,7 @@ public enum RiFT {
             model.train()
             var total = 0.0, batches = 0
             for idx in shuffledBatches(x.shape[0], o.batchSize, generator) {
+                try Interrupt.check()
                 var xb = try x.indexSelect(0, idx)
                 if let transform { xb = try transform(xb) }
                 let loss = try Loss.crossEntropy(model(xb), y.indexSelect(0, idx))

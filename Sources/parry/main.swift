@@ -147,7 +147,13 @@ do {
         }
     }
 } catch {
-    fail("\(error)")
+    // Ctrl-C: exit 130 as a shell's child killed by SIGINT would
+    let message = "\(error)"
+    if message.split(separator: "\n").first?.hasSuffix("interrupted!") == true {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        exit(130)
+    }
+    fail(message)
 }
 
 if interactive || (scriptIndex == nil && actions.isEmpty) {

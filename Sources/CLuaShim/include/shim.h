@@ -57,6 +57,9 @@ int parry_docall(lua_State *L, int narg, int nres);
 /// Installs a SIGINT handler that interrupts running Lua code (as lua.c does)
 /// while `active` is non-zero; restores the default handler otherwise.
 void parry_sigint(lua_State *L, int active);
+/// Non-zero once SIGINT arrived while parry_sigint was active (native loops poll it).
+int parry_native_interrupted(void);
+void parry_clear_native_interrupt(void);
 /// While `active`, SIGINT at the REPL prompt only sets a flag (read by
 /// parry_prompt_interrupted, which clears it) and interrupts the terminal read.
 void parry_prompt_sigint(int active);
