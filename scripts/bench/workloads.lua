@@ -124,6 +124,38 @@ if want("random_api_100k") then
   emit("random_api_100k", parry.clock() - t, string.format("%d errors raised, %d results checked, %d failures", r.errors, r.checked, #r.failures))
 end
 
+if only and only.soak_pgd_at then
+  -- issue 19's long-run soak (not in the default run: `scripts/bench/run soak_pgd_at`):
+  -- PGD-AT steps (PGD-7, ε 0.1, α 0.025, batch 128) of the small CNN, no
+  -- collectgarbage(); resident memory and the mean step time every 1,000 steps
+  -- on stderr. PARRY_SOAK_STEPS sets the length (default 10,000).
+  data(); parry.manual_seed(0)
+  local steps = tonumber(os.getenv("PARRY_SOAK_STEPS")) or 10000
+  local net = parry.models.small_cnn{in_channels = 1, classes = 10}
+  local opt = parry.optim.SGD(net:parameters(), {lr = 0.05, momentum = 0.9})
+  local function rss()
+    local f = io.open("/proc/self/statm"); local _, r = f:read("n", "n"); f:close()
+    return r * 4096 / 2 ^ 20
+  end
+  local done, t0, tk, curve = 0, parry.clock(), parry.clock(), {}
+  net:train()
+  while done < steps do
+    for xb, yb in train:batches(128, {shuffle = true}) do
+      local loss = parry.robust.pgd_loss(net, xb, yb, {eps = 0.1, alpha = 0.025, steps = 7})
+      opt:zero_grad(); loss:backward(); opt:step()
+      done = done + 1
+      if done % 1000 == 0 then
+        local now = parry.clock()
+        curve[#curve + 1] = string.format("%d:%.0fMB/%.1fms", done, rss(), (now - tk))
+        io.stderr:write(string.format("soak step %d: resident %.0f MB, %.1f ms/step\n", done, rss(), now - tk))
+        tk = now
+      end
+      if done >= steps then break end
+    end
+  end
+  emit("soak_pgd_at", parry.clock() - t0, table.concat(curve, " "))
+end
+
 if want("fedavg_100x600") then
   -- FedAvg, 100 clients × 600 Fashion-MNIST images (iid), 1 local epoch of
   -- the 784-256-256-10 MLP (batch 32, SGD lr 0.05), 5 rounds; the server
