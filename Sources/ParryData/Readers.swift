@@ -13,21 +13,7 @@ public enum DataError {
 
 /// The whole file, transparently gunzipped when it starts with the gzip magic.
 public func readFile(_ path: String) throws -> [UInt8] {
-    guard FileManager.default.fileExists(atPath: path) else { throw DataError.at(path, "no such file") }
-    guard let data = FileManager.default.contents(atPath: path) else { throw DataError.at(path, "cannot read the file") }
-    let bytes = [UInt8](data)
-    guard bytes.count >= 2, bytes[0] == 0x1f, bytes[1] == 0x8b else { return bytes }
-    guard let gz = gzopen(path, "rb") else { throw DataError.at(path, "cannot open as gzip") }
-    defer { gzclose(gz) }
-    var out = [UInt8]()
-    var chunk = [UInt8](repeating: 0, count: 1 << 20)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
-        if n < 0 { throw DataError.at(path, "corrupt gzip data") }
-        if n == 0 { break }
-        out.append(contentsOf: chunk[0..<Int(n)])
-    }
-    return out
+    try StreamReader(path).readAll()
 }
 
 @inline(__always) func bigEndianU32(_ b: [UInt8], _ i: Int) -> Int {
@@ -40,8 +26,9 @@ final class StreamReader {
     let path: String
     private let gz: gzFile
     init(_ path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else { throw DataError.at(path, "no such file") }
-        guard let gz = gzopen(path, "rb") else { throw DataError.at(path, "cannot open the file") }
+        var folder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &folder) else { throw DataError.at(path, "no such file") }
+        guard !folder.boolValue, let gz = gzopen(path, "rb") else { throw DataError.at(path, "cannot read the file") }
         self.path = path; self.gz = gz
         gzbuffer(gz, 1 << 17)
     }
@@ -59,10 +46,22 @@ final class StreamReader {
         return done
     }
 
+    /// Up to `count` bytes (fewer at the end of the file).
     func bytes(_ count: Int) throws -> [UInt8] {
+        guard count > 0 else { return [] }
         var b = [UInt8](repeating: 0, count: count)
-        let n = try b.withUnsafeMutableBytes { try read(into: $0.baseAddress!, count: count) }
+        let n = try b.withUnsafeMutableBytes { buf in try buf.baseAddress.map { try read(into: $0, count: count) } ?? 0 }
         return Array(b.prefix(n))
+    }
+
+    /// The rest of the file.
+    func readAll() throws -> [UInt8] {
+        var out = [UInt8]()
+        while true {
+            let chunk = try bytes(1 << 20)
+            if chunk.isEmpty { return out }
+            out += chunk
+        }
     }
 }
 
@@ -105,7 +104,7 @@ public func readIDX(_ path: String, limit: Int? = nil, divisor: Double? = nil) t
         let signed = type == 0x09
         while done < n {
             let want = min(chunk.count, n - done)
-            let got = try chunk.withUnsafeMutableBytes { try r.read(into: $0.baseAddress!, count: want) }
+            let got = try chunk.withUnsafeMutableBytes { buf in try buf.baseAddress.map { try r.read(into: $0, count: want) } ?? 0 }
             guard got == want else { throw truncated(done + got) }
             if let divisor {
                 let p = out.pointer(Float.self) + done, d = Float(divisor)
