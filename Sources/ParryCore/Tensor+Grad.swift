@@ -366,6 +366,14 @@ public func whereSelect(_ mask: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tens
     }
 }
 
+/// t₁ + t₂ + … + tₙ (broadcasting, left to right, differentiable): the sum
+/// of a list of losses or predictions. Empty lists are an error.
+public func addAll(_ tensors: [Tensor]) throws -> Tensor {
+    guard var total = tensors.first else { throw TensorError("nothing to add: the list of tensors is empty") }
+    for t in tensors.dropFirst() { total = try total + t }
+    return total
+}
+
 /// Joins tensors along `dim`; each input gets its slice of the gradient.
 public func cat(_ tensors: [Tensor], dim: Int) throws -> Tensor {
     let out = try catRaw(tensors, dim: dim)

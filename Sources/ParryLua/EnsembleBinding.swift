@@ -86,14 +86,6 @@ extension LuaArgs {
     }
 }
 
-/// Runs `body` with every module in eval mode, restoring each submodule's mode afterwards.
-func withEval<T>(_ modules: [Module], _ body: () throws -> T) rethrows -> T {
-    let saved = modules.flatMap { $0.namedModules().map { ($0.module, $0.module.training) } }
-    for m in modules { m.eval() }
-    defer { for (m, t) in saved { m.setTrainingFlag(t) } }
-    return try body()
-}
-
 private func distillOptions(_ a: LuaArgs, _ o: LuaOptions) throws -> Diversity.DistillOptions {
     var d = Diversity.DistillOptions()
     d.eps = try o.number("eps") ?? d.eps
@@ -186,26 +178,19 @@ let ensembleFunctions: [(String, parry_SwiftFunction)] = [
         let mode = try o.string("distill_mode") ?? "train"
         guard mode == "train" || mode == "eval" else { throw a.fail("distill_mode must be \"train\" or \"eval\", got '\(mode)'") }
         t.dverge.distillEval = mode == "eval"
-        var layers = try a.layerLists(o, "layers", count: models.count)
-        if layers == nil { layers = try models.map { try Models.featureLayers($0) } }
+        // the names are checked against each model's taps by Diversity.train
+        let layers = try a.layerLists(o, "layers", count: models.count) ?? models.map { try Models.featureLayers($0) }
         if o.index != 0 {
             let j = a.rawField(o.index, "layer"); defer { a.pop() }
             if a.type(j) == LUA_TSTRING {
                 let name = try a.string(j, "layer")
-                guard let k = layers![0].firstIndex(of: name) else {
-                    throw a.fail("unknown layer '\(name)' (valid taps: \(layers![0].joined(separator: ", ")))")
+                guard let k = layers[0].firstIndex(of: name) else {
+                    throw a.fail("unknown layer '\(name)' (valid taps: \(layers[0].joined(separator: ", ")))")
                 }
                 t.fixedLayer = k + 1
             } else if !a.isNil(j) { t.fixedLayer = try a.integer(j, "layer") }
         }
-        for (j, names) in layers!.enumerated() {
-            let valid = Set(models[j].featureNames())
-            if let bad = names.first(where: { !valid.contains($0) }) {
-                let taps = (try? Models.featureLayers(models[j])) ?? models[j].featureNames()
-                throw a.fail("unknown layer '\(bad)' for model \(j + 1) (valid taps: \(taps.joined(separator: ", ")))")
-            }
-        }
-        t.layers = layers!
+        t.layers = layers
         let transform = try a.transformOption(o)
         let onEpoch = try a.callbackOption(o, "on_epoch") { (r: Diversity.EpochRecord) -> Int32 in
             pushEpoch(a, r, layers: layers); return 1
@@ -245,8 +230,9 @@ let ensembleFunctions: [(String, parry_SwiftFunction)] = [
             if a.type(j) == LUA_TBOOLEAN && lua_toboolean(a.L, j) == 0 { t.gaussianNoise = nil }
             else if a.type(j) == LUA_TTABLE {
                 let n = try a.options(j, allowed: ["std", "p"])
-                t.gaussianNoise = (try n.number("std") ?? 0.045, try n.number("p") ?? 0.5)
-                guard t.gaussianNoise!.std >= 0, (0...1).contains(t.gaussianNoise!.p) else { throw a.fail("noise: std must be ≥ 0 and p in [0, 1]") }
+                let noise = (std: try n.number("std") ?? 0.045, p: try n.number("p") ?? 0.5)
+                guard noise.std >= 0, (0...1).contains(noise.p) else { throw a.fail("noise: std must be ≥ 0 and p in [0, 1]") }
+                t.gaussianNoise = noise
             } else if !a.isNil(j) { throw a.fail("noise must be a table {std=, p=} or false, got \(a.typeName(j))") }
         }
         let transform = try a.transformOption(o)
@@ -261,7 +247,7 @@ let ensembleFunctions: [(String, parry_SwiftFunction)] = [
                                                       allowed: ["eps", "steps", "restarts", "alpha", "limit", "seed", "batch_size"])
         let steps = try o.integer("steps") ?? 50, restarts = try o.integer("restarts") ?? 5
         guard steps >= 0, restarts >= 1 else { throw a.fail("steps must be ≥ 0 and restarts ≥ 1") }
-        let r = try withEval(models) {
+        let r = try RobustTraining.withMode(models, eval: true) {
             try Transfer.transferability(models, x, y, eps: eps, steps: steps, restarts: restarts, alpha: try o.number("alpha"),
                                          limit: try o.integer("limit"), seed: try o.seed() ?? 0, batchSize: try o.integer("batch_size") ?? 250)
         }
@@ -274,7 +260,7 @@ let ensembleFunctions: [(String, parry_SwiftFunction)] = [
         let (models, x, y, o, eps) = try ensembleArgs(a, "vulnerability_diversity", defaultEps: 0.07,
                                                       allowed: ["eps", "steps", "batch_size", "limit", "layers", "bounds", "seed"])
         let layers = try a.layerLists(o, "layers", count: models.count)
-        let d = try withEval(models) {
+        let d = try RobustTraining.withMode(models, eval: true) {
             try Transfer.vulnerabilityDiversity(models, x, y, layers: layers, eps: eps, steps: try o.integer("steps") ?? 10,
                                                 batchSize: try o.integer("batch_size") ?? 10, limit: try o.integer("limit"),
                                                 bounds: try a.threatModel(o, defaultEps: 0).bounds, seed: try o.seed() ?? 0)
@@ -326,7 +312,7 @@ let ensembleFunctions: [(String, parry_SwiftFunction)] = [
         }
         let progress = a.statusLine(8)
         let targetModules = targets.compactMap(\.2)
-        let r = try withEval(targetModules) {
+        let r = try RobustTraining.withMode(targetModules, eval: true) {
             try Transfer.evaluate(sources: sources.map { ($0.0, $0.1, $0.2) }, targets: targets.map { ($0.0, $0.1) }, x: x, y: y,
                                   eps: eps, attacks: attacks, batchSize: try o.integer("batch_size") ?? 250, progress: progress)
         }

@@ -339,22 +339,21 @@ public enum F {
         let m = a.shape[a.ndim - 1], r = a.ndim - 2
         func entry(_ i: Int, _ j: Int) throws -> Tensor { try a.select(r, i).select(r, j) }
         var l = [[Tensor?]](repeating: [Tensor?](repeating: nil, count: m), count: m)
-        var total: Tensor? = nil
+        var logDiagonal = [Tensor]()
         for j in 0..<m {
             var d = try entry(j, j)
             for k in 0..<j { d = try d - l[j][k]! * l[j][k]! }
             if try d.min().double() <= 0 { throw TensorError("logdet: the matrix is not positive definite") }
             let ljj = try d.sqrt()
             l[j][j] = ljj
-            let logd = try ljj.log()
-            total = try total.map { try $0 + logd } ?? logd
+            logDiagonal.append(try ljj.log())
             for i in (j + 1)..<max(j + 1, m) {
                 var v = try entry(i, j)
                 for k in 0..<j { v = try v - l[i][k]! * l[j][k]! }
                 l[i][j] = try v / ljj
             }
         }
-        return try total! * 2
+        return try addAll(logDiagonal) * 2
     }
 
     // MARK: 1-D and set operations, layer norm, embedding

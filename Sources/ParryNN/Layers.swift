@@ -257,12 +257,8 @@ public final class Ensemble: Module {
     private override init() { super.init() }
     public override func emptyCopy() throws -> Module { Ensemble() }
     public override func forward(_ x: Tensor) throws -> Tensor {
-        var total: Tensor? = nil
-        for (_, m) in children {
-            let p = try m(x).softmax(dim: 1)
-            total = try total.map { try $0 + p } ?? p
-        }
-        guard let total else { throw TensorError("an Ensemble needs at least one member") }
+        guard !children.isEmpty else { throw TensorError("an Ensemble needs at least one member") }
+        let total = try addAll(children.map { try $0.module(x).softmax(dim: 1) })
         return try (total / children.count).log()    // log of the mean softmax
     }
 }

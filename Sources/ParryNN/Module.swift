@@ -29,12 +29,12 @@ open class Module {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        guard hooks != nil else {
+        guard let h = hooks else {
             let y = try forward(x)
             try forwardHook?(y)
             return y
         }
-        return try callWithHooks(x)
+        return try callWithHooks(x, h)
     }
 
     // MARK: hooks (PyTorch's register_forward_pre_hook / register_forward_hook / register_full_backward_hook)
@@ -90,8 +90,7 @@ open class Module {
         addHook({ $0.backward.append(($1, body)) }, { h, id in h.backward.removeAll { $0.id == id } })
     }
 
-    private func callWithHooks(_ x: Tensor) throws -> Tensor {
-        guard let h = hooks else { return try forward(x) }
+    private func callWithHooks(_ x: Tensor, _ h: Hooks) throws -> Tensor {
         var input = x
         for (_, hook) in h.pre { if let r = try hook(self, input) { input = r } }
         let backward = h.backward.map(\.body)

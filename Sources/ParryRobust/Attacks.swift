@@ -48,8 +48,8 @@ public enum Attacks {
         let alpha = o.alpha ?? (o.steps > 0 ? 2.5 * tm.eps / Double(o.steps) : 0)
         guard alpha >= 0 else { throw TensorError("alpha must be non-negative, got \(alpha)") }
         let n = x.shape[0]
-        var best = x, bestLoss = try Tensor.full([n], -Double.infinity), bestSuccess = try Tensor.zeros([n])
-        for r in 0..<o.restarts {
+        var restarts = RestartSelection()
+        for _ in 0..<o.restarts {
             var adv = x.detach()
             if o.randomStart && tm.eps > 0 { adv = try randomStart(x, tm, generator: generator) }
             var active = try Tensor.ones([n])
@@ -65,20 +65,9 @@ public enum Attacks {
                     return try AttackMath.project(adv + step, x, tm)
                 }
             }
-            let (l, s) = try GradMode.noGrad { () -> (Tensor, Tensor) in
-                let z = try model(adv)
-                return (try AttackMath.loss(o.loss, z, y, targeted: o.targeted), try AttackMath.success(z, y, targeted: o.targeted))
-            }
-            if r == 0 { best = adv; bestLoss = l; bestSuccess = s; continue }
-            try GradMode.noGrad {
-                // replace where no success yet and (this one succeeds, or has a higher loss)
-                let better = try (1 - bestSuccess) * s.maximum(l.gt(bestLoss))
-                best = try AttackMath.select(better, adv, best)
-                bestLoss = try whereSelect(better, l, bestLoss)
-                bestSuccess = try bestSuccess.maximum(s)
-            }
+            try restarts.offer(adv, model, y, o.loss, targeted: o.targeted)
         }
-        return best
+        return restarts.best ?? x
     }
 
     /// Random start as torchattacks: L∞ uniform in [−ε, ε]; L2 a uniform
@@ -145,8 +134,8 @@ public enum Attacks {
             guard let d = o.diversity else { return try model(t) }
             return try model(diverseInput(t, p: d.p, rate: d.resizeRate, generator: generator))
         }
-        var best = x, bestLoss = try Tensor.full([n], -Double.infinity), bestSuccess = try Tensor.zeros([n])
-        for r in 0..<o.restarts {
+        var restarts = RestartSelection()
+        for _ in 0..<o.restarts {
             var adv = o.randomStart && tm.eps > 0 ? try randomStart(x, tm, generator: generator) : x.detach()
             var g = try Tensor.zeros(x.shape)
             for _ in 0..<o.steps {
@@ -159,19 +148,9 @@ public enum Attacks {
                 }
             }
             guard o.restarts > 1 else { return adv }
-            let (l, s) = try GradMode.noGrad { () -> (Tensor, Tensor) in
-                let z = try model(adv)
-                return (try AttackMath.loss(o.loss, z, y, targeted: o.targeted), try AttackMath.success(z, y, targeted: o.targeted))
-            }
-            if r == 0 { best = adv; bestLoss = l; bestSuccess = s; continue }
-            try GradMode.noGrad {
-                let better = try (1 - bestSuccess) * s.maximum(l.gt(bestLoss))
-                best = try AttackMath.select(better, adv, best)
-                bestLoss = try whereSelect(better, l, bestLoss)
-                bestSuccess = try bestSuccess.maximum(s)
-            }
+            try restarts.offer(adv, model, y, o.loss, targeted: o.targeted)
         }
-        return best
+        return restarts.best ?? x
     }
 
     /// torchattacks' DIFGSM input diversity: with probability p (one draw per

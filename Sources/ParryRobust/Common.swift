@@ -142,3 +142,29 @@ enum AttackMath {
         return try whereSelect(m, a, b)
     }
 }
+
+/// Random restarts' bookkeeping (PGD, the momentum attacks): each sample keeps
+/// its first successful example, else its highest-loss one.
+struct RestartSelection {
+    private(set) var best: Tensor? = nil
+    private var loss: Tensor? = nil, success: Tensor? = nil
+
+    /// Scores `adv` (one forward, no grad) and keeps it where it is better.
+    mutating func offer(_ adv: Tensor, _ model: Classifier, _ y: Tensor, _ kind: AttackLoss, targeted: Bool) throws {
+        let (l, s) = try GradMode.noGrad { () -> (Tensor, Tensor) in
+            let z = try model(adv)
+            return (try AttackMath.loss(kind, z, y, targeted: targeted), try AttackMath.success(z, y, targeted: targeted))
+        }
+        guard let best, let bestLoss = loss, let bestSuccess = success else {
+            (self.best, loss, success) = (adv, l, s)
+            return
+        }
+        try GradMode.noGrad {
+            // replace where no success yet and (this one succeeds, or has a higher loss)
+            let better = try (1 - bestSuccess) * s.maximum(l.gt(bestLoss))
+            self.best = try AttackMath.select(better, adv, best)
+            loss = try whereSelect(better, l, bestLoss)
+            success = try bestSuccess.maximum(s)
+        }
+    }
+}

@@ -126,12 +126,7 @@ public enum Diversity {
         }
         var losses = [Double]()
         for (i, model) in models.enumerated() {
-            var loss: Tensor? = nil
-            for (j, xj) in distilled.enumerated() where j != i {
-                let l = try Loss.crossEntropy(model(xj), y)
-                loss = try loss.map { try $0 + l } ?? l
-            }
-            guard var total = loss else { continue }
+            var total = try addAll(distilled.enumerated().filter { $0.offset != i }.map { try Loss.crossEntropy(model($0.element), y) })
             if o.plusAdv { total = try o.coeff * total + Loss.crossEntropy(model(adversarial[i]), y) }
             optimizers[i].zeroGrad()
             try total.backward()
@@ -166,13 +161,9 @@ public enum Diversity {
         var idx = [Int64](); idx.reserveCapacity(n * (c - 1))
         for v in labels { for k in 0..<Int64(c) where k != v { idx.append(k) } }
         let others = try Tensor(idx, shape: [n, c - 1])
-        var mean: Tensor? = nil, rest = [Tensor]()
-        for l in logits {
-            let p = try l.softmax(dim: 1)
-            mean = try mean.map { try $0 + p } ?? p
-            rest.append(try p.gather(1, others))
-        }
-        let pm = try mean! / Double(m)
+        let probs = try logits.map { try $0.softmax(dim: 1) }
+        let rest = try probs.map { try $0.gather(1, others) }
+        let pm = try addAll(probs) / Double(m)
         let entropy = try (-(pm * (pm + o.logOffset).log())).sum(dim: 1).mean()
         let u = try F.normalize(stack(rest, dim: 1), dim: 2, eps: 0)                    // N×M×(C−1)
         let gram = try u.matmul(u.transpose(1, 2)) + o.detOffset * Tensor.eye(m)        // N×M×M
@@ -182,9 +173,7 @@ public enum Diversity {
     /// ADP loss: Σ_i CE(f_i(x), y) − α·H + (−β·logdet).
     public static func adpLoss(_ logits: [Tensor], _ y: Tensor, _ o: ADPOptions = ADPOptions()) throws -> Tensor {
         let (h, ld) = try adpTerms(logits, y, o)
-        var ce: Tensor? = nil
-        for l in logits { let v = try Loss.crossEntropy(l, y); ce = try ce.map { try $0 + v } ?? v }
-        return try ce! - o.alpha * h - o.beta * ld
+        return try addAll(logits.map { try Loss.crossEntropy($0, y) }) - o.alpha * h - o.beta * ld
     }
 
     /// GAL's coherence term for members' input gradients (each N×…):
@@ -202,14 +191,13 @@ public enum Diversity {
     /// Σ CE / M + λ·coherence. Differentiable in the members' parameters.
     public static func galLoss(_ models: [Module], _ x: Tensor, _ y: Tensor, lambda: Double = 0.5) throws -> Tensor {
         let xv = try x.detach().requiresGrad_()
-        var grads = [Tensor](), ce: Tensor? = nil
+        var grads = [Tensor](), ce = [Tensor]()
         for m in models {
             let l = try Loss.crossEntropy(m(xv), y)
-            grads.append(try grad([l], [xv], createGraph: true)[0]!)
-            let c = try Loss.crossEntropy(m(x.detach()), y)
-            ce = try ce.map { try $0 + c } ?? c
+            grads += try grad([l], [xv], createGraph: true).compactMap { $0 }   // allow_unused is off: never nil
+            ce.append(try Loss.crossEntropy(m(x.detach()), y))
         }
-        return try ce! / Double(models.count) + lambda * galCoherence(grads)
+        return try addAll(ce) / Double(models.count) + lambda * galCoherence(grads)
     }
 
     // MARK: training loops
@@ -288,8 +276,9 @@ public enum Diversity {
             if let f = o.fixedLayer, !(1...count).contains(f) { throw TensorError("layer index \(f) is outside 1..\(count)") }
             for (j, names) in layerNames.enumerated() {
                 let valid = Set(models[j].featureNames())
-                for n in names where !valid.contains(n) {
-                    throw TensorError("model \(j + 1) has no layer or point named '\(n)' (available: \(models[j].featureNames().joined(separator: ", ")))")
+                if let bad = names.first(where: { !valid.contains($0) }) {
+                    let taps = (try? Models.featureLayers(models[j])) ?? models[j].featureNames()
+                    throw TensorError("unknown layer '\(bad)' for model \(j + 1) (valid taps: \(taps.joined(separator: ", ")))")
                 }
             }
         }
@@ -330,9 +319,8 @@ public enum Diversity {
                         let ens = try Ensemble(models)
                         let adv = try linfPGD({ try ens($0) }, xb, yb, eps: o.dverge.adv.eps, alpha: o.dverge.adv.alpha, steps: o.dverge.adv.steps,
                                               randomStart: o.dverge.adv.randomStart, bounds: o.dverge.distill.bounds, generator: generator)
-                        var advLoss: Tensor? = nil
-                        for model in models { let v = try Loss.crossEntropy(model(adv), yb); advLoss = try advLoss.map { try $0 + v } ?? v }
-                        loss = try loss + (kind == .gal ? advLoss! / Double(m) : advLoss!)
+                        let advLoss = try addAll(models.map { try Loss.crossEntropy($0(adv), yb) })
+                        loss = try loss + (kind == .gal ? advLoss / Double(m) : advLoss)
                     }
                     optimizers[0].zeroGrad(); try loss.backward(); try optimizers[0].step()
                     sums[0] += try loss.double()

@@ -7,9 +7,14 @@ public enum RobustTraining {
     /// Runs `body` with `module` in eval mode (when `eval`), restoring every
     /// submodule's previous mode afterwards.
     public static func withMode<T>(_ module: Module?, eval: Bool, _ body: () throws -> T) rethrows -> T {
-        guard let module, eval else { return try body() }
-        let saved = module.namedModules().map { ($0.module, $0.module.training) }
-        module.eval()
+        try withMode(module.map { [$0] } ?? [], eval: eval, body)
+    }
+
+    /// The same for several modules at once (an ensemble's members, a set of targets).
+    public static func withMode<T>(_ modules: [Module], eval: Bool, _ body: () throws -> T) rethrows -> T {
+        guard eval, !modules.isEmpty else { return try body() }
+        let saved = modules.flatMap { $0.namedModules().map { ($0.module, $0.module.training) } }
+        for m in modules { m.eval() }
         defer { for (m, t) in saved { m.setTrainingFlag(t) } }
         return try body()
     }
