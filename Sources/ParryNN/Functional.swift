@@ -338,20 +338,24 @@ public enum F {
         }
         let m = a.shape[a.ndim - 1], r = a.ndim - 2
         func entry(_ i: Int, _ j: Int) throws -> Tensor { try a.select(r, i).select(r, j) }
-        var l = [[Tensor?]](repeating: [Tensor?](repeating: nil, count: m), count: m)
+        // Cholesky–Banachiewicz, row by row: L_ij = (A_ij − Σ_{k<j} L_ik·L_jk) / L_jj, L_ii = √(A_ii − Σ_{k<i} L_ik²)
+        var l = [[Tensor]]()
         var logDiagonal = [Tensor]()
-        for j in 0..<m {
-            var d = try entry(j, j)
-            for k in 0..<j { d = try d - l[j][k]! * l[j][k]! }
-            if try d.min().double() <= 0 { throw TensorError("logdet: the matrix is not positive definite") }
-            let ljj = try d.sqrt()
-            l[j][j] = ljj
-            logDiagonal.append(try ljj.log())
-            for i in (j + 1)..<max(j + 1, m) {
+        for i in 0..<m {
+            var row = [Tensor]()
+            for j in 0...i {
                 var v = try entry(i, j)
-                for k in 0..<j { v = try v - l[i][k]! * l[j][k]! }
-                l[i][j] = try v / ljj
+                for k in 0..<j { v = try v - row[k] * (i == j ? row[k] : l[j][k]) }
+                if i == j {
+                    if try v.min().double() <= 0 { throw TensorError("logdet: the matrix is not positive definite") }
+                    let lii = try v.sqrt()
+                    row.append(lii)
+                    logDiagonal.append(try lii.log())
+                } else {
+                    row.append(try v / l[j][j])
+                }
             }
+            l.append(row)
         }
         return try addAll(logDiagonal) * 2
     }

@@ -289,6 +289,7 @@ public enum Diversity {
             for model in models { model.train() }
             var layerIndex: Int? = nil
             if kind == .dverge { layerIndex = o.fixedLayer ?? Int(generator.integer(1, Int64(layerNames[0].count))) }
+            let distillLayers = layerIndex.map { l in layerNames.map { $0[l - 1] } } ?? []   // one tap per model, for the epoch
             let batches = RiFT.shuffledBatches(n, o.batchSize, generator)
             let sources = kind == .dverge ? RiFT.shuffledBatches(n, o.batchSize, generator) : []
             var sums = [Double](repeating: 0, count: kind == .adp || kind == .gal ? 1 : m), count = 0
@@ -302,8 +303,8 @@ public enum Diversity {
                 case .dverge:
                     var xs = try x.indexSelect(0, sources[k])   // same batch sizes: two shuffles of the same set
                     if let transform { xs = try transform(xs) }
-                    let names = layerNames.map { $0[layerIndex! - 1] }
-                    let l = try dvergeStep(models: models, optimizers: optimizers, x: xb, y: yb, xs: xs, layers: names, options: o.dverge, generator: generator)
+                    let l = try dvergeStep(models: models, optimizers: optimizers, x: xb, y: yb, xs: xs, layers: distillLayers, options: o.dverge,
+                                           generator: generator)
                     for i in 0..<m { sums[i] += l[i] }
                 case .ce:
                     for (i, model) in models.enumerated() {

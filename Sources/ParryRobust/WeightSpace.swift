@@ -342,8 +342,10 @@ extension RiFT {
             progress?("building the adversarial set for MRC")
             let adv = try adversarialSet(model, valX, valY, eps: c.mrcAttack.eps, alpha: c.mrcAttack.alpha, steps: c.mrcAttack.steps,
                                          bounds: c.bounds, generator: generator)
-            table = try criticality(model, adv, valY, modules: names, options: c.mrc, generator: generator, progress: progress)
-            module = table![0].module
+            let ranked = try criticality(model, adv, valY, modules: names, options: c.mrc, generator: generator, progress: progress)
+            guard let lowest = ranked.first else { throw TensorError("no module to fine-tune") }   // criticality rejects an empty list
+            table = ranked
+            module = lowest.module
         }
         let at = try StateDict.copy(model.stateDict())
         let curve = try finetune(model, module: module, x, y, valX: valX, valY: valY, options: c.finetune, transform: transform,
