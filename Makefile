@@ -6,7 +6,7 @@ PREFIX  ?= /usr/local
 DEBUG   := .build/debug/parry
 RELEASE := .build/release/parry
 
-.PHONY: all deps deps-rl build release demo test test-swift test-lua sanitize bench install uninstall clean
+.PHONY: all deps deps-rl build release demo test test-swift test-lua test-mpi sanitize bench install uninstall clean
 
 all: build
 
@@ -30,13 +30,17 @@ demo: release
 
 test: deps
 	$(SWIFT) build --build-tests
-	$(MAKE) --no-print-directory test-swift test-lua
+	$(MAKE) --no-print-directory test-swift test-lua test-mpi
 
 test-swift:
 	$(SWIFT) test --skip-build
 
 test-lua:
 	$(DEBUG) test Tests/lua
+
+# Tests/mpi under mpirun -np 1, 2 and 3 (skipped with a message without Open MPI).
+test-mpi:
+	@PARRY=$(DEBUG) scripts/test-mpi
 
 # The Swift tests and the Lua specs under AddressSanitizer (a build of its own
 # in .build-asan). Leak detection is off for now: LeakSanitizer reports the

@@ -80,6 +80,11 @@ local RETURNS = {
   ["parry.data.csv"] = "table", ["parry.table.read_csv"] = "table", ["parry.json.read"] = "any",
   ["parry.exp.run"] = "table", ["parry.exp.grid"] = "table", ["parry.exp.list"] = "table",
   ["parry.rl.history_series"] = "number[]",
+  ["parry.dist.rank"] = "integer", ["parry.dist.size"] = "integer", ["parry.dist.is_main"] = "boolean",
+  ["parry.dist.is_distributed"] = "boolean", ["parry.dist.barrier"] = false, ["parry.dist.allreduce"] = "parry.Tensor",
+  ["parry.dist.reduce"] = "parry.Tensor?", ["parry.dist.broadcast"] = "any", ["parry.dist.allgather"] = "table",
+  ["parry.dist.gather"] = "table?", ["parry.dist.send"] = false, ["parry.dist.recv"] = "any, integer",
+  ["parry.dist.run"] = "any", ["parry.dist.abort"] = false,
   ["parry.plot.figure"] = "table", ["parry.plot.ticks"] = "number[], number", ["parry.progress.new"] = "table",
 }
 

@@ -1,6 +1,7 @@
 import CLua
 import CLuaShim
 import ParryCore
+import ParryDist
 import ParryNN
 
 // Bindings of parry.nn, parry.losses and parry.optim. Modules are userdata
@@ -585,6 +586,10 @@ func openNN(_ L: LuaState, module: Int32) {
     table("_fl", fedFunctions)
     table("_rl", rlFunctions)
     table("_hooks", hookFunctions)
+    table("_dist", distFunctions)
+    // Under mpirun every rank joins MPI when parry loads, so that an error
+    // anywhere can end the whole job (parry.dist, stdlib/parry/dist.lua).
+    _ = Communicator.world
 
     // env handle metatable (parry.rl's Lua objects hold one in `_h`)
     lua_createtable(L, 0, 2)

@@ -1,4 +1,5 @@
 import Foundation
+import ParryDist
 import ParryLua
 
 // The `parry` command: run scripts, start the REPL, run Lua specs.
@@ -29,9 +30,12 @@ options:
 With no script, parry starts the REPL (reading stdin plainly when it is not a terminal).
 """
 
-func fail(_ message: String) -> Never {
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    // Under mpirun an error on one rank ends the whole job (the others may be
+    // waiting for this rank in a collective): the message names the rank.
+    if Communicator.world.size > 1 { Communicator.world.abort(message, code: code) }
     FileHandle.standardError.write(Data((message + "\n").utf8))
-    exit(1)
+    exit(code)
 }
 
 func makeHost() -> LuaHost {
@@ -149,10 +153,7 @@ do {
 } catch {
     // Ctrl-C: exit 130 as a shell's child killed by SIGINT would
     let message = "\(error)"
-    if message.split(separator: "\n").first?.hasSuffix("interrupted!") == true {
-        FileHandle.standardError.write(Data((message + "\n").utf8))
-        exit(130)
-    }
+    if message.split(separator: "\n").first?.hasSuffix("interrupted!") == true { fail(message, code: 130) }
     fail(message)
 }
 

@@ -14,6 +14,22 @@ local core = require("parry.core")
 core._register_stdlib((debug.getinfo(1, "S").source:match("^(@.*/)") or "@parry/"))
 
 local parry = {}
+
+-- Under mpirun, os.exit with a failure status ends the whole job (MPI_Abort)
+-- rather than leaving the other ranks waiting for this one in a collective.
+do
+  local _, size = core._dist._info()
+  if size > 1 and not rawget(os, "_parry_exit") then
+    local exit = os.exit
+    os._parry_exit = exit
+    os.exit = function(code, close)
+      if code ~= nil and code ~= true and code ~= 0 then
+        core._dist._abort("os.exit(" .. tostring(code) .. ")", math.type(code) == "integer" and code or 1)
+      end
+      return exit(code, close)
+    end
+  end
+end
 for name, value in pairs(core) do
   parry[name] = value
 end
