@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import ParryCore
+import ParryDist
 import ParryNN
 
 /// A client's samples: inputs along dim 0 and 0-based int64 labels.
@@ -47,6 +48,12 @@ public struct FedConfig {
     /// Train the round's clients concurrently (each with single-threaded BLAS).
     public var parallel = true
     public var seed: UInt64 = 0
+    /// Spread the clients over the ranks of an MPI job: client i (0-based)
+    /// lives on rank i mod size, which trains it, forges its upload and
+    /// evaluates it; the uploads and accuracies are exchanged each round and
+    /// the server's work is repeated on every rank, so every rank ends with
+    /// the single-process result bit for bit. nil or size 1: one process.
+    public var communicator: Communicator? = nil
     public init() {}
 }
 
@@ -197,7 +204,7 @@ public final class Simulation {
             let rootUpdate = Slots<[Float]>(1)
             // Phase 1: local training (and the FLTrust server's root update).
             let t0 = DispatchTime.now()
-            var jobs: [() throws -> Void] = chosen.map { i in {
+            var jobs: [() throws -> Void] = chosen.filter(owns).map { i in {
                 let p = self.participants[i]
                 try self.layout.write(w, to: p.params)
                 let opt = try SGD(p.params, lr: lr, momentum: self.config.local.momentum, weightDecay: self.config.local.weightDecay)
@@ -212,27 +219,37 @@ public final class Simulation {
                     try self.layout.write(w, to: self.serverParams)
                 }
             }
-            try runJobs(jobs)
+            // An error on one rank travels with the exchange below, so that every rank raises it.
+            var failure: Error? = nil
+            do { try runJobs(jobs) } catch { if comm == nil { throw error }; failure = error }
             let trainSeconds = seconds(since: t0)
             trainTotal += trainSeconds
-            // Phase 2: honest clients' local models on the test set.
-            if config.evalClients {
-                let acc = Slots<Double>(n)
-                try runJobs(chosen.filter { participants[$0].isHonest }.map { i in {
-                    acc[i] = try self.accuracy(self.participants[i].model, self.test)
-                } })
-                for i in chosen where acc[i] != nil { lastAcc[i] = acc[i] }
-            }
-            // Phase 3: adversaries forge, the server aggregates.
-            var norms = [Double?](repeating: nil, count: n)
-            var sent: [[Float]] = []
-            for i in chosen {
+            // Phase 2: adversaries forge (each client on its own rank) and the uploads are exchanged.
+            let final = try Federated.byClient(chosen, comm, failure: failure) { i -> [Float] in
                 // Every chosen client's job filled its slot (runJobs rethrows a job's error first).
                 guard var u = uploads[i] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
                 if let adv = participants[i].adversary {
                     u = try adv.forge(u, round: round, participants[i].generator)
                 }
                 if let c = config.clip { _ = Vec.clip(&u, maxNorm: c) }
+                return u
+            }
+            // Phase 3: honest clients' local models on the test set.
+            if config.evalClients {
+                let acc = Slots<Double>(n)
+                let mine = chosen.filter { participants[$0].isHonest && owns($0) }
+                var evalFailure: Error? = nil
+                do {
+                    try runJobs(mine.map { i in { acc[i] = try self.accuracy(self.participants[i].model, self.test) } })
+                } catch { if comm == nil { throw error }; evalFailure = error }
+                let got = try Federated.byClientDouble(chosen.filter { participants[$0].isHonest }, comm, failure: evalFailure) { acc[$0] }
+                for i in chosen { if let v = got[i] ?? nil { lastAcc[i] = v } }
+            }
+            // Phase 4: the server aggregates (the same inputs on every rank).
+            var norms = [Double?](repeating: nil, count: n)
+            var sent: [[Float]] = []
+            for i in chosen {
+                guard let u = final[i] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
                 norms[i] = Vec.norm(u)
                 sent.append(u)
             }
@@ -309,7 +326,8 @@ public final class Simulation {
             let deltas = Slots<[Float]>(n)
             // Phase 1: every remaining participant trains from its own model.
             let t0 = DispatchTime.now()
-            try runJobs(live.filter { participants[$0].adversary?.trains ?? true }.map { i in {
+            var failure: Error? = nil
+            do { try runJobs(live.filter { (participants[$0].adversary?.trains ?? true) && owns($0) }.map { i in {
                 let p = self.participants[i]
                 let before = self.layout.read(p.params)
                 let opt = try self.optimizer(for: i, lr: lr)
@@ -321,18 +339,22 @@ public final class Simulation {
                     try self.layout.add(d, to: p.params)
                 }
                 deltas[i] = d
-            } })
+            } }) } catch { if comm == nil { throw error }; failure = error }
             let trainSeconds = seconds(since: t0)
             trainTotal += trainSeconds
-            var norms = [Double?](repeating: nil, count: n)
-            var uploads: [[Float]] = []   // aligned with `live`
-            for i in live {
+            let exchanged = try Federated.byClient(live, comm, failure: failure) { i -> [Float] in
                 var d = deltas[i] ?? [Float](repeating: 0, count: layout.total)
                 if let adv = participants[i].adversary {
                     d = try adv.forge(d, round: round, participants[i].generator)
                     _ = Vec.clip(&d, maxNorm: rc.gamma)
                 }
                 guard d.allSatisfy(\.isFinite) else { throw TensorError("participant \(i + 1) uploaded non-finite values in round \(round)") }
+                return d
+            }
+            var norms = [Double?](repeating: nil, count: n)
+            var uploads: [[Float]] = []   // aligned with `live`
+            for i in live {
+                guard let d = exchanged[i] else { throw TensorError("participant \(i + 1) produced no update in round \(round)") }
                 uploads.append(d)
                 norms[i] = Vec.norm(d)
             }
@@ -353,7 +375,7 @@ public final class Simulation {
             let top = rep.max() ?? 0
             // Reward: the layer-wise top ⌈q_i·numel⌉ of u, q_i = r_i / max r.
             var rewardJobs: [() throws -> Void] = []
-            for i in 0..<n where active[i] {
+            for i in 0..<n where active[i] && owns(i) {
                 let q = top > 0 ? rep[i] / top : 0
                 rewardJobs.append {
                     let reward = rc.sparsify ? Vec.layerTopK(u, layout: self.layout, q: q) : u
@@ -363,10 +385,13 @@ public final class Simulation {
             try runJobs(rewardJobs)
             if config.evalClients {
                 let acc = Slots<Double>(n)
-                try runJobs((0..<n).filter { participants[$0].isHonest && (active[$0] || lastAcc[$0] == nil) }.map { i in {
-                    acc[i] = try self.accuracy(self.participants[i].model, self.test)
-                } })
-                for i in 0..<n where acc[i] != nil { lastAcc[i] = acc[i] }
+                let due = (0..<n).filter { participants[$0].isHonest && (active[$0] || lastAcc[$0] == nil) }
+                var evalFailure: Error? = nil
+                do {
+                    try runJobs(due.filter(owns).map { i in { acc[i] = try self.accuracy(self.participants[i].model, self.test) } })
+                } catch { if comm == nil { throw error }; evalFailure = error }
+                let got = try Federated.byClientDouble(due, comm, failure: evalFailure) { acc[$0] }
+                for i in due { if let v = got[i] ?? nil { lastAcc[i] = v } }
             }
             let record = RoundRecord(round: round, accuracy: lastAcc, globalAccuracy: nil, reputation: rep,
                                      removed: active.map { !$0 }, selected: (0..<n).map { live.contains($0) },
@@ -377,7 +402,16 @@ public final class Simulation {
             if !active.contains(true) { break }
         }
         if !config.evalClients {
-            for i in 0..<n where participants[i].isHonest { lastAcc[i] = try accuracy(participants[i].model, test) }
+            let honest = (0..<n).filter { participants[$0].isHonest }
+            let got = try Federated.byClientDouble(honest, comm) { try self.accuracy(self.participants[$0].model, self.test) }
+            for i in honest { lastAcc[i] = got[i] ?? nil }
+        }
+        // Every rank ends with every participant's personal model.
+        if let comm {
+            let w = try Federated.byClient(Array(0..<n), comm) { self.layout.read(self.participants[$0].params) }
+            for i in 0..<n where !Federated.owns(i, comm) {
+                if let v = w[i] { try layout.write(v, to: participants[i].params) }
+            }
         }
         return summarize(records, removed: removedRound, last: lastAcc, train: trainTotal, total: seconds(since: start))
     }
@@ -421,6 +455,11 @@ public final class Simulation {
     func runJobs(_ jobs: [() throws -> Void]) throws {
         try Federated.runJobs(jobs, concurrent: concurrent)
     }
+
+    // MARK: ranks
+
+    var comm: Communicator? { Federated.active(config.communicator) }
+    func owns(_ i: Int) -> Bool { Federated.owns(i, comm) }
 }
 
 func seconds(since t: DispatchTime) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds) / 1e9 }
@@ -489,13 +528,101 @@ public enum Federated {
         try Parallel.forEach(jobs.count) { k in try jobs[k]() }
     }
 
+    // MARK: clients over ranks
+
+    /// The communicator when it spans more than one rank.
+    public static func active(_ c: Communicator?) -> Communicator? {
+        guard let c, c.size > 1 else { return nil }
+        return c
+    }
+
+    /// Whether this rank holds client `i` (0-based): rank i mod size.
+    public static func owns(_ i: Int, _ comm: Communicator?) -> Bool {
+        guard let comm else { return true }
+        return i % comm.size == comm.rank
+    }
+
+    /// Each listed client's vector, computed by the rank that holds it (all of
+    /// them, in order, in a single process), on every rank. An error on any
+    /// rank, or `failure` from earlier work, is raised on every rank.
+    public static func byClient(_ clients: [Int], _ comm: Communicator?, failure: Error? = nil,
+                                _ compute: (Int) throws -> [Float]) throws -> [Int: [Float]] {
+        var out = [Int: [Float]]()
+        guard let comm else {
+            if let failure { throw failure }
+            for i in clients { out[i] = try compute(i) }
+            return out
+        }
+        let blobs = try exchange(clients, comm, failure: failure) { i in
+            try compute(i).withUnsafeBytes { Array($0) }
+        }
+        for (i, b) in blobs {
+            out[i] = b.withUnsafeBytes { raw in Array(raw.bindMemory(to: Float.self)) }
+        }
+        return out
+    }
+
+    /// As `byClient`, for one optional number per client (nil travels as nil).
+    public static func byClientDouble(_ clients: [Int], _ comm: Communicator?, failure: Error? = nil,
+                                      _ compute: (Int) throws -> Double?) throws -> [Int: Double?] {
+        var out = [Int: Double?]()
+        guard let comm else {
+            if let failure { throw failure }
+            for i in clients { out[i] = try compute(i) }
+            return out
+        }
+        let blobs = try exchange(clients, comm, failure: failure) { i in
+            try compute(i).map { v in withUnsafeBytes(of: v) { Array($0) } } ?? []
+        }
+        for (i, b) in blobs {
+            out[i] = b.count == 8 ? b.withUnsafeBytes { $0.loadUnaligned(as: Double.self) } : nil
+        }
+        return out
+    }
+
+    /// Rank r packs the blobs of its clients (those with i mod size == r) in
+    /// list order; every rank unpacks every rank's.
+    static func exchange(_ clients: [Int], _ comm: Communicator, failure: Error?,
+                         _ compute: (Int) throws -> [UInt8]) throws -> [Int: [UInt8]] {
+        let payload: Payload
+        do {
+            if let failure { throw failure }
+            var packed = [UInt8]()
+            for i in clients where owns(i, comm) {
+                let b = try compute(i)
+                withUnsafeBytes(of: Int64(b.count).littleEndian) { packed.append(contentsOf: $0) }
+                packed.append(contentsOf: b)
+            }
+            payload = .bytes(packed)
+        } catch {
+            payload = .failure("\(error)")
+        }
+        var out = [Int: [UInt8]]()
+        for (r, p) in try comm.allgather(payload).enumerated() {
+            guard case let .bytes(b) = p else { throw TensorError("rank \(r) sent no client results") }
+            var k = 0
+            for i in clients where i % comm.size == r {
+                guard k + 8 <= b.count else { throw TensorError("rank \(r) sent results for fewer clients than it holds") }
+                let len = Int(Int64(littleEndian: b[k..<(k + 8)].withUnsafeBytes { $0.loadUnaligned(as: Int64.self) }))
+                k += 8
+                guard len >= 0, k + len <= b.count else { throw TensorError("rank \(r) sent malformed client results") }
+                out[i] = Array(b[k..<(k + len)])
+                k += len
+            }
+        }
+        return out
+    }
+
     /// Each honest client trained alone for `rounds` rounds of local training,
     /// from the same initial weights: the standalone baseline of CFFL/RFFL's fairness.
     public static func standalone(_ participants: [Participant], test: ClientData, rounds: Int, local: LocalTraining,
-                                  seed: UInt64, parallel: Bool, evalBatch: Int = 1000) throws -> [Double] {
+                                  seed: UInt64, parallel: Bool, evalBatch: Int = 1000,
+                                  communicator: Communicator? = nil) throws -> [Double] {
         let acc = Slots<Double>(participants.count)
         let concurrent = parallel && participants.allSatisfy { Simulation.threadSafe($0.model) }
-        try runJobs(participants.enumerated().map { i, p in {
+        let comm = active(communicator)
+        var failure: Error? = nil
+        do { try runJobs(participants.enumerated().filter { owns($0.offset, comm) }.map { i, p in {
             p.generator.reseed(seed &+ 0x9E37_79B9 &* UInt64(i + 1))
             let opt = try SGD(p.params, lr: local.lr, momentum: local.momentum, weightDecay: local.weightDecay)
             for r in 1...max(rounds, 1) {
@@ -503,8 +630,9 @@ public enum Federated {
                 try train(p.model, opt, p.data.x, p.trainLabels, epochs: local.epochs, batchSize: local.batchSize, generator: p.generator)
             }
             acc[i] = try accuracy(p.model, test, batchSize: evalBatch)
-        } }, concurrent: concurrent)
-        return (0..<participants.count).map { acc[$0] ?? .nan }
+        } }, concurrent: concurrent) } catch { if comm == nil { throw error }; failure = error }
+        let got = try byClientDouble(Array(participants.indices), comm, failure: failure) { acc[$0] }
+        return participants.indices.map { (got[$0] ?? nil) ?? .nan }
     }
 
     /// Pearson correlation; nan when either side is constant or fewer than two pairs.

@@ -2,6 +2,7 @@ import CLua
 import CLuaShim
 import Foundation
 import ParryCore
+import ParryDist
 import ParryFed
 import ParryNN
 
@@ -202,7 +203,7 @@ extension LuaArgs {
 let fedOptions = ["models", "server", "xs", "ys", "adversaries", "test_x", "test_y", "root_x", "root_y", "rounds",
                   "epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_decay", "fraction", "server_lr", "clip",
                   "aggregator", "beta", "f", "m", "gamma", "alpha", "threshold", "removal_after", "sparsify",
-                  "eval_clients", "eval_batch", "parallel", "seed", "on_round"]
+                  "eval_clients", "eval_batch", "parallel", "seed", "on_round", "distributed"]
 
 let fedFunctions: [(String, parry_SwiftFunction)] = [
     ("partition", { L in bind(L, "parry.fl.partition") { a in
@@ -263,6 +264,7 @@ let fedFunctions: [(String, parry_SwiftFunction)] = [
         c.evalBatch = try o.integer("eval_batch") ?? c.evalBatch
         c.parallel = try o.bool("parallel") ?? c.parallel
         c.seed = try o.seed() ?? 0
+        if try o.bool("distributed") ?? false { c.communicator = Communicator.world }
         let sim = try Simulation(participants: ps, server: server, test: test, root: root, config: c)
         let kinds = ps.map { $0.adversary?.name ?? "honest" }
         let cb = a.rawField(1, "on_round")
@@ -295,14 +297,16 @@ let fedFunctions: [(String, parry_SwiftFunction)] = [
     ("standalone", { L in bind(L, "parry.fl.standalone") { a in
         guard a.type(1) == LUA_TTABLE else { throw a.fail("expected a table of settings, got \(a.typeName(1))") }
         let o = try a.options(1, allowed: ["models", "xs", "ys", "test_x", "test_y", "rounds", "epochs", "batch_size", "lr",
-                                           "momentum", "weight_decay", "lr_decay", "seed", "parallel", "eval_batch"])
+                                           "momentum", "weight_decay", "lr_decay", "seed", "parallel", "eval_batch",
+                                           "distributed"])
         let ps = try a.participants(o, 1)
         let tx = a.rawField(1, "test_x"), ty = a.rawField(1, "test_y")
         let test = try a.clientData(tx, ty, "test data")
         let acc = try LuaContext.with(a.L) {
             try Federated.standalone(ps, test: test, rounds: try o.integer("rounds") ?? 1, local: try a.localTraining(o),
                                      seed: try o.seed() ?? 0,
-                                     parallel: try o.bool("parallel") ?? true, evalBatch: try o.integer("eval_batch") ?? 1000)
+                                     parallel: try o.bool("parallel") ?? true, evalBatch: try o.integer("eval_batch") ?? 1000,
+                                     communicator: try o.bool("distributed") ?? false ? Communicator.world : nil)
         }
         a.pushDoubles(acc)
         return 1

@@ -150,7 +150,7 @@ local sim_options = { model = true, clients = true, test = true, rounds = true, 
   aggregator = true, beta = true, f = true, m = true, gamma = true, alpha = true, threshold = true,
   removal_after = true, sparsify = true, adversaries = true, adversary_data = true, root = true, standalone = true,
   seed = true, parallel = true, eval_clients = true, eval_batch = true, on_round = true, csv = true, verbose = true,
-  progress = true }
+  progress = true, distributed = true }
 
 local function check_clients(fn, spec)
   if type(spec.model) ~= "function" then
@@ -178,7 +178,7 @@ function fl.standalone(spec)
   return native(F.standalone, { models = models, xs = xs, ys = ys, test_x = spec.test.x, test_y = spec.test.y,
     rounds = spec.rounds or 10, epochs = spec.local_epochs, batch_size = spec.batch_size, lr = spec.lr,
     momentum = spec.momentum, weight_decay = spec.weight_decay, lr_decay = spec.lr_decay, seed = spec.seed,
-    parallel = spec.parallel, eval_batch = spec.eval_batch })
+    parallel = spec.parallel, eval_batch = spec.eval_batch, distributed = spec.distributed })
 end
 
 local function mean(t)
@@ -222,6 +222,8 @@ end
 --   standalone=true   train each honest client alone too (or pass the list from fl.standalone)
 --   seed=0, parallel=true, eval_clients=true, on_round=function(record), csv=path, verbose=false,
 --   progress (default: on when stderr is a terminal) — a parry.progress bar over the rounds
+--   distributed=false   under mpirun: client i lives on rank (i-1) mod size; every rank returns the
+--                single-process result (on_round runs on every rank; progress, verbose and csv on rank 0)
 -- Returns {rounds = {record...}, clients = {...}, fairness =, honest = {best =, mean =},
 -- removed = {{client =, kind =, round =}...}, train_seconds =, total_seconds =, overhead =}.
 function fl.simulate(spec)
@@ -251,7 +253,10 @@ function fl.simulate(spec)
   for i, d in ipairs(datasets) do xs[i], ys[i] = d.x, d.y end
   local on_round = spec.on_round
   local show = spec.progress
+  -- distributed: the main rank reports, the others keep quiet
+  local main = not spec.distributed or require("parry.dist").is_main()
   if show == nil then show = core._fs.isatty(2) and not spec.verbose end
+  show = show and main
   if show then
     local bar = require("parry.progress").new(spec.rounds or 10, { desc = "fl " .. tostring(type(aggregator) == "string" and aggregator or "custom") })
     local user = on_round
@@ -261,7 +266,7 @@ function fl.simulate(spec)
       if user then user(r) end
     end
   end
-  if spec.verbose then
+  if spec.verbose and main then
     local user = on_round
     on_round = function(r)
       local acc = {}
@@ -280,6 +285,7 @@ function fl.simulate(spec)
     beta = spec.beta, f = spec.f, m = spec.m, gamma = spec.gamma, alpha = spec.alpha, threshold = spec.threshold,
     removal_after = spec.removal_after, sparsify = spec.sparsify, eval_clients = spec.eval_clients,
     eval_batch = spec.eval_batch, parallel = spec.parallel, seed = seed, on_round = on_round,
+    distributed = spec.distributed,
   })
   -- standalone baseline and fairness (Pearson over honest clients)
   local alone = spec.standalone
@@ -287,7 +293,7 @@ function fl.simulate(spec)
     alone = fl.standalone{ model = spec.model, clients = spec.clients, test = spec.test, rounds = spec.rounds,
       local_epochs = spec.local_epochs, batch_size = spec.batch_size, lr = spec.lr, momentum = spec.momentum,
       weight_decay = spec.weight_decay, lr_decay = spec.lr_decay, seed = seed, parallel = spec.parallel,
-      eval_batch = spec.eval_batch }
+      eval_batch = spec.eval_batch, distributed = spec.distributed }
   elseif alone ~= false and (type(alone) ~= "table" or #alone ~= honest) then
     fail("simulate", "standalone must be true, false or a list of " .. honest .. " accuracies")
   end
@@ -306,7 +312,7 @@ function fl.simulate(spec)
   res.honest = { best = top, mean = mean(finals) }
   res.fairness = alone and F.pearson(sa, finals) or nil
   res.overhead = (res.total_seconds - res.train_seconds) / res.total_seconds
-  if spec.csv then write_csv(spec.csv, res) end
+  if spec.csv and main then write_csv(spec.csv, res) end
   return res
 end
 
