@@ -17,6 +17,7 @@ static inline void *parry_mpi_in_place(void) { return MPI_IN_PLACE; }
 static inline int parry_mpi_any_source(void) { return MPI_ANY_SOURCE; }
 static inline int parry_mpi_success(void) { return MPI_SUCCESS; }
 static inline int parry_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
+static inline int parry_mpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
 static inline MPI_Errhandler parry_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline int parry_mpi_status_source(const MPI_Status *s) { return s->MPI_SOURCE; }
 static inline int parry_mpi_status_tag(const MPI_Status *s) { return s->MPI_TAG; }

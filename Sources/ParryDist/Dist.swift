@@ -46,6 +46,8 @@ public final class Communicator: @unchecked Sendable {
     let comm: MPI_Comm?
 
     public var isMain: Bool { rank == 0 }
+    /// Whether MPI allows calls from several threads at once (the work queue needs it).
+    public private(set) var threadMultiple = false
     /// Whether MPI is running (size may still be 1 under `mpirun -np 1`).
     public var isDistributed: Bool { comm != nil }
 
@@ -57,8 +59,10 @@ public final class Communicator: @unchecked Sendable {
     /// process was started by mpirun/srun (see `launched`).
     public static let world: Communicator = {
         guard launched else { return Communicator(rank: 0, size: 1, comm: nil) }
+        // MPI_THREAD_MULTIPLE: the work queue of distributed sweeps serves
+        // requests from a thread of rank 0 while its Lua thread runs a job.
         var provided: Int32 = 0
-        let rc = MPI_Init_thread(nil, nil, parry_mpi_thread_funneled(), &provided)
+        let rc = MPI_Init_thread(nil, nil, parry_mpi_thread_multiple(), &provided)
         guard rc == parry_mpi_success() else {
             FileHandle.standardError.write(Data("parry: MPI_Init_thread failed (\(errorString(rc))); running as a single process\n".utf8))
             return Communicator(rank: 0, size: 1, comm: nil)
@@ -69,7 +73,9 @@ public final class Communicator: @unchecked Sendable {
         MPI_Comm_rank(w, &r)
         MPI_Comm_size(w, &s)
         atexit { Communicator.finalize() }
-        return Communicator(rank: Int(r), size: Int(s), comm: w)
+        let c = Communicator(rank: Int(r), size: Int(s), comm: w)
+        c.threadMultiple = provided >= parry_mpi_thread_multiple()
+        return c
     }()
 
     /// Whether an MPI starter launched this process (Open MPI's mpirun, Slurm
@@ -492,5 +498,74 @@ public final class Communicator: @unchecked Sendable {
             out.append(v)
         }
         return out
+    }
+}
+
+/// Dynamic hand-out of job indices 0..<count over the ranks: each rank asks
+/// for the next index when it finishes one. Rank 0 holds the counter and a
+/// thread that answers the other ranks (polling, so it takes no core while
+/// idle); rank 0's own requests take the counter directly. Create and
+/// `finish` it on every rank (both are collective).
+public final class WorkQueue: @unchecked Sendable {
+    let comm: Communicator
+    public let count: Int
+    private var nextIndex = 0
+    private let lock = NSLock()
+    private var server: Thread?
+    private let served = DispatchSemaphore(value: 0)
+    static let requestTag: Int32 = 11, replyTag: Int32 = 12
+
+    public init(count: Int, communicator: Communicator) throws {
+        self.comm = communicator
+        self.count = count
+        try comm.barrier()
+        guard comm.size > 1, comm.comm != nil else { return }
+        guard comm.threadMultiple else {
+            throw DistError("this MPI library does not provide MPI_THREAD_MULTIPLE, which the work queue needs")
+        }
+        if comm.rank == 0 {
+            let t = Thread { [self] in
+                guard let mpi = comm.comm else { return }
+                var finished = 0
+                while finished < comm.size - 1 {
+                    var flag: Int32 = 0
+                    var status = MPI_Status()
+                    MPI_Iprobe(Int32(parry_mpi_any_source()), WorkQueue.requestTag, mpi, &flag, &status)
+                    if flag == 0 { usleep(200); continue }
+                    let src = parry_mpi_status_source(&status)
+                    var dummy: Int64 = 0
+                    MPI_Recv(&dummy, 1, parry_mpi_int64(), src, WorkQueue.requestTag, mpi, &status)
+                    var reply = Int64(take() ?? -1)
+                    if reply < 0 { finished += 1 }
+                    MPI_Send(&reply, 1, parry_mpi_int64(), src, WorkQueue.replyTag, mpi)
+                }
+                served.signal()
+            }
+            t.start()
+            server = t
+        }
+    }
+
+    private func take() -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard nextIndex < count else { return nil }
+        nextIndex += 1
+        return nextIndex - 1
+    }
+
+    /// The next job index for this rank, or nil when all are handed out.
+    public func next() throws -> Int? {
+        guard comm.size > 1, comm.rank != 0, let mpi = comm.comm else { return take() }
+        var req: Int64 = 0, reply: Int64 = -1
+        var status = MPI_Status()
+        try comm.check(MPI_Send(&req, 1, parry_mpi_int64(), 0, WorkQueue.requestTag, mpi), "MPI_Send")
+        try comm.check(MPI_Recv(&reply, 1, parry_mpi_int64(), 0, WorkQueue.replyTag, mpi, &status), "MPI_Recv")
+        return reply >= 0 ? Int(reply) : nil
+    }
+
+    /// Waits until every rank has drained the queue (collective).
+    public func finish() throws {
+        if server != nil { served.wait(); server = nil }
+        try comm.barrier()
     }
 }

@@ -63,6 +63,8 @@ extension LuaArgs {
 }
 
 private var world: Communicator { Communicator.world }
+/// The work queue of the running distributed sweep (one at a time).
+nonisolated(unsafe) private var queue: WorkQueue?
 
 let distFunctions: [(String, parry_SwiftFunction)] = [
     ("_info", { L in bind(L, "parry.dist.rank") { a in
@@ -106,6 +108,22 @@ let distFunctions: [(String, parry_SwiftFunction)] = [
         lua_pushboolean(a.L, { if case .tensor = p { return 1 } else { return 0 } }())
         _ = a.push(src)
         return 3
+    } }),
+    ("_queue_start", { L in bind(L, "parry.exp.grid") { a in
+        guard queue == nil else { throw a.fail("a distributed sweep is already running (sweeps do not nest)") }
+        queue = try WorkQueue(count: try a.integer(1, "count"), communicator: world)
+        return 0
+    } }),
+    ("_queue_next", { L in bind(L, "parry.exp.grid") { a in
+        guard let q = queue else { throw a.fail("no distributed sweep is running") }
+        if let i = try q.next() { return a.push(i + 1) }
+        lua_pushnil(a.L); return 1
+    } }),
+    ("_queue_finish", { L in bind(L, "parry.exp.grid") { a in
+        guard let q = queue else { return 0 }
+        queue = nil
+        try q.finish()
+        return 0
     } }),
     ("_abort", { L in bind(L, "parry.dist.abort") { a in
         let message = a.isNil(1) ? "aborted" : (try? a.string(1, "message")) ?? "aborted"

@@ -181,4 +181,24 @@ describe("parry.exp", function()
     assert.equals(1, failed)
     fs.rmtree(dir)
   end)
+
+  it("raises a failing configuration of a grid, or records it and goes on with keep_going", function()
+    local dir = tmpdir()
+    local function fn(_, c)
+      if c.lr == 0.01 and c.tau == 1 then error("diverged") end
+      return {score = c.lr * c.tau}
+    end
+    local spec = {name = "sweep", dir = dir, grid = {lr = {0.1, 0.01}, tau = {0.5, 1}}, quiet = true, fn = fn}
+    assert.error(function() parry.exp.grid(spec) end, "diverged")
+    spec.keep_going = true
+    local runs = parry.exp.grid(spec)
+    assert.equals(4, #runs)
+    -- grid order: keys sorted (lr, then tau), values in their list order
+    assert.same({"ok", "ok", "ok", "failed"}, {runs[1].summary._status, runs[2].summary._status,
+      runs[3].summary._status, runs[4].summary._status})
+    assert.equals(0.01, runs[4].config.lr)
+    assert.truthy(runs[4].summary._error:find("diverged", 1, true))
+    assert.near(0.1, runs[2].summary.score, 1e-12)
+    fs.rmtree(dir)
+  end)
 end)

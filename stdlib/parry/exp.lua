@@ -41,11 +41,9 @@ local function copy(t)
   return out
 end
 
---- run{name=, config={}, seed=, fn=function(run, config) -> summary, dir="runs", quiet=false}
--- Runs fn with `run.log(step, {key = number ...})`, `run.dir` and `run.config`;
--- seeds parry's shared generator with `seed`; returns {dir=, summary=, config=, metrics=}.
--- An error in fn is recorded (status "failed", the message in summary.json) and re-raised.
-function M.run(spec)
+-- One run, recorded on disk whatever happens; returns the record and, when
+-- fn failed, its error (the record's summary says "failed" with the message).
+local function record_run(spec)
   if type(spec) ~= "table" then fail("run", "expected a table {name=, config=, fn=}") end
   if type(spec.name) ~= "string" or not spec.name:match("^[%w_%-%.]+$") then
     fail("run", "name must be a word (letters, digits, _ - .), got " .. tostring(spec.name))
@@ -54,7 +52,7 @@ function M.run(spec)
   if spec.config ~= nil and type(spec.config) ~= "table" then fail("run", "config must be a table") end
   local config = copy(spec.config)
   local root = spec.dir or "runs"
-  local dir = root .. "/" .. spec.name .. "/" .. timestamp()
+  local dir = root .. "/" .. spec.name .. "/" .. timestamp() .. (spec._suffix or "")
   while fs.exists(dir) do dir = dir .. "x" end
   fs.mkdir(dir)
   json.write(dir .. "/config.json", require("parry.json").object(copy(config)))
@@ -105,14 +103,28 @@ function M.run(spec)
   summary._started = dir:match("([^/]+)$")
   json.write(dir .. "/summary.json", summary)
   tbl.write_csv(dir .. "/metrics.csv", metrics, { columns = keys })
-  if not ok then error(result, 0) end
-  return { dir = dir, summary = summary, config = config, metrics = metrics }
+  return { dir = dir, summary = summary, config = config, metrics = metrics }, (not ok) and result or nil
 end
 
---- grid{name=, config={}, grid={key = {values...}}, seed=, fn=, dir=, quiet=} -> list of runs
+--- run{name=, config={}, seed=, fn=function(run, config) -> summary, dir="runs", quiet=false}
+-- Runs fn with `run.log(step, {key = number ...})`, `run.dir` and `run.config`;
+-- seeds parry's shared generator with `seed`; returns {dir=, summary=, config=, metrics=}.
+-- An error in fn is recorded (status "failed", the message in summary.json) and re-raised.
+function M.run(spec)
+  local r, err = record_run(spec)
+  if err ~= nil then error(err, 0) end
+  return r
+end
+
+--- grid{name=, config={}, grid={key = {values...}}, seed=, fn=, dir=, quiet=, distributed=, keep_going=} -> list of runs
 -- Runs the Cartesian product of the grid's values (keys in sorted order),
 -- each as a `run` with config = base config + that combination, and prints a
 -- summary table (one row per run: the grid values and the summary's numbers).
+-- distributed=true (under mpirun): the ranks take configurations one at a
+-- time as they finish (rank 0 hands them out), each run is recorded once, by
+-- the rank that ran it, and every rank returns the whole list in grid order
+-- (rank 0 prints the table). keep_going (default: distributed) records a
+-- failing configuration (status "failed") and goes on instead of raising.
 function M.grid(spec)
   if type(spec) ~= "table" or type(spec.grid) ~= "table" then fail("grid", "expected {name=, grid={key = {values}}, fn=}") end
   local keys = {}
@@ -131,29 +143,68 @@ function M.grid(spec)
     end
     combos = next_combos
   end
-  local runs, rows, cols = {}, {}, { table.unpack(keys) }
+  local distributed = spec.distributed and true or false
+  local keep_going = spec.keep_going
+  if keep_going == nil then keep_going = distributed end
+  local dist = distributed and require("parry.dist") or nil
+  local suffix = dist and dist.size() > 1 and ("-r" .. dist.rank()) or nil
+  local function config_of(k)
+    local config = copy(spec.config)
+    for key, v in pairs(combos[k]) do config[key] = v end
+    return config
+  end
+  local function one(k)
+    local r, err = record_run{ name = spec.name, config = config_of(k), seed = spec.seed, fn = spec.fn, dir = spec.dir,
+      quiet = spec.quiet, _suffix = suffix }
+    if err ~= nil and not keep_going then error(err, 0) end
+    return r
+  end
+  local runs = {}
+  if dist then
+    local C = core._dist
+    C._queue_start(#combos)
+    local mine = {}
+    local ok, err = pcall(function()
+      while true do
+        local k = C._queue_next()
+        if not k then break end
+        local r = one(k)
+        mine[#mine + 1] = { index = k, dir = r.dir, summary = r.summary, metrics = r.metrics }
+      end
+    end)
+    C._queue_finish()
+    if not ok then error(err, 0) end
+    for _, list in ipairs(dist.allgather(mine)) do
+      for _, r in ipairs(list) do
+        runs[r.index] = { dir = r.dir, summary = r.summary, config = config_of(r.index), metrics = r.metrics }
+      end
+    end
+  else
+    for k = 1, #combos do runs[k] = one(k) end
+  end
+  local rows, cols = {}, { table.unpack(keys) }
   local seen = {}
   for _, k in ipairs(keys) do seen[k] = true end
-  for _, c in ipairs(combos) do
-    local config = copy(spec.config)
-    for k, v in pairs(c) do config[k] = v end
-    local r = M.run{ name = spec.name, config = config, seed = spec.seed, fn = spec.fn, dir = spec.dir, quiet = spec.quiet }
-    runs[#runs + 1] = r
-    local row = copy(c)
+  for k, r in ipairs(runs) do
+    local row = copy(combos[k])
     local extra = {}
-    for k, v in pairs(r.summary) do
-      if type(k) == "string" and not k:match("^_") and type(v) ~= "table" then
-        row[k] = v
-        if not seen[k] then seen[k] = true; extra[#extra + 1] = k end
+    for key, v in pairs(r.summary) do
+      if type(key) == "string" and not key:match("^_") and type(v) ~= "table" then
+        row[key] = v
+        if not seen[key] then seen[key] = true; extra[#extra + 1] = key end
       end
     end
     table.sort(extra)
-    for _, k in ipairs(extra) do cols[#cols + 1] = k end
+    for _, key in ipairs(extra) do cols[#cols + 1] = key end
+    row.status = r.summary._status
     row.seconds = r.summary._seconds
     rows[#rows + 1] = row
   end
+  cols[#cols + 1] = "status"
   cols[#cols + 1] = "seconds"
-  if not spec.quiet then print(tbl.format(rows, { columns = cols, title = spec.name .. ": " .. #runs .. " runs" })) end
+  if not spec.quiet and (not dist or dist.is_main()) then
+    print(tbl.format(rows, { columns = cols, title = spec.name .. ": " .. #runs .. " runs" }))
+  end
   return runs
 end
 

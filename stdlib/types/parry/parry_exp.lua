@@ -9,7 +9,7 @@ parry.exp = parry.exp or {}
 ---@return table
 function parry.exp.run(opts) end
 
---- Runs the Cartesian product of the grid and prints a summary table (grid values and summary numbers per run).
+--- Runs the Cartesian product of the grid (keys sorted) as `run`s and prints one table row per run; returns the runs in grid order. `keep_going=true` records a failing configuration (status "failed") and goes on. `distributed=true` under mpirun: ranks take configurations as they finish, each run is recorded once by its rank, every rank returns the whole list (keep_going is then the default).
 ---@param opts table
 ---@return table
 function parry.exp.grid(opts) end

@@ -11,7 +11,7 @@ parry.fl = parry.fl or {}
 ---@return parry.Dataset[]
 function parry.fl.partition(ds, n, opts) end
 
---- Runs a simulation (FedAvg, median, trimmed mean, (multi-)Krum, FLTrust, RFFL or a Lua aggregator; free riders, label flippers and other adversaries) and returns per-round, per-client records, fairness and removals.
+--- Runs a simulation (FedAvg, median, trimmed mean, (multi-)Krum, FLTrust, RFFL or a Lua aggregator; free riders, label flippers and other adversaries) and returns per-round, per-client records, fairness and removals. `distributed=true` under mpirun spreads the clients over the ranks (client i on rank (i−1) mod size) with the single-process result on every rank, bit for bit.
 ---@param opts table
 ---@return table
 function parry.fl.simulate(opts) end
