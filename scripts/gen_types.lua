@@ -84,7 +84,7 @@ local RETURNS = {
   ["parry.dist.is_distributed"] = "boolean", ["parry.dist.barrier"] = false, ["parry.dist.allreduce"] = "parry.Tensor",
   ["parry.dist.reduce"] = "parry.Tensor?", ["parry.dist.broadcast"] = "any", ["parry.dist.allgather"] = "table",
   ["parry.dist.gather"] = "table?", ["parry.dist.send"] = false, ["parry.dist.recv"] = "any, integer",
-  ["parry.dist.run"] = "any", ["parry.dist.abort"] = false,
+  ["parry.dist.run"] = "any", ["parry.dist.abort"] = false, ["parry.dist.data_parallel"] = "table",
   ["parry.plot.figure"] = "table", ["parry.plot.ticks"] = "number[], number", ["parry.progress.new"] = "table",
 }
 

@@ -109,6 +109,26 @@ let distFunctions: [(String, parry_SwiftFunction)] = [
         _ = a.push(src)
         return 3
     } }),
+    // _dp_broadcast(tensors, root): rank root's values into every rank's tensors, in place
+    ("_dp_broadcast", { L in bind(L, "parry.dist.data_parallel") { a in
+        try DataParallel.broadcast(try a.tensorList(1, "tensors"), root: try a.rank(2, "root", default: 0), communicator: world)
+        return 0
+    } }),
+    // _dp_sync(params, count, loss, bucket_bytes) -> global count, global mean loss
+    ("_dp_sync", { L in bind(L, "parry.dist.data_parallel") { a in
+        let count = try a.integer(2, "count")
+        let loss = a.isNil(3) ? 0 : try a.number(3, "loss")
+        let bucket = a.isNil(4) ? DataParallel.defaultBucketBytes : try a.integer(4, "bucket_bytes")
+        guard bucket >= 4 else { throw a.fail("bucket_bytes must be at least 4, got \(bucket)") }
+        let r = try DataParallel.averageGradients(try a.tensorList(1, "params"), count: count, loss: loss,
+                                                  communicator: world, bucketBytes: bucket)
+        _ = a.push(r.count); _ = a.push(r.loss)
+        return 2
+    } }),
+    ("_dp_check", { L in bind(L, "parry.dist.data_parallel") { a in
+        try DataParallel.checkReplicas(try a.tensorList(1, "tensors"), communicator: world, step: try a.integer(2, "step"))
+        return 0
+    } }),
     ("_queue_start", { L in bind(L, "parry.exp.grid") { a in
         guard queue == nil else { throw a.fail("a distributed sweep is already running (sweeps do not nest)") }
         queue = try WorkQueue(count: try a.integer(1, "count"), communicator: world)

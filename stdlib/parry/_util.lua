@@ -61,6 +61,16 @@ function M.raise(msg)
   error(msg, level or 0)    -- no script frame (a tail call from the top): no position
 end
 
+--- data_parallel_of(model, distributed, fname): the parry.dist.data_parallel
+-- object a `distributed` option asks for (true: a new one; an object: itself;
+-- nil/false: nil).
+function M.data_parallel_of(model, distributed, fname)
+  if distributed == nil or distributed == false then return nil end
+  if distributed == true then return require("parry.dist").data_parallel(model) end
+  if type(distributed) == "table" and type(distributed.sync) == "function" then return distributed end
+  M.raise(fname .. ": distributed must be true, false or a parry.dist.data_parallel object, got " .. type(distributed))
+end
+
 --- with_status(run): runs run(show) with show a status-line function on
 -- stderr when it is a terminal (nil otherwise), clearing the line however run
 -- ends. The bindings already position their errors at the script's line, so

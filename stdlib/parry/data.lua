@@ -103,16 +103,29 @@ function Dataset:split(parts, opts)
   return out
 end
 
---- for xb, yb in ds:batches(bs, {shuffle=, drop_last=, transform=, generator=}) do ... end
+--- for xb, yb in ds:batches(bs, {shuffle=, drop_last=, transform=, generator=, shard=}) do ... end
+-- shard = {rank, size} (parry.dist's 0-based rank): bs is the global batch;
+-- each global batch is cut into `size` contiguous slices and this rank gets
+-- slice `rank` (possibly empty, so that every rank iterates the same number
+-- of times). With the same shuffle generator state on every rank, the slices
+-- partition the single-process batches.
 function Dataset:batches(bs, opts)
   if getmetatable(self) ~= DatasetMT then fail("batches", "call as ds:batches(...) on a dataset") end
   if opts ~= nil and type(opts) ~= "table" then fail("batches", "expected an options table, got " .. type(opts)) end
   opts = opts or {}
   if math.type(bs) ~= "integer" or bs < 1 then fail("batches", "batch size must be a positive integer, got " .. tostring(bs)) end
   for k in pairs(opts) do
-    if k ~= "shuffle" and k ~= "drop_last" and k ~= "transform" and k ~= "generator" then
-      fail("batches", "unknown option '" .. tostring(k) .. "' (expected shuffle, drop_last, transform, generator)")
+    if k ~= "shuffle" and k ~= "drop_last" and k ~= "transform" and k ~= "generator" and k ~= "shard" then
+      fail("batches", "unknown option '" .. tostring(k) .. "' (expected shuffle, drop_last, transform, generator, shard)")
     end
+  end
+  local shard_rank, shard_size
+  if opts.shard ~= nil then
+    local s = opts.shard
+    if type(s) ~= "table" or math.type(s[1]) ~= "integer" or math.type(s[2]) ~= "integer" or s[2] < 1 or s[1] < 0 or s[1] >= s[2] then
+      fail("batches", "shard must be {rank, size} with 0 <= rank < size (e.g. dp:shard()), got " .. tostring(s))
+    end
+    shard_rank, shard_size = s[1], s[2]
   end
   local n = #self
   local order = opts.shuffle and core.randperm(n, opts.generator and { generator = opts.generator } or nil) or nil
@@ -123,11 +136,17 @@ function Dataset:batches(bs, opts)
     local len = math.min(bs, n - start + 1)
     if len < bs and opts.drop_last then return nil end
     local xb, yb
+    local first, count = start, len
+    if shard_rank then
+      local lo = (shard_rank * len) // shard_size
+      local hi = ((shard_rank + 1) * len) // shard_size
+      first, count = start + lo, hi - lo
+    end
     if order then
-      local idx = order:narrow(1, start, len)
+      local idx = order:narrow(1, first, count)
       xb, yb = x:index_select(1, idx), y and y:index_select(1, idx)
     else
-      xb, yb = x:narrow(1, start, len), y and y:narrow(1, start, len)
+      xb, yb = x:narrow(1, first, count), y and y:narrow(1, first, count)
     end
     start = start + len
     if transform then xb = transform(xb) end

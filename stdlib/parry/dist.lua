@@ -214,6 +214,62 @@ function dist.run(fn, ...)
   return table.unpack(out, 1, n)
 end
 
+--- data_parallel(model [, {bucket_mb=25, check_every=0, broadcast_buffers=true}]) -> dp
+-- Data-parallel training: every rank holds a replica of `model` (rank 0's
+-- parameters and buffers are copied to the others now). Each step, every rank
+-- takes its slice of the global batch (`ds:batches(bs, {shard = dp:shard()})`),
+-- runs backward on its slice's mean loss, then `dp:sync(n, loss)` averages
+-- the gradients weighted by the slice sizes, so the optimizer step is the
+-- one single-process training takes on the whole batch. Returns the global
+-- batch size and mean loss. check_every = k compares the replicas' hashes
+-- every k syncs (a debugging aid).
+function dist.data_parallel(model, opts)
+  local fname = "parry.dist.data_parallel"
+  if not require("parry.nn").is_module(model) then
+    util.raise(fname .. ": expected a module for model (argument 1), got " .. describe(model))
+  end
+  if opts ~= nil and type(opts) ~= "table" then util.raise(fname .. ": expected an options table, got " .. describe(opts)) end
+  opts = opts or {}
+  local _, msg = util.check_options(opts, {bucket_mb = true, check_every = true, broadcast_buffers = true})
+  if msg then util.raise(fname .. ": " .. msg) end
+  local bucket_mb = opts.bucket_mb or 25
+  if type(bucket_mb) ~= "number" or bucket_mb <= 0 then util.raise(fname .. ": bucket_mb must be a positive number") end
+  local check_every = opts.check_every or 0
+  if math.type(check_every) ~= "integer" or check_every < 0 then
+    util.raise(fname .. ": check_every must be a non-negative integer")
+  end
+  local params = model:parameters()
+  local buffers = {}
+  for i, pair in ipairs(model:named_buffers()) do buffers[i] = pair[2] end   -- {name, tensor} in module order
+  local everything = {}
+  for _, p in ipairs(params) do everything[#everything + 1] = p end
+  for _, b in ipairs(buffers) do everything[#everything + 1] = b end
+  C._dp_broadcast(everything, 0)
+  local dp = {model = model, params = params, buffers = buffers, steps = 0}
+  local bucket_bytes = math.max(4, math.floor(bucket_mb * 1048576))
+  local sync_buffers = opts.broadcast_buffers ~= false and #buffers > 0
+  --- {rank, size}: the `shard` option of Dataset:batches.
+  function dp:shard() return {RANK, SIZE} end
+  --- sync(n [, loss]): averages the gradients over the ranks (call after
+  -- backward, before the optimizer step; n = this rank's slice size, 0 for an
+  -- empty slice). Returns the global batch size and mean loss.
+  function dp:sync(n, loss)
+    if math.type(n) ~= "integer" or n < 0 then
+      util.raise("dp:sync: n must be this rank's number of samples (an integer ≥ 0), got " .. describe(n))
+    end
+    if loss ~= nil and type(loss) ~= "number" then util.raise("dp:sync: loss must be a number, got " .. describe(loss)) end
+    local total, mean = C._dp_sync(self.params, n, loss or 0, bucket_bytes)
+    self.steps = self.steps + 1
+    -- batch norm's running statistics: rank 0's, as PyTorch DDP's broadcast_buffers
+    if sync_buffers then C._dp_broadcast(self.buffers, 0) end
+    if check_every > 0 and self.steps % check_every == 0 then self:check() end
+    return total, mean
+  end
+  --- check(): errors when the replicas' parameters or buffers differ.
+  function dp:check() C._dp_check(everything, self.steps) end
+  return dp
+end
+
 --- Ends the whole job from any rank with a message naming the rank.
 function dist.abort(message, code)
   C._abort(message ~= nil and tostring(message) or nil, code)

@@ -91,15 +91,22 @@ function robust.train(model, ds, opt, opts)
   end
   local last
   local curve, best, best_state, since_best = {}, -1, nil, 0
+  local dp = require("parry._util").data_parallel_of(model, opts.distributed, "parry.robust.train")
   for epoch = 1, opts.epochs or 1 do
     local t0, total, n = core.clock(), 0, 0
     model:train()
-    for xb, yb in ds:batches(opts.batch_size or 128, { shuffle = true, transform = opts.transform, generator = opts.generator }) do
-      local l = fn(model, xb, yb)
+    for xb, yb in ds:batches(opts.batch_size or 128, { shuffle = true, transform = opts.transform, generator = opts.generator,
+                                                      shard = dp and dp:shard() }) do
       opt:zero_grad()
-      l:backward()
+      local count, value = xb:size(1), 0
+      if count > 0 or not dp then
+        local l = fn(model, xb, yb)
+        l:backward()
+        value = l:item()
+      end
+      if dp then _, value = dp:sync(count, value) end
       opt:step()
-      total, n = total + l:item(), n + 1
+      total, n = total + value, n + 1
     end
     last = total / math.max(n, 1)
     if opts.on_epoch then opts.on_epoch(epoch, last, core.clock() - t0) end

@@ -24,10 +24,14 @@ end
 
 --- One pass over `ds` in shuffled mini-batches, one optimizer step each.
 -- Options: batch_size (128), loss (cross-entropy; a function(logits, y) -> scalar),
--- transform (applied to each input batch), generator (for the shuffle).
--- Returns the mean training loss.
+-- transform (applied to each input batch), generator (for the shuffle),
+-- distributed (true or a parry.dist.data_parallel object: under mpirun each
+-- rank trains on its slice of every global batch of batch_size and the
+-- gradients are averaged; seed every rank's shuffle generator the same).
+-- Returns the mean training loss (over the global batches when distributed).
 function M.epoch(model, ds, opt, opts)
-  opts = check("epoch", model, ds, opts, {batch_size = true, loss = true, transform = true, generator = true, progress = true})
+  opts = check("epoch", model, ds, opts, {batch_size = true, loss = true, transform = true, generator = true, progress = true,
+    distributed = true})
   if type(opt) ~= "userdata" and type(opt) ~= "table" or type(opt.step) ~= "function" then
     fail("epoch", "expected an optimizer for opt (argument 3), got " .. type(opt))
   end
@@ -37,12 +41,19 @@ function M.epoch(model, ds, opt, opts)
   local bar = opts.progress and require("parry.progress").new(math.ceil(#ds / bs),
     {desc = type(opts.progress) == "string" and opts.progress or "epoch"})
   model:train()
-  for xb, yb in ds:batches(bs, {shuffle = true, transform = opts.transform, generator = opts.generator}) do
-    local loss = loss_fn(model(xb), yb)
+  local dp = util.data_parallel_of(model, opts.distributed, "parry.train.epoch")
+  for xb, yb in ds:batches(bs, {shuffle = true, transform = opts.transform, generator = opts.generator,
+                                shard = dp and dp:shard()}) do
     opt:zero_grad()
-    loss:backward()
+    local n, value = xb:size(1), 0
+    if n > 0 or not dp then
+      local loss = loss_fn(model(xb), yb)
+      loss:backward()
+      value = loss:item()
+    end
+    if dp then _, value = dp:sync(n, value) end
     opt:step()
-    total, batches = total + loss:item(), batches + 1
+    total, batches = total + value, batches + 1
     if bar then bar:step() end
   end
   if bar then bar:close() end

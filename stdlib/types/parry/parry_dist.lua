@@ -68,6 +68,12 @@ function parry.dist.recv(from) end
 ---@return any
 function parry.dist.run(fn, ...) end
 
+--- Data-parallel training: copies rank 0's parameters and buffers to every rank and returns `dp` with `dp:shard()` (the `shard` option of `ds:batches`), `dp:sync(n [, loss])` (after backward: averages the gradients weighted by each rank's slice size n in one flattened allreduce, bucketed; broadcasts rank 0's buffers; returns the global batch size and mean loss) and `dp:check()` (errors when the replicas differ; every `check_every` syncs automatically). Equals single-process training with the global batch to float rounding.
+---@param model any
+---@param opts? table
+---@return table
+function parry.dist.data_parallel(model, opts) end
+
 --- Ends the whole job from any rank, printing the message with the rank. An uncaught error or `os.exit` with a failure status under mpirun does the same.
 ---@param message? any
 ---@param code? any

@@ -28,7 +28,7 @@ function parry.robust.trades_loss(model, x, y, opts) end
 ---@return parry.Tensor
 function parry.robust.adv_comp_sum_loss(model, x, y, opts) end
 
---- Adversarial training loop with any loss of (model, x, y); returns the last epoch's mean loss and, with `validate = {data=, attack={"pgd", steps=40, loss="cw"}, every=1, keep_best=true, patience=}`, the validation curve `{ {epoch=, loss=, clean=, robust=, best=} }`: robust early stopping (Rice et al. 2020) — every `every` epochs the robust accuracy on the held-out `data` (eps from the training options unless the attack gives one); with `keep_best` the best evaluation's weights are restored at the end; `patience` stops after that many evaluations without improvement.
+--- Adversarial training loop with any loss of (model, x, y) (`distributed` as in `parry.train.epoch`: PGD-AT and TRADES run data-parallel unchanged); returns the last epoch's mean loss and, with `validate = {data=, attack={"pgd", steps=40, loss="cw"}, every=1, keep_best=true, patience=}`, the validation curve `{ {epoch=, loss=, clean=, robust=, best=} }`: robust early stopping (Rice et al. 2020) — every `every` epochs the robust accuracy on the held-out `data` (eps from the training options unless the attack gives one); with `keep_best` the best evaluation's weights are restored at the end; `patience` stops after that many evaluations without improvement.
 ---@param model any
 ---@param ds any
 ---@param opt any

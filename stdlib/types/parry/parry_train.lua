@@ -4,7 +4,7 @@
 parry = parry or {}
 parry.train = parry.train or {}
 
---- One epoch of mini-batch training; returns the mean loss. `progress` (true or a label) shows a bar over the batches.
+--- One epoch of mini-batch training; returns the mean loss. `progress` (true or a label) shows a bar over the batches. `distributed` (true or a `parry.dist.data_parallel` object) trains data-parallel under mpirun: batch_size is the global batch, each rank takes its slice, the gradients are averaged (seed every rank's shuffle generator alike).
 ---@param model any
 ---@param ds any
 ---@param opt any
