@@ -71,24 +71,72 @@ public struct RFFLConfig {
     public init() {}
 }
 
-/// One participant: a personal model and optimizer, its data, and whether it is an adversary.
+/// One participant: its data, whether it is an adversary, and its generator.
+/// A participant holds no model: training borrows one from the simulation's
+/// pool. Only what an algorithm keeps between rounds is stored, flat: RFFL's
+/// personal weights (4 bytes per parameter), its momentum buffers when
+/// momentum is on, and its buffers (batch-norm statistics) when the model has any.
 public final class Participant {
-    public let model: Module
     public let data: ClientData
     public let adversary: Adversary?
-    let params: [Tensor]
     let trainLabels: Tensor
     let generator: Generator
+    /// RFFL: the personal model's parameters (nil until the simulation starts).
+    public internal(set) var weights: [Float]?
+    /// RFFL with momentum: the optimizer's momentum buffers, flat (nil before the first step).
+    var momentum: [Float]?
+    /// RFFL with a model that has buffers: their values.
+    var buffers: [Tensor]?
 
-    public init(model: Module, data: ClientData, adversary: Adversary? = nil) throws {
-        self.model = model
+    public init(data: ClientData, adversary: Adversary? = nil) throws {
         self.data = data
         self.adversary = adversary
-        params = model.allParameters()
         trainLabels = try adversary.map { try Tensor($0.relabel(data.y.int64s()), shape: [data.count]) } ?? data.y
         generator = Generator(seed: 0)
     }
     public var isHonest: Bool { adversary == nil }
+}
+
+/// Models that training and evaluation jobs borrow, as many as run at once
+/// (a job waits when all are out). A borrowed model's parameters are
+/// overwritten by the job, so which one a job gets does not matter.
+public final class ModelPool: @unchecked Sendable {
+    public let models: [Module]
+    let params: [[Tensor]]
+    let buffers: [[Tensor]]
+    private var free: [Int]
+    private let lock = NSLock()
+    private let available: DispatchSemaphore
+
+    public init(_ models: [Module]) throws {
+        guard !models.isEmpty else { throw TensorError("the model pool needs at least one model") }
+        for (i, m) in models.enumerated() where models[..<i].contains(where: { $0 === m }) {
+            throw TensorError("pool model \(i + 1) is another pool model; each needs its own")
+        }
+        self.models = models
+        params = models.map { $0.allParameters() }
+        buffers = models.map { $0.namedBuffers().map(\.tensor) }
+        free = Array(models.indices)
+        available = DispatchSemaphore(value: models.count)
+    }
+
+    /// Runs body with a free model and its parameters and buffers; gradients are dropped afterwards.
+    public func with<R>(_ body: (Module, [Tensor], [Tensor]) throws -> R) rethrows -> R {
+        available.wait()
+        lock.lock(); let k = free.removeLast(); lock.unlock()
+        defer {
+            for p in params[k] { p.grad = nil }
+            lock.lock(); free.append(k); lock.unlock()
+            available.signal()
+        }
+        return try body(models[k], params[k], buffers[k])
+    }
+}
+
+/// Copies buffer values (batch-norm statistics) without recording.
+func copyBuffers(_ from: [Tensor], to: [Tensor]) throws {
+    guard from.count == to.count else { throw TensorError("the models have different buffers") }
+    try GradMode.noGrad { for (s, d) in zip(from, to) { try d.copy_(s) } }
 }
 
 /// What happened in one round (rounds are 1-based).
@@ -121,12 +169,15 @@ public struct FedResult {
     public var totalSeconds: Double
 }
 
-/// A federated simulation over participants with personal model copies.
-/// Global-model aggregators keep a server model (`server`); RFFL keeps none.
+/// A federated simulation over participants that hold only their data and
+/// what the algorithm keeps between rounds; local training borrows models
+/// from `pool`. Global-model aggregators keep a server model (`server`); RFFL
+/// keeps personal weights per participant.
 public final class Simulation {
     public let participants: [Participant]
     public let test: ClientData
     public let server: Module
+    public let pool: ModelPool
     public let root: ClientData?
     public var config: FedConfig
     /// Called after each round (on the calling thread).
@@ -134,9 +185,12 @@ public final class Simulation {
 
     let layout: ParameterLayout
     let serverParams: [Tensor]
+    let serverBuffers: [Tensor]
     let serverGenerator: Generator
+    /// The server's initial weights: every personal model starts from them (RFFL deep-copies one model).
+    let initial: [Float]
 
-    public init(participants: [Participant], server: Module, test: ClientData, root: ClientData? = nil,
+    public init(participants: [Participant], server: Module, pool: ModelPool, test: ClientData, root: ClientData? = nil,
                 config: FedConfig) throws {
         guard !participants.isEmpty else { throw TensorError("a simulation needs at least one participant") }
         guard participants.contains(where: \.isHonest) else { throw TensorError("every participant is an adversary; at least one must be honest") }
@@ -145,16 +199,15 @@ public final class Simulation {
         self.test = test
         self.root = root
         self.config = config
+        self.pool = pool
         serverParams = server.allParameters()
+        serverBuffers = server.namedBuffers().map(\.tensor)
         layout = ParameterLayout(serverParams)
-        for (i, p) in participants.enumerated() {
-            guard ParameterLayout(p.params) == layout else {
-                throw TensorError("participant \(i + 1)'s model has different parameters from the server model")
+        for (k, ps) in pool.params.enumerated() {
+            guard ParameterLayout(ps) == layout, pool.buffers[k].map(\.shape) == serverBuffers.map(\.shape) else {
+                throw TensorError("pool model \(k + 1) has different parameters from the server model")
             }
-            guard Set(p.params.map(ObjectIdentifier.init)).isDisjoint(with: serverParams.map(ObjectIdentifier.init)),
-                  !participants[..<i].contains(where: { $0.model === p.model }) else {
-                throw TensorError("participant \(i + 1) shares its model with another; each needs its own copy")
-            }
+            guard pool.models[k] !== server else { throw TensorError("the server model must not be in the pool") }
         }
         guard config.rounds >= 1 else { throw TensorError("rounds must be at least 1") }
         guard config.local.epochs >= 0, config.local.batchSize >= 1, config.local.lr >= 0 else {
@@ -164,15 +217,14 @@ public final class Simulation {
         if case .fltrust = config.aggregator, root == nil { throw TensorError("fltrust needs a root dataset on the server") }
         serverGenerator = Generator(seed: config.seed)
         for (i, p) in participants.enumerated() { p.generator.reseed(config.seed &+ 0x9E37_79B9 &* UInt64(i + 1)) }
-        // Every model starts from the server's initial weights (RFFL deep-copies one model).
-        let w0 = layout.read(serverParams)
-        for p in participants { try layout.write(w0, to: p.params) }
+        initial = layout.read(serverParams)
+        for p in participants { p.weights = nil; p.momentum = nil; p.buffers = nil }
     }
 
     /// Whether jobs may run on worker threads: no closure-backed (Lua) module inside.
     /// User callbacks (aggregators, adversaries, on_round) always run on the calling thread.
     var concurrent: Bool {
-        config.parallel && participants.allSatisfy { Simulation.threadSafe($0.model) } && Simulation.threadSafe(server)
+        config.parallel && pool.models.allSatisfy(Simulation.threadSafe) && Simulation.threadSafe(server)
     }
 
     /// A module tree is safe to run off the main thread when it has no closure-backed module or hook.
@@ -200,64 +252,85 @@ public final class Simulation {
             let m = max(1, Int((config.fraction * Double(n)).rounded()))
             let chosen = m >= n ? Array(0..<n) : serverGenerator.permutation(n).prefix(m).sorted()
             let lr = config.local.lr(round: round)
-            let uploads = Slots<[Float]>(n)
             let rootUpdate = Slots<[Float]>(1)
-            // Phase 1: local training (and the FLTrust server's root update).
-            let t0 = DispatchTime.now()
-            var jobs: [() throws -> Void] = chosen.filter(owns).map { i in {
-                let p = self.participants[i]
-                try self.layout.write(w, to: p.params)
-                let opt = try SGD(p.params, lr: lr, momentum: self.config.local.momentum, weightDecay: self.config.local.weightDecay)
-                if p.adversary?.trains ?? true { try self.train(p.model, opt, p.data.x, p.trainLabels, p.generator) }
-                uploads[i] = Vec.sub(self.layout.read(p.params), w)
-            } }
-            if case .fltrust = config.aggregator, let root {
-                jobs.append {
-                    let opt = try SGD(self.serverParams, lr: lr, momentum: self.config.local.momentum, weightDecay: self.config.local.weightDecay)
-                    try self.train(self.server, opt, root.x, root.y, self.serverGenerator)
-                    rootUpdate[0] = Vec.sub(self.layout.read(self.serverParams), w)
-                    try self.layout.write(w, to: self.serverParams)
-                }
-            }
-            // An error on one rank travels with the exchange below, so that every rank raises it.
-            var failure: Error? = nil
-            do { try runJobs(jobs) } catch { if comm == nil { throw error }; failure = error }
-            let trainSeconds = seconds(since: t0)
-            trainTotal += trainSeconds
-            // Phase 2: adversaries forge (each client on its own rank) and the uploads are exchanged.
-            let final = try Federated.byClient(chosen, comm, failure: failure) { i -> [Float] in
-                // Every chosen client's job filled its slot (runJobs rethrows a job's error first).
-                guard var u = uploads[i] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
-                if let adv = participants[i].adversary {
-                    u = try adv.forge(u, round: round, participants[i].generator)
-                }
-                if let c = config.clip { _ = Vec.clip(&u, maxNorm: c) }
-                return u
-            }
-            // Phase 3: honest clients' local models on the test set.
-            if config.evalClients {
-                let acc = Slots<Double>(n)
-                let mine = chosen.filter { participants[$0].isHonest && owns($0) }
-                var evalFailure: Error? = nil
-                do {
-                    try runJobs(mine.map { i in { acc[i] = try self.accuracy(self.participants[i].model, self.test) } })
-                } catch { if comm == nil { throw error }; evalFailure = error }
-                let got = try Federated.byClientDouble(chosen.filter { participants[$0].isHonest }, comm, failure: evalFailure) { acc[$0] }
-                for i in chosen { if let v = got[i] ?? nil { lastAcc[i] = v } }
-            }
-            // Phase 4: the server aggregates (the same inputs on every rank).
-            var norms = [Double?](repeating: nil, count: n)
-            var sent: [[Float]] = []
-            for i in chosen {
-                guard let u = final[i] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
-                norms[i] = Vec.norm(u)
-                sent.append(u)
-            }
+            let evaluate = config.evalClients
+            // FedAvg folds each upload into the running weighted sum as soon as its chunk of clients is
+            // done — in client order, the same saxpy sequence as over the whole list — so a round holds
+            // one chunk's uploads, not every client's. The other rules need every upload at once.
+            let streaming: Bool = { if case .fedavg = config.aggregator { return true }; return false }()
+            let chunk = streaming ? max(64, 4 * pool.models.count) : max(1, chosen.count)
             let counts = chosen.map { Double(participants[$0].data.count) }
+            let countSum = counts.reduce(0, +)
+            var running = [Float](repeating: 0, count: streaming ? layout.total : 0)
+            var sent: [[Float]] = []
+            var norms = [Double?](repeating: nil, count: n)
+            var trainSeconds = 0.0
+            for lo in stride(from: 0, to: chosen.count, by: chunk) {
+                let part = Array(chosen[lo..<min(chosen.count, lo + chunk)])
+                var slot = [Int: Int]()
+                for (k, i) in part.enumerated() { slot[i] = k }
+                let uploads = Slots<[Float]>(part.count)
+                let acc = Slots<Double>(part.count)
+                // Phase 1: local training (and the FLTrust server's root update). Each job borrows a pool
+                // model: the global weights and the server's buffers in, the upload (and the honest
+                // client's test accuracy) out.
+                let t0 = DispatchTime.now()
+                var jobs: [() throws -> Void] = part.enumerated().filter { owns($0.element) }.map { k, i in {
+                    let p = self.participants[i]
+                    try self.pool.with { model, params, buffers in
+                        try self.layout.write(w, to: params)
+                        try copyBuffers(self.serverBuffers, to: buffers)
+                        let opt = try SGD(params, lr: lr, momentum: self.config.local.momentum, weightDecay: self.config.local.weightDecay)
+                        if p.adversary?.trains ?? true { try self.train(model, opt, p.data.x, p.trainLabels, p.generator) }
+                        uploads[k] = Vec.sub(self.layout.read(params), w)
+                        if evaluate && p.isHonest { acc[k] = try self.accuracy(model, self.test) }
+                    }
+                } }
+                if lo == 0, case .fltrust = config.aggregator, let root {
+                    jobs.append {
+                        let opt = try SGD(self.serverParams, lr: lr, momentum: self.config.local.momentum, weightDecay: self.config.local.weightDecay)
+                        try self.train(self.server, opt, root.x, root.y, self.serverGenerator)
+                        rootUpdate[0] = Vec.sub(self.layout.read(self.serverParams), w)
+                        try self.layout.write(w, to: self.serverParams)
+                    }
+                }
+                // An error on one rank travels with the exchange below, so that every rank raises it.
+                var failure: Error? = nil
+                do { try runJobs(jobs) } catch { if comm == nil { throw error }; failure = error }
+                trainSeconds += seconds(since: t0)
+                // Phase 2: adversaries forge (each client on its own rank) and the uploads are exchanged.
+                let final = try Federated.byClient(part, comm, failure: failure) { i -> [Float] in
+                    // Every chosen client's job filled its slot (runJobs rethrows a job's error first).
+                    guard let k = slot[i], var u = uploads[k] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
+                    uploads[k] = nil
+                    if let adv = participants[i].adversary {
+                        u = try adv.forge(u, round: round, participants[i].generator)
+                    }
+                    if let c = config.clip { _ = Vec.clip(&u, maxNorm: c) }
+                    return u
+                }
+                // Phase 3: the honest clients' accuracies (measured in their jobs).
+                if config.evalClients {
+                    let got = try Federated.byClientDouble(part.filter { participants[$0].isHonest }, comm) { i in slot[i].flatMap { acc[$0] } }
+                    for i in part { if let v = got[i] ?? nil { lastAcc[i] = v } }
+                }
+                for (k, i) in part.enumerated() {
+                    guard let u = final[i] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
+                    norms[i] = Vec.norm(u)
+                    if streaming {
+                        guard countSum > 0 else { throw TensorError("fedavg weights sum to zero") }
+                        Vec.accumulate(&running, u, weight: counts[lo + k] / countSum)
+                    } else {
+                        sent.append(u)
+                    }
+                }
+            }
+            trainTotal += trainSeconds
+            // Phase 4: the server aggregates (the same inputs on every rank).
             var weight: [Double?]? = nil
             let aggregate: [Float]
             switch config.aggregator {
-            case .fedavg: aggregate = try Aggregation.weightedMean(sent, weights: counts)
+            case .fedavg: aggregate = running   // Aggregation.weightedMean, folded in as the chunks finished
             case .median: aggregate = try Aggregation.median(sent)
             case let .trimmedMean(beta): aggregate = try Aggregation.trimmedMean(sent, beta: beta)
             case let .krum(f, mm):
@@ -329,16 +402,34 @@ public final class Simulation {
             var failure: Error? = nil
             do { try runJobs(live.filter { (participants[$0].adversary?.trains ?? true) && owns($0) }.map { i in {
                 let p = self.participants[i]
-                let before = self.layout.read(p.params)
-                let opt = try self.optimizer(for: i, lr: lr)
-                try self.train(p.model, opt, p.data.x, p.trainLabels, p.generator)
-                var d = Vec.sub(self.layout.read(p.params), before)
-                // Honest participants keep w_old + clipped Δ when clipping bites.
-                if p.isHonest && Vec.clip(&d, maxNorm: rc.gamma) {
-                    try self.layout.write(before, to: p.params)
-                    try self.layout.add(d, to: p.params)
+                try self.pool.with { model, params, buffers in
+                    let before = p.weights ?? self.initial
+                    try self.layout.write(before, to: params)
+                    try copyBuffers(p.buffers ?? self.serverBuffers, to: buffers)
+                    let opt = try SGD(params, lr: lr, momentum: self.config.local.momentum, weightDecay: self.config.local.weightDecay)
+                    if let m = p.momentum {
+                        for (k, r) in self.layout.ranges.enumerated() {
+                            opt.state[k]["momentum_buffer"] = try Tensor(Array(m[r]), shape: self.layout.shapes[k])
+                        }
+                    }
+                    try self.train(model, opt, p.data.x, p.trainLabels, p.generator)
+                    var after = self.layout.read(params)
+                    var d = Vec.sub(after, before)
+                    // Honest participants keep w_old + clipped Δ when clipping bites.
+                    if p.isHonest && Vec.clip(&d, maxNorm: rc.gamma) {
+                        for j in after.indices { after[j] = before[j] + d[j] }
+                    }
+                    p.weights = after
+                    if self.config.local.momentum != 0 {
+                        var m = [Float](repeating: 0, count: self.layout.total)
+                        for (k, r) in self.layout.ranges.enumerated() {
+                            if let b = opt.state[k]["momentum_buffer"] { m.replaceSubrange(r, with: b.floats()) }
+                        }
+                        p.momentum = m
+                    }
+                    if !buffers.isEmpty { p.buffers = try buffers.map { try $0.detach().clone() } }
+                    deltas[i] = d
                 }
-                deltas[i] = d
             } }) } catch { if comm == nil { throw error }; failure = error }
             let trainSeconds = seconds(since: t0)
             trainTotal += trainSeconds
@@ -379,7 +470,10 @@ public final class Simulation {
                 let q = top > 0 ? rep[i] / top : 0
                 rewardJobs.append {
                     let reward = rc.sparsify ? Vec.layerTopK(u, layout: self.layout, q: q) : u
-                    try self.layout.add(reward, to: self.participants[i].params)
+                    let p = self.participants[i]
+                    var w = p.weights ?? self.initial
+                    for j in w.indices { w[j] += reward[j] }
+                    p.weights = w
                 }
             }
             try runJobs(rewardJobs)
@@ -388,7 +482,7 @@ public final class Simulation {
                 let due = (0..<n).filter { participants[$0].isHonest && (active[$0] || lastAcc[$0] == nil) }
                 var evalFailure: Error? = nil
                 do {
-                    try runJobs(due.filter(owns).map { i in { acc[i] = try self.accuracy(self.participants[i].model, self.test) } })
+                    try runJobs(due.filter(owns).map { i in { acc[i] = try self.personalAccuracy(i) } })
                 } catch { if comm == nil { throw error }; evalFailure = error }
                 let got = try Federated.byClientDouble(due, comm, failure: evalFailure) { acc[$0] }
                 for i in due { if let v = got[i] ?? nil { lastAcc[i] = v } }
@@ -403,28 +497,25 @@ public final class Simulation {
         }
         if !config.evalClients {
             let honest = (0..<n).filter { participants[$0].isHonest }
-            let got = try Federated.byClientDouble(honest, comm) { try self.accuracy(self.participants[$0].model, self.test) }
+            let got = try Federated.byClientDouble(honest, comm) { try self.personalAccuracy($0) }
             for i in honest { lastAcc[i] = got[i] ?? nil }
         }
-        // Every rank ends with every participant's personal model.
+        // Every rank ends with every participant's personal weights.
         if let comm {
-            let w = try Federated.byClient(Array(0..<n), comm) { self.layout.read(self.participants[$0].params) }
-            for i in 0..<n where !Federated.owns(i, comm) {
-                if let v = w[i] { try layout.write(v, to: participants[i].params) }
-            }
+            let w = try Federated.byClient(Array(0..<n), comm) { self.participants[$0].weights ?? self.initial }
+            for i in 0..<n where !Federated.owns(i, comm) { participants[i].weights = w[i] }
         }
         return summarize(records, removed: removedRound, last: lastAcc, train: trainTotal, total: seconds(since: start))
     }
 
-    /// RFFL participants keep their optimizer across rounds (its state is theirs).
-    private var optimizers: [Int: SGD] = [:]
-    private let optimizerLock = NSLock()
-    func optimizer(for i: Int, lr: Double) throws -> SGD {
-        optimizerLock.lock(); defer { optimizerLock.unlock() }
-        if let o = optimizers[i] { o.lr = lr; return o }
-        let o = try SGD(participants[i].params, lr: lr, momentum: config.local.momentum, weightDecay: config.local.weightDecay)
-        optimizers[i] = o
-        return o
+    /// Test accuracy of participant i's personal model (RFFL), on a pool model.
+    func personalAccuracy(_ i: Int) throws -> Double {
+        let p = participants[i]
+        return try pool.with { model, params, buffers in
+            try layout.write(p.weights ?? initial, to: params)
+            try copyBuffers(p.buffers ?? serverBuffers, to: buffers)
+            return try accuracy(model, test)
+        }
     }
 
     func normalize(_ r: inout [Double]) {
@@ -614,22 +705,30 @@ public enum Federated {
     }
 
     /// Each honest client trained alone for `rounds` rounds of local training,
-    /// from the same initial weights: the standalone baseline of CFFL/RFFL's fairness.
-    public static func standalone(_ participants: [Participant], test: ClientData, rounds: Int, local: LocalTraining,
-                                  seed: UInt64, parallel: Bool, evalBatch: Int = 1000,
+    /// from the same initial weights (the first pool model's, as given): the
+    /// standalone baseline of CFFL/RFFL's fairness. Jobs borrow pool models.
+    public static func standalone(_ participants: [Participant], pool: ModelPool, test: ClientData, rounds: Int,
+                                  local: LocalTraining, seed: UInt64, parallel: Bool, evalBatch: Int = 1000,
                                   communicator: Communicator? = nil) throws -> [Double] {
         let acc = Slots<Double>(participants.count)
-        let concurrent = parallel && participants.allSatisfy { Simulation.threadSafe($0.model) }
+        let concurrent = parallel && pool.models.allSatisfy(Simulation.threadSafe)
+        let layout = ParameterLayout(pool.params[0])
+        let initial = layout.read(pool.params[0])
+        let initialBuffers = try pool.buffers[0].map { try $0.detach().clone() }
         let comm = active(communicator)
         var failure: Error? = nil
         do { try runJobs(participants.enumerated().filter { owns($0.offset, comm) }.map { i, p in {
             p.generator.reseed(seed &+ 0x9E37_79B9 &* UInt64(i + 1))
-            let opt = try SGD(p.params, lr: local.lr, momentum: local.momentum, weightDecay: local.weightDecay)
-            for r in 1...max(rounds, 1) {
-                opt.lr = local.lr(round: r)
-                try train(p.model, opt, p.data.x, p.trainLabels, epochs: local.epochs, batchSize: local.batchSize, generator: p.generator)
+            try pool.with { model, params, buffers in
+                try layout.write(initial, to: params)
+                try copyBuffers(initialBuffers, to: buffers)
+                let opt = try SGD(params, lr: local.lr, momentum: local.momentum, weightDecay: local.weightDecay)
+                for r in 1...max(rounds, 1) {
+                    opt.lr = local.lr(round: r)
+                    try train(model, opt, p.data.x, p.trainLabels, epochs: local.epochs, batchSize: local.batchSize, generator: p.generator)
+                }
+                acc[i] = try accuracy(model, test, batchSize: evalBatch)
             }
-            acc[i] = try accuracy(p.model, test, batchSize: evalBatch)
         } }, concurrent: concurrent) } catch { if comm == nil { throw error }; failure = error }
         let got = try byClientDouble(Array(participants.indices), comm, failure: failure) { acc[$0] }
         return participants.indices.map { (got[$0] ?? nil) ?? .nan }

@@ -92,13 +92,17 @@ public enum Vec {
     public static func weightedSum(_ u: [[Float]], _ w: [Double]) -> [Float] {
         guard let n = u.first?.count else { return [] }
         var acc = [Float](repeating: 0, count: n)
-        guard n > 0 else { return acc }
-        acc.withUnsafeMutableBufferPointer { pa in
-            for (v, wi) in zip(u, w) where wi != 0 {
-                v.withUnsafeBufferPointer { pv in cblas_saxpy(Int32(n), Float(wi), pv.baseAddress, 1, pa.baseAddress, 1) }
-            }
-        }
+        for (v, wi) in zip(u, w) { accumulate(&acc, v, weight: wi) }
         return acc
+    }
+
+    /// acc += w·v (saxpy; nothing when w is 0): one term of `weightedSum`.
+    public static func accumulate(_ acc: inout [Float], _ v: [Float], weight wi: Double) {
+        let n = min(acc.count, v.count)
+        guard n > 0, wi != 0 else { return }
+        acc.withUnsafeMutableBufferPointer { pa in
+            v.withUnsafeBufferPointer { pv in cblas_saxpy(Int32(n), Float(wi), pv.baseAddress, 1, pa.baseAddress, 1) }
+        }
     }
 
     /// RFFL's clipping: if ‖u‖ + 1e-7 > Γ, u ← Γ·u/(‖u‖ + 1e-7). Returns whether it clipped.

@@ -152,18 +152,22 @@ extension LuaArgs {
         return t
     }
 
-    /// Participants from the parallel lists models[i], xs[i], ys[i], adversaries[i] (false = honest).
+    /// The model pool (the `pool` list of modules).
+    func modelPool(_ spec: Int32) throws -> ModelPool {
+        let mi = rawField(spec, "pool"); defer { pop() }
+        return try ModelPool(try objectList(mi, Int32(PARRY_MODULE), "pool", "modules"))
+    }
+
+    /// Participants from the parallel lists xs[i], ys[i], adversaries[i] (false = honest).
     func participants(_ o: LuaOptions, _ spec: Int32) throws -> [Participant] {
-        let mi = rawField(spec, "models"); defer { pop() }
-        let models: [Module] = try objectList(mi, Int32(PARRY_MODULE), "models", "modules")
         let xi = rawField(spec, "xs"); defer { pop() }
         let yi = rawField(spec, "ys"); defer { pop() }
         let ai = rawField(spec, "adversaries"); defer { pop() }
-        guard type(xi) == LUA_TTABLE, type(yi) == LUA_TTABLE, rawLength(xi) == models.count, rawLength(yi) == models.count else {
-            throw fail("expected one dataset per model")
+        guard type(xi) == LUA_TTABLE, type(yi) == LUA_TTABLE, rawLength(xi) == rawLength(yi) else {
+            throw fail("expected as many label tensors as input tensors")
         }
         var out: [Participant] = []
-        for k in 0..<models.count {
+        for k in 0..<rawLength(xi) {
             let x = rawIndex(xi, k + 1); defer { pop() }
             let y = rawIndex(yi, k + 1); defer { pop() }
             let data = try clientData(x, y, "client \(k + 1)'s data")
@@ -172,7 +176,7 @@ extension LuaArgs {
                 let j = rawIndex(ai, k + 1); defer { pop() }
                 if type(j) == LUA_TTABLE { adv = try adversary(j, k + 1, spec: lua_absindex(L, spec)) }
             }
-            out.append(try Participant(model: models[k], data: data, adversary: adv))
+            out.append(try Participant(data: data, adversary: adv))
         }
         return out
     }
@@ -200,7 +204,7 @@ extension LuaArgs {
     }
 }
 
-let fedOptions = ["models", "server", "xs", "ys", "adversaries", "test_x", "test_y", "root_x", "root_y", "rounds",
+let fedOptions = ["pool", "server", "xs", "ys", "adversaries", "test_x", "test_y", "root_x", "root_y", "rounds",
                   "epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_decay", "fraction", "server_lr", "clip",
                   "aggregator", "beta", "f", "m", "gamma", "alpha", "threshold", "removal_after", "sparsify",
                   "eval_clients", "eval_batch", "parallel", "seed", "on_round", "distributed"]
@@ -265,7 +269,7 @@ let fedFunctions: [(String, parry_SwiftFunction)] = [
         c.parallel = try o.bool("parallel") ?? c.parallel
         c.seed = try o.seed() ?? 0
         if try o.bool("distributed") ?? false { c.communicator = Communicator.world }
-        let sim = try Simulation(participants: ps, server: server, test: test, root: root, config: c)
+        let sim = try Simulation(participants: ps, server: server, pool: try a.modelPool(1), test: test, root: root, config: c)
         let kinds = ps.map { $0.adversary?.name ?? "honest" }
         let cb = a.rawField(1, "on_round")
         if a.type(cb) == LUA_TFUNCTION {
@@ -296,14 +300,14 @@ let fedFunctions: [(String, parry_SwiftFunction)] = [
     } }),
     ("standalone", { L in bind(L, "parry.fl.standalone") { a in
         guard a.type(1) == LUA_TTABLE else { throw a.fail("expected a table of settings, got \(a.typeName(1))") }
-        let o = try a.options(1, allowed: ["models", "xs", "ys", "test_x", "test_y", "rounds", "epochs", "batch_size", "lr",
+        let o = try a.options(1, allowed: ["pool", "xs", "ys", "test_x", "test_y", "rounds", "epochs", "batch_size", "lr",
                                            "momentum", "weight_decay", "lr_decay", "seed", "parallel", "eval_batch",
                                            "distributed"])
         let ps = try a.participants(o, 1)
         let tx = a.rawField(1, "test_x"), ty = a.rawField(1, "test_y")
         let test = try a.clientData(tx, ty, "test data")
         let acc = try LuaContext.with(a.L) {
-            try Federated.standalone(ps, test: test, rounds: try o.integer("rounds") ?? 1, local: try a.localTraining(o),
+            try Federated.standalone(ps, pool: try a.modelPool(1), test: test, rounds: try o.integer("rounds") ?? 1, local: try a.localTraining(o),
                                      seed: try o.seed() ?? 0,
                                      parallel: try o.bool("parallel") ?? true, evalBatch: try o.integer("eval_batch") ?? 1000,
                                      communicator: try o.bool("distributed") ?? false ? Communicator.world : nil)

@@ -170,8 +170,11 @@ final class SimulationTests: XCTestCase {
         config.parallel = parallel
         config.rffl.removalAfter = 3
         config.seed = 7
-        let ps = try adversaries.enumerated().map { i, a in try Participant(model: model(UInt64(i + 10)), data: blobs(60, seed: UInt64(i)), adversary: a) }
-        let sim = try Simulation(participants: ps, server: model(1), test: blobs(90, seed: 99), root: blobs(30, seed: 50), config: config)
+        let ps = try adversaries.enumerated().map { i, a in try Participant(data: blobs(60, seed: UInt64(i)), adversary: a) }
+        // the pool's size (and its models' own weights) must not change the results
+        let pool = try ModelPool(parallel ? [model(10), model(11), model(12)] : [model(20)])
+        let sim = try Simulation(participants: ps, server: model(1), pool: pool, test: blobs(90, seed: 99), root: blobs(30, seed: 50),
+                                 config: config)
         return (sim, try sim.run())
     }
 
@@ -180,8 +183,9 @@ final class SimulationTests: XCTestCase {
             let (a, ra) = try simulation(agg, adversaries: [nil, nil, nil, .freeRider(zero: false)], parallel: true)
             let (b, rb) = try simulation(agg, adversaries: [nil, nil, nil, .freeRider(zero: false)], parallel: false)
             for (p, q) in zip(a.participants, b.participants) {
-                XCTAssertEqual(a.layout.read(p.params), b.layout.read(q.params), "\(agg.name)")
+                XCTAssertEqual(p.weights, q.weights, "\(agg.name)")
             }
+            XCTAssertEqual(a.layout.read(a.serverParams), b.layout.read(b.serverParams), "\(agg.name)")
             XCTAssertEqual(ra.finalAccuracy.map { $0 ?? -1 }, rb.finalAccuracy.map { $0 ?? -1 })
         }
     }

@@ -172,6 +172,34 @@ if want("fedavg_100x600") then
     #res.rounds / res.total_seconds, 100 * res.overhead, res.rounds[#res.rounds].global_accuracy))
 end
 
+local function peak_mb()
+  local f = io.open("/proc/self/status")
+  if not f then return 0 / 0 end
+  local kb = f:read("a"):match("VmHWM:%s*(%d+)")
+  f:close()
+  return (tonumber(kb) or 0) / 1024
+end
+
+if want("fl_10k_clients") then
+  -- Simulated clients cost what runs: 10,000 iid Fashion-MNIST clients (6
+  -- images each; PARRY_FL_CLIENTS=N for other counts, 60000/N images each) of
+  -- the 784-64-10 MLP, 2 FedAvg rounds (1 local epoch, batch 32, lr 0.05), no
+  -- per-client evaluation. Peak resident memory, and the time outside local
+  -- training per client and round. The peer: ../shared/peers or
+  -- scripts/bench/flower_fl.py (Flower's simulation engine) on the same task.
+  data()
+  local n = tonumber(os.getenv("PARRY_FL_CLIENTS") or "") or 10000
+  local clients = parry.fl.partition(train, n, {method = "iid", seed = 0})
+  local res = parry.fl.simulate{
+    model = function() return parry.models.mlp{784, 64, 10} end,
+    clients = clients, test = test, rounds = 2, local_epochs = 1, batch_size = 32, lr = 0.05,
+    aggregator = "fedavg", eval_clients = false, standalone = false, seed = 0,
+  }
+  local outside = res.total_seconds - res.train_seconds
+  emit("fl_10k_clients", res.total_seconds, string.format("%d clients: peak %.0f MB, %.3f ms/client/round outside local training, global acc %.4f",
+    n, peak_mb(), 1000 * outside / (n * #res.rounds), res.rounds[#res.rounds].global_accuracy))
+end
+
 if want("rift_mrc") then
   -- RiFT's module robust criticality for one module (conv4) of
   -- examples/rift.lua's CNN: 10 passes of weight-gradient ascent (batch 512,

@@ -152,6 +152,13 @@ local sim_options = { model = true, clients = true, test = true, rounds = true, 
   seed = true, parallel = true, eval_clients = true, eval_batch = true, on_round = true, csv = true, verbose = true,
   progress = true, distributed = true }
 
+-- How many models local training borrows at once: one per thread when the
+-- clients train concurrently, never more than there are clients.
+local function pool_size(spec, clients)
+  local n = spec.parallel == false and 1 or core.get_num_threads()
+  return math.max(1, math.min(n, clients))
+end
+
 local function check_clients(fn, spec)
   if type(spec.model) ~= "function" then
     fail(fn, "model must be a function returning a fresh module (each client gets its own), got " .. type(spec.model))
@@ -170,12 +177,11 @@ end
 function fl.standalone(spec)
   spec = check_opts("standalone", spec, sim_options)
   check_clients("standalone", spec)
-  local models = make_models(spec.model, #spec.clients, "standalone", core.Generator(spec.seed or 0))
-  local init = models[1]:state_dict()
-  for i = 2, #models do models[i]:load_state_dict(init) end
+  -- the first model's draws are the shared initialization; the others are overwritten
+  local pool = make_models(spec.model, pool_size(spec, #spec.clients), "standalone", core.Generator(spec.seed or 0))
   local xs, ys = {}, {}
   for i, d in ipairs(spec.clients) do xs[i], ys[i] = d.x, d.y end
-  return native(F.standalone, { models = models, xs = xs, ys = ys, test_x = spec.test.x, test_y = spec.test.y,
+  return native(F.standalone, { pool = pool, xs = xs, ys = ys, test_x = spec.test.x, test_y = spec.test.y,
     rounds = spec.rounds or 10, epochs = spec.local_epochs, batch_size = spec.batch_size, lr = spec.lr,
     momentum = spec.momentum, weight_decay = spec.weight_decay, lr_decay = spec.lr_decay, seed = spec.seed,
     parallel = spec.parallel, eval_batch = spec.eval_batch, distributed = spec.distributed })
@@ -247,8 +253,10 @@ function fl.simulate(spec)
   local aggregator = spec.aggregator or "fedavg"
   local root
   if aggregator == "fltrust" then root = sample(pool, spec.root or 100, g, "root") end
-  local models = make_models(spec.model, #datasets + 1, "simulate", core.Generator(seed))
-  local server = table.remove(models, 1)  -- built first: the same draws as standalone's shared init
+  -- the server is built first (the same draws as standalone's shared init); local training
+  -- borrows the pool's models, so participants hold no model of their own
+  local models = make_models(spec.model, pool_size(spec, #datasets) + 1, "simulate", core.Generator(seed))
+  local server = table.remove(models, 1)
   local xs, ys = {}, {}
   for i, d in ipairs(datasets) do xs[i], ys[i] = d.x, d.y end
   local on_round = spec.on_round
@@ -277,7 +285,7 @@ function fl.simulate(spec)
     end
   end
   local res = native(F.simulate, {
-    models = models, server = server, xs = xs, ys = ys, adversaries = adv_specs,
+    pool = models, server = server, xs = xs, ys = ys, adversaries = adv_specs,
     test_x = spec.test.x, test_y = spec.test.y, root_x = root and root.x, root_y = root and root.y,
     rounds = spec.rounds, epochs = spec.local_epochs, batch_size = spec.batch_size, lr = spec.lr,
     momentum = spec.momentum, weight_decay = spec.weight_decay, lr_decay = spec.lr_decay,
