@@ -4,17 +4,33 @@ import ParryCore
 import ParryDist
 import ParryNN
 
-/// A client's samples: inputs along dim 0 and 0-based int64 labels.
+/// A client's samples: inputs along dim 0 and 0-based int64 labels. With
+/// `rows`, the inputs are those rows of `x` (an index view of a shared
+/// dataset: no copy per client) and `y` holds one label per row.
 public struct ClientData {
     public let x: Tensor
     public let y: Tensor
-    public init(x: Tensor, y: Tensor) throws {
-        guard x.ndim >= 1, y.ndim == 1, y.dtype == .int64, x.shape[0] == y.shape[0] else {
-            throw TensorError("client data needs x with N samples along dim 1 and N int64 labels")
+    public let rows: [Int]?
+    public init(x: Tensor, y: Tensor, rows: [Int]? = nil) throws {
+        guard x.ndim >= 1, y.ndim == 1, y.dtype == .int64 else {
+            throw TensorError("client data needs x with samples along dim 1 and 1-D int64 labels")
         }
-        self.x = x; self.y = y
+        if let rows {
+            guard rows.count == y.shape[0] else { throw TensorError("client data has \(rows.count) rows but \(y.shape[0]) labels") }
+            let n = x.shape[0]
+            guard rows.allSatisfy({ $0 >= 0 && $0 < n }) else { throw TensorError("client data rows must be in 1..\(n)") }
+        } else {
+            guard x.shape[0] == y.shape[0] else { throw TensorError("client data has \(x.shape[0]) inputs but \(y.shape[0]) labels") }
+        }
+        self.x = x; self.y = y; self.rows = rows
     }
     public var count: Int { y.shape[0] }
+
+    /// The inputs of samples `idx` (0-based positions in this client's data).
+    public func inputs(_ idx: [Int]) throws -> Tensor {
+        guard let rows else { return try x.indexSelect(0, idx) }
+        return try x.indexSelect(0, idx.map { rows[$0] })
+    }
 }
 
 /// Local training: SGD on cross-entropy, shuffled mini-batches.
@@ -281,7 +297,7 @@ public final class Simulation {
                         try self.layout.write(w, to: params)
                         try copyBuffers(self.serverBuffers, to: buffers)
                         let opt = try SGD(params, lr: lr, momentum: self.config.local.momentum, weightDecay: self.config.local.weightDecay)
-                        if p.adversary?.trains ?? true { try self.train(model, opt, p.data.x, p.trainLabels, p.generator) }
+                        if p.adversary?.trains ?? true { try self.train(model, opt, p.data, p.trainLabels, p.generator) }
                         uploads[k] = Vec.sub(self.layout.read(params), w)
                         if evaluate && p.isHonest { acc[k] = try self.accuracy(model, self.test) }
                     }
@@ -289,7 +305,7 @@ public final class Simulation {
                 if lo == 0, case .fltrust = config.aggregator, let root {
                     jobs.append {
                         let opt = try SGD(self.serverParams, lr: lr, momentum: self.config.local.momentum, weightDecay: self.config.local.weightDecay)
-                        try self.train(self.server, opt, root.x, root.y, self.serverGenerator)
+                        try self.train(self.server, opt, root, root.y, self.serverGenerator)
                         rootUpdate[0] = Vec.sub(self.layout.read(self.serverParams), w)
                         try self.layout.write(w, to: self.serverParams)
                     }
@@ -412,7 +428,7 @@ public final class Simulation {
                             opt.state[k]["momentum_buffer"] = try Tensor(Array(m[r]), shape: self.layout.shapes[k])
                         }
                     }
-                    try self.train(model, opt, p.data.x, p.trainLabels, p.generator)
+                    try self.train(model, opt, p.data, p.trainLabels, p.generator)
                     var after = self.layout.read(params)
                     var d = Vec.sub(after, before)
                     // Honest participants keep w_old + clipped Δ when clipping bites.
@@ -535,8 +551,8 @@ public final class Simulation {
 
     // MARK: shared pieces
 
-    func train(_ model: Module, _ opt: SGD, _ x: Tensor, _ y: Tensor, _ g: Generator) throws {
-        try Federated.train(model, opt, x, y, epochs: config.local.epochs, batchSize: config.local.batchSize, generator: g)
+    func train(_ model: Module, _ opt: SGD, _ d: ClientData, _ y: Tensor, _ g: Generator) throws {
+        try Federated.train(model, opt, d, labels: y, epochs: config.local.epochs, batchSize: config.local.batchSize, generator: g)
     }
 
     func accuracy(_ model: Module, _ d: ClientData) throws -> Double {
@@ -557,10 +573,12 @@ func seconds(since t: DispatchTime) -> Double { Double(DispatchTime.now().uptime
 
 /// Local training, evaluation and job scheduling shared by the simulations.
 public enum Federated {
-    /// `epochs` passes of shuffled mini-batch SGD on cross-entropy; draws from `generator`.
-    public static func train(_ model: Module, _ opt: Optimizer, _ x: Tensor, _ y: Tensor, epochs: Int, batchSize: Int,
+    /// `epochs` passes of shuffled mini-batch SGD on cross-entropy over d's
+    /// inputs and `labels` (d's own, or an adversary's relabelling); draws from `generator`.
+    public static func train(_ model: Module, _ opt: Optimizer, _ d: ClientData, labels y: Tensor, epochs: Int, batchSize: Int,
                              generator g: Generator) throws {
         let n = y.shape[0]
+        guard n == d.count else { throw TensorError("\(n) labels for \(d.count) samples") }
         guard n > 0 else { return }
         model.train()
         try Generator.$current.withValue(g) {
@@ -570,7 +588,7 @@ public enum Federated {
                     var s = 0
                     while s < n {
                         let idx = Array(perm[s..<min(n, s + batchSize)])
-                        let loss = try Loss.crossEntropy(model(x.indexSelect(0, idx)), y.indexSelect(0, idx))
+                        let loss = try Loss.crossEntropy(model(d.inputs(idx)), y.indexSelect(0, idx))
                         opt.zeroGrad()
                         try loss.backward()
                         try opt.step()
@@ -598,7 +616,8 @@ public enum Federated {
         try runJobs(starts.enumerated().map { k, s in {
             try GradMode.noGrad {
                 let len = min(batchSize, n - s)
-                let (_, idx) = try model(d.x.narrow(0, s, len)).extremum(largest: true, dim: 1)
+                let batch = d.rows == nil ? try d.x.narrow(0, s, len) : try d.inputs(Array(s..<(s + len)))
+                let (_, idx) = try model(batch).extremum(largest: true, dim: 1)
                 var correct = 0
                 for (j, p) in idx.int64s().enumerated() where p == labels[s + j] { correct += 1 }
                 counts[k] = correct
@@ -725,7 +744,7 @@ public enum Federated {
                 let opt = try SGD(params, lr: local.lr, momentum: local.momentum, weightDecay: local.weightDecay)
                 for r in 1...max(rounds, 1) {
                     opt.lr = local.lr(round: r)
-                    try train(model, opt, p.data.x, p.trainLabels, epochs: local.epochs, batchSize: local.batchSize, generator: p.generator)
+                    try train(model, opt, p.data, labels: p.trainLabels, epochs: local.epochs, batchSize: local.batchSize, generator: p.generator)
                 }
                 acc[i] = try accuracy(model, test, batchSize: evalBatch)
             }

@@ -40,9 +40,20 @@ extension LuaArgs {
     }
 
     /// One client's data: a float tensor x and 1-based labels y.
-    func clientData(_ x: Int32, _ y: Int32, _ what: String) throws -> ClientData {
+    /// Client data from tensors x and y at the given stack slots; `rows` (a slot
+    /// holding a 1-based int64 index tensor, or 0) makes it an index view of x.
+    func clientData(_ x: Int32, _ y: Int32, _ what: String, rows r: Int32 = 0) throws -> ClientData {
         guard let xt = optTensor(x), let yt = optTensor(y) else { throw fail("\(what) needs tensors x and y") }
         guard yt.dtype == .int64, yt.ndim == 1 else { throw fail("\(what) labels must be a 1-D int64 tensor of classes 1..C") }
+        if r != 0, let rt = optTensor(r) {
+            guard rt.dtype == .int64, rt.ndim == 1, rt.shape[0] == yt.shape[0] else {
+                throw fail("\(what) rows must be a 1-D int64 tensor with one index per label")
+            }
+            guard xt.ndim >= 1 else { throw fail("\(what) inputs need a sample dimension") }
+            do {
+                return try ClientData(x: xt, y: yt.binary(.sub, .int(1)), rows: rt.int64s().map { Int($0) - 1 })
+            } catch let e as TensorError { throw fail("\(what): \(e.message)") }
+        }
         guard xt.ndim >= 1, xt.shape[0] == yt.shape[0] else {
             throw fail("\(what) has \(xt.ndim >= 1 ? xt.shape[0] : 0) inputs but \(yt.shape[0]) labels")
         }
@@ -163,6 +174,7 @@ extension LuaArgs {
         let xi = rawField(spec, "xs"); defer { pop() }
         let yi = rawField(spec, "ys"); defer { pop() }
         let ai = rawField(spec, "adversaries"); defer { pop() }
+        let ri = rawField(spec, "rows"); defer { pop() }
         guard type(xi) == LUA_TTABLE, type(yi) == LUA_TTABLE, rawLength(xi) == rawLength(yi) else {
             throw fail("expected as many label tensors as input tensors")
         }
@@ -170,7 +182,9 @@ extension LuaArgs {
         for k in 0..<rawLength(xi) {
             let x = rawIndex(xi, k + 1); defer { pop() }
             let y = rawIndex(yi, k + 1); defer { pop() }
-            let data = try clientData(x, y, "client \(k + 1)'s data")
+            let r = type(ri) == LUA_TTABLE ? rawIndex(ri, k + 1) : 0
+            defer { if r != 0 { pop() } }
+            let data = try clientData(x, y, "client \(k + 1)'s data", rows: r)
             var adv: Adversary? = nil
             if type(ai) == LUA_TTABLE {
                 let j = rawIndex(ai, k + 1); defer { pop() }
@@ -204,7 +218,7 @@ extension LuaArgs {
     }
 }
 
-let fedOptions = ["pool", "server", "xs", "ys", "adversaries", "test_x", "test_y", "root_x", "root_y", "rounds",
+let fedOptions = ["pool", "server", "xs", "ys", "rows", "adversaries", "test_x", "test_y", "root_x", "root_y", "rounds",
                   "epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_decay", "fraction", "server_lr", "clip",
                   "aggregator", "beta", "f", "m", "gamma", "alpha", "threshold", "removal_after", "sparsify",
                   "eval_clients", "eval_batch", "parallel", "seed", "on_round", "distributed"]
@@ -300,7 +314,7 @@ let fedFunctions: [(String, parry_SwiftFunction)] = [
     } }),
     ("standalone", { L in bind(L, "parry.fl.standalone") { a in
         guard a.type(1) == LUA_TTABLE else { throw a.fail("expected a table of settings, got \(a.typeName(1))") }
-        let o = try a.options(1, allowed: ["pool", "xs", "ys", "test_x", "test_y", "rounds", "epochs", "batch_size", "lr",
+        let o = try a.options(1, allowed: ["pool", "xs", "ys", "rows", "test_x", "test_y", "rounds", "epochs", "batch_size", "lr",
                                            "momentum", "weight_decay", "lr_decay", "seed", "parallel", "eval_batch",
                                            "distributed"])
         let ps = try a.participants(o, 1)

@@ -37,6 +37,34 @@ describe("parry.fl.partition", function()
     assert.near(train.x:sum():item(), s, 1e-2)
   end)
 
+  it("returns index views that copy nothing until read, and train exactly as copies do", function()
+    local parts = fl.partition(train, 4, {method = "dirichlet", alpha = 0.5, min_size = 5, seed = 3})
+    local p = parts[2]
+    assert.is_nil(rawget(p, "x"))                       -- a view: nothing materialized yet
+    assert.equals(parts.sizes[2], #p)
+    local copies = {}
+    for k = 1, 4 do copies[k] = parry.data.TensorDataset(parts[k].x, parts[k].y) end  -- reading x materializes it
+    assert.truthy(rawget(p, "x"))
+    -- a view of a view composes indices and reads the same rows
+    local vv = train:view(parry.tensor{5, 9, 2, 7}):view(parry.tensor{4, 1})
+    assert.same({7, 5}, {rawget(vv, "_idx")[1], rawget(vv, "_idx")[2]})
+    assert.equals(0, (vv.x - train.x:index_select(1, parry.tensor{7, 5})):abs():sum():item())
+    assert.error(function() train:view(parry.tensor{0}) end, "indices must be in 1..")
+    -- the simulation on fresh views equals the one on the copies bit for bit
+    local views = fl.partition(train, 4, {method = "dirichlet", alpha = 0.5, min_size = 5, seed = 3})
+    local spec = {model = model, test = test, rounds = 2, lr = 0.1, standalone = true, seed = 1,
+                  adversaries = {{"sign_flip", count = 1}}, adversary_data = 30}
+    spec.clients = views
+    local a = fl.simulate(spec)
+    spec.clients = copies
+    local b = fl.simulate(spec)
+    for r = 1, 2 do
+      for k = 1, 5 do assert.equals(b.rounds[r].clients[k].update_norm, a.rounds[r].clients[k].update_norm) end
+    end
+    assert.equals(b.fairness, a.fairness)
+    for k = 1, 4 do assert.is_nil(rawget(views[k], "x"), "simulate materialized a view") end
+  end)
+
   it("classes gives client k the classes 1..c_k", function()
     local p = fl.partition(train, 3, {method = "classes", seed = 1})
     -- c_k = round(linspace(1, 3, 3)) = 1, 2, 3

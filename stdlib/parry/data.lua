@@ -31,9 +31,22 @@ end
 local Dataset = {}
 local DatasetMT = {}
 
-DatasetMT.__len = function(self) return self.x:size(1) end
+-- An index view (ds:view) keeps its base dataset and 1-based indices and
+-- materializes x and y on first access; #view and views of views need no copy.
+local function view_of(self) return rawget(self, "_idx") end
+DatasetMT.__len = function(self)
+  local idx = view_of(self)
+  if idx then return idx:numel() end
+  return self.x:size(1)
+end
 DatasetMT.__index = function(self, key)
   if math.type(key) == "integer" then return { self:get(key) } end
+  if (key == "x" or key == "y") and view_of(self) then
+    local base, idx = rawget(self, "_base"), rawget(self, "_idx")
+    rawset(self, "x", base.x:index_select(1, idx))
+    rawset(self, "y", base.y and base.y:index_select(1, idx))
+    return rawget(self, key)
+  end
   return Dataset[key]
 end
 DatasetMT.__tostring = function(self)
@@ -66,7 +79,29 @@ function Dataset:subset(idx)
   if getmetatable(self) ~= DatasetMT then fail("subset", "call as ds:subset(idx) on a dataset") end
   if type(idx) ~= "table" and not core.is_tensor(idx) then fail("subset", "expected a table or tensor of indices, got " .. type(idx)) end
   if type(idx) == "table" then idx = core.tensor(idx, { dtype = "int64" }) end
+  if view_of(self) and rawget(self, "x") == nil then
+    local base, own = rawget(self, "_base"), rawget(self, "_idx")
+    return base:subset(own:index_select(1, idx))
+  end
   return data.TensorDataset(self.x:index_select(1, idx), self.y and self.y:index_select(1, idx))
+end
+
+--- ds:view(idx) -> an index view: the samples idx (1-based) of ds, read from
+-- ds when used (x and y materialize on first access, once). Views of views
+-- compose their indices; parry.fl trains on views without copying them.
+function Dataset:view(idx)
+  if getmetatable(self) ~= DatasetMT then fail("view", "call as ds:view(idx) on a dataset") end
+  if type(idx) ~= "table" and not core.is_tensor(idx) then fail("view", "expected a table or tensor of indices, got " .. type(idx)) end
+  if type(idx) == "table" then idx = core.tensor(idx, { dtype = "int64" }) end
+  if idx:dtype() ~= "int64" or idx:dim() ~= 1 then fail("view", "indices must be a 1-D integer tensor") end
+  local n = #self
+  if idx:numel() > 0 and (idx:min():item() < 1 or idx:max():item() > n) then
+    fail("view", "indices must be in 1.." .. n)
+  end
+  if view_of(self) and rawget(self, "x") == nil then
+    return rawget(self, "_base"):view(rawget(self, "_idx"):index_select(1, idx))
+  end
+  return setmetatable({ _base = self, _idx = idx }, DatasetMT)
 end
 
 --- ds:split{f1, f2, ...} [, {generator=}]: random disjoint subsets with those

@@ -21,7 +21,18 @@ local raise = require("parry._util").raise
 local function fail(fn, msg) raise("parry.fl." .. fn .. ": " .. msg) end
 
 local function is_dataset(ds)
-  return type(ds) == "table" and core.is_tensor(rawget(ds, "x")) and core.is_tensor(rawget(ds, "y"))
+  if type(ds) ~= "table" then return false end
+  local base = rawget(ds, "_base")
+  if base ~= nil and rawget(ds, "x") == nil then return core.is_tensor(rawget(ds, "_idx")) and base.y ~= nil end
+  return core.is_tensor(rawget(ds, "x")) and core.is_tensor(rawget(ds, "y"))
+end
+
+-- A client's tensors for the native side: a view not yet materialized passes
+-- its base's inputs and its rows (no copy); labels are gathered (8 bytes each).
+local function client_tensors(d)
+  local base, idx = rawget(d, "_base"), rawget(d, "_idx")
+  if base ~= nil and rawget(d, "x") == nil then return base.x, base.y:index_select(1, idx), idx end
+  return d.x, d.y, false
 end
 
 local function check_opts(fn, opts, allowed)
@@ -67,7 +78,7 @@ function fl.partition(ds, n, opts)
   local idx, hist = native(F.partition, ds.y, n, opts)
   local parts = { sizes = {}, histogram = hist }
   for k, ix in ipairs(idx) do
-    parts[k] = ds:subset(ix)
+    parts[k] = ds:view(ix)     -- an index view: no copy until someone reads its x
     parts.sizes[k] = ix:numel()
   end
   local rows = {}
@@ -118,14 +129,27 @@ local function expand_adversaries(spec, honest)
   return out
 end
 
+-- The clients' samples in client order (adversaries and FLTrust's root draw
+-- from it): a view of their common base when they are all views of one.
 local function concat_datasets(list)
+  local base = rawget(list[1], "_base")
+  local all_views = base ~= nil
+  for _, d in ipairs(list) do
+    if rawget(d, "_base") ~= base or rawget(d, "x") ~= nil then all_views = false end
+  end
+  if all_views then
+    local idx = {}
+    for i, d in ipairs(list) do idx[i] = rawget(d, "_idx") end
+    return base:view(core.cat(idx, 1))
+  end
   local xs, ys = {}, {}
   for i, d in ipairs(list) do xs[i], ys[i] = d.x, d.y end
   return data.TensorDataset(core.cat(xs, 1), core.cat(ys, 1))
 end
 
-local function sample(pool, n, g, what)
+local function sample(pool_of, n, g, what)
   if is_dataset(n) then return n end
+  local pool = pool_of()
   if math.type(n) ~= "integer" or n < 1 then fail("simulate", what .. " must be a dataset or a positive sample count") end
   if n > #pool then fail("simulate", what .. " asks for " .. n .. " samples but the clients hold " .. #pool) end
   return pool:subset(core.randperm(#pool, { generator = g }):narrow(1, 1, n))
@@ -179,9 +203,9 @@ function fl.standalone(spec)
   check_clients("standalone", spec)
   -- the first model's draws are the shared initialization; the others are overwritten
   local pool = make_models(spec.model, pool_size(spec, #spec.clients), "standalone", core.Generator(spec.seed or 0))
-  local xs, ys = {}, {}
-  for i, d in ipairs(spec.clients) do xs[i], ys[i] = d.x, d.y end
-  return native(F.standalone, { pool = pool, xs = xs, ys = ys, test_x = spec.test.x, test_y = spec.test.y,
+  local xs, ys, rows = {}, {}, {}
+  for i, d in ipairs(spec.clients) do xs[i], ys[i], rows[i] = client_tensors(d) end
+  return native(F.standalone, { pool = pool, xs = xs, ys = ys, rows = rows, test_x = spec.test.x, test_y = spec.test.y,
     rounds = spec.rounds or 10, epochs = spec.local_epochs, batch_size = spec.batch_size, lr = spec.lr,
     momentum = spec.momentum, weight_decay = spec.weight_decay, lr_decay = spec.lr_decay, seed = spec.seed,
     parallel = spec.parallel, eval_batch = spec.eval_batch, distributed = spec.distributed })
@@ -243,7 +267,8 @@ function fl.simulate(spec)
   local seed = spec.seed or 0
   if math.type(seed) ~= "integer" then fail("simulate", "seed must be an integer") end
   local g = core.Generator(seed)
-  local pool = concat_datasets(spec.clients)
+  local pool_data
+  local function pool() pool_data = pool_data or concat_datasets(spec.clients); return pool_data end
   local datasets, adv_specs = {}, {}
   for i, d in ipairs(spec.clients) do datasets[i], adv_specs[i] = d, false end
   for _, a in ipairs(advs) do
@@ -253,12 +278,13 @@ function fl.simulate(spec)
   local aggregator = spec.aggregator or "fedavg"
   local root
   if aggregator == "fltrust" then root = sample(pool, spec.root or 100, g, "root") end
+  pool_data = nil
   -- the server is built first (the same draws as standalone's shared init); local training
   -- borrows the pool's models, so participants hold no model of their own
   local models = make_models(spec.model, pool_size(spec, #datasets) + 1, "simulate", core.Generator(seed))
   local server = table.remove(models, 1)
-  local xs, ys = {}, {}
-  for i, d in ipairs(datasets) do xs[i], ys[i] = d.x, d.y end
+  local xs, ys, rows = {}, {}, {}
+  for i, d in ipairs(datasets) do xs[i], ys[i], rows[i] = client_tensors(d) end
   local on_round = spec.on_round
   local show = spec.progress
   -- distributed: the main rank reports, the others keep quiet
@@ -285,7 +311,7 @@ function fl.simulate(spec)
     end
   end
   local res = native(F.simulate, {
-    pool = models, server = server, xs = xs, ys = ys, adversaries = adv_specs,
+    pool = models, server = server, xs = xs, ys = ys, rows = rows, adversaries = adv_specs,
     test_x = spec.test.x, test_y = spec.test.y, root_x = root and root.x, root_y = root and root.y,
     rounds = spec.rounds, epochs = spec.local_epochs, batch_size = spec.batch_size, lr = spec.lr,
     momentum = spec.momentum, weight_decay = spec.weight_decay, lr_decay = spec.lr_decay,

@@ -4,7 +4,7 @@
 parry = parry or {}
 parry.fl = parry.fl or {}
 
---- Splits a labelled dataset among n clients; the result lists n datasets plus `sizes`, `histogram` and a printable `summary`.
+--- Splits a labelled dataset among n clients; the result lists n datasets (index views of ds: no copy unless a client's x is read) plus `sizes`, `histogram` and a printable `summary`.
 ---@param ds any
 ---@param n any
 ---@param opts table
