@@ -163,12 +163,16 @@ if want("fedavg_100x600") then
   -- outside local training (copies, aggregation, evaluation) / total.
   data()
   local clients = parry.fl.partition(train, 100, {method = "iid", seed = 0})
+  -- PARRY_FL_DISTRIBUTED=1 under mpirun: the clients spread over the ranks
+  local distributed = os.getenv("PARRY_FL_DISTRIBUTED") == "1"
   local res = parry.fl.simulate{
     model = function() return parry.models.mlp{784, 256, 256, 10} end,
     clients = clients, test = test, rounds = 5, local_epochs = 1, batch_size = 32, lr = 0.05,
-    aggregator = "fedavg", eval_clients = false, standalone = false, seed = 0,
+    aggregator = "fedavg", eval_clients = false, standalone = false, seed = 0, distributed = distributed,
   }
-  emit("fedavg_100x600", res.total_seconds, string.format("%.2f rounds/s, %.1f%% outside local training, global acc %.4f",
+  local name = distributed and string.format("fedavg_100x600_%dranks", parry.dist.size()) or "fedavg_100x600"
+  if distributed and not parry.dist.is_main() then return end
+  emit(name, res.total_seconds, string.format("%.2f rounds/s, %.1f%% outside local training, global acc %.4f",
     #res.rounds / res.total_seconds, 100 * res.overhead, res.rounds[#res.rounds].global_accuracy))
 end
 
@@ -198,6 +202,23 @@ if want("fl_10k_clients") then
   local outside = res.total_seconds - res.train_seconds
   emit("fl_10k_clients", res.total_seconds, string.format("%d clients: peak %.0f MB, %.3f ms/client/round outside local training, global acc %.4f",
     n, peak_mb(), 1000 * outside / (n * #res.rounds), res.rounds[#res.rounds].global_accuracy))
+end
+
+if want("allreduce_10M") then
+  -- parry.dist.allreduce of 10M floats (sum) under mpirun (scripts/bench/run
+  -- starts 2 ranks), best of 5 after a warm-up, timed on rank 0; the header
+  -- exchange and the result's allocation are included.
+  local d = parry.dist
+  local t = parry.randn(10000000)
+  local best = math.huge
+  d.allreduce(t)
+  for _ = 1, 5 do
+    d.barrier()
+    local t0 = parry.clock()
+    local _ = d.allreduce(t)
+    best = math.min(best, parry.clock() - t0)
+  end
+  if d.is_main() then emit("allreduce_10M", best, string.format("%d ranks, parry.dist.allreduce", d.size())) end
 end
 
 if want("rift_mrc") then
