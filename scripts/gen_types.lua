@@ -80,6 +80,8 @@ local RETURNS = {
   ["parry.data.csv"] = "table", ["parry.table.read_csv"] = "table", ["parry.json.read"] = "any",
   ["parry.exp.run"] = "table", ["parry.exp.grid"] = "table", ["parry.exp.list"] = "table",
   ["parry.rl.history_series"] = "number[]",
+  ["parry.checkpoint.save"] = false, ["parry.checkpoint.load"] = "table",
+  ["parry.get_rng_state"] = "parry.Tensor", ["parry.set_rng_state"] = false,
   ["parry.dist.rank"] = "integer", ["parry.dist.size"] = "integer", ["parry.dist.is_main"] = "boolean",
   ["parry.dist.is_distributed"] = "boolean", ["parry.dist.barrier"] = false, ["parry.dist.allreduce"] = "parry.Tensor",
   ["parry.dist.reduce"] = "parry.Tensor?", ["parry.dist.broadcast"] = "any", ["parry.dist.allgather"] = "table",

@@ -32,6 +32,25 @@ public final class Generator: @unchecked Sendable {
         spareNormal = nil
     }
 
+    /// The whole state as 6 words (xoshiro's 4, whether a spare normal is
+    /// held, and its bits), for checkpoints: setting it back resumes the
+    /// stream exactly where it was.
+    public var state: [UInt64] {
+        get {
+            lock.lock(); defer { lock.unlock() }
+            return [s.0, s.1, s.2, s.3, spareNormal == nil ? 0 : 1, spareNormal?.bitPattern ?? 0]
+        }
+    }
+
+    public func setState(_ w: [UInt64]) throws {
+        guard w.count == 6, w[4] <= 1, w[0] | w[1] | w[2] | w[3] != 0 else {
+            throw TensorError("a generator state is 6 words (from get_state), the first four not all zero")
+        }
+        lock.lock(); defer { lock.unlock() }
+        s = (w[0], w[1], w[2], w[3])
+        spareNormal = w[4] == 1 ? Double(bitPattern: w[5]) : nil
+    }
+
     @inline(__always) private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
     @inline(__always) private func nextUnlocked() -> UInt64 {

@@ -268,6 +268,19 @@ let optimizerMetamethods: [(String, parry_SwiftFunction)] = [
 let schedulerMethods: [(String, parry_SwiftFunction)] = [
     ("step", { L in bind(L, "Scheduler:step") { a in try a.scheduler(1).step(); return 0 } }),
     ("get_lr", { L in bind(L, "Scheduler:get_lr") { a in a.push(try a.scheduler(1).optimizer.lr) } }),
+    ("state_dict", { L in bind(L, "Scheduler:state_dict") { a in
+        let s = try a.scheduler(1)
+        lua_createtable(a.L, 0, 1)
+        _ = a.push(s.epoch); lua_setfield(a.L, -2, "epoch")
+        return 1
+    } }),
+    ("load_state_dict", { L in bind(L, "Scheduler:load_state_dict") { a in
+        let s = try a.scheduler(1)
+        guard a.type(2) == LUA_TTABLE else { throw a.fail("expected a state dict table (argument 2), got \(a.typeName(2))") }
+        let e = a.rawField(2, "epoch"); defer { a.pop() }
+        try s.setEpoch(try a.integer(e, "epoch"))
+        return 0
+    } }),
     ("__gc", { L in
         if let L, let p = parry_takeobject(L, 1, Int32(PARRY_SCHEDULER)) { Unmanaged<LRScheduler>.fromOpaque(p).release() }
         return 0

@@ -279,6 +279,15 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         }
         return lua_gettop(a.L) - top
     } }),
+    ("get_rng_state", { L in bind(L, "parry.get_rng_state") { a in
+        a.push(try Tensor(Generator.shared.state.map { Int64(bitPattern: $0) }, shape: [6]))
+    } }),
+    ("set_rng_state", { L in bind(L, "parry.set_rng_state") { a in
+        let t = try a.tensor(1, "state")
+        guard t.dtype == .int64, t.numel == 6 else { throw a.fail("state must be the int64 tensor of 6 words get_rng_state returns") }
+        try Generator.shared.setState(t.int64s().map { UInt64(bitPattern: $0) })
+        return 0
+    } }),
     ("manual_seed", { L in bind(L, "parry.manual_seed") { a in
         Generator.shared.reseed(try a.seed(1))
         return 0
@@ -617,5 +626,22 @@ let generatorMethods: [(String, parry_SwiftFunction)] = [
         if let L, let p = parry_takeobject(L, 1, Int32(PARRY_GENERATOR)) { Unmanaged<Generator>.fromOpaque(p).release() }
         return 0
     }),
+    // g:get_state() -> int64 tensor of 6 words; g:set_state(t)
+    ("get_state", { L in bind(L, "Generator:get_state") { a in
+        guard let g: Generator = a.optObject(1, Int32(PARRY_GENERATOR)) else {
+            throw a.fail("expected a generator for self (argument 1), got \(a.typeName(1))")
+        }
+        return a.push(try Tensor(g.state.map { Int64(bitPattern: $0) }, shape: [6]))
+    } }),
+    ("set_state", { L in bind(L, "Generator:set_state") { a in
+        guard let g: Generator = a.optObject(1, Int32(PARRY_GENERATOR)) else {
+            throw a.fail("expected a generator for self (argument 1), got \(a.typeName(1))")
+        }
+        let t = try a.tensor(2, "state")
+        guard t.dtype == .int64, t.numel == 6 else { throw a.fail("state must be the int64 tensor of 6 words get_state returns") }
+        try g.setState(t.int64s().map { UInt64(bitPattern: $0) })
+        lua_pushvalue(a.L, 1)
+        return 1
+    } }),
     ("__tostring", { L in bind(L, "tostring") { a in pushString(a.L, "parry.Generator"); return 1 } }),
 ]

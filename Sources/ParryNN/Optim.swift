@@ -239,6 +239,13 @@ public final class LRScheduler {
         }
     }
 
+    /// Sets the number of steps taken (a checkpoint's); the optimizer's
+    /// learning rates are the optimizer's own state and are not touched.
+    public func setEpoch(_ e: Int) throws {
+        guard e >= 0 else { throw TensorError("epoch must be ≥ 0, got \(e)") }
+        epoch = e
+    }
+
     /// Every group's learning rate follows the schedule from its own base.
     public func step() {
         epoch += 1

@@ -138,7 +138,10 @@ function Dataset:split(parts, opts)
   return out
 end
 
---- for xb, yb in ds:batches(bs, {shuffle=, drop_last=, transform=, generator=, shard=}) do ... end
+--- for xb, yb in ds:batches(bs, {shuffle=, drop_last=, transform=, generator=, shard=, order=, start=}) do ... end
+-- order = a permutation of 1..#ds (int64 tensor) to take the samples in
+-- (instead of shuffle's); start = the first batch to yield (1-based), for
+-- continuing an epoch from a checkpoint with the same order.
 -- shard = {rank, size} (parry.dist's 0-based rank): bs is the global batch;
 -- each global batch is cut into `size` contiguous slices and this rank gets
 -- slice `rank` (possibly empty, so that every rank iterates the same number
@@ -150,9 +153,21 @@ function Dataset:batches(bs, opts)
   opts = opts or {}
   if math.type(bs) ~= "integer" or bs < 1 then fail("batches", "batch size must be a positive integer, got " .. tostring(bs)) end
   for k in pairs(opts) do
-    if k ~= "shuffle" and k ~= "drop_last" and k ~= "transform" and k ~= "generator" and k ~= "shard" then
-      fail("batches", "unknown option '" .. tostring(k) .. "' (expected shuffle, drop_last, transform, generator, shard)")
+    if k ~= "shuffle" and k ~= "drop_last" and k ~= "transform" and k ~= "generator" and k ~= "shard"
+        and k ~= "order" and k ~= "start" then
+      fail("batches", "unknown option '" .. tostring(k) .. "' (expected shuffle, drop_last, transform, generator, shard, order, start)")
     end
+  end
+  if opts.order ~= nil then
+    local o = opts.order
+    if not core.is_tensor(o) or o:dtype() ~= "int64" or o:dim() ~= 1 or o:numel() ~= #self then
+      fail("batches", "order must be a permutation of 1.." .. #self .. " (an int64 tensor), got " .. tostring(o))
+    end
+    if opts.shuffle then fail("batches", "give order or shuffle, not both") end
+  end
+  local first_batch = opts.start or 1
+  if math.type(first_batch) ~= "integer" or first_batch < 1 then
+    fail("batches", "start must be a positive batch number, got " .. tostring(opts.start))
   end
   local shard_rank, shard_size
   if opts.shard ~= nil then
@@ -163,8 +178,8 @@ function Dataset:batches(bs, opts)
     shard_rank, shard_size = s[1], s[2]
   end
   local n = #self
-  local order = opts.shuffle and core.randperm(n, opts.generator and { generator = opts.generator } or nil) or nil
-  local start = 1
+  local order = opts.order or (opts.shuffle and core.randperm(n, opts.generator and { generator = opts.generator } or nil)) or nil
+  local start = 1 + (first_batch - 1) * bs
   local x, y, transform = self.x, self.y, opts.transform
   return function()
     if start > n then return nil end

@@ -52,17 +52,68 @@ local function record_run(spec)
   if spec.config ~= nil and type(spec.config) ~= "table" then fail("run", "config must be a table") end
   local config = copy(spec.config)
   local root = spec.dir or "runs"
-  local dir = root .. "/" .. spec.name .. "/" .. timestamp() .. (spec._suffix or "")
-  while fs.exists(dir) do dir = dir .. "x" end
-  fs.mkdir(dir)
+  local every = spec.checkpoint_every
+  if every ~= nil and (math.type(every) ~= "integer" or every < 1) then
+    fail("run", "checkpoint_every must be a positive integer (steps between checkpoints), got " .. tostring(every))
+  end
+  -- resume: the newest run of this name that left a checkpoint and no summary
+  local dir
+  if spec.resume then
+    local base = root .. "/" .. spec.name
+    local names = fs.isdir(base) and fs.listdir(base) or {}
+    table.sort(names)
+    for i = #names, 1, -1 do
+      local d = base .. "/" .. names[i]
+      if fs.exists(d .. "/checkpoint.safetensors") and not fs.exists(d .. "/summary.json") then dir = d; break end
+    end
+  end
+  local resuming = dir ~= nil
+  if not dir then
+    dir = root .. "/" .. spec.name .. "/" .. timestamp() .. (spec._suffix or "")
+    while fs.exists(dir) do dir = dir .. "x" end
+    fs.mkdir(dir)
+  end
   json.write(dir .. "/config.json", require("parry.json").object(copy(config)))
   if spec.seed ~= nil then
     if math.type(spec.seed) ~= "integer" then fail("run", "seed must be an integer") end
     core.manual_seed(spec.seed)
   end
   local metrics, keys, seen = {}, { "step" }, { step = true }
-  local log = assert(io.open(dir .. "/log.txt", "w"))
-  local run = { dir = dir, config = config, name = spec.name }
+  local log = assert(io.open(dir .. "/log.txt", resuming and "a" or "w"))
+  local run = { dir = dir, config = config, name = spec.name, resumed = nil }
+  local ckpt_path = dir .. "/checkpoint.safetensors"
+  local objects, ticks = nil, 0
+  --- run.checkpoint{model=, optimizer=, scheduler=, generators=} registers what
+  -- the run's checkpoints hold; when resuming, restores them and returns the
+  -- state saved with the last checkpoint (nil on a fresh run).
+  function run.checkpoint(objs)
+    if type(objs) ~= "table" then raise("run.checkpoint: expected a table {model=, optimizer=, ...}, got " .. type(objs)) end
+    objects = copy(objs)
+    if not (resuming and fs.exists(ckpt_path)) then return nil end
+    local st = require("parry.checkpoint").load(ckpt_path, objects)
+    metrics, keys, ticks = st._metrics or {}, st._keys or { "step" }, st._ticks or 0
+    seen = {}
+    for _, k in ipairs(keys) do seen[k] = true end
+    st._metrics, st._keys, st._ticks = nil, nil, nil
+    run.resumed = st
+    return st
+  end
+  --- run.save_checkpoint(state): writes a checkpoint now (atomically), with
+  -- `state` (plain values and tensors at its top level) and the metrics so far.
+  function run.save_checkpoint(state)
+    if not objects then raise("run.save_checkpoint: call run.checkpoint{model=, ...} first") end
+    if state ~= nil and type(state) ~= "table" then raise("run.save_checkpoint: state must be a table") end
+    local t = copy(objects)
+    t.state = copy(state)
+    t.state._metrics, t.state._keys, t.state._ticks = metrics, keys, ticks
+    require("parry.checkpoint").save(ckpt_path, t)
+  end
+  --- run.tick(state): one training step done; every `checkpoint_every` ticks
+  -- saves a checkpoint with `state` (e.g. {epoch=, batch=, order=}).
+  function run.tick(state)
+    ticks = ticks + 1
+    if every and objects and ticks % every == 0 then run.save_checkpoint(state) end
+  end
   function run.log(step, values)
     if type(values) ~= "table" then raise("run.log: expected (step, {key = value})") end
     local row = copy(values)
@@ -101,15 +152,23 @@ local function record_run(spec)
   summary._parry = core.version
   summary._git = git_commit()
   summary._started = dir:match("([^/]+)$")
+  if resuming then summary._resumed = true end
   json.write(dir .. "/summary.json", summary)
   tbl.write_csv(dir .. "/metrics.csv", metrics, { columns = keys })
   return { dir = dir, summary = summary, config = config, metrics = metrics }, (not ok) and result or nil
 end
 
---- run{name=, config={}, seed=, fn=function(run, config) -> summary, dir="runs", quiet=false}
+--- run{name=, config={}, seed=, fn=function(run, config) -> summary, dir="runs", quiet=false,
+--      checkpoint_every=, resume=}
 -- Runs fn with `run.log(step, {key = number ...})`, `run.dir` and `run.config`;
 -- seeds parry's shared generator with `seed`; returns {dir=, summary=, config=, metrics=}.
 -- An error in fn is recorded (status "failed", the message in summary.json) and re-raised.
+-- Resumable runs: fn registers what to save with run.checkpoint{model=,
+-- optimizer=, scheduler=, generators=} (which returns the saved state when
+-- resuming) and calls run.tick(state) after each step; every
+-- checkpoint_every ticks a checkpoint is written atomically into the run's
+-- folder. resume=true continues the newest run of this name that has a
+-- checkpoint and no summary (a killed run) in its own folder.
 function M.run(spec)
   local r, err = record_run(spec)
   if err ~= nil then error(err, 0) end

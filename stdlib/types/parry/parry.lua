@@ -124,10 +124,18 @@ function parry.full_like(t, value) end
 ---@param n any
 function parry.manual_seed(n) end
 
---- An independent random stream (xoshiro256**); pass it as `{generator = g}`.
+--- An independent random stream (xoshiro256**); pass it as `{generator = g}`. `g:manual_seed(n)`; `g:get_state()` (an int64 tensor of 6 words) and `g:set_state(t)` resume the stream exactly.
 ---@param seed? any
 ---@return parry.Generator
 function parry.Generator(seed) end
+
+--- The shared generator's state (what `manual_seed` seeds) as an int64 tensor of 6 words, and back.
+---@return parry.Tensor
+function parry.get_rng_state() end
+
+--- The shared generator's state (what `manual_seed` seeds) as an int64 tensor of 6 words, and back.
+---@param t any
+function parry.set_rng_state(t) end
 
 --- Runs `fn(...)` with `g` as the default generator for every draw that is not given one (parameter initialization included) and returns its results.
 ---@param g any

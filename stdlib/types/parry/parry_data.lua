@@ -37,7 +37,7 @@ function parry.data.corrupt(x, kind, severity, opts) end
 ---@return parry.Dataset
 function parry.data.synthetic_classification(opts) end
 
---- A dataset over tensors (samples along dim 1): `#ds`, `ds:get(i)`, `ds:subset(idx)` (a copy), `ds:view(idx)` (an index view: reads ds when used; x and y materialize on first access), `ds:split({0.9, 0.1} [, {seed=, generator=}])` (a seeded random split), `ds:batches(bs, {shuffle=, drop_last=, transform=, generator=, shard=})` (`shard = {rank, size}`: this rank's contiguous slice of each global batch of bs, possibly empty, as `dp:shard()` gives).
+--- A dataset over tensors (samples along dim 1): `#ds`, `ds:get(i)`, `ds:subset(idx)` (a copy), `ds:view(idx)` (an index view: reads ds when used; x and y materialize on first access), `ds:split({0.9, 0.1} [, {seed=, generator=}])` (a seeded random split), `ds:batches(bs, {shuffle=, drop_last=, transform=, generator=, shard=})` (`shard = {rank, size}`: this rank's contiguous slice of each global batch of bs, possibly empty, as `dp:shard()` gives; `order =` a permutation to take the samples in and `start =` the first batch, to continue an epoch from a checkpoint).
 ---@param x any
 ---@param y? any
 ---@return parry.Dataset

@@ -4,7 +4,7 @@
 parry = parry or {}
 parry.exp = parry.exp or {}
 
---- Runs `fn` with `run.log(step, {key = value})`, records the printed output, the summary, the parry version and the git commit; a failing run is recorded and re-raised.
+--- Runs `fn` with `run.log(step, {key = value})`, records the printed output, the summary, the parry version and the git commit; a failing run is recorded and re-raised. Resumable runs: `run.checkpoint{model=, optimizer=, scheduler=, generators=}` registers what to save (and, resuming, restores it and returns the saved state), `run.tick(state)` after each step writes a checkpoint every `checkpoint_every` steps (`run.save_checkpoint(state)` at once); `resume=true` continues the newest killed run of this name in its own folder, metrics included (see `docs/experiments.md`).
 ---@param opts table
 ---@return table
 function parry.exp.run(opts) end

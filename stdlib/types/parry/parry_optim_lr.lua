@@ -5,25 +5,25 @@ parry = parry or {}
 parry.optim = parry.optim or {}
 parry.optim.lr = parry.optim.lr or {}
 
---- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`.
+--- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`, `sched:state_dict()` / `sched:load_state_dict(t)` (its position).
 ---@param opt any
 ---@param opts table
 ---@return parry.Scheduler
 function parry.optim.lr.step(opt, opts) end
 
---- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`.
+--- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`, `sched:state_dict()` / `sched:load_state_dict(t)` (its position).
 ---@param opt any
 ---@param opts table
 ---@return parry.Scheduler
 function parry.optim.lr.multistep(opt, opts) end
 
---- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`.
+--- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`, `sched:state_dict()` / `sched:load_state_dict(t)` (its position).
 ---@param opt any
 ---@param opts table
 ---@return parry.Scheduler
 function parry.optim.lr.exponential(opt, opts) end
 
---- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`.
+--- Step decay every `step_size` epochs, at milestones, every epoch, or a cosine curve; `sched:get_lr()`, `sched:state_dict()` / `sched:load_state_dict(t)` (its position).
 ---@param opt any
 ---@param opts table
 ---@return parry.Scheduler
