@@ -45,11 +45,19 @@ test-mpi:
 # The Swift tests and the Lua specs under AddressSanitizer (a build of its own
 # in .build-asan). Leak detection is off for now: LeakSanitizer reports the
 # reference cycles of autograd graphs that are built and never run backward
-# (issue 19 tracks them); memory errors stop the run.
+# (issue 19 tracks them); memory errors stop the run. Then ThreadSanitizer
+# (.build-tsan) on what runs on several threads: the parallel pool, the
+# convolution and batch-norm kernels, federated clients training at once,
+# parry.dist, and Ctrl-C reaching native work (the REPL and script interrupt
+# specs). No suppressions: a report stops the run.
+TSAN_SWIFT_TESTS := ParallelTests|NNTests|FedTests|DistTests|EncoderModuleTests
 sanitize: deps
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
 	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
 	ASAN_OPTIONS=detect_leaks=0 PARRY_SANITIZE=1 .build-asan/debug/parry test Tests/lua
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan --filter '$(TSAN_SWIFT_TESTS)'
+	TSAN_OPTIONS=halt_on_error=1 PARRY_SANITIZE=thread .build-tsan/debug/parry test Tests/lua/fl_spec.lua Tests/lua/nn_spec.lua Tests/lua/cli_spec.lua
 
 bench: release
 	@scripts/bench/run

@@ -50,7 +50,7 @@ public enum AtomicFile {
         public func write(_ text: String) throws { try write(Data(text.utf8)) }
     }
 
-    private static let counter = Mutex<Int>(0)
+    private static let counter = Locked<Int>(0)
 
     /// Writes the target through `body`; see the type's documentation.
     public static func write(to path: String, _ body: (Writer) throws -> Void) throws {

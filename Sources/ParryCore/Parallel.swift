@@ -63,7 +63,7 @@ public enum Parallel {
     /// `forEach` for throwing bodies: every chunk runs; the error of the
     /// lowest-numbered failing chunk is rethrown.
     public static func forEach(_ count: Int, _ body: (Int) throws -> Void) throws {
-        let errors = Mutex<[Int: Error]>([:])
+        let errors = Locked<[Int: Error]>([:])
         forEach(count) { i in
             do { try body(i) } catch { errors.withLock { $0[i] = error } }
         }
@@ -88,12 +88,15 @@ private final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool()
 
     private var helpers: [Thread] = []
-    private let generation = Atomic<Int>(0)     // bumped to publish a job
+    /// Publishes a job: the job's number (high bits) and how many helpers take
+    /// part in it (the low 16 bits), in one word, so a helper that is not in a
+    /// job never reads a count the next job is writing.
+    private let generation = Atomic<Int>(0)
     private let pending = Atomic<Int>(0)        // helpers still inside the job
     private let next = Atomic<Int>(0)           // next chunk to take
     private let sleepers = Atomic<Int>(0)
     private var job: ((Int) -> Void)?
-    private var count = 0, active = 0
+    private var count = 0
     private let lock = NSCondition()
 
     /// Spins (with a pause hint) before a helper sleeps: about 50 µs.
@@ -104,10 +107,10 @@ private final class WorkerPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { body in
             job = body
             self.count = count
-            active = wanted
             next.store(0, ordering: .relaxed)
             pending.store(wanted, ordering: .relaxed)
-            generation.add(1, ordering: .sequentiallyConsistent)
+            let number = (generation.load(ordering: .relaxed) >> 16) + 1
+            generation.store(number << 16 | wanted, ordering: .sequentiallyConsistent)
             if sleepers.load(ordering: .sequentiallyConsistent) > 0 { lock.lock(); lock.broadcast(); lock.unlock() }
             work(body)
             var spins = 0
@@ -151,7 +154,7 @@ private final class WorkerPool: @unchecked Sendable {
                 lock.unlock()
             }
             seen = generation.load(ordering: .acquiring)
-            guard index < active else { continue }
+            guard index < seen & 0xFFFF else { continue }
             participate()
             pending.subtract(1, ordering: .releasing)
         }
@@ -183,4 +186,18 @@ public enum Interrupt {
 public struct Interrupted: Error, CustomStringConvertible {
     public init() {}
     public var description: String { "interrupted" }
+}
+
+/// A value behind a lock: `Synchronization.Mutex`'s interface on a pthread
+/// mutex (NSLock). ThreadSanitizer sees pthread locking, so races it reports
+/// around these are real; Mutex's Linux futex path lives in the uninstrumented
+/// Swift runtime, where TSan sees neither side of the hand-off.
+public final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+    public init(_ value: Value) { self.value = value }
+    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock(); defer { lock.unlock() }
+        return try body(&value)
+    }
 }

@@ -73,7 +73,7 @@ public enum BufferPool {
         var free: [Int: [UInt]] = [:]      // size class → buffer addresses
         var cached = 0, hits = 0, misses = 0
     }
-    private static let state = Mutex(State())
+    private static let state = Locked(State())
 
     /// Sizes rounded up to a multiple of a sixteenth of the next power of two
     /// (at least 4 KB): less than 12.5% slack, 8–16 classes per octave.

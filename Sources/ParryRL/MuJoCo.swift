@@ -50,7 +50,7 @@ public enum MuJoCoAssets {
 /// MuJoCo's default warning handler appends to MUJOCO_LOG.TXT in the working
 /// directory (a model's deprecated attribute is enough); parry's handler
 /// prints each distinct warning once on stderr instead.
-private let warnedMessages = Mutex<Set<String>>([])
+private let warnedMessages = Locked<Set<String>>([])
 private let installWarningHandler: Void = {
     mju_user_warning = { message in
         guard let message else { return }

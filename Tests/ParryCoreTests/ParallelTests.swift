@@ -9,7 +9,7 @@ final class ParallelTests: XCTestCase {
     func testEveryChunkRunsExactlyOnce() {
         Parallel.setThreads(4)
         for count in [0, 1, 2, 3, 17, 1000] {
-            let hits = Mutex<[Int]>(Array(repeating: 0, count: count))
+            let hits = Locked<[Int]>(Array(repeating: 0, count: count))
             Parallel.forEach(count) { i in hits.withLock { $0[i] += 1 } }
             XCTAssertEqual(hits.withLock { $0 }, Array(repeating: 1, count: count), "count \(count)")
         }
@@ -17,7 +17,7 @@ final class ParallelTests: XCTestCase {
 
     func testNestedRegionsRunInOrderOnTheCallingThread() {
         Parallel.setThreads(2)
-        let inner = Mutex<[[Int]]>(Array(repeating: [], count: 4))
+        let inner = Locked<[[Int]]>(Array(repeating: [], count: 4))
         Parallel.forEach(4) { i in
             XCTAssertTrue(Parallel.inRegion)
             XCTAssertEqual(Parallel.width(100), 1)
@@ -59,7 +59,7 @@ final class ParallelTests: XCTestCase {
     func testRangesCoverTheSpanWithoutOverlap() {
         Parallel.setThreads(3)
         for (n, grain) in [(0, 4), (7, 4), (8, 4), (1000, 10), (1 << 20, 1 << 16)] {
-            let seen = Mutex<[Range<Int>]>([])
+            let seen = Locked<[Range<Int>]>([])
             Parallel.forRanges(n, grain: grain) { r in seen.withLock { $0.append(r) } }
             let ranges = seen.withLock { $0 }.sorted { $0.lowerBound < $1.lowerBound }
             XCTAssertEqual(ranges.map(\.count).reduce(0, +), n)

@@ -9,6 +9,8 @@ M.PARRY = assert(arg and arg[-1], "run through `parry test`")
 -- instrumented .so needs the ASan runtime preloaded, and ASan's quarantine
 -- inflates memory on purpose.
 M.sanitized = os.getenv("PARRY_SANITIZE") ~= nil
+-- Which one ("thread" under make sanitize's ThreadSanitizer part).
+M.sanitizer = os.getenv("PARRY_SANITIZE")
 
 --- sh(cmd) -> combined stdout and stderr, exit code.
 function M.sh(cmd)
