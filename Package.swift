@@ -11,6 +11,8 @@ let package = Package(
         .executable(name: "parry", targets: ["parry"]),
         // parry as a Lua 5.4 C module (installed as parry/core.so by make install).
         .library(name: "parry_core", type: .dynamic, targets: ["ParryLua"]),
+        // Replays fuzz corpora; built with -DPARRY_FUZZ and -sanitize=fuzzer it is the fuzzer (make fuzz).
+        .executable(name: "parry-fuzz", targets: ["ParryFuzz"]),
     ],
     targets: [
         // System libraries.
@@ -33,6 +35,7 @@ let package = Package(
         .target(name: "ParryRL", dependencies: ["ParryCore", "ParryNN", "CMuJoCo"], swiftSettings: optimize),
         .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "ParryRobust", "ParryFed", "ParryRL", "ParryDist", "CLua", "CLuaShim", "CEdit"], swiftSettings: optimize),
         .executableTarget(name: "parry", dependencies: ["ParryLua", "ParryDist"], swiftSettings: optimize),
+        .executableTarget(name: "ParryFuzz", dependencies: ["ParryLua"], swiftSettings: optimize),
 
         .testTarget(name: "ParryCoreTests", dependencies: ["ParryCore"]),
         .testTarget(name: "ParryNNTests", dependencies: ["ParryNN", "ParryCore"]),
