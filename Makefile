@@ -6,7 +6,7 @@ PREFIX  ?= /usr/local
 DEBUG   := .build/debug/parry
 RELEASE := .build/release/parry
 
-.PHONY: all deps deps-rl build release demo test test-swift test-lua test-mpi sanitize bench install uninstall clean
+.PHONY: all deps deps-rl build release demo test test-swift test-lua test-mpi test-fuzz fuzz sanitize bench install uninstall clean
 
 all: build
 
@@ -30,13 +30,26 @@ demo: release
 
 test: deps
 	$(SWIFT) build --build-tests
-	$(MAKE) --no-print-directory test-swift test-lua test-mpi
+	$(MAKE) --no-print-directory test-swift test-lua test-mpi test-fuzz
 
 test-swift:
 	$(SWIFT) test --skip-build
 
 test-lua:
 	$(DEBUG) test Tests/lua
+
+# Every fuzz corpus (Tests/fuzz/<target>/: seeds, inputs fuzzing found, past
+# crashes) replayed through the readers: seconds, in the normal build.
+test-fuzz:
+	@for d in Tests/fuzz/*/; do t=$$(basename $$d); [ "$$t" = crashes ] && continue; \
+	  .build/debug/parry-fuzz $$t $$d || exit 1; done
+
+# make fuzz TARGET=json SECONDS=600: libFuzzer + ASan on one reader (scripts/fuzz/run).
+FUZZ_FLAGS := -Xswiftc -sanitize=fuzzer,address -Xswiftc -DPARRY_FUZZ -Xswiftc -parse-as-library \
+	-Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
+fuzz: deps
+	$(SWIFT) build -c release --product parry-fuzz $(FUZZ_FLAGS) --scratch-path .build-fuzz
+	@scripts/fuzz/run $(TARGET) $(or $(SECONDS),600)
 
 # Tests/mpi under mpirun -np 1, 2 and 3 (skipped with a message without Open MPI).
 test-mpi:

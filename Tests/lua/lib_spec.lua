@@ -56,6 +56,16 @@ describe("version constraints", function()
 end)
 
 describe("parry bundle / install / require", function()
+  it("refuses a manifest or bundle that loops instead of hanging", function()
+    local dir = os.tmpname(); os.remove(dir); require("parry.core")._fs.mkdir(dir)
+    local f = assert(io.open(dir .. "/parry.lib.lua", "w")); f:write("while true do end\n"); f:close()
+    assert.error(function() lib.load_manifest(dir) end, "runs for more than 10000000 instructions")
+    local b = dir .. "/loop_bundle.lua"
+    f = assert(io.open(b, "w")); f:write("local n = 0 while true do n = n + 1 end\n"); f:close()
+    assert.error(function() lib.install(b) end, "not a parry bundle")
+    require("parry.core")._fs.rmtree(dir)
+  end)
+
   it("round-trips a two-module library and points tracebacks at the original files", function()
     local root, home, run = scratch()
     local dir = make_lib(root, "statkit", "1.0.0")

@@ -79,6 +79,7 @@ put("json", "bad", '{"a": [1, 2,]}')
 -- library manifests
 put("manifest", "ok", 'return {name = "robustutils", version = "1.2.0", modules = {"robustutils", ["robustutils.extra"] = "extra.lua"}, dependencies = {other = ">=1.0"}}\n')
 put("manifest", "bad_version", 'return {name = "x", version = "one", modules = {}}\n')
+put("manifest", "loops", "while true do end\n")          -- would hang without the instruction budget
 
 -- bundles: a real one made by parry.lib.bundle, and a broken one
 local lib = tmp .. "-lib"
@@ -90,6 +91,7 @@ f:write('local M = {}\nfunction M.twice(x) return 2 * x end\nreturn M\n'); f:clo
 parry.lib.bundle(lib, tmp .. "-bundle.lua")
 put("bundle", "seedlib", slurp(tmp .. "-bundle.lua"))
 put("bundle", "not_a_bundle", "return 42\n")
+put("bundle", "loops", "local t = {} for i = 1, 1e12 do t[i % 10] = i end return t\n")
 fs.rmtree(lib)
 os.remove(tmp .. "-bundle.lua")
 os.remove(tmp)

@@ -112,6 +112,17 @@ function M.check_manifest(m, where)
   return m
 end
 
+-- Runs a manifest's or bundle's chunk with a budget: they are data, and a
+-- file that loops (or computes for long) must be an error, not a hang.
+local BUDGET = 10000000   -- VM instructions; a bundle's top level only registers its modules
+local function run_bounded(chunk, where)
+  local co = coroutine.create(chunk)
+  debug.sethook(co, function() error(where .. ": runs for more than " .. BUDGET .. " instructions", 0) end, "", BUDGET)
+  local ok, m = coroutine.resume(co)
+  if ok and coroutine.status(co) ~= "dead" then return false, where .. ": yields (a manifest must return a table)" end
+  return ok, m
+end
+
 --- load_manifest(dir) -> manifest table (validated).
 function M.load_manifest(dir)
   local path = dir .. "/parry.lib.lua"
@@ -119,7 +130,7 @@ function M.load_manifest(dir)
   if not code then fail(path .. ": no manifest (a library folder needs parry.lib.lua)") end
   local chunk, err = load(code, "@" .. path, "t", {})
   if not chunk then fail(err) end
-  local ok, m = pcall(chunk)
+  local ok, m = run_bounded(chunk, path)
   if not ok then fail(tostring(m)) end
   return M.check_manifest(m, path)
 end
@@ -215,7 +226,7 @@ local function inspect_bundle(src, where)
   local env = { package = { preload = preload }, load = load, assert = assert, ipairs = ipairs, pairs = pairs }
   local chunk, err = load(src, "@" .. where, "t", env)
   if not chunk then fail(where .. ": not a parry bundle: " .. err) end
-  local ok, m = pcall(chunk)
+  local ok, m = run_bounded(chunk, where)
   if not ok then fail(where .. ": not a parry bundle: " .. tostring(m)) end
   M.check_manifest(m, where)
   return m, preload
