@@ -35,7 +35,8 @@ let package = Package(
         .target(name: "ParryRL", dependencies: ["ParryCore", "ParryNN", "CMuJoCo"], swiftSettings: optimize),
         .target(name: "ParryLua", dependencies: ["ParryCore", "ParryNN", "ParryData", "ParryRobust", "ParryFed", "ParryRL", "ParryDist", "CLua", "CLuaShim", "CEdit"], swiftSettings: optimize),
         .executableTarget(name: "parry", dependencies: ["ParryLua", "ParryDist"], swiftSettings: optimize),
-        .executableTarget(name: "ParryFuzz", dependencies: ["ParryLua"], swiftSettings: optimize),
+        .target(name: "CFuzzCoverage", dependencies: ["CLua"]),
+        .executableTarget(name: "ParryFuzz", dependencies: ["ParryLua", "CFuzzCoverage", "CLua"], swiftSettings: optimize),
 
         .testTarget(name: "ParryCoreTests", dependencies: ["ParryCore"]),
         .testTarget(name: "ParryNNTests", dependencies: ["ParryNN", "ParryCore"]),

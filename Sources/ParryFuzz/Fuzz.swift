@@ -1,3 +1,4 @@
+import CFuzzCoverage
 import Foundation
 import ParryLua
 
@@ -66,6 +67,9 @@ final class Harness {
                                                 withIntermediateDirectories: true)
         setenv("PARRY_HOME", "\(dir)/home", 1)
         host = try LuaHost()
+        // Lua line coverage joins libFuzzer's (the JSON decoder and the library
+        // readers are Lua code); in replay builds the counters are just bytes.
+        parry_fuzz_cover_lua(host.L)
         // The code is compiled once; each input runs it inside pcall.
         try host.run(code: """
             local code = ...
