@@ -310,6 +310,14 @@ public final class Communicator: @unchecked Sendable {
         if op == .mean && size > 1 { for k in 0..<buffer.count { base[k] /= Float(size) } }
     }
 
+    /// One number reduced over the ranks (sum, mean, max or min), on every rank.
+    public func allreduce(_ value: Double, op: ReduceOp) throws -> Double {
+        guard let comm, size > 1 else { return value }
+        var v = value
+        try check(MPI_Allreduce(parry_mpi_in_place(), &v, 1, parry_mpi_double(), op.mpi, comm), "MPI_Allreduce")
+        return op == .mean ? v / Double(size) : v
+    }
+
     /// The reduction on `root` (a new tensor there, nil on the other ranks).
     public func reduce(_ t: Tensor, op: ReduceOp = .sum, root: Int = 0) throws -> Tensor? {
         try checkRank(root, "root")
@@ -463,42 +471,37 @@ public final class Communicator: @unchecked Sendable {
         guard size > 1 else { return [mine] }
         var out = [[[Float]]]()
         for r in 0..<size {
-            var counts = [Int64](repeating: 0, count: 1)
-            var lengths = [Int64]()
-            if r == rank {
-                counts[0] = Int64(mine.count)
-                lengths = mine.map { Int64($0.count) }
-            }
+            // the root's vector lengths, then each vector straight from its
+            // array into the receivers' new arrays (no packing copies)
+            var counts = [Int64(r == rank ? mine.count : 0)]
             try bcastRaw(&counts, bytes: 8, root: r)
-            if r != rank { lengths = [Int64](repeating: 0, count: Int(counts[0])) }
+            var lengths = r == rank ? mine.map { Int64($0.count) } : [Int64](repeating: 0, count: Int(counts[0]))
             try lengths.withUnsafeMutableBytes { try bcastRaw($0.baseAddress, bytes: $0.count, root: r) }
-            let total = lengths.reduce(0, +)
-            var flat = [Float](repeating: 0, count: Int(total))
             if r == rank {
-                var k = 0
-                for v in mine { for x in v { flat[k] = x; k += 1 } }
+                for v in mine {
+                    try v.withUnsafeBytes { try bcastRaw(UnsafeMutableRawPointer(mutating: $0.baseAddress), bytes: $0.count, root: r) }
+                }
+                out.append(mine)
+                continue
             }
-            try flat.withUnsafeMutableBytes { try bcastRaw($0.baseAddress, bytes: $0.count, root: r) }
-            var vecs = [[Float]](), k = 0
-            for l in lengths { vecs.append(Array(flat[k..<(k + Int(l))])); k += Int(l) }
+            var vecs = [[Float]]()
+            for l in lengths {
+                let n = Int(l)
+                guard n >= 0, n <= Tensor.allocationLimit / 4 else { throw DistError("received a malformed vector length \(n)") }
+                var failure: Error? = nil
+                let v = [Float](unsafeUninitializedCapacity: n) { buf, count in
+                    do { try bcastRaw(UnsafeMutableRawPointer(buf.baseAddress), bytes: n * 4, root: r) } catch { failure = error }
+                    if failure != nil { buf.initialize(repeating: 0) }
+                    count = n
+                }
+                if let failure { throw failure }
+                vecs.append(v)
+            }
             out.append(vecs)
         }
         return out
     }
 
-    /// Every rank's doubles in rank order (for metrics).
-    public func allgatherDoubles(_ mine: [Double]) throws -> [[Double]] {
-        guard size > 1 else { return [mine] }
-        var out = [[Double]]()
-        for r in 0..<size {
-            var n = [Int64(r == rank ? mine.count : 0)]
-            try bcastRaw(&n, bytes: 8, root: r)
-            var v = r == rank ? mine : [Double](repeating: 0, count: Int(n[0]))
-            try v.withUnsafeMutableBytes { try bcastRaw($0.baseAddress, bytes: $0.count, root: r) }
-            out.append(v)
-        }
-        return out
-    }
 }
 
 /// Dynamic hand-out of job indices 0..<count over the ranks: each rank asks

@@ -341,6 +341,8 @@ public final class Simulation {
                     }
                 }
             }
+            // Distributed: the round's training lasts as long as the slowest rank's.
+            if let comm { trainSeconds = try comm.allreduce(trainSeconds, op: .max) }
             trainTotal += trainSeconds
             // Phase 4: the server aggregates (the same inputs on every rank).
             var weight: [Double?]? = nil
@@ -447,7 +449,8 @@ public final class Simulation {
                     deltas[i] = d
                 }
             } }) } catch { if comm == nil { throw error }; failure = error }
-            let trainSeconds = seconds(since: t0)
+            var trainSeconds = seconds(since: t0)
+            if let comm { trainSeconds = try comm.allreduce(trainSeconds, op: .max) }
             trainTotal += trainSeconds
             let exchanged = try Federated.byClient(live, comm, failure: failure) { i -> [Float] in
                 var d = deltas[i] ?? [Float](repeating: 0, count: layout.total)
@@ -663,11 +666,22 @@ public enum Federated {
             for i in clients { out[i] = try compute(i) }
             return out
         }
-        let blobs = try exchange(clients, comm, failure: failure) { i in
-            try compute(i).withUnsafeBytes { Array($0) }
+        // Each rank computes its clients' vectors; a failure anywhere is heard
+        // by every rank first, then the vectors travel without packing.
+        var mine = [[Float]]()
+        var status: Payload = .bytes([])
+        do {
+            if let failure { throw failure }
+            for i in clients where owns(i, comm) { mine.append(try compute(i)) }
+        } catch {
+            status = .failure("\(error)")
+            mine = []
         }
-        for (i, b) in blobs {
-            out[i] = b.withUnsafeBytes { raw in Array(raw.bindMemory(to: Float.self)) }
+        _ = try comm.allgather(status)   // raises the first rank's failure on every rank
+        for (r, vecs) in try comm.allgatherVectors(mine).enumerated() {
+            let theirs = clients.filter { $0 % comm.size == r }
+            guard vecs.count == theirs.count else { throw TensorError("rank \(r) sent results for \(vecs.count) of its \(theirs.count) clients") }
+            for (i, v) in zip(theirs, vecs) { out[i] = v }
         }
         return out
     }
