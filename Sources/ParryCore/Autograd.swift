@@ -144,7 +144,7 @@ public func runBackward(roots: [Tensor], seeds: [Tensor], inputs: [Tensor]? = ni
                 if !wanted.contains(id) { grads[id] = nil }   // free intermediate gradients early
             } else if inputs == nil {
                 // A leaf: accumulate into .grad (an owned copy, never an alias of another gradient).
-                let owned = createGraph ? g : g.cloneRaw()
+                let owned = createGraph ? g : try g.cloneRaw()
                 t.grad = try t.grad.map { try $0 + owned } ?? owned
             }
         }
@@ -202,7 +202,7 @@ extension Tensor {
             guard gradient.shape == shape else {
                 throw TensorError("gradient has shape \(shapeString(gradient.shape)), expected \(shapeString(shape))")
             }
-            seed = gradient.to(.float32)
+            seed = try gradient.to(.float32)
         } else {
             guard numel == 1 else {
                 throw TensorError("grad can be implicitly created only for one-element outputs, got shape \(shapeString(shape))")

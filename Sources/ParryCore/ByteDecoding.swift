@@ -16,9 +16,9 @@ public func decodeUnsigned(_ b: [UInt8], at offset: Int, size: Int, bigEndian: B
 /// Reads `count` elements of `size` bytes into a new tensor: floats (4 or 8
 /// bytes) become float32, integers int64 (sign-extended when `signed`).
 public func decodeElements(_ b: [UInt8], at offset: Int, count: Int, size: Int, shape: [Int],
-                           float: Bool, signed: Bool, bigEndian: Bool) -> Tensor {
+                           float: Bool, signed: Bool, bigEndian: Bool) throws -> Tensor {
     if float {
-        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+        let t = try Tensor(shape: shape, dtype: .float32, zeroed: false)
         let p = t.pointer(Float.self)
         for i in 0..<count {
             let v = decodeUnsigned(b, at: offset + i * size, size: size, bigEndian: bigEndian)
@@ -26,7 +26,7 @@ public func decodeElements(_ b: [UInt8], at offset: Int, count: Int, size: Int, 
         }
         return t
     }
-    let t = Tensor(shape: shape, dtype: .int64, zeroed: false)
+    let t = try Tensor(shape: shape, dtype: .int64, zeroed: false)
     let p = t.pointer(Int64.self)
     if size == 1 && !signed {   // bytes (images, labels): the common case, kept fast
         for i in 0..<count { p[i] = Int64(b[offset + i]) }

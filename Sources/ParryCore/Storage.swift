@@ -17,6 +17,58 @@ public func configureAllocator() {
 /// it to drive the garbage collector, which cannot see native buffers.
 public let nativeBytes = Atomic<Int>(0)
 
+/// PARRY_MAX_MEMORY (bytes, with an optional K/M/G suffix, or a percentage of
+/// physical memory such as "80%"): a tensor allocation that would take the
+/// bytes held by tensors plus the buffer pool's cache past it is an error
+/// naming the tensor's shape, instead of a visit from the kernel's OOM killer.
+/// Before giving up the pool's cache is emptied and `onPressure` (the Lua
+/// host's full garbage collection, on its own thread) runs.
+public enum MemoryBudget {
+    public static let limit: Int? = parse(ProcessInfo.processInfo.environment["PARRY_MAX_MEMORY"])
+
+    /// Frees memory that is held but not used (the Lua host installs a collection).
+    nonisolated(unsafe) public static var onPressure: (() -> Void)?
+
+    public static func parse(_ s: String?) -> Int? {
+        guard var s = s?.trimmingCharacters(in: .whitespaces), !s.isEmpty else { return nil }
+        if s.hasSuffix("%"), let p = Double(s.dropLast()), p > 0, p <= 100 {
+            return Int(Double(Tensor.allocationLimit) * p / 100)
+        }
+        var scale = 1
+        switch s.last?.uppercased() {
+        case "K": scale = 1 << 10
+        case "M": scale = 1 << 20
+        case "G": scale = 1 << 30
+        default: break
+        }
+        if scale > 1 { s.removeLast() }
+        guard let v = Double(s), v > 0 else { return nil }
+        return Int(v * Double(scale))
+    }
+
+    static var inUse: Int { nativeBytes.load(ordering: .relaxed) + BufferPool.stats.cachedBytes }
+
+    /// Throws when `bytes` more would pass the limit (after freeing what can be freed).
+    @inline(__always)
+    public static func reserve(_ bytes: Int, shape: [Int], dtype: DType) throws {
+        guard let limit, inUse + bytes > limit else { return }
+        try slowReserve(bytes, shape: shape, dtype: dtype, limit: limit)
+    }
+
+    @inline(never)
+    static func slowReserve(_ bytes: Int, shape: [Int], dtype: DType, limit: Int) throws {
+        BufferPool.release()
+        if inUse + bytes <= limit { return }
+        onPressure?()
+        BufferPool.release()
+        let used = inUse
+        if used + bytes <= limit { return }
+        func mb(_ b: Int) -> String { String(format: "%.1f MB", Double(b) / 1048576) }
+        throw TensorError("cannot allocate a \(dtype.rawValue) tensor of shape \(shapeString(shape)) (\(mb(bytes))): "
+            + "PARRY_MAX_MEMORY is \(mb(limit)) and \(mb(used)) are in use")
+    }
+}
+
 /// A reference-counted buffer (64-byte aligned from 4 KB up) shared by a tensor and its views.
 public final class Storage: @unchecked Sendable {
     public let raw: UnsafeMutableRawPointer

@@ -35,12 +35,12 @@ extension Tensor {
 
     public static func zeros(_ shape: [Int], dtype: DType = .float32) throws -> Tensor {
         try checkShape(shape, dtype: dtype)
-        return Tensor(shape: shape, dtype: dtype, zeroed: true)
+        return try Tensor(shape: shape, dtype: dtype, zeroed: true)
     }
 
     public static func full(_ shape: [Int], _ value: Scalar, dtype: DType? = nil) throws -> Tensor {
         try checkShape(shape, dtype: dtype ?? .float32)
-        return Tensor(shape: shape, dtype: dtype ?? .float32, zeroed: false).fillRaw(value)
+        return try Tensor(shape: shape, dtype: dtype ?? .float32, zeroed: false).fillRaw(value)
     }
 
     public static func ones(_ shape: [Int], dtype: DType = .float32) throws -> Tensor {
@@ -60,12 +60,12 @@ extension Tensor {
         try checkShape([count], dtype: .int64)
         let allInt = a.dtype == .int64 && b.dtype == .int64 && step.dtype == .int64
         if allInt {
-            let t = Tensor(shape: [count], dtype: .int64, zeroed: false)
+            let t = try Tensor(shape: [count], dtype: .int64, zeroed: false)
             let p = t.base(Int64.self), a0 = a.int64, st = step.int64
             for i in 0..<count { p[i] = a0 + Int64(i) * st }
             return t
         }
-        let t = Tensor(shape: [count], dtype: .float32, zeroed: false)
+        let t = try Tensor(shape: [count], dtype: .float32, zeroed: false)
         let p = t.base(Float.self)
         for i in 0..<count { p[i] = Float(a.double + Double(i) * s) }
         return t
@@ -74,7 +74,7 @@ extension Tensor {
     /// `n` evenly spaced float32 values from a to b inclusive.
     public static func linspace(_ a: Double, _ b: Double, _ n: Int) throws -> Tensor {
         try checkShape([n])
-        let t = Tensor(shape: [n], dtype: .float32, zeroed: false)
+        let t = try Tensor(shape: [n], dtype: .float32, zeroed: false)
         let p = t.base(Float.self)
         let step = n > 1 ? (b - a) / Double(n - 1) : 0
         for i in 0..<n { p[i] = Float(i == n - 1 && n > 1 ? b : a + Double(i) * step) }
@@ -97,7 +97,7 @@ extension Tensor {
     /// Uniform in [0, 1).
     public static func rand(_ shape: [Int], generator: Generator = .current) throws -> Tensor {
         try checkShape(shape)
-        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+        let t = try Tensor(shape: shape, dtype: .float32, zeroed: false)
         generator.fillUniform(t.base(Float.self), count: t.numel)
         return t
     }
@@ -105,7 +105,7 @@ extension Tensor {
     /// Standard normal.
     public static func randn(_ shape: [Int], generator: Generator = .current) throws -> Tensor {
         try checkShape(shape)
-        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+        let t = try Tensor(shape: shape, dtype: .float32, zeroed: false)
         generator.fillNormal(t.base(Float.self), count: t.numel)
         return t
     }
@@ -114,7 +114,7 @@ extension Tensor {
     public static func randint(_ lo: Int64, _ hi: Int64, _ shape: [Int], generator: Generator = .current) throws -> Tensor {
         try checkShape(shape, dtype: .int64)
         guard lo <= hi else { throw TensorError("empty range \(lo)..\(hi)") }
-        let t = Tensor(shape: shape, dtype: .int64, zeroed: false)
+        let t = try Tensor(shape: shape, dtype: .int64, zeroed: false)
         generator.fillIntegers(t.base(Int64.self), count: t.numel, lo: lo, hi: hi)
         return t
     }
@@ -141,7 +141,7 @@ extension Tensor {
     /// self (any strides), so a view gets the same numbers a fresh tensor would.
     private func fillRandom(_ fill: (UnsafeMutablePointer<Float>, Int) -> Void) throws -> Tensor {
         guard dtype == .float32 else { throw TensorError("expected a float32 tensor, got \(dtype.rawValue)") }
-        let t = Tensor(shape: shape, dtype: .float32, zeroed: false)
+        let t = try Tensor(shape: shape, dtype: .float32, zeroed: false)
         fill(t.base(Float.self), t.numel)
         return try copy_(t)
     }

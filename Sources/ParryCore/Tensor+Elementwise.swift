@@ -33,11 +33,11 @@ extension Tensor {
     public static func scalar(_ s: Scalar) -> Tensor {
         switch s {
         case .int(let v):
-            let t = Tensor(shape: [], dtype: .int64, zeroed: false)
+            let t = Tensor(unchecked: [], dtype: .int64)
             t.base(Int64.self)[0] = v
             return t
         case .float(let v):
-            let t = Tensor(shape: [], dtype: .float32, zeroed: false)
+            let t = Tensor(unchecked: [], dtype: .float32)
             t.base(Float.self)[0] = Float(v)
             return t
         }
@@ -319,13 +319,13 @@ extension Tensor {
     func binaryRaw(_ op: BinaryOp, _ other: Tensor) throws -> Tensor {
         let dt = op.resultDType(dtype, other.dtype)
         if self.shape == other.shape {
-            let out = Tensor(shapeOf: self, dtype: dt)
+            let out = try Tensor(shapeOf: self, dtype: dt)
             applyBinary(op, self, other, into: out)
             return out
         }
         let shape = try broadcastShapes(self.shape, other.shape)
         try Tensor.checkShape(shape)
-        let out = shape == self.shape ? Tensor(shapeOf: self, dtype: dt) : Tensor(shape: shape, dtype: dt, zeroed: false)
+        let out = shape == self.shape ? try Tensor(shapeOf: self, dtype: dt) : try Tensor(shape: shape, dtype: dt, zeroed: false)
         applyBinary(op, self, other, into: out)
         return out
     }
@@ -348,9 +348,9 @@ extension Tensor {
         return self
     }
 
-    func unaryRaw(_ op: UnaryOp) -> Tensor {
+    func unaryRaw(_ op: UnaryOp) throws -> Tensor {
         let dt: DType = (dtype == .int64 && op.keepsDType) ? .int64 : .float32
-        let out = Tensor(shapeOf: self, dtype: dt)
+        let out = try Tensor(shapeOf: self, dtype: dt)
         applyUnary(op, self, into: out)
         return out
     }
@@ -370,7 +370,7 @@ extension Tensor {
         var r = self
         if let lo { r = try r.binaryRaw(.maximum, Tensor.scalar(lo)) }
         if let hi { r = try r.binaryRaw(.minimum, Tensor.scalar(hi)) }
-        return r === self ? cloneRaw() : r
+        return r === self ? try cloneRaw() : r
     }
 
     @discardableResult
@@ -411,7 +411,7 @@ extension Tensor {
         let expanded = Tensor(storage: src.storage, shape: self.shape, strides: src.broadcastStrides(to: self.shape),
                               offset: src.offset, dtype: src.dtype)
         // A source overlapping the destination is copied out first.
-        copyElements(from: src.storage === storage ? expanded.cloneRaw() : expanded)
+        copyElements(from: src.storage === storage ? try expanded.cloneRaw() : expanded)
         return self
     }
 }
@@ -421,20 +421,20 @@ func whereSelectRaw(_ mask: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
     let shape = try broadcastShapes(try broadcastShapes(mask.shape, a.shape), b.shape)
     let dt = a.dtype.promoted(with: b.dtype)
     try Tensor.checkShape(shape, dtype: dt)
-    let out = Tensor(shape: shape, dtype: dt, zeroed: false)
-    let m = mask.to(.float32)
+    let out = try Tensor(shape: shape, dtype: dt, zeroed: false)
+    let m = try mask.to(.float32)
     let pm = m.base(Float.self)
     let ms = m.broadcastStrides(to: shape)
     switch dt {
     case .float32:
-        let x = a.to(.float32), y = b.to(.float32)
+        let x = try a.to(.float32), y = try b.to(.float32)
         let px = x.base(Float.self), py = y.base(Float.self), po = out.base(Float.self)
         var k = 0
         forEachOffset3(shape, ms, m.offset, x.broadcastStrides(to: shape), x.offset, y.broadcastStrides(to: shape), y.offset) { i, j, l in
             po[k] = pm[i] != 0 ? px[j] : py[l]; k += 1
         }
     case .int64:
-        let x = a.to(.int64), y = b.to(.int64)
+        let x = try a.to(.int64), y = try b.to(.int64)
         let px = x.base(Int64.self), py = y.base(Int64.self), po = out.base(Int64.self)
         var k = 0
         forEachOffset3(shape, ms, m.offset, x.broadcastStrides(to: shape), x.offset, y.broadcastStrides(to: shape), y.offset) { i, j, l in

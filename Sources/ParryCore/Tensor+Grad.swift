@@ -74,7 +74,7 @@ extension Tensor {
     public func log() throws -> Tensor { try unary(.log) }
 
     public func unary(_ op: UnaryOp) throws -> Tensor {
-        let out = unaryRaw(op)
+        let out = try unaryRaw(op)
         if !requiresGrad { return out }
         let a = self
         switch op {
@@ -84,7 +84,7 @@ extension Tensor {
             if !GradMode.isEnabled && g.shape == a.shape && g.dtype == .float32 && a.dtype == .float32 {
                 // One pass, no mask tensor (the create_graph path below stays differentiable).
                 let gc = try g.contiguous(), ac = try a.contiguous()
-                let r = Tensor(shapeOf: gc, dtype: .float32)
+                let r = try Tensor(shapeOf: gc, dtype: .float32)
                 let pg = gc.pointer(Float.self), pa = ac.pointer(Float.self), pr = r.pointer(Float.self)
                 Parallel.forRanges(r.numel, grain: elementwiseGrain) { range in
                     var i = range.lowerBound
@@ -189,7 +189,7 @@ extension Tensor {
     /// The 2-norm's gradient is x/‖x‖, and 0 where the norm is 0.
     public func norm(p: Double = 2, dim: Int? = nil, keepdim: Bool = false) throws -> Tensor {
         guard p == 2 else { return try normComposite(p: p, dim: dim, keepdim: keepdim) }
-        let x = to(.float32)
+        let x = try to(.float32)
         let out = GradMode.noGrad { () -> Tensor in
             (try? x.normComposite(p: 2, dim: dim, keepdim: keepdim)) ?? x
         }
@@ -205,7 +205,7 @@ extension Tensor {
 
     /// Softmax (or log-softmax) along `dim`.
     public func softmax(dim: Int, log: Bool = false) throws -> Tensor {
-        let out = softmaxRaw(dim: dim, log: log)
+        let out = try softmaxRaw(dim: dim, log: log)
         return record(log ? "log_softmax" : "softmax", out, [self], saved: [out]) { [weak out] g, _ in
             guard let out else { return [nil] }
             if log {
@@ -247,7 +247,7 @@ extension Tensor {
     // MARK: views and copies
 
     public func clone() throws -> Tensor {
-        record("clone", cloneRaw(), [self]) { g, _ in [g] }
+        record("clone", try cloneRaw(), [self]) { g, _ in [g] }
     }
 
     /// `self` if contiguous, otherwise a contiguous copy.
@@ -330,7 +330,7 @@ extension Tensor {
     /// adjoint of gather (or, with `alongOnly`, of index_select with a 1-D index).
     public func scatterAdd(into shape: [Int], dim: Int, index: Tensor, alongOnly: Bool = false) throws -> Tensor {
         let out = try Tensor.zeros(shape)
-        let src = to(.float32).contiguousRaw()
+        let src = try to(.float32).contiguousRaw()
         let po = out.base(Float.self), ps = src.base(Float.self) + src.offset
         let pi = index.base(Int64.self)
         if alongOnly {

@@ -11,7 +11,7 @@ extension Tensor {
         var sh = shape
         sh[dim] = indices.count
         try Tensor.checkShape(sh, dtype: dtype)
-        let out = Tensor(shape: sh, dtype: dtype, zeroed: false)
+        let out = try Tensor(shape: sh, dtype: dtype, zeroed: false)
         for (j, i) in indices.enumerated() {
             try out.selectRaw(dim, j).copyElements(from: selectRaw(dim, i))
         }
@@ -29,7 +29,7 @@ extension Tensor {
         for d in 0..<ndim where d != dim && index.shape[d] > shape[d] {
             throw TensorError("index shape \(shapeString(index.shape)) is larger than input shape \(shapeString(shape)) outside dimension \(dim + 1)")
         }
-        let out = Tensor(shape: index.shape, dtype: dtype, zeroed: false)
+        let out = try Tensor(shape: index.shape, dtype: dtype, zeroed: false)
         let pi = index.base(Int64.self)
         var st = strides
         st[dim] = 0
@@ -70,7 +70,7 @@ func catRaw(_ tensors: [Tensor], dim: Int) throws -> Tensor {
     var sh = first.shape
     sh[dim] = total
     try Tensor.checkShape(sh, dtype: dt)
-    let out = Tensor(shape: sh, dtype: dt, zeroed: false)
+    let out = try Tensor(shape: sh, dtype: dt, zeroed: false)
     var start = 0
     for t in tensors {
         try out.narrowRaw(dim, start, t.shape[dim]).copyElements(from: t)

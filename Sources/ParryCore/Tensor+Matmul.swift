@@ -105,7 +105,7 @@ extension Tensor {
         }
         var result: Tensor
         if dtype == .float32 && other.dtype == .float32 {
-            result = Tensor(shape: batch + [m, n], dtype: .float32, zeroed: false)
+            result = try Tensor(shape: batch + [m, n], dtype: .float32, zeroed: false)
             let pa = ae.base(Float.self), pb = be.base(Float.self), pc = result.base(Float.self)
             let nb = batch.count
             var bi = 0
@@ -125,7 +125,7 @@ extension Tensor {
 
     /// Batched matmul by loops, for int64 operands.
     private func naiveMatmul(_ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int) throws -> Tensor {
-        let out = Tensor(shape: batch + [m, n], dtype: a.dtype, zeroed: true)
+        let out = try Tensor(shape: batch + [m, n], dtype: a.dtype, zeroed: true)
         let nb = batch.count
         let ars = a.strides[nb], acs = a.strides[nb + 1], brs = b.strides[nb], bcs = b.strides[nb + 1]
         func run<T: TensorElement>(_: T.Type) {

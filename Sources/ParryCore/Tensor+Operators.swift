@@ -171,7 +171,7 @@ extension Tensor {
     public static func full(_ shape: [Int], _ value: Double) throws -> Tensor { try full(shape, .float(value)) }
     /// A 0-d float32 tensor.
     public convenience init(_ value: Double) {
-        self.init(shape: [], dtype: .float32, zeroed: false)
+        self.init(unchecked: [], dtype: .float32)
         base(Float.self)[0] = Float(value)
     }
 }

@@ -47,7 +47,7 @@ extension Tensor {
                 forEachOffset(shape, strides, offset) { acc += Double(p[$0]) }
                 return Tensor.scalar(.float(acc))
             }
-            let out = Tensor(shape: reducedShape(dim, keepdim: keepdim), dtype: .float32, zeroed: false)
+            let out = Tensor(unchecked: reducedShape(dim, keepdim: keepdim), dtype: .float32)
             let o = out.base(Float.self), n = shape[dim], s = strides[dim]
             if isContiguous && dim < ndim - 1 {
                 // Contiguous input, reducing a non-last dim: add whole rows of the
@@ -90,7 +90,7 @@ extension Tensor {
                 forEachOffset(shape, strides, offset) { acc &+= p[$0] }
                 return Tensor.scalar(.int(acc))
             }
-            let out = Tensor(shape: reducedShape(dim, keepdim: keepdim), dtype: .int64, zeroed: false)
+            let out = Tensor(unchecked: reducedShape(dim, keepdim: keepdim), dtype: .int64)
             let o = out.base(Int64.self), n = shape[dim], s = strides[dim]
             forEachLane(dim) { off, k in
                 var acc: Int64 = 0
@@ -109,7 +109,7 @@ extension Tensor {
 
     /// Variance with Bessel's `correction` (1 = unbiased, PyTorch's default).
     public func variance(dim: Int? = nil, keepdim: Bool = false, correction: Int = 1) throws -> Tensor {
-        let x = to(.float32)
+        let x = try to(.float32)
         let n = dim.map { shape[$0] } ?? numel
         let mu = try x.mean(dim: dim, keepdim: true)
         let d = try x - mu
@@ -139,8 +139,8 @@ extension Tensor {
     func extremumRaw(largest: Bool, dim: Int, keepdim: Bool = false) throws -> (Tensor, Tensor) {
         guard shape[dim] > 0 else { throw TensorError("cannot reduce an empty dimension") }
         let rs = reducedShape(dim, keepdim: keepdim)
-        let values = Tensor(shape: rs, dtype: dtype, zeroed: false)
-        let indices = Tensor(shape: rs, dtype: .int64, zeroed: false)
+        let values = try Tensor(shape: rs, dtype: dtype, zeroed: false)
+        let indices = try Tensor(shape: rs, dtype: .int64, zeroed: false)
         let pi = indices.base(Int64.self), n = shape[dim], s = strides[dim]
         switch dtype {
         case .float32:
@@ -162,7 +162,7 @@ extension Tensor {
     /// Max or min over all elements: the 0-d value and its 0-based flat index.
     func extremumRaw(largest: Bool) throws -> (Tensor, Int) {
         guard numel > 0 else { throw TensorError("cannot reduce an empty tensor") }
-        let flat = isContiguous ? self : cloneRaw()
+        let flat = isContiguous ? self : try cloneRaw()
         let f = Tensor(storage: flat.storage, shape: [numel], strides: [1], offset: flat.offset, dtype: dtype)
         let (v, i) = try f.extremumRaw(largest: largest, dim: 0)
         return (v, Int(i.base(Int64.self)[i.offset]))
@@ -182,9 +182,9 @@ extension Tensor {
     }
 
     /// Softmax (or log-softmax) along `dim`, computed stably by subtracting the max.
-    func softmaxRaw(dim: Int, log: Bool = false) -> Tensor {
-        let x = to(.float32)
-        let out = Tensor(shape: shape, dtype: .float32, zeroed: false)
+    func softmaxRaw(dim: Int, log: Bool = false) throws -> Tensor {
+        let x = try to(.float32)
+        let out = try Tensor(shape: shape, dtype: .float32, zeroed: false)
         if numel == 0 { return out }
         let p = x.base(Float.self), o = out.base(Float.self)
         let n = shape[dim], s = x.strides[dim], os = out.strides[dim]

@@ -4,9 +4,11 @@
 
 extension Tensor {
     /// A copy of `self` converted to `dtype` (self when the dtype already matches).
+    /// (A conversion's copy is outside PARRY_MAX_MEMORY's check: it is made
+    /// inside kernels that cannot fail; see MemoryBudget.)
     public func to(_ dtype: DType) -> Tensor {
         if dtype == self.dtype { return self }
-        let out = Tensor(shape: shape, dtype: dtype, zeroed: false)
+        let out = Tensor(unchecked: shape, dtype: dtype)
         switch (self.dtype, dtype) {
         case (.float32, .int64):
             let src = base(Float.self), dst = out.base(Int64.self)
@@ -22,11 +24,11 @@ extension Tensor {
     }
 
     /// `self` if contiguous, otherwise a contiguous copy (not recorded).
-    func contiguousRaw() -> Tensor { isContiguous ? self : cloneRaw() }
+    func contiguousRaw() throws -> Tensor { isContiguous ? self : try cloneRaw() }
 
     /// A contiguous copy with its own storage.
-    func cloneRaw() -> Tensor {
-        let out = Tensor(shape: shape, dtype: dtype, zeroed: false)
+    func cloneRaw() throws -> Tensor {
+        let out = try Tensor(shape: shape, dtype: dtype, zeroed: false)
         out.copyElements(from: self)
         return out
     }
@@ -132,7 +134,7 @@ extension Tensor {
             return Tensor(storage: storage, shape: newShape, strides: st, offset: offset, dtype: dtype)
         }
         try Tensor.checkShape(newShape, dtype: dtype)
-        let c = cloneRaw()
+        let c = try cloneRaw()
         return Tensor(storage: c.storage, shape: newShape, strides: Tensor.contiguousStrides(newShape), offset: 0, dtype: dtype)
     }
 

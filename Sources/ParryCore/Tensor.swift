@@ -35,16 +35,26 @@ public final class Tensor: @unchecked Sendable {
     }
 
     /// A new contiguous tensor; zero-filled when `zeroed`, otherwise uninitialized.
-    public convenience init(shape: [Int], dtype: DType = .float32, zeroed: Bool = true) {
+    public convenience init(shape: [Int], dtype: DType = .float32, zeroed: Bool = true) throws {
         let n = shape.reduce(1, *)
+        try MemoryBudget.reserve(n * dtype.byteSize, shape: shape, dtype: dtype)
         self.init(storage: Storage(byteCount: n * dtype.byteSize, zeroed: zeroed),
+                  shape: shape, strides: Tensor.contiguousStrides(shape), offset: 0, dtype: dtype)
+    }
+
+    /// A new uninitialized tensor outside PARRY_MAX_MEMORY's check: 0-d
+    /// scalars, reduction outputs (smaller than their input) and dtype
+    /// conversions inside kernels that cannot fail.
+    convenience init(unchecked shape: [Int], dtype: DType) {
+        self.init(storage: Storage(byteCount: shape.reduce(1, *) * dtype.byteSize, zeroed: false),
                   shape: shape, strides: Tensor.contiguousStrides(shape), offset: 0, dtype: dtype)
     }
 
     /// A new uninitialized contiguous tensor with `t`'s shape, sharing t's
     /// shape (and, when t is contiguous, strides) arrays: two fewer heap
     /// allocations per elementwise op, which matters for tiny tensors.
-    public convenience init(shapeOf t: Tensor, dtype: DType) {
+    public convenience init(shapeOf t: Tensor, dtype: DType) throws {
+        try MemoryBudget.reserve(t.numel * dtype.byteSize, shape: t.shape, dtype: dtype)
         self.init(storage: Storage(byteCount: t.numel * dtype.byteSize, zeroed: false), shape: t.shape,
                   strides: t.isContiguous ? t.strides : Tensor.contiguousStrides(t.shape), offset: 0, dtype: dtype)
     }
@@ -55,7 +65,7 @@ public final class Tensor: @unchecked Sendable {
         guard values.count == shape.reduce(1, *) else {
             throw TensorError("\(values.count) values do not fill shape \(shapeString(shape))")
         }
-        self.init(shape: shape, dtype: T.dtype, zeroed: false)
+        try self.init(shape: shape, dtype: T.dtype, zeroed: false)
         values.withUnsafeBufferPointer { src in
             if let b = src.baseAddress { base(T.self).update(from: b, count: src.count) }
         }

@@ -19,7 +19,7 @@ public enum Modalities {
         guard jitter >= 0, jitter.isFinite else { throw TensorError("jitter must be ≥ 0, got \(jitter)") }
         let (n, h, w) = (images.shape[0], images.shape[2], images.shape[3])
         let px = try images.contiguous().floats()
-        let out = Tensor(shape: [n, 2, points], dtype: .float32, zeroed: false)
+        let out = try Tensor(shape: [n, 2, points], dtype: .float32, zeroed: false)
         let po = out.pointer(Float.self)
         var cumulative = [Double](repeating: 0, count: h * w)
         for i in 0..<n {
@@ -70,7 +70,7 @@ public enum Modalities {
             }
         }
         let l = order.count
-        let out = Tensor(shape: [n, 1, l], dtype: .float32, zeroed: false)
+        let out = try Tensor(shape: [n, 1, l], dtype: .float32, zeroed: false)
         let po = out.pointer(Float.self)
         for i in 0..<n { for (k, idx) in order.enumerated() { po[i * l + k] = idx.map { px[i * h * w + $0] } ?? 0 } }
         if noise > 0 { return try out + noise * Tensor.randn([n, 1, l], generator: generator) }

@@ -98,7 +98,7 @@ public func readIDX(_ path: String, limit: Int? = nil, divisor: Double? = nil) t
     }
     if size == 1 {
         // bytes (images, labels), the common case: decoded chunk by chunk into the result
-        let out = Tensor(shape: shape, dtype: divisor != nil ? .float32 : .int64, zeroed: false)
+        let out = try Tensor(shape: shape, dtype: divisor != nil ? .float32 : .int64, zeroed: false)
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var done = 0
         let signed = type == 0x09
@@ -119,7 +119,7 @@ public func readIDX(_ path: String, limit: Int? = nil, divisor: Double? = nil) t
     }
     let b = try r.bytes(n * size)
     guard b.count == n * size else { throw truncated(b.count) }
-    let t = decodeElements(b, at: 0, count: n, size: size, shape: shape, float: float, signed: type != 0x08, bigEndian: true)
+    let t = try decodeElements(b, at: 0, count: n, size: size, shape: shape, float: float, signed: type != 0x08, bigEndian: true)
     guard let divisor else { return t }
     return try t.to(.float32).binary(.div, .float(divisor))
 }
@@ -172,7 +172,7 @@ public func readNPY(_ path: String) throws -> Tensor {
         throw DataError.at(path, "truncated .npy data: expected \(n * size) bytes for shape \(shapeString(shape)), found \(b.count - data)")
     }
     guard kind != "f2" else { throw DataError.at(path, "float16 arrays are not supported") }
-    return decodeElements(b, at: data, count: n, size: size, shape: shape,
+    return try decodeElements(b, at: data, count: n, size: size, shape: shape,
                           float: kind.hasPrefix("f"), signed: kind.hasPrefix("i"), bigEndian: false)
 }
 

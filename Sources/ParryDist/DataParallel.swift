@@ -21,7 +21,7 @@ public enum DataParallel {
             if t.isContiguous {
                 try comm.bcastRaw(Communicator.bytes(t), bytes: t.numel * t.dtype.byteSize, root: root)
             } else {
-                let c = Communicator.ownedCopy(t)
+                let c = try Communicator.ownedCopy(t)
                 try comm.bcastRaw(Communicator.bytes(c), bytes: c.numel * c.dtype.byteSize, root: root)
                 try GradMode.noGrad { _ = try t.copy_(c) }
             }
@@ -86,7 +86,7 @@ public enum DataParallel {
         off = 0
         for (k, p) in params.enumerated() {
             if buf[total + k] > 0 {
-                let g = Tensor(shape: p.shape, dtype: .float32, zeroed: false)
+                let g = try Tensor(shape: p.shape, dtype: .float32, zeroed: false)
                 let dst = g.pointer(Float.self)
                 for j in 0..<sizes[k] { dst[j] = buf[off + j] * inv }
                 p.grad = g
@@ -104,7 +104,7 @@ public enum DataParallel {
         guard comm.size > 1 else { return }
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for t in tensors {
-            let c = t.isContiguous ? t : Communicator.ownedCopy(t)
+            let c = t.isContiguous ? t : try Communicator.ownedCopy(t)
             let raw = UnsafeRawBufferPointer(start: Communicator.bytes(c), count: c.numel * c.dtype.byteSize)
             for b in raw { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         }

@@ -253,7 +253,7 @@ public final class Communicator: @unchecked Sendable {
         let shape = (0..<ndim).map { Int(h[2 + $0]) }
         let dtype: DType = h[0] == 1 ? .float32 : .int64
         try Tensor.checkShape(shape, dtype: dtype)
-        return Tensor(shape: shape, dtype: dtype, zeroed: false)
+        return try Tensor(shape: shape, dtype: dtype, zeroed: false)
     }
 
     /// The address of a contiguous tensor's first element.
@@ -262,11 +262,10 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// A contiguous copy that owns its storage (the collectives write into it).
-    static func ownedCopy(_ t: Tensor) -> Tensor {
-        let c = Tensor(shape: t.shape, dtype: t.dtype, zeroed: false)
+    static func ownedCopy(_ t: Tensor) throws -> Tensor {
+        let c = try Tensor(shape: t.shape, dtype: t.dtype, zeroed: false)
         guard t.numel > 0 else { return c }
-        let src = t.detach()
-        _ = try? c.copy_(src)
+        try c.copy_(t.detach())
         return c
     }
 
@@ -281,7 +280,7 @@ public final class Communicator: @unchecked Sendable {
     public func allreduce(_ t: Tensor, op: ReduceOp = .sum) throws -> Tensor {
         if op == .mean && t.dtype != .float32 { throw DistError("op 'mean' needs a float32 tensor, got \(t.dtype.rawValue)") }
         try agree(t, "allreduce")
-        let r = Communicator.ownedCopy(t)
+        let r = try Communicator.ownedCopy(t)
         try allreduceInPlace(r, op: op)
         return r
     }
@@ -323,7 +322,7 @@ public final class Communicator: @unchecked Sendable {
         try checkRank(root, "root")
         if op == .mean && t.dtype != .float32 { throw DistError("op 'mean' needs a float32 tensor, got \(t.dtype.rawValue)") }
         try agree(t, "reduce")
-        let r = Communicator.ownedCopy(t)
+        let r = try Communicator.ownedCopy(t)
         if size > 1 {
             let type = t.dtype == .float32 ? parry_mpi_float() : parry_mpi_int64()
             try reduceRaw(Communicator.bytes(r), count: r.numel, elementSize: r.dtype.byteSize,
@@ -349,14 +348,14 @@ public final class Communicator: @unchecked Sendable {
         try checkRank(root, "root")
         if rank == root {
             guard let p else { throw DistError("the root rank (\(root)) must pass a tensor or a value") }
-            guard size > 1 else { return broadcastLocal(p) }
+            guard size > 1 else { return try broadcastLocal(p) }
             var h = Communicator.header(p)
             try bcastRaw(&h, bytes: h.count * 8, root: root)
             switch p {
             case let .tensor(t):
-                let c = t.isContiguous && t.gradFn == nil ? t : Communicator.ownedCopy(t)
+                let c = t.isContiguous && t.gradFn == nil ? t : try Communicator.ownedCopy(t)
                 try bcastRaw(Communicator.bytes(c), bytes: c.numel * c.dtype.byteSize, root: root)
-                return .tensor(Communicator.ownedCopy(c))
+                return .tensor(try Communicator.ownedCopy(c))
             case var .bytes(b):
                 try b.withUnsafeMutableBytes { try bcastRaw($0.baseAddress, bytes: $0.count, root: root) }
                 return .bytes(b)
@@ -405,7 +404,7 @@ public final class Communicator: @unchecked Sendable {
         try checkRank(root, "root")
         guard size > 1 else {
             try Communicator.raiseFailures([p], size: 1)
-            return [broadcastLocal(p)]
+            return [try broadcastLocal(p)]
         }
         if rank != root {
             try send(p, to: root, tag: Communicator.gatherTag)
@@ -414,14 +413,14 @@ public final class Communicator: @unchecked Sendable {
         }
         var out = [Payload]()
         for r in 0..<size {
-            out.append(r == root ? broadcastLocal(p) : try receive(from: r, tag: Communicator.gatherTag).payload)
+            out.append(r == root ? try broadcastLocal(p) : try receive(from: r, tag: Communicator.gatherTag).payload)
         }
         try Communicator.raiseFailures(out, size: size)
         return out
     }
 
-    func broadcastLocal(_ p: Payload) -> Payload {
-        if case let .tensor(t) = p { return .tensor(Communicator.ownedCopy(t)) }
+    func broadcastLocal(_ p: Payload) throws -> Payload {
+        if case let .tensor(t) = p { return .tensor(try Communicator.ownedCopy(t)) }
         return p
     }
 
@@ -438,7 +437,7 @@ public final class Communicator: @unchecked Sendable {
         try sendRaw(&h, bytes: h.count * 8, to: to, tag: tag)
         switch p {
         case let .tensor(t):
-            let c = t.isContiguous && t.gradFn == nil ? t : Communicator.ownedCopy(t)
+            let c = t.isContiguous && t.gradFn == nil ? t : try Communicator.ownedCopy(t)
             try sendRaw(UnsafeRawPointer(Communicator.bytes(c)), bytes: c.numel * c.dtype.byteSize, to: to, tag: tag)
         case let .bytes(b):
             try b.withUnsafeBytes { try sendRaw($0.baseAddress, bytes: $0.count, to: to, tag: tag) }

@@ -106,8 +106,9 @@ extension LuaArgs {
                 let entry = self.rawIndex(list, who)
                 guard self.type(entry) == LUA_TTABLE else { throw TensorError("the adversary list changed during the simulation") }
                 let fn = self.rawField(entry, "fn")
+                let t = try Tensor(update, shape: [update.count])
                 try self.call(fn, nresults: 1) {
-                    pushTensor(self.L, (try? Tensor(update, shape: [update.count])) ?? Tensor(shape: [0]))
+                    pushTensor(self.L, t)
                     lua_pushinteger(self.L, lua_Integer(round))
                     return 2
                 }
@@ -121,10 +122,11 @@ extension LuaArgs {
     func aggregator(_ o: LuaOptions, slot: Int32, count: Int) throws -> Aggregator {
         if type(slot) == LUA_TFUNCTION {
             return .custom { updates, weights, round in
+                let tensors = try updates.map { try Tensor($0, shape: [$0.count]) }
                 try self.call(slot, nresults: 1) {
                     lua_createtable(self.L, Int32(clamping: updates.count), 0)
-                    for (k, u) in updates.enumerated() {
-                        pushTensor(self.L, (try? Tensor(u, shape: [u.count])) ?? Tensor(shape: [0]))
+                    for (k, t) in tensors.enumerated() {
+                        pushTensor(self.L, t)
                         lua_rawseti(self.L, -2, lua_Integer(k + 1))
                     }
                     self.pushDoubles(weights)

@@ -1,4 +1,5 @@
 import CLua
+import Foundation
 import CLuaShim
 import ParryCore
 import Synchronization
@@ -19,6 +20,22 @@ import Synchronization
 enum MemoryPressure {
     static let floor = 16 << 20
     static let limit = Atomic<Int>(16 << 20)
+
+    /// The thread that runs Lua (the one that made the first state).
+    nonisolated(unsafe) static var luaThread: pthread_t?
+
+    /// PARRY_MAX_MEMORY's last resort before an allocation fails: a full
+    /// collection frees the buffers of tensors Lua no longer references. Only
+    /// on the Lua thread, inside a binding (LuaContext.current is set there);
+    /// kernels on worker threads just see the error.
+    static func install() {
+        guard luaThread == nil else { return }
+        luaThread = pthread_self()
+        MemoryBudget.onPressure = {
+            guard let t = MemoryPressure.luaThread, pthread_equal(t, pthread_self()) != 0, let L = LuaContext.current else { return }
+            parry_gc_collect(L)
+        }
+    }
 
     /// Called after every tensor handed to Lua.
     @inline(__always)

@@ -590,6 +590,7 @@ func openNN(_ L: LuaState, module: Int32) {
     // Under mpirun every rank joins MPI when parry loads, so that an error
     // anywhere can end the whole job (parry.dist, stdlib/parry/dist.lua).
     _ = Communicator.world
+    MemoryPressure.install()
 
     // env handle metatable (parry.rl's Lua objects hold one in `_h`)
     lua_createtable(L, 0, 2)

@@ -51,7 +51,7 @@ extension F {
         }
         let gamma = try weight.map { try $0.detach().contiguous() }
         let beta = try bias.map { try $0.detach().contiguous() }
-        let out = Tensor(shape: x.shape, dtype: .float32, zeroed: false)
+        let out = try Tensor(shape: x.shape, dtype: .float32, zeroed: false)
         let po = out.pointer(Float.self)
         let pgamma = gamma?.pointer(Float.self), pbeta = beta?.pointer(Float.self)
         let (meanC, invstdC) = (mean, invstd)
@@ -98,7 +98,7 @@ extension F {
             } }
             var grads: [Tensor?] = []
             if needs[0] {
-                let gx = Tensor(shape: xc.shape, dtype: .float32, zeroed: false)
+                let gx = try Tensor(shape: xc.shape, dtype: .float32, zeroed: false)
                 let pgx = gx.pointer(Float.self)
                 let (sumG, sumGX) = (sumG, sumGX)
                 Parallel.forEach(c) { ch in

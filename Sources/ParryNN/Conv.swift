@@ -144,7 +144,7 @@ extension F {
         // im2col can be tens of MB: fresh pages and cache misses every step).
         let xc = try x.detach().contiguous()
         let wm = try weight.detach().to(.float32).contiguous()
-        let out = Tensor(shape: [n, o, oh, ow], dtype: .float32, zeroed: false)
+        let out = try Tensor(shape: [n, o, oh, ow], dtype: .float32, zeroed: false)
         let po = out.pointer(Float.self), pw = wm.pointer(Float.self), px = xc.pointer(Float.self)
         let b = try bias.map { try $0.detach().to(.float32).contiguous() }
         let pb = b?.pointer(Float.self)
@@ -188,8 +188,8 @@ extension F {
             // Pointers taken from the captured tensors, which the closure keeps alive.
             let gc = try g.to(.float32).contiguous()
             let pg = gc.pointer(Float.self), pw = wm.pointer(Float.self), px = xc.pointer(Float.self)
-            let gx = needs[0] ? Tensor(shape: xShape, dtype: .float32, zeroed: false) : nil   // zeroed per image below
-            let gw = needs[1] ? Tensor(shape: wShape, dtype: .float32, zeroed: n == 0) : nil
+            let gx = needs[0] ? try Tensor(shape: xShape, dtype: .float32, zeroed: false) : nil   // zeroed per image below
+            let gw = needs[1] ? try Tensor(shape: wShape, dtype: .float32, zeroed: n == 0) : nil
             if needs[0] || needs[1] {
                 // Images in parallel over fixed chunks; each chunk accumulates
                 // its own dW, summed in chunk order afterwards, so the result
@@ -229,7 +229,7 @@ extension F {
             var grads: [Tensor?] = [gx, gw]
             if inputs.count == 3 {
                 if needs[2] {
-                    let gb = Tensor(shape: [o], dtype: .float32, zeroed: true)
+                    let gb = try Tensor(shape: [o], dtype: .float32, zeroed: true)
                     let pb = gb.pointer(Float.self)
                     for s in 0..<n { for ch in 0..<o { pb[ch] += rowSum(pg + (s * o + ch) * L, L) } }
                     grads.append(gb)

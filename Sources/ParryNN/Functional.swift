@@ -42,7 +42,7 @@ public enum F {
         let outShape = layout == .batched ? [n, rows, L] : [rows, n * L]
         try Tensor.checkShape(outShape)
         let src = try x.to(.float32).contiguous().detach()
-        let out = Tensor(shape: outShape, dtype: .float32, zeroed: false)
+        let out = try Tensor(shape: outShape, dtype: .float32, zeroed: false)
         let ps = src.pointer(Float.self), po = out.pointer(Float.self)
         let g = WindowGeometry(c: c, h: h, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw)
         for b in 0..<n {
@@ -119,8 +119,8 @@ public enum F {
         let oh = windows(h, kernel, s, padding), ow = windows(w, kernel, s, padding)
         guard oh > 0, ow > 0 else { throw TensorError("input \(h)×\(w) is smaller than the kernel \(kernel)") }
         let src = try x.to(.float32).contiguous().detach()
-        let idx = Tensor(shape: [n, c, oh * ow], dtype: .int64, zeroed: false)
-        let out = Tensor(shape: [n, c, oh, ow], dtype: .float32, zeroed: false)
+        let idx = try Tensor(shape: [n, c, oh * ow], dtype: .int64, zeroed: false)
+        let out = try Tensor(shape: [n, c, oh, ow], dtype: .float32, zeroed: false)
         let ps = src.pointer(Float.self), pi = idx.pointer(Int64.self), po = out.pointer(Float.self)
         // v replaces best when larger, or when v is NaN (NaN wins and stays, as in PyTorch).
         @inline(__always) func better(_ v: Float, _ best: Float) -> Bool { !(v <= best) && !best.isNaN }
@@ -178,7 +178,7 @@ public enum F {
         return record("max_pool2d", out, [x]) { g, _ in
             if !GradMode.isEnabled {
                 let gc = try g.to(.float32).contiguous()
-                let gx = Tensor(shape: inShape, dtype: .float32, zeroed: false)
+                let gx = try Tensor(shape: inShape, dtype: .float32, zeroed: false)
                 let pg = gc.pointer(Float.self), pgx = gx.pointer(Float.self), pidx = idx.pointer(Int64.self)
                 Parallel.forRanges(n &* c, grain: planeGrain) { planes in for plane in planes {
                     let dst = pgx + plane &* h &* w, src = pg + plane &* oh &* ow, q = pidx + plane &* oh &* ow

@@ -75,7 +75,7 @@ public enum Safetensors {
             guard lo >= 0, hi >= lo, hi - lo == count * size, start + hi <= b.count else {
                 throw bad("entry '\(name)' has data_offsets [\(lo), \(hi)] that do not match its shape \(shapeString(shape)) or the file size")
             }
-            let t = decodeElements(b, at: start + lo, count: count, size: size, shape: shape,
+            let t = try decodeElements(b, at: start + lo, count: count, size: size, shape: shape,
                                    float: dtype.hasPrefix("F"), signed: dtype.hasPrefix("I"), bigEndian: false)
             entries.append((name, t))
         }

@@ -78,7 +78,7 @@ final class ParallelTests: XCTestCase {
         let a = try Tensor.randn([n], generator: g), b = try Tensor.randn([n], generator: g)
         let s = try Tensor.randn([1], generator: g)
         func run() throws -> [[Float]] {
-            let c = a.cloneRaw()
+            let c = try a.cloneRaw()
             try c.binary_(.mul, b)
             return [try a.binary(.add, b).floats(), try a.binary(.div, s).floats(), try a.unary(.exp).floats(),
                     try a.binary(.maximum, b).floats(), c.floats(), try a.unary(.relu).floats()]

@@ -56,7 +56,7 @@ final class AggregatorTests: XCTestCase {
     }
 
     func testLayerTopKKeepsExactlyCeilQTimesNumel() throws {
-        let layout = ParameterLayout([Tensor(shape: [3, 3]), Tensor(shape: [4])])
+        let layout = ParameterLayout([try Tensor(shape: [3, 3]), try Tensor(shape: [4])])
         let v: [Float] = [0.5, -9, 3, 3, 1, -2, 0.1, 7, 3,   /* layer 2 */ 4, -1, 0.5, 2]
         for q in [0.0, 0.1, 0.3, 0.5, 0.75, 1.0] {
             let r = Vec.layerTopK(v, layout: layout, q: q)

@@ -48,3 +48,41 @@ describe("memory", function()
     assert(loaded - base <= 1.3 * decoded, string.format("the load peaked %.0f MiB above the %.0f MiB baseline for %.0f MiB of data", loaded - base, base, decoded))
   end)
 end)
+
+describe("PARRY_MAX_MEMORY", function()
+  local support = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "support.lua")
+  local function run(limit, code)
+    local script = os.tmpname() .. ".lua"
+    local f = assert(io.open(script, "w")); f:write(code); f:close()
+    local out, status = support.sh("PARRY_MAX_MEMORY=" .. limit .. " " .. support.q(support.PARRY) .. " " .. support.q(script))
+    os.remove(script)
+    return out, status
+  end
+
+  it("makes an allocation past the limit a Lua error naming the function and the shape", function()
+    local out, status = run("64M", [[
+      local parry = require("parry")
+      local keep = {}
+      local ok, err = pcall(function() for i = 1, 100 do keep[i] = parry.zeros(1000, 1000) end end)
+      print(ok, #keep, err)
+      keep = nil
+      -- dropped tensors are garbage: under pressure the collector frees them
+      for i = 1, 50 do local t = parry.zeros(1000, 1000) + 1 end
+      local a, b = parry.zeros(5000, 10), parry.zeros(10, 5000)   -- a 95 MB product
+      print(pcall(a.matmul, a, b))
+      print("alive", parry.ones(3):sum():item())
+    ]])
+    assert.equals(0, status, out)
+    assert.truthy(out:find("false\t16\t", 1, true), out)    -- sixteen 3.8 MB tensors fit in 64 MB, not seventeen
+    assert.truthy(out:find("parry.zeros: cannot allocate a float32 tensor of shape {1000,1000} (3.8 MB): PARRY_MAX_MEMORY is 64.0 MB", 1, true), out)
+    assert.truthy(out:find("parry.matmul: cannot allocate a float32 tensor of shape {5000,5000}", 1, true), out)
+    assert.truthy(out:find("alive\t3.0", 1, true), out)
+  end)
+
+  it("takes a percentage of physical memory and refuses nonsense quietly", function()
+    local out, status = run("50%", "print(require('parry').ones(2):sum():item())")
+    assert.equals(0, status, out); assert.truthy(out:find("2.0", 1, true), out)
+    out, status = run("lots", "print(require('parry').ones(2):sum():item())")   -- not a size: no limit
+    assert.equals(0, status, out); assert.truthy(out:find("2.0", 1, true), out)
+  end)
+end)
