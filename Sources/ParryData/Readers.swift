@@ -148,7 +148,9 @@ public func readNPY(_ path: String) throws -> Tensor {
           let q2 = descrField[descrField.index(after: q1)...].firstIndex(of: "'") else { throw DataError.at(path, "no dtype in .npy header") }
     let descr = String(descrField[descrField.index(after: q1)..<q2])
     if let fo = field("fortran_order"), fo.hasPrefix("True") { throw DataError.at(path, "Fortran-order arrays are not supported; save with C order") }
-    guard let shapeField = field("shape"), let open = shapeField.firstIndex(of: "("), let close = shapeField.firstIndex(of: ")") else {
+    // the ")" after the "(" (a header with ")" first trapped on the range; found by fuzzing)
+    guard let shapeField = field("shape"), let open = shapeField.firstIndex(of: "("),
+          let close = shapeField[open...].firstIndex(of: ")") else {
         throw DataError.at(path, "no shape in .npy header")
     }
     let shape = try shapeField[shapeField.index(after: open)..<close].split(separator: ",").map { s -> Int in
