@@ -25,12 +25,29 @@ public func readFile(_ path: String) throws -> [UInt8] {
 final class StreamReader {
     let path: String
     private let gz: gzFile
+    /// The most bytes the stream can yield: the file's size, or for gzip
+    /// 1032× it (deflate's largest ratio) — a bound on what a header may
+    /// claim, so a 100-byte file cannot make a reader allocate gigabytes
+    /// (found by fuzzing the IDX and gzip readers).
+    let maxBytes: Int
+    /// Whether the file is plain (maxBytes is then its exact size).
+    let direct: Bool
     init(_ path: String) throws {
         var folder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &folder) else { throw DataError.at(path, "no such file") }
         guard !folder.boolValue, let gz = gzopen(path, "rb") else { throw DataError.at(path, "cannot read the file") }
         self.path = path; self.gz = gz
         gzbuffer(gz, 1 << 17)
+        let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? Int.max
+        direct = gzdirect(gz) == 1
+        maxBytes = direct ? size : (size > Int.max / 1032 ? Int.max : size * 1032)
+    }
+
+    /// nil when `count` more bytes after `consumed` could be in the file;
+    /// otherwise how many there can be at most.
+    func shortfall(_ count: Int, after consumed: Int) -> Int? {
+        let (total, o) = consumed.addingReportingOverflow(count)
+        return !o && total <= maxBytes ? nil : max(0, maxBytes - consumed)
     }
     deinit { gzclose(gz) }
 
@@ -95,6 +112,10 @@ public func readIDX(_ path: String, limit: Int? = nil, divisor: Double? = nil) t
     let float = type == 0x0D || type == 0x0E
     let truncated = { (found: Int) in
         DataError.at(path, "truncated IDX data: expected \(full.reduce(1, *) * size) bytes for shape \(shapeString(full)), found \(found)")
+    }
+    if let most = r.shortfall(n * size, after: 4 + 4 * nd) {
+        throw r.direct ? truncated(most)
+            : DataError.at(path, "truncated IDX data: the header asks for \(n * size) bytes, more than this gzip file can hold")
     }
     if size == 1 {
         // bytes (images, labels), the common case: decoded chunk by chunk into the result

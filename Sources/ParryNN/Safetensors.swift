@@ -47,8 +47,7 @@ public enum Safetensors {
     public static func read(_ path: String) throws -> (entries: [(name: String, tensor: Tensor)], metadata: [String: String]) {
         func bad(_ why: String) -> TensorError { TensorError("\(path): \(why)") }
         guard FileManager.default.fileExists(atPath: path) else { throw bad("no such file") }
-        guard let data = FileManager.default.contents(atPath: path) else { throw bad("cannot read the file") }
-        let b = [UInt8](data)
+        guard let b = readWholeFile(path) else { throw bad("cannot read the file") }
         guard b.count >= 8 else { throw bad("too short for a safetensors file") }
         var n: UInt64 = 0
         for k in 0..<8 { n |= UInt64(b[k]) << (8 * UInt64(k)) }
