@@ -20,12 +20,15 @@ extension Tensor {
         guard shape.count <= maxDims else {
             throw TensorError("tensors have at most \(maxDims) dimensions, got \(shape.count)")
         }
-        var n = 1
+        var n = 1, strideSpan = 1
         for s in shape {
             guard s >= 0 else { throw TensorError("sizes must be non-negative, got \(shapeString(shape))") }
             let (r, o) = n.multipliedReportingOverflow(by: s)
-            guard !o else { throw TensorError("shape \(shapeString(shape)) has too many elements") }
-            n = r
+            // the strides multiply the non-zero sizes even when another size is 0
+            // (a {0, 2^31, 2^33} shape overflowed them; found by fuzzing the IDX reader)
+            let (q, o2) = strideSpan.multipliedReportingOverflow(by: Swift.max(s, 1))
+            guard !o, !o2 else { throw TensorError("shape \(shapeString(shape)) has too many elements") }
+            n = r; strideSpan = q
         }
         let (bytes, o) = n.multipliedReportingOverflow(by: dtype.byteSize)
         guard !o, bytes <= allocationLimit else {

@@ -85,6 +85,7 @@ extension Tensor {
         } else if known != numel {
             throw TensorError("shape \(shapeString(requested)) is invalid for \(numel) elements")
         }
+        try checkShape(shape)   // sizes whose product overflows, beside a 0
         return shape
     }
 

@@ -76,7 +76,9 @@ public final class Tensor: @unchecked Sendable {
         var acc = 1
         for d in stride(from: shape.count - 1, through: 0, by: -1) {
             strides[d] = acc
-            acc *= Swift.max(shape[d], 1)
+            // wrapping: only a tensor with no elements can have sizes whose product
+            // overflows (checkShape refuses the others), and its strides are never used
+            acc = acc &* Swift.max(shape[d], 1)
         }
         return strides
     }
@@ -89,7 +91,7 @@ public final class Tensor: @unchecked Sendable {
         var expected = 1
         for d in stride(from: shape.count - 1, through: 0, by: -1) where shape[d] != 1 {
             if strides[d] != expected { return false }
-            expected *= shape[d]
+            expected = expected &* shape[d]   // wrapping: see contiguousStrides
         }
         return true
     }

@@ -401,3 +401,12 @@ describe("memory", function()
     assert(parry.memory_stats().cached_bytes == 0)
   end)
 end)
+
+describe("shapes with a zero size", function()
+  it("refuse sizes whose product would overflow the strides (found by fuzzing the IDX reader)", function()
+    assert.error(function() parry.zeros(0, 1 << 40, 1 << 40) end, "has too many elements")
+    assert.error(function() parry.zeros(0):reshape(0, 1 << 40, 1 << 40) end, "parry.reshape: shape {0,1099511627776,1099511627776} has too many elements")
+    assert.error(function() parry.zeros(0):view(0, 1 << 40, 1 << 40) end, "parry.view")
+    assert.equals(0, parry.zeros(0, 1 << 20, 1 << 20):numel())   -- large but representable: fine
+  end)
+end)
