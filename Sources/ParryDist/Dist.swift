@@ -294,10 +294,14 @@ public final class Communicator: @unchecked Sendable {
             try allreduceRaw(Communicator.bytes(t), count: t.numel, elementSize: t.dtype.byteSize,
                              type: type, op: op.mpi)
         }
-        if op == .mean && size > 1 {
-            let p = t.pointer(Float.self), inv = Float(size)
-            for k in 0..<t.numel { p[k] /= inv }
-        }
+        if op == .mean { divideBySize(t.pointer(Float.self), t.numel) }
+    }
+
+    /// The sum's last step for op "mean".
+    func divideBySize(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        guard size > 1 else { return }
+        let n = Float(size)
+        for k in 0..<count { p[k] /= n }
     }
 
     /// Allreduce of a Float buffer in place (flattened gradients, federated updates).
@@ -306,7 +310,7 @@ public final class Communicator: @unchecked Sendable {
         if size > 1 {
             try allreduceRaw(UnsafeMutableRawPointer(base), count: buffer.count, elementSize: 4, type: parry_mpi_float(), op: op.mpi)
         }
-        if op == .mean && size > 1 { for k in 0..<buffer.count { base[k] /= Float(size) } }
+        if op == .mean { divideBySize(base, buffer.count) }
     }
 
     /// One number reduced over the ranks (sum, mean, max or min), on every rank.
@@ -329,10 +333,7 @@ public final class Communicator: @unchecked Sendable {
                           type: type, op: op.mpi, root: root)
         }
         guard rank == root else { return nil }
-        if op == .mean && size > 1 {
-            let p = r.pointer(Float.self), inv = Float(size)
-            for k in 0..<r.numel { p[k] /= inv }
-        }
+        if op == .mean { divideBySize(r.pointer(Float.self), r.numel) }
         return r
     }
 

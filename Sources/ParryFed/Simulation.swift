@@ -277,6 +277,7 @@ public final class Simulation {
             let chunk = streaming ? max(64, 4 * pool.models.count) : max(1, chosen.count)
             let counts = chosen.map { Double(participants[$0].data.count) }
             let countSum = counts.reduce(0, +)
+            if streaming { guard countSum > 0 else { throw TensorError("fedavg weights sum to zero") } }
             var running = [Float](repeating: 0, count: streaming ? layout.total : 0)
             var sent: [[Float]] = []
             var norms = [Double?](repeating: nil, count: n)
@@ -334,7 +335,6 @@ public final class Simulation {
                     guard let u = final[i] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
                     norms[i] = Vec.norm(u)
                     if streaming {
-                        guard countSum > 0 else { throw TensorError("fedavg weights sum to zero") }
                         Vec.accumulate(&running, u, weight: counts[lo + k] / countSum)
                     } else {
                         sent.append(u)

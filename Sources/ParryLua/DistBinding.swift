@@ -83,7 +83,6 @@ let distFunctions: [(String, parry_SwiftFunction)] = [
     } }),
     ("_broadcast", { L in bind(L, "parry.dist.broadcast") { a in
         let root = try a.rank(2, "root", default: 0)
-        try world.checkRank(root, "root")
         let p = world.rank == root ? try a.payload(1, failure: 3, "the root's argument") : nil
         return a.push(try world.broadcast(p, root: root))
     } }),

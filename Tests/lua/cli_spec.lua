@@ -328,12 +328,21 @@ describe("Ctrl-C inside native work", function()
   -- once it has printed "started"; the shell reports its exit code and how long it took.
   local setup = "local parry = require('parry'); local net = parry.models.small_cnn(); local x, y = parry.rand(64, 1, 28, 28), parry.randint(1, 10, {64}); "
 
+  -- Runs `cmd` (a shell command) in the background, sends it SIGINT 0.3 s
+  -- after it printed "started", and returns its output followed by
+  -- "exit=<code> ms=<milliseconds from the signal to its exit>".
+  local function interrupt(cmd)
+    local dir = os.tmpname()
+    local out = sh("T=" .. q(dir) .. "; (" .. cmd .. ") > $T.out 2>&1 & pid=$!; for i in $(seq 1 200); do grep -q started $T.out 2>/dev/null && break; sleep 0.05; done; "
+      .. "sleep 0.3; t0=$(date +%s%N); kill -INT $pid; wait $pid; code=$?; t1=$(date +%s%N); cat $T.out; rm -f $T.out; echo \"exit=$code ms=$(( (t1 - t0) / 1000000 ))\"")
+    os.remove(dir)
+    return out
+  end
+
   threads_it("stops a script's attack within a second with exit code 130", function()
     local script = write_temp(setup .. "io.write('started\\n'); io.flush(); parry.attacks.pgd(net, x, y, {eps = 0.1, steps = 100000000})")
-    local dir = os.tmpname()
-    local out = sh("T=" .. q(dir) .. "; (" .. q(PARRY) .. " " .. q(script) .. ") > $T.out 2>&1 & pid=$!; for i in $(seq 1 200); do grep -q started $T.out 2>/dev/null && break; sleep 0.05; done; "
-      .. "sleep 0.3; t0=$(date +%s%N); kill -INT $pid; wait $pid; code=$?; t1=$(date +%s%N); cat $T.out; rm -f $T.out; echo \"exit=$code ms=$(( (t1 - t0) / 1000000 ))\"")
-    os.remove(script); os.remove(dir)
+    local out = interrupt(q(PARRY) .. " " .. q(script))
+    os.remove(script)
     assert.truthy(out:find("interrupted!", 1, true), out)
     assert.truthy(out:find("exit=130", 1, true), out)
     local ms = tonumber(out:match("ms=(%d+)"))
@@ -343,10 +352,8 @@ describe("Ctrl-C inside native work", function()
   threads_it("returns the REPL to its next line with the model still usable", function()
     local input = write_temp(setup:gsub("local ", "") .. "\nio.write('started\\n'); io.flush(); parry.attacks.pgd(net, x, y, {eps = 0.1, steps = 100000000})\n"
       .. "print('after', net(x):size(1))\n", ".txt")
-    local dir = os.tmpname()
-    local out = sh("T=" .. q(dir) .. "; (" .. q(PARRY) .. " < " .. q(input) .. ") > $T.out 2>&1 & pid=$!; for i in $(seq 1 200); do grep -q started $T.out 2>/dev/null && break; sleep 0.05; done; "
-      .. "sleep 0.3; kill -INT $pid; wait $pid; code=$?; cat $T.out; rm -f $T.out; echo \"exit=$code\"")
-    os.remove(input); os.remove(dir)
+    local out = interrupt(q(PARRY) .. " < " .. q(input))
+    os.remove(input)
     assert.truthy(out:find("interrupted!", 1, true), out)
     assert.truthy(out:find("after\t64", 1, true), out)
     assert.truthy(out:find("exit=0", 1, true), out)
