@@ -8,7 +8,7 @@ final class AtomicFileTests: XCTestCase {
         dir = NSTemporaryDirectory() + "parry-atomic-\(getpid())-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir); dir = "" }
 
     func entries() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir).sorted() }
 

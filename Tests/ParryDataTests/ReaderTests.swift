@@ -12,7 +12,7 @@ final class ReaderTests: XCTestCase {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("parry-data-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir); dir = nil }
 
     func write(_ name: String, _ bytes: [UInt8]) throws -> String {
         let p = dir.appendingPathComponent(name).path

@@ -10,7 +10,7 @@ final class AttackTests: XCTestCase {
     // centred so that margins are small and attacks can succeed.
     let W = try! Tensor([1, -2, 0.5, 3, -1, 2, 1, -1, 0, 1, 2, -3] as [Float], shape: [4, 3])
     let b = try! Tensor([0.1, -0.2, 0] as [Float], shape: [3])
-    lazy var model: Classifier = { [W, b] x in try x.reshape([x.shape[0], -1]).binary(.sub, .float(0.5)).matmul(W).binary(.add, b) }
+    var model: Classifier { { [W, b] x in try x.reshape([x.shape[0], -1]).binary(.sub, .float(0.5)).matmul(W).binary(.add, b) } }
 
     func data(_ n: Int = 16, seed: UInt64 = 1) throws -> (Tensor, Tensor) {
         let g = Generator(seed: seed)
