@@ -14,6 +14,7 @@ static inline MPI_Op parry_mpi_sum(void) { return MPI_SUM; }
 static inline MPI_Op parry_mpi_max(void) { return MPI_MAX; }
 static inline MPI_Op parry_mpi_min(void) { return MPI_MIN; }
 static inline void *parry_mpi_in_place(void) { return MPI_IN_PLACE; }
+static inline void *parry_mpi_bottom(void) { return MPI_BOTTOM; }
 static inline int parry_mpi_any_source(void) { return MPI_ANY_SOURCE; }
 static inline int parry_mpi_success(void) { return MPI_SUCCESS; }
 static inline int parry_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }

@@ -55,6 +55,32 @@ public final class Communicator: @unchecked Sendable {
         self.rank = rank; self.size = size; self.comm = comm
     }
 
+    /// A communicator over the same ranks whose messages never meet this
+    /// one's (MPI_Comm_dup), for collectives a second thread issues while the
+    /// first goes on with its own (FedAvg's fold in the background). Call it
+    /// on every rank in the same order; `free()` it on every rank when done.
+    public func duplicate() throws -> Communicator {
+        guard let comm else { return Communicator(rank: rank, size: size, comm: nil) }
+        var d: MPI_Comm? = nil
+        try check(MPI_Comm_dup(comm, &d), "MPI_Comm_dup")
+        MPI_Comm_set_errhandler(d, parry_mpi_errors_return())
+        let c = Communicator(rank: rank, size: size, comm: d)
+        c.threadMultiple = threadMultiple
+        c.duplicated = true
+        return c
+    }
+    private var duplicated = false
+
+    /// Releases a communicator made by `duplicate()` (the world stays).
+    public func free() {
+        guard duplicated, comm != nil else { return }
+        var c: MPI_Comm? = comm
+        duplicated = false
+        var flag: Int32 = 0
+        MPI_Finalized(&flag)
+        if flag == 0 { MPI_Comm_free(&c) }
+    }
+
     /// The process's communicator; initializes MPI on first use when the
     /// process was started by mpirun/srun (see `launched`).
     public static let world: Communicator = {
@@ -500,6 +526,101 @@ public final class Communicator: @unchecked Sendable {
             out.append(vecs)
         }
         return out
+    }
+
+
+    /// Boundaries that split `count` elements into one slice per rank:
+    /// slice r is [cuts[r], cuts[r + 1]). Inner boundaries fall on multiples
+    /// of 1024 elements, so a BLAS kernel run over a slice treats each element
+    /// as it does over the whole vector (its blocks and its scalar tail line
+    /// up; tested in FedTests), and folding slices gives the same bits.
+    public static func sliceCuts(_ count: Int, size: Int) -> [Int] {
+        (0...size).map { r in r == size ? count : (r * (count / size)) / 1024 * 1024 }
+    }
+
+    /// The sharded exchange of a fold: every rank holds some vectors of one
+    /// length (rank q holds `counts[q]` of them); rank r gets, from every
+    /// rank q, the slice `cuts[r]..<cuts[r + 1]` of each of q's vectors, in
+    /// order, as one array per q (vector after vector; q == rank: empty — the
+    /// caller reads its own vectors). Each vector's data crosses to each other
+    /// rank once, (size − 1)/size of it in all, against size − 1 copies for
+    /// an allgather. Pairs of ranks exchange both ways at once (MPI_Sendrecv,
+    /// ring order), and the slices go straight from the vectors (an MPI
+    /// hindexed type), unpacked.
+    public func exchangeSlices(_ mine: [[Float]], cuts: [Int], counts: [Int]) throws -> [[Float]] {
+        guard cuts.count == size + 1, counts.count == size, counts[rank] == mine.count else {
+            throw DistError("exchangeSlices: \(cuts.count) cuts and \(counts.count) counts for \(size) ranks (this rank holds \(mine.count) vectors, counts say \(counts.count == size ? counts[rank] : -1))")
+        }
+        var out = [[Float]](repeating: [], count: size)
+        guard size > 1, let comm else { return out }
+        for v in mine where v.count != cuts[size] {
+            throw DistError("exchangeSlices: a vector of \(v.count) elements where \(cuts[size]) were expected")
+        }
+        let myLen = cuts[rank + 1] - cuts[rank]
+        for q in 0..<size where q != rank {
+            guard counts[q] >= 0, counts[q] * myLen <= Tensor.allocationLimit / 4 else {
+                throw DistError("exchangeSlices: rank \(q) would send \(counts[q]) slices of \(myLen) floats")
+            }
+        }
+        guard cuts.indices.dropLast().allSatisfy({ cuts[$0 + 1] - cuts[$0] <= Int(Int32.max) }) else {
+            throw DistError("exchangeSlices: a slice longer than \(Int32.max) elements (use more ranks)")
+        }
+        try Communicator.withBases(mine) { bases in
+            for step in 1..<size {
+                let dest = (rank + step) % size, src = (rank - step + size) % size
+                let sendLen = cuts[dest + 1] - cuts[dest]
+                var sendType: MPI_Datatype? = nil, recvType: MPI_Datatype? = nil
+                let sending = !bases.isEmpty && sendLen > 0
+                if sending {
+                    var lengths = [Int32](repeating: Int32(sendLen), count: bases.count)
+                    var displacements = [MPI_Aint](repeating: 0, count: bases.count)
+                    for (k, b) in bases.enumerated() {
+                        try check(MPI_Get_address(b + cuts[dest], &displacements[k]), "MPI_Get_address")
+                    }
+                    try check(MPI_Type_create_hindexed(Int32(bases.count), &lengths, &displacements, parry_mpi_float(), &sendType), "MPI_Type_create_hindexed")
+                    try check(MPI_Type_commit(&sendType), "MPI_Type_commit")
+                }
+                defer { if sendType != nil { MPI_Type_free(&sendType) } }
+                let receiving = counts[src] > 0 && myLen > 0
+                if receiving {
+                    try check(MPI_Type_contiguous(Int32(myLen), parry_mpi_float(), &recvType), "MPI_Type_contiguous")
+                    try check(MPI_Type_commit(&recvType), "MPI_Type_commit")
+                }
+                defer { if recvType != nil { MPI_Type_free(&recvType) } }
+                var status = MPI_Status()
+                var failure: Error? = nil
+                let received = [Float](unsafeUninitializedCapacity: receiving ? counts[src] * myLen : 0) { buf, n in
+                    do {
+                        try check(MPI_Sendrecv(sending ? parry_mpi_bottom() : nil, sending ? 1 : 0, sending ? sendType : parry_mpi_float(),
+                                               Int32(dest), Communicator.sliceTag,
+                                               receiving ? UnsafeMutableRawPointer(buf.baseAddress) : nil, receiving ? Int32(counts[src]) : 0,
+                                               receiving ? recvType : parry_mpi_float(), Int32(src), Communicator.sliceTag, comm, &status),
+                                  "MPI_Sendrecv")
+                    } catch { failure = error }
+                    if failure != nil { buf.initialize(repeating: 0) }
+                    n = buf.count
+                }
+                if let failure { throw failure }
+                out[src] = received
+            }
+        }
+        return out
+    }
+
+    static let sliceTag: Int32 = 3
+
+    /// Runs `body` with the base addresses of all the arrays (each held for the whole call).
+    static func withBases<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) throws -> R) throws -> R {
+        var bases = [UnsafePointer<Float>]()
+        bases.reserveCapacity(arrays.count)
+        func go(_ k: Int) throws -> R {
+            if k == arrays.count { return try body(bases) }
+            return try arrays[k].withUnsafeBufferPointer { p in
+                bases.append(p.baseAddress ?? UnsafePointer(bitPattern: 16)!)
+                return try go(k + 1)
+            }
+        }
+        return try go(0)
     }
 
 }

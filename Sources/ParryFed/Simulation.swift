@@ -257,6 +257,16 @@ public final class Simulation {
 
     func runGlobal() throws -> FedResult {
         let n = participants.count
+        // Distributed FedAvg folds each chunk on a second thread, over a communicator of its own.
+        var pending: Background<[Int: Double]>? = nil
+        let foldComm: Communicator? = try {
+            guard let comm, comm.threadMultiple, case .fedavg = config.aggregator else { return nil }
+            return try comm.duplicate()
+        }()
+        defer {
+            _ = try? pending?.join()
+            foldComm?.free()
+        }
         var records: [RoundRecord] = []
         var lastAcc = [Double?](repeating: nil, count: n)
         let start = DispatchTime.now()
@@ -278,7 +288,11 @@ public final class Simulation {
             let counts = chosen.map { Double(participants[$0].data.count) }
             let countSum = counts.reduce(0, +)
             if streaming { guard countSum > 0 else { throw TensorError("fedavg weights sum to zero") } }
-            var running = [Float](repeating: 0, count: streaming ? layout.total : 0)
+            // Distributed FedAvg keeps only this rank's slice of the running sum until the round's end.
+            let cuts = comm.map { Communicator.sliceCuts(layout.total, size: $0.size) } ?? [0, layout.total]
+            let mySlice = comm.map { cuts[$0.rank]..<cuts[$0.rank + 1] } ?? 0..<layout.total
+            var running = [Float](repeating: 0, count: streaming && comm == nil ? mySlice.count : 0)
+            let sum = Shared([Float](repeating: 0, count: streaming && comm != nil ? mySlice.count : 0))
             var sent: [[Float]] = []
             var norms = [Double?](repeating: nil, count: n)
             var trainSeconds = 0.0
@@ -316,21 +330,38 @@ public final class Simulation {
                 do { try runJobs(jobs) } catch { if comm == nil { throw error }; failure = error }
                 trainSeconds += seconds(since: t0)
                 // Phase 2: adversaries forge (each client on its own rank) and the uploads are exchanged.
-                let final = try Federated.byClient(part, comm, failure: failure) { i -> [Float] in
+                let upload = { (i: Int) throws -> [Float] in
                     // Every chosen client's job filled its slot (runJobs rethrows a job's error first).
                     guard let k = slot[i], var u = uploads[k] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
                     uploads[k] = nil
-                    if let adv = participants[i].adversary {
-                        u = try adv.forge(u, round: round, participants[i].generator)
+                    if let adv = self.participants[i].adversary {
+                        u = try adv.forge(u, round: round, self.participants[i].generator)
                     }
-                    if let c = config.clip { _ = Vec.clip(&u, maxNorm: c) }
+                    if let c = self.config.clip { _ = Vec.clip(&u, maxNorm: c) }
                     return u
+                }
+                var final = [Int: [Float]]()
+                if let comm, streaming {
+                    // Distributed FedAvg: each rank folds its slice of the parameters over all the
+                    // chunk's uploads, in client order (the saxpy sequence of one process, slice by
+                    // slice) — on a thread of its own, while the next chunk trains, when MPI allows.
+                    let weights = part.indices.map { counts[lo + $0] / countSum }
+                    let prepared = Federated.shardedUploads(part, comm, failure: failure, total: layout.total, compute: upload)
+                    if let p = pending { pending = nil; for (i, v) in try p.join() { norms[i] = v } }
+                    if let foldComm {
+                        pending = Background { try Federated.fold(prepared, foldComm, cuts: cuts, weights: weights, into: &sum.values) }
+                    } else {
+                        for (i, v) in try Federated.fold(prepared, comm, cuts: cuts, weights: weights, into: &sum.values) { norms[i] = v }
+                    }
+                } else {
+                    final = try Federated.byClient(part, comm, failure: failure, upload)
                 }
                 // Phase 3: the honest clients' accuracies (measured in their jobs).
                 if config.evalClients {
                     let got = try Federated.byClientDouble(part.filter { participants[$0].isHonest }, comm) { i in slot[i].flatMap { acc[$0] } }
                     for i in part { if let v = got[i] ?? nil { lastAcc[i] = v } }
                 }
+                if comm != nil && streaming { continue }   // folded above
                 for (k, i) in part.enumerated() {
                     guard let u = final[i] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
                     norms[i] = Vec.norm(u)
@@ -341,6 +372,8 @@ public final class Simulation {
                     }
                 }
             }
+            if let p = pending { pending = nil; for (i, v) in try p.join() { norms[i] = v } }
+            if comm != nil && streaming { running = sum.values }
             // Distributed: the round's training lasts as long as the slowest rank's.
             if let comm { trainSeconds = try comm.allreduce(trainSeconds, op: .max) }
             trainTotal += trainSeconds
@@ -348,7 +381,13 @@ public final class Simulation {
             var weight: [Double?]? = nil
             let aggregate: [Float]
             switch config.aggregator {
-            case .fedavg: aggregate = running   // Aggregation.weightedMean, folded in as the chunks finished
+            case .fedavg:   // Aggregation.weightedMean, folded in as the chunks finished
+                if let comm {
+                    aggregate = try comm.allgatherVectors([running]).flatMap { $0.flatMap { $0 } }
+                    guard aggregate.count == layout.total else { throw TensorError("the ranks' slices of the aggregate have \(aggregate.count) values for \(layout.total) parameters") }
+                } else {
+                    aggregate = running
+                }
             case .median: aggregate = try Aggregation.median(sent)
             case let .trimmedMean(beta): aggregate = try Aggregation.trimmedMean(sent, beta: beta)
             case let .krum(f, mm):
@@ -373,7 +412,7 @@ public final class Simulation {
             case .rffl: throw TensorError("rffl runs through runRFFL")
             }
             try layout.add(aggregate, scale: Float(config.serverLR), to: serverParams)
-            let global = try Federated.accuracy(server, test, batchSize: config.evalBatch, concurrent: concurrent)
+            let global = try Federated.accuracy(server, test, batchSize: config.evalBatch, concurrent: concurrent, comm: comm)
             var selected = [Bool](repeating: false, count: n)
             for i in chosen { selected[i] = true }
             let record = RoundRecord(round: round, accuracy: lastAcc, globalAccuracy: global, reputation: nil,
@@ -607,7 +646,7 @@ public enum Federated {
     /// eval-mode forward reads the parameters only, so one model can serve
     /// several threads).
     public static func accuracy(_ model: Module, _ d: ClientData, batchSize: Int = 1000,
-                                concurrent: Bool = false) throws -> Double {
+                                concurrent: Bool = false, comm: Communicator? = nil) throws -> Double {
         let modes = model.namedModules().map { ($0.module, $0.module.training) }
         defer { for (m, t) in modes { m.setTrainingFlag(t) } }
         model.eval()
@@ -616,17 +655,27 @@ public enum Federated {
         let labels = d.y.int64s()
         let starts = Array(stride(from: 0, to: n, by: batchSize))
         let counts = Slots<Int>(starts.count)
-        try runJobs(starts.enumerated().map { k, s in {
-            try GradMode.noGrad {
-                let len = min(batchSize, n - s)
-                let batch = d.rows == nil ? try d.x.narrow(0, s, len) : try d.inputs(Array(s..<(s + len)))
-                let (_, idx) = try model(batch).extremum(largest: true, dim: 1)
-                var correct = 0
-                for (j, p) in idx.int64s().enumerated() where p == labels[s + j] { correct += 1 }
-                counts[k] = correct
-            }
-        } }, concurrent: concurrent && Simulation.threadSafe(model))
-        return Double(starts.indices.reduce(0) { $0 + (counts[$1] ?? 0) }) / Double(n)
+        // Distributed: batch k is evaluated on rank k mod size (the same batches as in one process, so
+        // the same predictions), and the ranks exchange the counts of correct predictions.
+        let comm = active(comm)
+        let mine = starts.indices.filter { comm == nil || owns($0, comm!) }
+        var failure: Error? = nil
+        do {
+            try runJobs(mine.map { k in {
+                let s = starts[k]
+                try GradMode.noGrad {
+                    let len = min(batchSize, n - s)
+                    let batch = d.rows == nil ? try d.x.narrow(0, s, len) : try d.inputs(Array(s..<(s + len)))
+                    let (_, idx) = try model(batch).extremum(largest: true, dim: 1)
+                    var correct = 0
+                    for (j, p) in idx.int64s().enumerated() where p == labels[s + j] { correct += 1 }
+                    counts[k] = correct
+                }
+            } }, concurrent: concurrent && Simulation.threadSafe(model))
+        } catch { if comm == nil { throw error }; failure = error }
+        guard let comm else { return Double(starts.indices.reduce(0) { $0 + (counts[$1] ?? 0) }) / Double(n) }
+        let got = try byClientDouble(Array(starts.indices), comm, failure: failure) { k in counts[k].map(Double.init) }
+        return starts.indices.reduce(0.0) { $0 + ((got[$1] ?? nil) ?? 0) } / Double(n)
     }
 
     /// Runs the jobs, concurrently across parry's threads (`Parallel`; the
@@ -684,6 +733,71 @@ public enum Federated {
             for (i, v) in zip(theirs, vecs) { out[i] = v }
         }
         return out
+    }
+
+    /// One rank's part of a sharded FedAvg fold: its clients' uploads and
+    /// their norms, or the failure that stopped it (which travels to every rank).
+    public struct ShardedUploads {
+        let clients: [Int]
+        let mine: [[Float]]
+        let status: Payload
+    }
+
+    /// Computes this rank's uploads for `clients` (on the calling thread: an
+    /// adversary may be Lua code). Errors are kept for `fold` to spread.
+    public static func shardedUploads(_ clients: [Int], _ comm: Communicator, failure: Error? = nil, total: Int,
+                                      compute: (Int) throws -> [Float]) -> ShardedUploads {
+        var mine = [[Float]]()
+        do {
+            if let failure { throw failure }
+            var packed = [UInt8]()
+            for i in clients where owns(i, comm) {
+                let u = try compute(i)
+                guard u.count == total else { throw TensorError("client \(i + 1) uploaded \(u.count) values for a model with \(total) parameters") }
+                withUnsafeBytes(of: Vec.norm(u)) { packed.append(contentsOf: $0) }
+                mine.append(u)
+            }
+            return ShardedUploads(clients: clients, mine: mine, status: .bytes(packed))
+        } catch {
+            return ShardedUploads(clients: clients, mine: [], status: .failure("\(error)"))
+        }
+    }
+
+    /// FedAvg's fold over ranks: `acc` — this rank's slice `cuts[rank]..<cuts[rank + 1]`
+    /// of the running sum — gets weights[k] · upload of clients[k] added, in
+    /// list order, from the slices the other ranks sent (`exchangeSlices`).
+    /// The same saxpy calls as one process makes, on slices whose bounds keep
+    /// BLAS's treatment of each element, so the sum has the same bits. Returns
+    /// every client's upload norm. A failure on any rank is raised on all.
+    public static func fold(_ s: ShardedUploads, _ comm: Communicator, cuts: [Int], weights: [Double],
+                            into acc: inout [Float]) throws -> [Int: Double] {
+        let size = comm.size, me = comm.rank, clients = s.clients
+        let lo = cuts[me], len = cuts[me + 1] - cuts[me]
+        precondition(weights.count == clients.count && acc.count == len)
+        // The norms travel with the status, so a failure anywhere stops every rank before the exchange.
+        var norms = [Int: Double]()
+        for (r, p) in try comm.allgather(s.status).enumerated() {
+            guard case let .bytes(b) = p else { throw TensorError("rank \(r) sent no client results") }
+            let theirs = clients.filter { $0 % size == r }
+            guard b.count == 8 * theirs.count else { throw TensorError("rank \(r) sent norms for \(b.count / 8) of its \(theirs.count) clients") }
+            for (k, i) in theirs.enumerated() { norms[i] = b[(8 * k)..<(8 * k + 8)].withUnsafeBytes { $0.loadUnaligned(as: Double.self) } }
+        }
+        let counts = (0..<size).map { r in clients.reduce(0) { $0 + ($1 % size == r ? 1 : 0) } }
+        let received = try comm.exchangeSlices(s.mine, cuts: cuts, counts: counts)
+        var position = [Int](repeating: 0, count: size)
+        acc.withUnsafeMutableBufferPointer { pa in
+            for (k, i) in clients.enumerated() {
+                let q = i % size, j = position[q]
+                position[q] += 1
+                guard len > 0 else { continue }
+                if q == me {
+                    s.mine[j].withUnsafeBufferPointer { Vec.accumulate(pa.baseAddress!, $0.baseAddress! + lo, count: len, weight: weights[k]) }
+                } else {
+                    received[q].withUnsafeBufferPointer { Vec.accumulate(pa.baseAddress!, $0.baseAddress! + j * len, count: len, weight: weights[k]) }
+                }
+            }
+        }
+        return norms
     }
 
     /// As `byClient`, for one optional number per client (nil travels as nil).
@@ -791,5 +905,34 @@ final class Slots<T>: @unchecked Sendable {
     subscript(i: Int) -> T? {
         get { buffer[i] }
         set { buffer[i] = newValue }
+    }
+}
+
+/// A value a background job mutates in place and the caller reads after `join`.
+final class Shared<T>: @unchecked Sendable {
+    var values: T
+    init(_ v: T) { values = v }
+}
+
+/// One job on a thread of its own; `join` waits for it and returns its result
+/// or rethrows its error.
+final class Background<T>: @unchecked Sendable {
+    private var result: Result<T, Error>?
+    private let done = NSCondition()
+
+    init(_ body: @escaping () throws -> T) {
+        let t = Thread { [self] in
+            let r = Result { try body() }
+            done.lock(); result = r; done.signal(); done.unlock()
+        }
+        t.start()
+    }
+
+    func join() throws -> T {
+        done.lock()
+        while result == nil { done.wait() }
+        let r = result!
+        done.unlock()
+        return try r.get()
     }
 }

@@ -99,9 +99,21 @@ public enum Vec {
     /// acc += w·v (saxpy; nothing when w is 0): one term of `weightedSum`.
     public static func accumulate(_ acc: inout [Float], _ v: [Float], weight wi: Double) {
         let n = min(acc.count, v.count)
-        guard n > 0, wi != 0 else { return }
+        guard n > 0 else { return }
         acc.withUnsafeMutableBufferPointer { pa in
-            v.withUnsafeBufferPointer { pv in cblas_saxpy(Int32(n), Float(wi), pv.baseAddress, 1, pa.baseAddress, 1) }
+            v.withUnsafeBufferPointer { pv in accumulate(pa.baseAddress!, pv.baseAddress!, count: n, weight: wi) }
+        }
+    }
+
+    /// acc[0..<count] += weight · v[0..<count] (one saxpy, OpenBLAS single-threaded as parry runs it).
+    public static func accumulate(_ acc: UnsafeMutablePointer<Float>, _ v: UnsafePointer<Float>, count n: Int, weight wi: Double) {
+        guard n > 0, wi != 0 else { return }
+        Parallel.configure()
+        var off = 0
+        while off < n {   // saxpy takes an Int32 count
+            let m = min(n - off, 1 << 30)
+            cblas_saxpy(Int32(m), Float(wi), v + off, 1, acc + off, 1)
+            off += m
         }
     }
 

@@ -1,6 +1,7 @@
 import XCTest
 import ParryCore
 import ParryNN
+import ParryDist
 @testable import ParryFed
 
 final class AggregatorTests: XCTestCase {
@@ -83,6 +84,41 @@ final class AggregatorTests: XCTestCase {
         XCTAssertEqual(Federated.pearson([1, 2, 3], [2, 4, 6]), 1, accuracy: 1e-12)
         XCTAssertEqual(Federated.pearson([1, 2, 3], [3, 2, 1]), -1, accuracy: 1e-12)
         XCTAssertTrue(Federated.pearson([1, 1, 1], [1, 2, 3]).isNaN)
+    }
+}
+
+/// Distributed FedAvg folds slices of the parameter vector on different ranks
+/// and must give the bits of one process's whole-vector fold. OpenBLAS's
+/// saxpy rounds an element differently in its vector kernel and in its scalar
+/// tail (cutting at arbitrary points changes about half the sums), so the
+/// slices' bounds sit on multiples of 1024; this checks that they keep every bit.
+final class ShardedFoldTests: XCTestCase {
+    func testSlicesOfTheFoldKeepEveryBit() {
+        let g = Generator(seed: 3)
+        for total in [1, 1023, 5000, 269_322] {
+            let uploads = (0..<6).map { _ in (0..<total).map { _ in Float(g.uniform() - 0.5) } }
+            let weights = (0..<6).map { _ in g.uniform() * 0.3 }
+            var whole = [Float](repeating: 0, count: total)
+            for (u, w) in zip(uploads, weights) { Vec.accumulate(&whole, u, weight: w) }
+            for size in 2...5 {
+                let cuts = Communicator.sliceCuts(total, size: size)
+                XCTAssertEqual(cuts.first, 0); XCTAssertEqual(cuts.last, total)
+                var joined = [Float]()
+                for r in 0..<size {
+                    let len = cuts[r + 1] - cuts[r]
+                    XCTAssertGreaterThanOrEqual(len, 0)
+                    if r + 1 < size { XCTAssertEqual(cuts[r + 1] % 1024, 0) }
+                    var part = [Float](repeating: 0, count: len)
+                    for (u, w) in zip(uploads, weights) where len > 0 {
+                        part.withUnsafeMutableBufferPointer { p in
+                            u.withUnsafeBufferPointer { Vec.accumulate(p.baseAddress!, $0.baseAddress! + cuts[r], count: len, weight: w) }
+                        }
+                    }
+                    joined += part
+                }
+                XCTAssertEqual(joined.map(\.bitPattern), whole.map(\.bitPattern), "\(total) parameters over \(size) ranks")
+            }
+        }
     }
 }
 

@@ -51,6 +51,13 @@ local cases = {
   {aggregator = "fltrust", root = 40},
   {aggregator = "rffl", rounds = 4, removal_after = 2, adversaries = {{"free_rider", count = 1}}, momentum = 0.5},
   {aggregator = "fedavg", adversaries = {function(u, round) return u * -2 end}},
+  -- FedAvg over ranks folds slices of the parameters (bounds on multiples of
+  -- 1024): 3,203 parameters give every rank a slice at -np 2 and 3; 70
+  -- clients make two chunks; eval_batch = 32 spreads the test batches over
+  -- the ranks.
+  {aggregator = "fedavg", model = function() return nn.Sequential{nn.Linear(12, 200), nn.ReLU(), nn.Linear(200, 3)} end,
+   clients = fl.partition(train, 70, {method = "iid", seed = 5}), adversaries = {{"sign_flip", count = 2}},
+   eval_batch = 32, standalone = false},
 }
 for _, case in ipairs(cases) do
   local name = case.aggregator

@@ -78,32 +78,47 @@ def set_w(m, ws):
     m.load_state_dict({k: torch.tensor(w) for k, w in zip(m.state_dict().keys(), ws)})
 
 
+# Each Ray worker loads the training set once, on its first client, from the
+# file (not from the driver: a client_fn that closed over the tensors would be
+# pickled with 190 MB of images for every client).
+_WORKER = {}
+
+
+def worker_data():
+    if not _WORKER:
+        _WORKER["x"] = torch.tensor(idx("train-images-idx3-ubyte.gz"), dtype=torch.float32).div_(255)
+        _WORKER["y"] = torch.tensor(idx("train-labels-idx1-ubyte.gz"), dtype=torch.long)
+        g = torch.Generator().manual_seed(0)
+        _WORKER["parts"] = torch.randperm(60000, generator=g).chunk(N)
+    return _WORKER["x"], _WORKER["y"], _WORKER["parts"]
+
+
+class Client(fl.client.NumPyClient):
+    def __init__(self, cid):
+        self.cid = cid
+
+    def fit(self, parameters, config):
+        torch.set_num_threads(1)
+        xtr, ytr, parts = worker_data()
+        idx_ = parts[self.cid]
+        m = mlp(); set_w(m, parameters)
+        opt = torch.optim.SGD(m.parameters(), lr=0.05)
+        perm = idx_[torch.randperm(len(idx_))]
+        for i in range(0, len(perm), 32):
+            j = perm[i:i + 32]
+            loss = F.cross_entropy(m(xtr[j]), ytr[j]); opt.zero_grad(); loss.backward(); opt.step()
+        return get_w(m), len(idx_), {}
+
+
+def client_fn(context):
+    cid = int(context.node_config["partition-id"]) if hasattr(context, "node_config") else int(context)
+    return Client(cid).to_client()
+
+
 def main():
     threading.Thread(target=sample, daemon=True).start()
-    xtr = torch.tensor(idx("train-images-idx3-ubyte.gz"), dtype=torch.float32).div_(255)
-    ytr = torch.tensor(idx("train-labels-idx1-ubyte.gz"), dtype=torch.long)
     xte = torch.tensor(idx("t10k-images-idx3-ubyte.gz"), dtype=torch.float32).div_(255)
     yte = torch.tensor(idx("t10k-labels-idx1-ubyte.gz"), dtype=torch.long)
-    g = torch.Generator().manual_seed(0)
-    parts = torch.randperm(60000, generator=g).chunk(N)
-
-    class Client(fl.client.NumPyClient):
-        def __init__(self, cid):
-            self.idx = parts[cid]
-
-        def fit(self, parameters, config):
-            torch.set_num_threads(1)
-            m = mlp(); set_w(m, parameters)
-            opt = torch.optim.SGD(m.parameters(), lr=0.05)
-            perm = self.idx[torch.randperm(len(self.idx))]
-            for i in range(0, len(perm), 32):
-                j = perm[i:i + 32]
-                loss = F.cross_entropy(m(xtr[j]), ytr[j]); opt.zero_grad(); loss.backward(); opt.step()
-            return get_w(m), len(self.idx), {}
-
-    def client_fn(context):
-        cid = int(context.node_config["partition-id"]) if hasattr(context, "node_config") else int(context)
-        return Client(cid).to_client()
 
     acc = [0.0]
 
