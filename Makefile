@@ -6,7 +6,7 @@ PREFIX  ?= /usr/local
 DEBUG   := .build/debug/parry
 RELEASE := .build/release/parry
 
-.PHONY: all deps deps-rl build release demo test test-swift test-lua test-mpi test-fuzz fuzz sanitize bench install uninstall clean
+.PHONY: all deps deps-rl build release demo test test-swift test-lua test-mpi test-fuzz fuzz sanitize bench bench-quick install uninstall clean
 
 all: build
 
@@ -74,8 +74,14 @@ sanitize: deps
 	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan --filter '$(TSAN_SWIFT_TESTS)'
 	TSAN_OPTIONS=halt_on_error=1 PARRY_SANITIZE=thread .build-tsan/debug/parry test Tests/lua/fl_spec.lua Tests/lua/nn_spec.lua Tests/lua/cli_spec.lua
 
+# Every row, parry and its peer alternating in fresh processes, 3 repeats
+# (scripts/bench/run --repeat N, --json to append to scripts/bench/history.jsonl).
 bench: release
 	@scripts/bench/run
+
+# One repeat of small versions of the core rows, for use while developing.
+bench-quick: release
+	@scripts/bench/run --quick
 
 # Also parry as a Lua 5.4 C module: parry/core.so on the stock lua5.4's cpath
 # (PREFIX/lib/lua/5.4) and the stdlib on its path (PREFIX/share/lua/5.4).

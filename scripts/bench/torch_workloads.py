@@ -4,8 +4,15 @@ written as ../shared/peers/torch_bench.py writes them. Prints
 import gzip, struct, sys, time
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 
-only = sys.argv[1] if len(sys.argv) > 1 else None
-want = lambda name: only is None or only == name
+import os
+# Optional arguments: the workloads to run (default all). PARRY_BENCH_QUICK=1:
+# the small versions scripts/bench/workloads.lua runs under the same variable.
+only = set(sys.argv[1:])
+want = lambda name: not only or name in only
+QUICK = os.environ.get("PARRY_BENCH_QUICK") == "1"
+IMAGES = 12800 if QUICK else 60000   # training images per epoch
+BATCH = 32 if QUICK else 128         # the ResNet rows' batch
+ATTACKED = 200 if QUICK else 1000    # test images the attack rows attack
 torch.manual_seed(0)
 
 def emit(name, seconds, note=""):
@@ -35,7 +42,7 @@ if want("mlp_epoch") or want("cnn_epoch") or want("pgd20") or want("autoattack_f
     Ytr = torch.tensor(idx("train-labels-idx1-ubyte.gz"), dtype=torch.long)
     Xte = torch.tensor(idx("t10k-images-idx3-ubyte.gz"), dtype=torch.float32).div_(255).unsqueeze(1)
     Yte = torch.tensor(idx("t10k-labels-idx1-ubyte.gz"), dtype=torch.long)
-def epoch(model, n=60000, bs=128):
+def epoch(model, n=IMAGES, bs=128):
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9); perm = torch.randperm(60000)[:n]
     s = time.perf_counter()
     for i in range(0, n, bs):
@@ -54,7 +61,7 @@ if want("cnn_epoch") or want("pgd20") or want("autoattack_fast"):
 if want("pgd20") or want("autoattack_fast"):
     try:
         import torchattacks
-        cnn.eval(); X, Y = Xte[:1000], Yte[:1000]
+        cnn.eval(); X, Y = Xte[:ATTACKED], Yte[:ATTACKED]
         if want("pgd20"):
             atk = torchattacks.PGD(cnn, eps=0.1, alpha=0.01, steps=20, random_start=True)
             s = time.perf_counter(); xa = atk(X, Y); emit("pgd20", time.perf_counter() - s, f"robust acc {acc(cnn, xa, Y):.4f}")
@@ -86,10 +93,33 @@ def resnet20():
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
 if want("resnet20_fwd_bwd"):
     net = resnet20()
-    x, y = torch.rand(128, 3, 32, 32), torch.randint(0, 10, (128,))
+    x, y = torch.rand(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
     def step():
         net.zero_grad(); F.cross_entropy(net(x), y).backward()
-    emit("resnet20_fwd_bwd", best_of(3, step), "batch 128x3x32x32")
+    emit("resnet20_fwd_bwd", best_of(3, step), f"batch {BATCH}x3x32x32")
+
+def resnet18():
+    # CIFAR-style ResNet-18 (kuangliu/pytorch-cifar, the model RiFT's code uses):
+    # 3x3 stem of 64, four stages of two BasicBlocks (64, 128, 256, 512; strides 1, 2, 2, 2).
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(cout)
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else nn.Identity()
+        def forward(self, x):
+            y = F.relu(self.bn1(self.conv1(x))); y = self.bn2(self.conv2(y)); return F.relu(y + self.shortcut(x))
+    layers = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
+    cin = 64
+    for i, w in enumerate([64, 128, 256, 512]):
+        for b in range(2): layers.append(Block(cin, w, 2 if (b == 0 and i > 0) else 1)); cin = w
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))
+if want("resnet18_fwd_bwd"):
+    net = resnet18()
+    x, y = torch.rand(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
+    def step():
+        net.zero_grad(); F.cross_entropy(net(x), y).backward()
+    emit("resnet18_fwd_bwd", best_of(3, step), f"batch {BATCH}x3x32x32")
 
 if want("fedavg_100x600"):
     # FedAvg as Flower's simulation does it, sequentially in one process:

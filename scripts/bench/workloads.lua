@@ -22,6 +22,13 @@ end
 
 local function want(name) return only == nil or only[name] == true end
 
+-- PARRY_BENCH_QUICK=1 (make bench-quick): smaller versions of the core rows,
+-- the same ones scripts/bench/torch_workloads.py runs under the variable.
+local quick = os.getenv("PARRY_BENCH_QUICK") == "1"
+local IMAGES = quick and 12800 or 60000    -- training images per epoch
+local BATCH = quick and 32 or 128          -- the ResNet rows' batch
+local ATTACKED = quick and 200 or 1000     -- test images the attack rows attack
+
 if want("sgemm2048") then
   parry.manual_seed(0)
   local a, b = parry.randn(2048, 2048), parry.randn(2048, 2048)
@@ -43,8 +50,14 @@ end
 
 local function epoch(net)
   local opt = parry.optim.SGD(net:parameters(), {lr = 0.05, momentum = 0.9})
+  local ds = train
+  if IMAGES < #train then
+    local idx = {}
+    for i = 1, IMAGES do idx[i] = i end
+    ds = train:view(idx)
+  end
   local t = parry.clock()
-  for xb, yb in train:batches(128, {shuffle = true}) do
+  for xb, yb in ds:batches(128, {shuffle = true}) do
     local loss = parry.losses.cross_entropy(net(xb), yb)
     opt:zero_grad(); loss:backward(); opt:step()
   end
@@ -72,7 +85,7 @@ end
 
 if want("pgd20") then
   cnn:eval()
-  local x, y = test.x:narrow(1, 1, 1000), test.y:narrow(1, 1, 1000)
+  local x, y = test.x:narrow(1, 1, ATTACKED), test.y:narrow(1, 1, ATTACKED)
   local t = parry.clock()
   local adv = parry.attacks.pgd(cnn, x, y, {eps = 0.1, alpha = 0.01, steps = 20, random_start = true, seed = 0})
   local s = parry.clock() - t
@@ -83,21 +96,25 @@ end
 if want("autoattack_fast") then
   if not cnn then data(); parry.manual_seed(0); cnn = parry.models.small_cnn{}; epoch(cnn) end
   cnn:eval()
-  local x, y = test.x:narrow(1, 1, 1000), test.y:narrow(1, 1, 1000)
+  local x, y = test.x:narrow(1, 1, ATTACKED), test.y:narrow(1, 1, ATTACKED)
   local t = parry.clock()
   local _, log = parry.attacks.autoattack(cnn, x, y, {eps = 0.1, version = "fast", seed = 0})
   emit("autoattack_fast", parry.clock() - t, string.format("robust acc %.4f", log[#log].robust_accuracy))
 end
 
-if want("resnet20_fwd_bwd") then
-  parry.manual_seed(0)
-  local net = parry.models.resnet20{in_channels = 3, classes = 10}
-  local x, y = parry.rand(128, 3, 32, 32), parry.randint(1, 10, 128)
-  local s = best_of(3, function()
-    net:zero_grad()
-    parry.losses.cross_entropy(net(x), y):backward()
-  end)
-  emit("resnet20_fwd_bwd", s, "batch 128x3x32x32")
+for _, name in ipairs{"resnet20", "resnet18"} do
+  -- One forward and backward pass of a CIFAR-style ResNet in train mode
+  -- (ResNet-18: the model RiFT uses), best of 3 after a warm-up.
+  if want(name .. "_fwd_bwd") then
+    parry.manual_seed(0)
+    local net = parry.models[name]{in_channels = 3, classes = 10}
+    local x, y = parry.rand(BATCH, 3, 32, 32), parry.randint(1, 10, BATCH)
+    local s = best_of(3, function()
+      net:zero_grad()
+      parry.losses.cross_entropy(net(x), y):backward()
+    end)
+    emit(name .. "_fwd_bwd", s, string.format("batch %dx3x32x32", BATCH))
+  end
 end
 
 if want("dverge_step") then
