@@ -199,6 +199,7 @@ int parry_prompt_interrupted(void) {
 }
 
 void parry_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT); }
+void parry_gc_generational(lua_State *L) { lua_gc(L, LUA_GCGEN, 0, 0); }
 int parry_gc_count_kb(lua_State *L) { return lua_gc(L, LUA_GCCOUNT); }
 
 /* parry as a Lua C module: `require("parry.core")` from any Lua 5.4 finds

@@ -67,6 +67,7 @@ int parry_prompt_interrupted(void);
 
 // --- garbage collector ---------------------------------------------------------
 void parry_gc_collect(lua_State *L);
+void parry_gc_generational(lua_State *L);
 int parry_gc_count_kb(lua_State *L);
 
 // --- macro wrappers ------------------------------------------------------------
