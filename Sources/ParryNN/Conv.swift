@@ -110,6 +110,10 @@ struct WindowGeometry {
     func col2im(_ cols: UnsafeMutablePointer<Float>, rowStride: Int, into img: UnsafeMutablePointer<Float>,
                 outputRows: Range<Int>? = nil) {
         let rowsOut = outputRows ?? 0..<oh
+        if sh == 1 && sw == 1 && ow == w {
+            col2imSameWidth(cols, rowStride: rowStride, into: img, rowsOut: rowsOut)
+            return
+        }
         for ch in 0..<c { for ki in 0..<kh { for kj in 0..<kw {
             let col = cols + ((ch * kh + ki) * kw + kj) * rowStride
             let plane = img + ch * h * w
@@ -123,6 +127,44 @@ struct WindowGeometry {
                 else { for j in jlo..<jhi { dst[j &* sw] += src[j] } }
             }
         } } }
+    }
+}
+
+extension WindowGeometry {
+    /// col2im for stride 1 when the output is as wide as the input, the
+    /// adjoint of im2colSameWidth: a column row's valid part is the input
+    /// plane shifted by a constant, so it is added as one long contiguous run
+    /// (vectorized) instead of W'-float rows, after its pad columns — the
+    /// windows hanging over the left and right edges, which would wrap onto
+    /// the neighbouring image rows — are zeroed in the (scratch) columns.
+    /// Each pixel receives its (ki, kj) terms in the same order as the
+    /// row-by-row loop, so the sums are the same.
+    fileprivate func col2imSameWidth(_ cols: UnsafeMutablePointer<Float>, rowStride: Int, into img: UnsafeMutablePointer<Float>,
+                                     rowsOut: Range<Int>) {
+        let plane = h * w, r0 = rowsOut.lowerBound
+        for ki in 0..<kh {
+            let iLo = max(r0, ph - ki), iHi = min(rowsOut.upperBound, h + ph - ki)
+            guard iHi > iLo else { continue }
+            for kj in 0..<kw {
+                let (jlo, jhi) = columns(kj)
+                let padLo = min(jlo, ow), padHi = min(max(jhi, padLo), ow)
+                let start = (iLo - ph + ki) * w + kj - pw, end = start + (iHi - iLo) * ow
+                let lo = max(start, 0), hi = min(end, plane)
+                guard hi > lo else { continue }
+                for ch in 0..<c {
+                    let d = cols + ((ch * kh + ki) * kw + kj) * rowStride
+                    if padLo > 0 || padHi < ow {
+                        for i in 0..<(iHi - iLo) {
+                            let row = d + (iLo - r0 + i) * ow
+                            for j in 0..<padLo { row[j] = 0 }
+                            for j in padHi..<ow { row[j] = 0 }
+                        }
+                    }
+                    let src = d + (iLo - r0) * ow - start + lo, dst = img + ch * plane + lo
+                    for k in 0..<(hi - lo) { dst[k] += src[k] }
+                }
+            }
+        }
     }
 }
 
