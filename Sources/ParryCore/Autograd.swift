@@ -231,7 +231,7 @@ extension Tensor {
     }
 
     /// Raises for in-place writes that would corrupt the graph; bumps the version.
-    func prepareInPlace() throws {
+    public func prepareInPlace() throws {
         if GradMode.isEnabled && requiresGrad {
             throw TensorError(isLeaf
                 ? "a leaf tensor that requires grad cannot be modified in place (use no_grad, or detach())"

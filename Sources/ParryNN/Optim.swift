@@ -136,6 +136,8 @@ public final class SGD: Optimizer {
 
     override func update(_ i: Int, _ p: Tensor, _ g: Tensor, _ h: [String: Double]) throws {
         let lr = option(h, "lr"), momentum = option(h, "momentum"), dampening = option(h, "dampening"), weightDecay = option(h, "weight_decay")
+        if try fusedUpdate(i, p, g, lr: lr, momentum: momentum, dampening: dampening, weightDecay: weightDecay,
+                           nesterov: option(h, "nesterov") != 0) { return }
         var d = g
         if weightDecay != 0 { d = try d + weightDecay * p }
         if momentum != 0 {
@@ -150,6 +152,64 @@ public final class SGD: Optimizer {
             d = option(h, "nesterov") != 0 ? try d + momentum * buf : buf
         }
         try p.sub_(lr * d)
+    }
+}
+
+extension SGD {
+    /// The update below in one pass over contiguous float32 parameters,
+    /// gradients and momentum buffers (the common case): each element goes
+    /// through the same float operations in the same order as the tensor-op
+    /// path — so the same bits — without its four temporaries and five passes.
+    /// Returns false (nothing done) for other layouts.
+    func fusedUpdate(_ i: Int, _ p: Tensor, _ g: Tensor, lr: Double, momentum: Double, dampening: Double,
+                     weightDecay: Double, nesterov: Bool) throws -> Bool {
+        let n = p.numel
+        guard p.dtype == .float32, g.dtype == .float32, p.isContiguous, g.isContiguous, g.numel == n, g.shape == p.shape else { return false }
+        var buf: Tensor? = nil, first = false
+        if momentum != 0 {
+            if let b = state[i]["momentum_buffer"] {
+                guard b.dtype == .float32, b.isContiguous, b.shape == p.shape, b.storage !== p.storage, b.storage !== g.storage else { return false }
+                buf = b
+            } else {
+                buf = try Tensor(shape: p.shape, dtype: .float32, zeroed: false)
+                first = true
+            }
+        }
+        guard p.storage !== g.storage else { return false }
+        try p.prepareInPlace()
+        if let buf, !first { try buf.prepareInPlace() }
+        let pp = p.pointer(Float.self), pg = g.pointer(Float.self), pb = buf?.pointer(Float.self)
+        let lrF = Float(lr), mF = Float(momentum), dampF = Float(1 - dampening), wdF = Float(weightDecay)
+        let decay = weightDecay != 0, useMomentum = momentum != 0
+        // One branch-free loop per case, so that each vectorizes.
+        let kernel = { (r: Range<Int>) in
+            let lo = r.lowerBound, m = r.count
+            let p = pp + lo, g = pg + lo
+            guard useMomentum, let pb else {
+                if decay { for k in 0..<m { p[k] = p[k] - lrF * (g[k] + wdF * p[k]) } }
+                else { for k in 0..<m { p[k] = p[k] - lrF * g[k] } }
+                return
+            }
+            let b = pb + lo
+            switch (decay, first, nesterov) {
+            case (false, false, false):
+                for k in 0..<m { let v = b[k] * mF + dampF * g[k]; b[k] = v; p[k] = p[k] - lrF * v }
+            case (false, true, false):
+                for k in 0..<m { let v = g[k]; b[k] = v; p[k] = p[k] - lrF * v }
+            default:
+                for k in 0..<m {
+                    var d = g[k]
+                    if decay { d = d + wdF * p[k] }                           // d + weight_decay·p
+                    let v = first ? d : b[k] * mF + dampF * d                 // buf.mul_(m).add_((1 − dampening)·d), or clone(d)
+                    b[k] = v
+                    d = nesterov ? d + mF * v : v
+                    p[k] = p[k] - lrF * d                                     // p.sub_(lr·d)
+                }
+            }
+        }
+        if n >= 1 << 17 { Parallel.forRanges(n, grain: 1 << 16, kernel) } else { kernel(0..<n) }
+        if first, let buf { state[i]["momentum_buffer"] = buf }
+        return true
     }
 }
 

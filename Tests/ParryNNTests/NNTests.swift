@@ -256,6 +256,45 @@ final class OptimTests: XCTestCase {
         close(p.floats(), [p1[0] - 0.1 * (d2[0] + 0.9 * b2[0]), p1[1] - 0.1 * (d2[1] + 0.9 * b2[1])])
     }
 
+    /// The fused one-pass update (contiguous float32) gives the bits of the
+    /// tensor-op sequence it replaces, here written out with tensor ops, for
+    /// every combination of momentum, dampening, weight decay and nesterov; a
+    /// parameter that is a transposed view takes the tensor-op path and
+    /// agrees too.
+    func testFusedSGDKeepsTheBitsOfTheOpSequence() throws {
+        let g0 = Generator(seed: 5)
+        for momentum in [0.0, 0.9] { for dampening in [0.0, 0.1] { for wd in [0.0, 0.01] { for nesterov in [false, true] {
+            if nesterov && (momentum == 0 || dampening != 0) { continue }
+            let n = 140_000      // above the size (2^17) the fused loop splits over threads
+            let start = try Tensor.randn([n], generator: g0), grads = try (0..<3).map { _ in try Tensor.randn([n], generator: g0) }
+            let p = try start.cloneRaw().requiresGrad_()
+            let opt = try SGD([p], lr: 0.05, momentum: momentum, dampening: dampening, weightDecay: wd, nesterov: nesterov)
+            var ref = try start.cloneRaw(), buf: Tensor? = nil
+            for g in grads {
+                p.grad = g
+                try opt.step()
+                var d = g
+                if wd != 0 { d = try d + wd * ref }
+                if momentum != 0 {
+                    if let b = buf { try b.mul_(momentum).add_((1 - dampening) * d) } else { buf = try d.clone() }
+                    d = nesterov ? try d + momentum * buf! : buf!
+                }
+                ref = try ref - 0.05 * d
+            }
+            XCTAssertEqual(p.floats().map(\.bitPattern), ref.floats().map(\.bitPattern),
+                           "momentum \(momentum) dampening \(dampening) wd \(wd) nesterov \(nesterov)")
+            // the same steps on a non-contiguous parameter (the tensor-op path)
+            let q = try start.cloneRaw().reshape([350, 400]).transpose(0, 1).requiresGrad_()
+            let optQ = try SGD([q], lr: 0.05, momentum: momentum, dampening: dampening, weightDecay: wd, nesterov: nesterov)
+            var refQ = try start.cloneRaw().reshape([350, 400]).transpose(0, 1).contiguous()
+            for g in grads { q.grad = try g.reshape([350, 400]).transpose(0, 1); try optQ.step() }
+            let optR = try SGD([refQ.requiresGrad_()], lr: 0.05, momentum: momentum, dampening: dampening, weightDecay: wd, nesterov: nesterov)
+            for g in grads { refQ.grad = try g.reshape([350, 400]).transpose(0, 1).contiguous(); try optR.step() }
+            XCTAssertEqual(try q.contiguous().floats().map(\.bitPattern), refQ.floats().map(\.bitPattern))
+            refQ = refQ.detach()
+        } } } }
+    }
+
     func testSGDDampening() throws {
         let p = try param([0], grad: [1])
         let opt = try SGD([p], lr: 1, momentum: 0.5, dampening: 0.5)
