@@ -4,11 +4,15 @@ import ParryCore
 // normalization and affine transform in one pass (y = a_c·x + b_c), and the
 // closed-form backward, dx = γ·invstd/M · (M·g − Σg − x̂·Σ(g·x̂)). Under
 // create_graph the backward differentiates the composite formula instead,
-// so higher-order gradients keep working.
+// so higher-order gradients keep working. With `relu`, the ReLU that follows
+// (ResNet blocks' bn → relu) is applied in the same pass: one activation
+// tensor and one pass fewer, and the backward recomputes the mask from x —
+// the same float expression as the forward, so the same mask, and the same
+// gradient bits as BatchNorm followed by ReLU.
 
 extension F {
     static func batchNormFused(_ x: Tensor, runningMean: Tensor?, runningVar: Tensor?, weight: Tensor?, bias: Tensor?,
-                               training: Bool, momentum: Double, eps: Double) throws -> Tensor {
+                               training: Bool, momentum: Double, eps: Double, relu: Bool = false) throws -> Tensor {
         let n = x.shape[0], c = x.shape[1]
         let s = x.ndim == 4 ? x.shape[2] * x.shape[3] : 1
         let m = n * s   // > 1 when training, and running stats present in eval: checked by batchNorm
@@ -55,11 +59,29 @@ extension F {
         let po = out.pointer(Float.self)
         let pgamma = gamma?.pointer(Float.self), pbeta = beta?.pointer(Float.self)
         let (meanC, invstdC) = (mean, invstd)
+        // y = a_c·x + b_c (then ReLU's v > 0 ? v : (NaN ? v : 0) when fused)
+        var scale = [Float](repeating: 0, count: c), shift = [Float](repeating: 0, count: c)
+        for ch in 0..<c {
+            scale[ch] = invstdC[ch] * (pgamma?[ch] ?? 1)
+            shift[ch] = (pbeta?[ch] ?? 0) - meanC[ch] * scale[ch]
+        }
+        let (scaleC, shiftC) = (scale, shift)
         Parallel.forEach(c) { ch in
-            let a = invstdC[ch] * (pgamma?[ch] ?? 1), b0 = (pbeta?[ch] ?? 0) - meanC[ch] * a
+            let a = scaleC[ch], b0 = shiftC[ch]
             for b in 0..<n {
                 let src = px + (b * c + ch) * s, dst = po + (b * c + ch) * s
-                for k in 0..<s { dst[k] = src[k] * a + b0 }
+                if relu {
+                    var k = 0
+                    let av = SIMD8<Float>(repeating: a), bv = SIMD8<Float>(repeating: b0), zero = SIMD8<Float>(repeating: 0)
+                    while k &+ 8 <= s {     // selects, so that it vectorizes
+                        let v = UnsafeRawPointer(src + k).loadUnaligned(as: SIMD8<Float>.self) * av + bv
+                        UnsafeMutableRawPointer(dst + k).storeBytes(of: zero.replacing(with: v, where: (v .> zero) .| (v .!= v)), as: SIMD8<Float>.self)
+                        k &+= 8
+                    }
+                    while k < s { let v = src[k] * a + b0; dst[k] = v > 0 ? v : (v.isNaN ? v : 0); k &+= 1 }
+                } else {
+                    for k in 0..<s { dst[k] = src[k] * a + b0 }
+                }
             }
         }
         var inputs = [x]
@@ -67,11 +89,12 @@ extension F {
         if let bias { inputs.append(bias) }
         let hasWeight = weight != nil, hasBias = bias != nil
         // Backward reads x and γ (xc may share x's storage): saved, so in-place changes are caught.
-        return record("batch_norm", out, inputs, saved: [x] + (weight.map { [$0] } ?? [])) { g, needs in
+        return record(relu ? "batch_norm_relu" : "batch_norm", out, inputs, saved: [x] + (weight.map { [$0] } ?? [])) { g, needs in
             if GradMode.isEnabled {
                 // create_graph: differentiate the composite formula.
-                let y = try batchNormComposite(x, runningMean: training ? nil : runningMean, runningVar: training ? nil : runningVar,
+                var y = try batchNormComposite(x, runningMean: training ? nil : runningMean, runningVar: training ? nil : runningVar,
                                                weight: weight, bias: bias, training: training, eps: eps)
+                if relu { y = try y.relu() }
                 let wanted = zip(inputs, needs).filter { $0.1 && $0.0.requiresGrad }.map(\.0)
                 let gs = try grad([y], wanted, gradOutputs: [g], createGraph: true, allowUnused: true)
                 var k = 0
@@ -81,7 +104,29 @@ extension F {
                     return gs[k]
                 }
             }
-            let gc = try g.to(.float32).contiguous()
+            var gc = try g.to(.float32).contiguous()
+            if relu {
+                // ReLU's backward, g where the forward's v > 0 and 0 elsewhere, with v recomputed
+                let masked = try Tensor(shape: xc.shape, dtype: .float32, zeroed: false)
+                let pm = masked.pointer(Float.self), pg0 = gc.pointer(Float.self)
+                Parallel.forEach(c) { ch in
+                    let a = scaleC[ch], b0 = shiftC[ch]
+                    let av = SIMD8<Float>(repeating: a), bv = SIMD8<Float>(repeating: b0), zero = SIMD8<Float>(repeating: 0)
+                    for b in 0..<n {
+                        let off = (b * c + ch) * s
+                        let xs = px + off, gs = pg0 + off, ms = pm + off
+                        var k = 0
+                        while k &+ 8 <= s {
+                            let v = UnsafeRawPointer(xs + k).loadUnaligned(as: SIMD8<Float>.self) * av + bv
+                            let gv = UnsafeRawPointer(gs + k).loadUnaligned(as: SIMD8<Float>.self)
+                            UnsafeMutableRawPointer(ms + k).storeBytes(of: zero.replacing(with: gv, where: v .> zero), as: SIMD8<Float>.self)
+                            k &+= 8
+                        }
+                        while k < s { ms[k] = xs[k] * a + b0 > 0 ? gs[k] : 0; k &+= 1 }
+                    }
+                }
+                gc = masked
+            }
             let pg = gc.pointer(Float.self)
             var sumG = [Float](repeating: 0, count: c), sumGX = [Float](repeating: 0, count: c)
             sumG.withUnsafeMutableBufferPointer { psg in sumGX.withUnsafeMutableBufferPointer { psgx in

@@ -189,6 +189,20 @@ public final class BatchNorm: Module {
                                 weight: parameter("weight"), bias: parameter("bias"), training: training, momentum: momentum, eps: eps)
         return x.ndim == 3 ? try y.reshape(x.shape) : y
     }
+
+    /// relu(self(x)) as one fused op when nothing can observe the value in
+    /// between (no hooks on this module, float32 throughout, 4-d input):
+    /// what ResNet blocks call for bn → relu. Otherwise the two steps.
+    public func forwardReLU(_ x: Tensor) throws -> Tensor {
+        let rm = buffer("running_mean"), rv = buffer("running_var"), w = parameter("weight"), b = parameter("bias")
+        guard !hasHooks, spatial, x.ndim == 4, x.dtype == .float32, x.shape[1] == features,
+              [rm, rv, w, b].allSatisfy({ $0.map { $0.dtype == .float32 && $0.shape == [features] && $0.isContiguous } ?? true }),
+              !training || x.numel / features > 1, training || (rm != nil && rv != nil)
+        else { return try self(x).relu() }
+        if training, let n = buffer("num_batches_tracked") { try n.add_(1) }
+        return try F.batchNormFused(x, runningMean: rm, runningVar: rv, weight: w, bias: b,
+                                    training: training, momentum: momentum, eps: eps, relu: true)
+    }
 }
 
 public final class Dropout: Module {

@@ -99,7 +99,12 @@ public final class BasicBlock: Module {
             guard let m = child(name) else { throw TensorError("BasicBlock has no \(name)") }
             return try m(t)
         }
-        var y = try activate(run("bn1", run("conv1", x)), leakySlope)
+        var y: Tensor
+        if leakySlope == nil, let bn = child("bn1") as? BatchNorm {
+            y = try bn.forwardReLU(run("conv1", x))            // bn → relu fused (unless hooks watch bn1)
+        } else {
+            y = try activate(run("bn1", run("conv1", x)), leakySlope)
+        }
         y = try run("bn2", run("conv2", y))
         let s = child("shortcut") == nil ? x : try run("shortcut", x)
         return try activate(tap("sum", y + s), leakySlope)
@@ -137,6 +142,7 @@ public final class ResNet: Module {
         guard x.ndim == 4 else { throw TensorError("ResNet expects N×C×H×W input, got shape \(shapeString(x.shape))") }
         var y = x
         for (name, m) in children {
+            if name == "bn1", leakySlope == nil, let bn = m as? BatchNorm { y = try bn.forwardReLU(y); continue }
             y = try m(y)
             if name == "bn1" { y = try activate(y, leakySlope) }
             if name == "avgpool" { y = try y.flatten(1, 3) }

@@ -399,6 +399,55 @@ final class ModuleTests: XCTestCase {
     }
 }
 
+/// ResNet blocks run bn → relu as one fused op unless something watches the
+/// batch norm's output; the fused op must give the bits of the two steps.
+final class FusedBatchNormReLUTests: XCTestCase {
+    func testResNetStepIsBitIdenticalWithAndWithoutFusion() throws {
+        for training in [true, false] {
+            var results: [[[UInt32]]] = []
+            for fused in [true, false] {
+                Generator.shared.reseed(3)
+                let net = try Models.resnet(depth: 8, width: 4, inChannels: 3, classes: 5)
+                if !training { net.eval() }
+                var handles: [HookHandle] = []
+                if !fused {   // a hook that changes nothing makes the block call bn and relu separately
+                    for (name, m) in net.namedModules() where m is BatchNorm && name.hasSuffix("bn1") {
+                        handles.append(m.registerForwardHook { _, _, _ in nil })
+                    }
+                }
+                let g = Generator(seed: 9)
+                let x = try Tensor.randn([6, 3, 8, 8], generator: g), y = try Tensor([0, 1, 2, 3, 4, 0] as [Int64], shape: [6])
+                let out = try net(x)
+                try Loss.crossEntropy(out, y).backward()
+                results.append([out.floats().map(\.bitPattern)] + net.namedParameters().map { $0.tensor.grad!.floats().map(\.bitPattern) })
+                if training {   // running statistics too
+                    results[results.count - 1] += net.namedBuffers().filter { $0.tensor.dtype == .float32 }.map { $0.tensor.floats().map(\.bitPattern) }
+                }
+                for h in handles { h.remove() }
+            }
+            XCTAssertEqual(results[0].count, results[1].count)
+            for (k, (a, b)) in zip(results[0], results[1]).enumerated() { XCTAssertEqual(a, b, "training \(training), tensor \(k)") }
+        }
+    }
+
+    func testSecondOrderGradientsThroughTheFusedOp() throws {
+        let g = Generator(seed: 4)
+        let bn = try BatchNorm(3, spatial: true)
+        let x = try Tensor.randn([4, 3, 5, 5], generator: g).requiresGrad_()
+        // d/dx of ‖∂L/∂x‖², L = Σ w·relu(bn(x)): fused and composite must agree
+        let w = try Tensor.randn([4, 3, 5, 5], generator: g)
+        func penalty(_ f: (Tensor) throws -> Tensor) throws -> [Float] {
+            let l = try f(x).binary(.mul, w).sum()
+            let gx = try grad([l], [x], createGraph: true)[0]!
+            let p = try gx.binary(.mul, gx).sum()
+            return try grad([p], [x])[0]!.floats()
+        }
+        let fused = try penalty { try bn.forwardReLU($0) }
+        let twoSteps = try penalty { try bn($0).relu() }
+        for (a, b) in zip(fused, twoSteps) { XCTAssertEqual(a, b, accuracy: 1e-4 * (1 + abs(b))) }
+    }
+}
+
 final class CompSumTests: XCTestCase {
     let logits = try! Tensor([2, 0.5, -1, 0, 3, 1] as [Float], shape: [2, 3])
     let y = try! Tensor([0, 2] as [Int64], shape: [2])
