@@ -77,49 +77,31 @@ if want("pgd20") or want("autoattack_fast"):
             emit("autoattack_fast", time.perf_counter() - s, f"robust acc {acc(cnn, xa, Y):.4f}")
     except ImportError:
         pass
-def resnet20():
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(cout)
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else nn.Identity()
-        def forward(self, x):
-            y = F.relu(self.bn1(self.conv1(x))); y = self.bn2(self.conv2(y)); return F.relu(y + self.shortcut(x))
-    layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-    cin = 16
-    for i, w in enumerate([16, 32, 64]):
-        for b in range(3): layers.append(Block(cin, w, 2 if (b == 0 and i > 0) else 1)); cin = w
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
-if want("resnet20_fwd_bwd"):
-    net = resnet20()
-    x, y = torch.rand(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
-    def step():
-        net.zero_grad(); F.cross_entropy(net(x), y).backward()
-    emit("resnet20_fwd_bwd", best_of(3, step), f"batch {BATCH}x3x32x32")
-
-def resnet18():
-    # CIFAR-style ResNet-18 (kuangliu/pytorch-cifar, the model RiFT's code uses):
-    # 3x3 stem of 64, four stages of two BasicBlocks (64, 128, 256, 512; strides 1, 2, 2, 2).
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(cout)
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else nn.Identity()
-        def forward(self, x):
-            y = F.relu(self.bn1(self.conv1(x))); y = self.bn2(self.conv2(y)); return F.relu(y + self.shortcut(x))
-    layers = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
-    cin = 64
-    for i, w in enumerate([64, 128, 256, 512]):
-        for b in range(2): layers.append(Block(cin, w, 2 if (b == 0 and i > 0) else 1)); cin = w
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))
-if want("resnet18_fwd_bwd"):
-    net = resnet18()
-    x, y = torch.rand(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
-    def step():
-        net.zero_grad(); F.cross_entropy(net(x), y).backward()
-    emit("resnet18_fwd_bwd", best_of(3, step), f"batch {BATCH}x3x32x32")
+class Block(nn.Module):
+    # the CIFAR ResNets' BasicBlock (parry.models' ResNet, kuangliu/pytorch-cifar)
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else nn.Identity()
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x))); y = self.bn2(self.conv2(y)); return F.relu(y + self.shortcut(x))
+def resnet(stem, widths, blocks):
+    # a 3x3 stem, then stages of BasicBlocks (stride 2 at the start of every stage but the first)
+    layers = [nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU()]
+    cin = stem
+    for i, (w, n) in enumerate(zip(widths, blocks)):
+        for b in range(n): layers.append(Block(cin, w, 2 if (b == 0 and i > 0) else 1)); cin = w
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10))
+resnet20 = lambda: resnet(16, [16, 32, 64], [3, 3, 3])
+resnet18 = lambda: resnet(64, [64, 128, 256, 512], [2, 2, 2, 2])   # the model RiFT's code uses
+for name, make in (("resnet20", resnet20), ("resnet18", resnet18)):
+    if want(name + "_fwd_bwd"):
+        net = make()
+        x, y = torch.rand(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
+        def step():
+            net.zero_grad(); F.cross_entropy(net(x), y).backward()
+        emit(name + "_fwd_bwd", best_of(3, step), f"batch {BATCH}x3x32x32")
 
 if want("fedavg_100x600"):
     # FedAvg as Flower's simulation does it, sequentially in one process:
