@@ -296,8 +296,23 @@ public final class Simulation {
             var sent: [[Float]] = []
             var norms = [Double?](repeating: nil, count: n)
             var trainSeconds = 0.0
-            for lo in stride(from: 0, to: chosen.count, by: chunk) {
-                let part = Array(chosen[lo..<min(chosen.count, lo + chunk)])
+            // Chunk bounds. Distributed FedAvg halves the last full chunk's remainder again and again
+            // (64, 18, 9, 9 of 100): a chunk's exchange and fold overlap the next chunk's training,
+            // so only the last, small one is waited for.
+            var bounds: [Range<Int>] = []
+            do {
+                var lo = 0
+                let tail = 4 * (comm?.size ?? 1)
+                while lo < chosen.count {
+                    let rest = chosen.count - lo
+                    let size = rest > chunk ? chunk : (foldComm != nil && rest > 2 * tail ? rest / 2 : rest)
+                    bounds.append(lo..<(lo + size))
+                    lo += size
+                }
+            }
+            for bound in bounds {
+                let lo = bound.lowerBound
+                let part = Array(chosen[bound])
                 var slot = [Int: Int]()
                 for (k, i) in part.enumerated() { slot[i] = k }
                 let uploads = Slots<[Float]>(part.count)
