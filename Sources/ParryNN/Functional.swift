@@ -225,8 +225,9 @@ public enum F {
     /// Batch normalization over all dimensions but 1 (N×C or N×C×H×W). In
     /// training, uses batch statistics and updates the running ones in place
     /// (momentum as PyTorch: new = (1−m)·old + m·batch, variance unbiased).
+    /// `relu`: relu(batch_norm(x)), in the same pass when the fused kernel runs.
     public static func batchNorm(_ x: Tensor, runningMean: Tensor?, runningVar: Tensor?, weight: Tensor?, bias: Tensor?,
-                                 training: Bool, momentum: Double = 0.1, eps: Double = 1e-5) throws -> Tensor {
+                                 training: Bool, momentum: Double = 0.1, eps: Double = 1e-5, relu: Bool = false) throws -> Tensor {
         guard x.ndim == 2 || x.ndim == 4 else {
             throw TensorError("expected a 2-d (N×C) or 4-d (N×C×H×W) input, got shape \(shapeString(x.shape))")
         }
@@ -243,10 +244,11 @@ public enum F {
             && [runningMean, runningVar].allSatisfy { $0?.isContiguous ?? true }
         if fusable {
             return try batchNormFused(x, runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias,
-                                      training: training, momentum: momentum, eps: eps)
+                                      training: training, momentum: momentum, eps: eps, relu: relu)
         }
-        return try batchNormComposite(x, runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias,
-                                      training: training, momentum: momentum, eps: eps, updateRunning: true)
+        let y = try batchNormComposite(x, runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias,
+                                       training: training, momentum: momentum, eps: eps, updateRunning: true)
+        return relu ? try y.relu() : y
     }
 
     /// BatchNorm from differentiable tensor ops (any dtype; the create_graph

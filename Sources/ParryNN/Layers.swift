@@ -178,7 +178,15 @@ public final class BatchNorm: Module {
     public override var typeName: String { spatial ? "BatchNorm2d" : "BatchNorm1d" }
     public override func emptyCopy() throws -> Module { try BatchNorm(features, spatial: spatial, momentum: momentum, eps: eps) }
     public override var extraDescription: String { "\(features), eps=\(eps), momentum=\(momentum)" }
-    public override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor { try normalize(x, relu: false) }
+
+    /// relu(self(x)), as one fused op when nothing can observe the value in
+    /// between (no hooks on this module): what ResNet blocks call for bn → relu.
+    public func forwardReLU(_ x: Tensor) throws -> Tensor {
+        hasHooks ? try self(x).relu() : try normalize(x, relu: true)
+    }
+
+    private func normalize(_ x: Tensor, relu: Bool) throws -> Tensor {
         guard spatial ? x.ndim == 4 : (x.ndim == 2 || x.ndim == 3) else {
             throw TensorError("\(typeName) expects a \(spatial ? "4-d N×C×H×W" : "2-d N×C or 3-d N×C×L") input, got shape \(shapeString(x.shape))")
         }
@@ -186,22 +194,9 @@ public final class BatchNorm: Module {
         // N×C×L (BatchNorm1d over sequences or point sets): statistics over N and L, as N×C×1×L.
         let input = x.ndim == 3 ? try x.reshape([x.shape[0], x.shape[1], 1, x.shape[2]]) : x
         let y = try F.batchNorm(input, runningMean: buffer("running_mean"), runningVar: buffer("running_var"),
-                                weight: parameter("weight"), bias: parameter("bias"), training: training, momentum: momentum, eps: eps)
+                                weight: parameter("weight"), bias: parameter("bias"), training: training, momentum: momentum,
+                                eps: eps, relu: relu)
         return x.ndim == 3 ? try y.reshape(x.shape) : y
-    }
-
-    /// relu(self(x)) as one fused op when nothing can observe the value in
-    /// between (no hooks on this module, float32 throughout, 4-d input):
-    /// what ResNet blocks call for bn → relu. Otherwise the two steps.
-    public func forwardReLU(_ x: Tensor) throws -> Tensor {
-        let rm = buffer("running_mean"), rv = buffer("running_var"), w = parameter("weight"), b = parameter("bias")
-        guard !hasHooks, spatial, x.ndim == 4, x.dtype == .float32, x.shape[1] == features,
-              [rm, rv, w, b].allSatisfy({ $0.map { $0.dtype == .float32 && $0.shape == [features] && $0.isContiguous } ?? true }),
-              !training || x.numel / features > 1, training || (rm != nil && rv != nil)
-        else { return try self(x).relu() }
-        if training, let n = buffer("num_batches_tracked") { try n.add_(1) }
-        return try F.batchNormFused(x, runningMean: rm, runningVar: rv, weight: w, bias: b,
-                                    training: training, momentum: momentum, eps: eps, relu: true)
     }
 }
 
