@@ -575,6 +575,8 @@ public final class Communicator: @unchecked Sendable {
                     var lengths = [Int32](repeating: Int32(sendLen), count: bases.count)
                     var displacements = [MPI_Aint](repeating: 0, count: bases.count)
                     for (k, b) in bases.enumerated() {
+                        // the vectors all have cuts[size] > 0 elements here (sendLen > 0), so none is empty
+                        guard let b else { throw DistError("exchangeSlices: an empty vector") }
                         try check(MPI_Get_address(b + cuts[dest], &displacements[k]), "MPI_Get_address")
                     }
                     try check(MPI_Type_create_hindexed(Int32(bases.count), &lengths, &displacements, parry_mpi_float(), &sendType), "MPI_Type_create_hindexed")
@@ -609,14 +611,15 @@ public final class Communicator: @unchecked Sendable {
 
     static let sliceTag: Int32 = 3
 
-    /// Runs `body` with the base addresses of all the arrays (each held for the whole call).
-    static func withBases<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) throws -> R) throws -> R {
-        var bases = [UnsafePointer<Float>]()
+    /// Runs `body` with the base addresses of all the arrays (each held for
+    /// the whole call; nil for an empty one).
+    static func withBases<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>?]) throws -> R) throws -> R {
+        var bases = [UnsafePointer<Float>?]()
         bases.reserveCapacity(arrays.count)
         func go(_ k: Int) throws -> R {
             if k == arrays.count { return try body(bases) }
             return try arrays[k].withUnsafeBufferPointer { p in
-                bases.append(p.baseAddress ?? UnsafePointer(bitPattern: 16)!)
+                bases.append(p.baseAddress)
                 return try go(k + 1)
             }
         }

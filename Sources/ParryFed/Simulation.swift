@@ -291,8 +291,7 @@ public final class Simulation {
             // Distributed FedAvg keeps only this rank's slice of the running sum until the round's end.
             let cuts = comm.map { Communicator.sliceCuts(layout.total, size: $0.size) } ?? [0, layout.total]
             let mySlice = comm.map { cuts[$0.rank]..<cuts[$0.rank + 1] } ?? 0..<layout.total
-            var running = [Float](repeating: 0, count: streaming && comm == nil ? mySlice.count : 0)
-            let sum = Shared([Float](repeating: 0, count: streaming && comm != nil ? mySlice.count : 0))
+            let running = Shared([Float](repeating: 0, count: streaming ? mySlice.count : 0))
             var sent: [[Float]] = []
             var norms = [Double?](repeating: nil, count: n)
             var trainSeconds = 0.0
@@ -364,9 +363,9 @@ public final class Simulation {
                     let prepared = Federated.shardedUploads(part, comm, failure: failure, total: layout.total, compute: upload)
                     if let p = pending { pending = nil; for (i, v) in try p.join() { norms[i] = v } }
                     if let foldComm {
-                        pending = Background { try Federated.fold(prepared, foldComm, cuts: cuts, weights: weights, into: &sum.values) }
+                        pending = Background { try Federated.fold(prepared, foldComm, cuts: cuts, weights: weights, into: &running.values) }
                     } else {
-                        for (i, v) in try Federated.fold(prepared, comm, cuts: cuts, weights: weights, into: &sum.values) { norms[i] = v }
+                        for (i, v) in try Federated.fold(prepared, comm, cuts: cuts, weights: weights, into: &running.values) { norms[i] = v }
                     }
                 } else {
                     final = try Federated.byClient(part, comm, failure: failure, upload)
@@ -381,14 +380,13 @@ public final class Simulation {
                     guard let u = final[i] else { throw TensorError("client \(i + 1) produced no update in round \(round)") }
                     norms[i] = Vec.norm(u)
                     if streaming {
-                        Vec.accumulate(&running, u, weight: counts[lo + k] / countSum)
+                        Vec.accumulate(&running.values, u, weight: counts[lo + k] / countSum)
                     } else {
                         sent.append(u)
                     }
                 }
             }
             if let p = pending { pending = nil; for (i, v) in try p.join() { norms[i] = v } }
-            if comm != nil && streaming { running = sum.values }
             // Distributed: the round's training lasts as long as the slowest rank's.
             if let comm { trainSeconds = try comm.allreduce(trainSeconds, op: .max) }
             trainTotal += trainSeconds
@@ -398,10 +396,10 @@ public final class Simulation {
             switch config.aggregator {
             case .fedavg:   // Aggregation.weightedMean, folded in as the chunks finished
                 if let comm {
-                    aggregate = try comm.allgatherVectors([running]).flatMap { $0.flatMap { $0 } }
+                    aggregate = try comm.allgatherVectors([running.values]).flatMap { $0.flatMap { $0 } }
                     guard aggregate.count == layout.total else { throw TensorError("the ranks' slices of the aggregate have \(aggregate.count) values for \(layout.total) parameters") }
                 } else {
-                    aggregate = running
+                    aggregate = running.values
                 }
             case .median: aggregate = try Aggregation.median(sent)
             case let .trimmedMean(beta): aggregate = try Aggregation.trimmedMean(sent, beta: beta)
@@ -673,7 +671,7 @@ public enum Federated {
         // Distributed: batch k is evaluated on rank k mod size (the same batches as in one process, so
         // the same predictions), and the ranks exchange the counts of correct predictions.
         let comm = active(comm)
-        let mine = starts.indices.filter { comm == nil || owns($0, comm!) }
+        let mine = starts.indices.filter { owns($0, comm) }
         var failure: Error? = nil
         do {
             try runJobs(mine.map { k in {
@@ -788,7 +786,9 @@ public enum Federated {
                             into acc: inout [Float]) throws -> [Int: Double] {
         let size = comm.size, me = comm.rank, clients = s.clients
         let lo = cuts[me], len = cuts[me + 1] - cuts[me]
-        precondition(weights.count == clients.count && acc.count == len)
+        guard weights.count == clients.count, acc.count == len else {
+            throw TensorError("fold: \(weights.count) weights for \(clients.count) clients, a sum of \(acc.count) values for a slice of \(len)")
+        }
         // The norms travel with the status, so a failure anywhere stops every rank before the exchange.
         var norms = [Int: Double]()
         for (r, p) in try comm.allgather(s.status).enumerated() {
@@ -801,14 +801,14 @@ public enum Federated {
         let received = try comm.exchangeSlices(s.mine, cuts: cuts, counts: counts)
         var position = [Int](repeating: 0, count: size)
         acc.withUnsafeMutableBufferPointer { pa in
+            guard let sum = pa.baseAddress else { return }   // an empty slice
             for (k, i) in clients.enumerated() {
                 let q = i % size, j = position[q]
                 position[q] += 1
-                guard len > 0 else { continue }
-                if q == me {
-                    s.mine[j].withUnsafeBufferPointer { Vec.accumulate(pa.baseAddress!, $0.baseAddress! + lo, count: len, weight: weights[k]) }
-                } else {
-                    received[q].withUnsafeBufferPointer { Vec.accumulate(pa.baseAddress!, $0.baseAddress! + j * len, count: len, weight: weights[k]) }
+                // this rank's uploads whole (its slice at lo), the others' as received (slice j)
+                let (vector, at) = q == me ? (s.mine[j], lo) : (received[q], j * len)
+                vector.withUnsafeBufferPointer { v in
+                    if let base = v.baseAddress { Vec.accumulate(sum, base + at, count: len, weight: weights[k]) }
                 }
             }
         }
@@ -945,9 +945,10 @@ final class Background<T>: @unchecked Sendable {
 
     func join() throws -> T {
         done.lock()
-        while result == nil { done.wait() }
-        let r = result!
-        done.unlock()
-        return try r.get()
+        defer { done.unlock() }
+        while true {
+            if let r = result { return try r.get() }
+            done.wait()
+        }
     }
 }

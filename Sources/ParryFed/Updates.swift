@@ -101,7 +101,9 @@ public enum Vec {
         let n = min(acc.count, v.count)
         guard n > 0 else { return }
         acc.withUnsafeMutableBufferPointer { pa in
-            v.withUnsafeBufferPointer { pv in accumulate(pa.baseAddress!, pv.baseAddress!, count: n, weight: wi) }
+            v.withUnsafeBufferPointer { pv in
+                if let a = pa.baseAddress, let b = pv.baseAddress { accumulate(a, b, count: n, weight: wi) }
+            }
         }
     }
 
