@@ -37,7 +37,7 @@ local RETURNS = {
   ["Tensor:backward"] = false, ["Tensor:register_hook"] = "parry.HookHandle",
   ["parry.grad"] = "parry.Tensor[]", ["parry.no_grad"] = "any", ["parry.is_grad_enabled"] = "boolean", ["parry.gradcheck"] = "boolean, string",
   ["parry.save"] = false, ["parry.load"] = "table<string, parry.Tensor>, table", ["parry.set_num_threads"] = false,
-  ["parry.get_num_threads"] = "integer", ["parry.memory_stats"] = "table", ["parry.empty_cache"] = false, ["parry.clock"] = "number",
+  ["parry.get_num_threads"] = "integer", ["parry.memory_stats"] = "table", ["parry.blas_info"] = "table", ["parry.empty_cache"] = false, ["parry.clock"] = "number",
   ["parry.nn.is_module"] = "boolean", ["parry.nn.interpolate"] = "table<string, parry.Tensor>",
   ["parry.nn.from_torch_names"] = "table<string, parry.Tensor>", ["parry.nn.to_torch_names"] = "table<string, parry.Tensor>",
   ["parry.nn.interval_bounds"] = "parry.Tensor, parry.Tensor",

@@ -319,6 +319,15 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         return a.push(Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9)
     } }),
     ("get_num_threads", { L in bind(L, "parry.get_num_threads") { a in a.push(Parallel.threads) } }),
+    ("blas_info", { L in bind(L, "parry.blas_info") { a in
+        lua_createtable(a.L, 0, 6)
+        var fields: [(String, String)] = [("library", "OpenBLAS"), ("core", BLASInfo.core), ("config", BLASInfo.config),
+                                          ("core_vector", BLASInfo.vector(ofCore: BLASInfo.core).name), ("cpu_vector", BLASInfo.cpu.name)]
+        if let s = BLASInfo.suggestedCore { fields.append(("suggested_core", s)) }
+        for (key, v) in fields { lua_pushstring(a.L, v); lua_setfield(a.L, -2, key) }
+        lua_pushboolean(a.L, BLASInfo.isFallback ? 1 : 0); lua_setfield(a.L, -2, "fallback")
+        return 1
+    } }),
     ("memory_stats", { L in bind(L, "parry.memory_stats") { a in
         let pool = BufferPool.stats
         lua_createtable(a.L, 0, 4)

@@ -106,6 +106,35 @@ print(env:step(2))
     assert.truthy(out:find("2 things to fix", 1, true), out)
   end)
 
+  it("doctor names the BLAS kernels and flags kernels narrower than the CPU", function()
+    local parry = require("parry")
+    local blas = parry.blas_info()
+    assert.equals("OpenBLAS", blas.library)
+    assert.truthy(blas.config:find(blas.core, 1, true), blas.config)
+    local out = sh(q(PARRY) .. " doctor")
+    assert.truthy(out:find(blas.core .. " kernels", 1, true), out)
+    assert.equals(blas.fallback, out:find("~~ BLAS", 1, true) ~= nil, out)
+    -- Both branches of the check, whatever this machine's OpenBLAS chose (the
+    -- tests never set OPENBLAS_CORETYPE): a fallback as Debian 12's OpenBLAS
+    -- shows on an Emerald Rapids Xeon, then kernels that match the CPU.
+    local real = parry.blas_info
+    local function blas_line(fake)
+      parry.blas_info = function() return fake end
+      local ok, list = pcall(require("parry.doctor").checks)
+      parry.blas_info = real
+      assert.truthy(ok, list)
+      for _, c in ipairs(list) do if c.name == "BLAS" then return c end end
+    end
+    local config = "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Prescott MAX_THREADS=64"
+    local c = blas_line{library = "OpenBLAS", core = "Prescott", config = config, core_vector = "SSE",
+                        cpu_vector = "AVX-512", suggested_core = "SkylakeX", fallback = true}
+    assert.truthy(c.slow and c.detail:find("OpenBLAS 0.3.21 runs its Prescott kernels (SSE", 1, true), c.detail)
+    assert.truthy(c.fix:find("export OPENBLAS_CORETYPE=SkylakeX", 1, true), c.fix)
+    c = blas_line{library = "OpenBLAS", core = "Haswell", config = config:gsub("Prescott", "Haswell"), core_vector = "AVX2",
+                  cpu_vector = "AVX2", fallback = false}
+    assert.truthy(not c.slow and c.fix == nil and c.detail:find("Haswell kernels (AVX2", 1, true), c.detail)
+  end)
+
   it("runs a script with arg and ... as lua does", function()
     local script = write_temp([[print(arg[0] == ..., select('#', ...), arg[1], arg[2], ...)]])
     local out, code = sh(q(PARRY) .. " " .. q(script) .. " a b")

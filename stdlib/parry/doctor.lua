@@ -18,17 +18,33 @@ local function run(cmd)
   return ok and out or nil
 end
 
---- checks() -> a list of {name=, ok=, detail=, fix=} (ok nil: information only).
+--- checks() -> a list of {name=, ok=, detail=, fix=, slow=} (ok nil: information only; slow: works, below
+-- this machine's speed, with the fix).
 function M.checks()
   local parry = require("parry")
   local core = require("parry.core")
   local list = {}
-  local function add(name, ok, detail, fix) list[#list + 1] = { name = name, ok = ok, detail = detail, fix = fix } end
+  local function add(name, ok, detail, fix)
+    local c = { name = name, ok = ok, detail = detail, fix = fix }
+    list[#list + 1] = c
+    return c
+  end
 
   add("parry", nil, parry.version .. " on " .. _VERSION)
   add("threads", nil, ("%d (parry.set_num_threads; OpenBLAS runs single-threaded inside parry's own threads)"):format(parry.get_num_threads()))
   local coretype = os.getenv("OPENBLAS_CORETYPE")
-  add("BLAS", nil, "OpenBLAS" .. (coretype and (", OPENBLAS_CORETYPE=" .. coretype) or ", core type detected at run time"))
+  local blas = parry.blas_info()
+  local lib = blas.config:match("^OpenBLAS [%d%.]+") or blas.library
+  local chosen = coretype and ("OPENBLAS_CORETYPE=" .. coretype) or "chosen at load time"
+  if blas.fallback then
+    -- The library does not know this CPU model and fell back to narrower kernels.
+    local c = add("BLAS", nil, ("%s runs its %s kernels (%s, %s) on a CPU with %s: matrix products and convolutions run "
+        .. "several times below this machine's rate"):format(lib, blas.core, blas.core_vector, chosen, blas.cpu_vector),
+      blas.suggested_core and ("export OPENBLAS_CORETYPE=%s before starting parry (OpenBLAS reads it once, when it loads)"):format(blas.suggested_core))
+    c.slow = true
+  else
+    add("BLAS", nil, ("%s, %s kernels (%s, %s); the CPU's widest unit: %s"):format(lib, blas.core, blas.core_vector, chosen, blas.cpu_vector))
+  end
   local here = package.searchpath("parry", package.path)
   add("stdlib", here ~= nil, here or "parry/init.lua not on package.path",
       "run the parry binary from the build tree or an install (make install), or set PARRY_PATH to the stdlib folder")
@@ -46,22 +62,27 @@ function M.checks()
   add("MuJoCo", assets ~= nil, assets and ("libmujoco linked; Gymnasium's models in " .. assets) or ("libmujoco linked; " .. tostring(why)),
       "make deps-rl (a venv with gymnasium[mujoco] where parry looks), or set PARRY_MUJOCO_ASSETS")
   local mpi = run("command -v mpirun")
-  add("MPI", nil, mpi and ("mpirun at " .. mpi:gsub("%s+$", "") .. "; parry.dist is not built yet") or "not installed; parry.dist is not built yet")
+  local dist = require("parry.dist")
+  add("MPI", nil, mpi and ("mpirun at " .. mpi:gsub("%s+$", "") .. "; parry.dist is linked ("
+      .. (dist.is_distributed() and ("rank %d of %d"):format(dist.rank(), dist.size()) or "one process: mpirun -np N parry script.lua spreads a run") .. ")")
+      or "mpirun not found: parry.dist runs as one process (apt install openmpi-bin)")
   return list
 end
 
 --- main() -> exit status: prints the checks; 1 when something needed is missing.
 function M.main()
-  local bad = 0
+  local bad, slow = 0, 0
   for _, c in ipairs(M.checks()) do
-    local mark = c.ok == nil and "  " or c.ok and "ok" or "!!"
+    -- !! something needed is missing; ~~ it works, slower than this machine allows.
+    local mark = c.slow and "~~" or c.ok == nil and "  " or c.ok and "ok" or "!!"
     print(("%s %-16s %s"):format(mark, c.name, c.detail))
-    if c.ok == false then
-      bad = bad + 1
+    if c.ok == false or (c.slow and c.fix) then
+      if c.ok == false then bad = bad + 1 else slow = slow + 1 end
       print(("   %-16s fix: %s"):format("", c.fix))
     end
   end
   print(bad == 0 and "\nnothing is missing" or ("\n%d thing%s to fix"):format(bad, bad == 1 and "" or "s"))
+  if slow > 0 then print(("%d setting%s to change for speed (~~)"):format(slow, slow == 1 and "" or "s")) end
   return bad == 0 and 0 or 1
 end
 

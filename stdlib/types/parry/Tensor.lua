@@ -146,6 +146,12 @@ function parry.set_num_threads(n) end
 ---@return integer
 function parry.get_num_threads() end
 
+--- Which OpenBLAS kernels this process runs on: `{library, core, config,
+--- core_vector, cpu_vector, fallback, suggested_core}` — `core` is OpenBLAS's name
+--- for the kernels it chose when it loaded (`"SkylakeX"`, `"Haswell"`,
+---@return table
+function parry.blas_info() end
+
 --- Bytes held by live tensors, and the buffer cache: buffers of 64 KB–64 MB are
 --- kept by size for reuse when tensors die (capped by `PARRY_POOL_MB`, default
 --- 256), so a training loop's steady state reuses memory instead of faulting in
