@@ -104,29 +104,9 @@ extension F {
                     return gs[k]
                 }
             }
-            var gc = try g.to(.float32).contiguous()
-            if relu {
-                // ReLU's backward, g where the forward's v > 0 and 0 elsewhere, with v recomputed
-                let masked = try Tensor(shape: xc.shape, dtype: .float32, zeroed: false)
-                let pm = masked.pointer(Float.self), pg0 = gc.pointer(Float.self)
-                Parallel.forEach(c) { ch in
-                    let a = scaleC[ch], b0 = shiftC[ch]
-                    let av = SIMD8<Float>(repeating: a), bv = SIMD8<Float>(repeating: b0), zero = SIMD8<Float>(repeating: 0)
-                    for b in 0..<n {
-                        let off = (b * c + ch) * s
-                        let xs = px + off, gs = pg0 + off, ms = pm + off
-                        var k = 0
-                        while k &+ 8 <= s {
-                            let v = UnsafeRawPointer(xs + k).loadUnaligned(as: SIMD8<Float>.self) * av + bv
-                            let gv = UnsafeRawPointer(gs + k).loadUnaligned(as: SIMD8<Float>.self)
-                            UnsafeMutableRawPointer(ms + k).storeBytes(of: zero.replacing(with: gv, where: v .> zero), as: SIMD8<Float>.self)
-                            k &+= 8
-                        }
-                        while k < s { ms[k] = xs[k] * a + b0 > 0 ? gs[k] : 0; k &+= 1 }
-                    }
-                }
-                gc = masked
-            }
+            // With the fused ReLU, its backward (g where the forward's v = a·x + b > 0, else 0)
+            // is applied on the fly in both passes below, v recomputed: no masked copy of g.
+            let gc = try g.to(.float32).contiguous()
             let pg = gc.pointer(Float.self)
             var sumG = [Float](repeating: 0, count: c), sumGX = [Float](repeating: 0, count: c)
             sumG.withUnsafeMutableBufferPointer { psg in sumGX.withUnsafeMutableBufferPointer { psgx in
@@ -134,8 +114,13 @@ extension F {
                     var a: Float = 0, bsum: Float = 0
                     for b in 0..<n {
                         let off = (b * c + ch) * s
-                        a += rowSum(pg + off, s)
-                        bsum += rowDotCentered(pg + off, px + off, s, mean[ch])
+                        if relu {
+                            let (sg, sgx) = rowSumsMasked(pg + off, px + off, s, mean[ch], scaleC[ch], shiftC[ch])
+                            a += sg; bsum += sgx
+                        } else {
+                            a += rowSum(pg + off, s)
+                            bsum += rowDotCentered(pg + off, px + off, s, mean[ch])
+                        }
                     }
                     psg[ch] = a
                     psgx[ch] = bsum * invstd[ch]      // Σ g·x̂
@@ -154,13 +139,15 @@ extension F {
                         for b in 0..<n {
                             let off = (b * c + ch) * s
                             let gp = pg + off, xp = px + off, dp = pgx + off
-                            for k in 0..<s { dp[k] = k1 * (gp[k] - mg - (xp[k] - mu) * inv * mgx) }
+                            if relu { rowInputGradMasked(gp, xp, dp, s, scaleC[ch], shiftC[ch], k1: k1, mg: mg, mu: mu, inv: inv, mgx: mgx) }
+                            else { for k in 0..<s { dp[k] = k1 * (gp[k] - mg - (xp[k] - mu) * inv * mgx) } }
                         }
                     } else {
-                        let k1 = gm * inv
+                        let k1 = gm * inv, a = scaleC[ch], b0 = shiftC[ch]
                         for b in 0..<n {
                             let off = (b * c + ch) * s
-                            for k in 0..<s { pgx[off + k] = k1 * pg[off + k] }
+                            if relu { for k in 0..<s { pgx[off + k] = k1 * (px[off + k] * a + b0 > 0 ? pg[off + k] : 0) } }
+                            else { for k in 0..<s { pgx[off + k] = k1 * pg[off + k] } }
                         }
                     }
                 }
@@ -174,6 +161,56 @@ extension F {
             }
             return grads
         }
+    }
+}
+
+/// ReLU's backward fused into batch norm's: g[k] where a·x[k] + b > 0, else 0
+/// (v recomputed as the forward computed it).
+@inline(__always)
+private func reluMask(_ x: SIMD8<Float>, _ g: SIMD8<Float>, _ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+    SIMD8<Float>(repeating: 0).replacing(with: g, where: x * a + b .> SIMD8<Float>(repeating: 0))
+}
+
+/// (rowSum, rowDotCentered) of ReLU-masked g — the same partial sums, in the
+/// same order, as those two functions over a masked copy of g.
+@inline(__always)
+func rowSumsMasked(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ n: Int, _ mu: Float,
+                   _ a: Float, _ b: Float) -> (Float, Float) {
+    var acc = SIMD8<Float>(repeating: 0), accx = SIMD8<Float>(repeating: 0)
+    let m = SIMD8<Float>(repeating: mu), av = SIMD8<Float>(repeating: a), bv = SIMD8<Float>(repeating: b)
+    var l = 0
+    while l &+ 8 <= n {
+        let xv = UnsafeRawPointer(x + l).loadUnaligned(as: SIMD8<Float>.self)
+        let gv = reluMask(xv, UnsafeRawPointer(g + l).loadUnaligned(as: SIMD8<Float>.self), av, bv)
+        acc += gv
+        accx += gv * (xv - m)
+        l &+= 8
+    }
+    var tail: Float = 0, tailx: Float = 0
+    while l < n {
+        let gv = x[l] * a + b > 0 ? g[l] : 0
+        tail += gv; tailx += gv * (x[l] - mu); l &+= 1
+    }
+    return (acc.sum() + tail, accx.sum() + tailx)
+}
+
+/// dx = k1·(g' − mg − (x − mu)·inv·mgx) with g' = ReLU-masked g, element for element.
+@inline(__always)
+func rowInputGradMasked(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
+                        _ a: Float, _ b: Float, k1: Float, mg: Float, mu: Float, inv: Float, mgx: Float) {
+    let av = SIMD8<Float>(repeating: a), bv = SIMD8<Float>(repeating: b), k1v = SIMD8<Float>(repeating: k1)
+    let mgv = SIMD8<Float>(repeating: mg), muv = SIMD8<Float>(repeating: mu), invv = SIMD8<Float>(repeating: inv)
+    let mgxv = SIMD8<Float>(repeating: mgx)
+    var l = 0
+    while l &+ 8 <= n {
+        let xv = UnsafeRawPointer(x + l).loadUnaligned(as: SIMD8<Float>.self)
+        let gv = reluMask(xv, UnsafeRawPointer(g + l).loadUnaligned(as: SIMD8<Float>.self), av, bv)
+        UnsafeMutableRawPointer(dx + l).storeBytes(of: k1v * (gv - mgv - (xv - muv) * invv * mgxv), as: SIMD8<Float>.self)
+        l &+= 8
+    }
+    while l < n {
+        let gv = x[l] * a + b > 0 ? g[l] : 0
+        dx[l] = k1 * (gv - mg - (x[l] - mu) * inv * mgx); l &+= 1
     }
 }
 
