@@ -153,27 +153,54 @@ final class BufferPoolTests: XCTestCase {
         let before = BufferPool.stats
         var first: UnsafeMutableRawPointer?
         do {
-            let s = Storage(byteCount: 300_000)
+            let s = Storage.make(byteCount: 300_000)
             s.raw.storeBytes(of: 7, as: Int.self)
             first = s.raw
         }
         XCTAssertEqual(BufferPool.stats.cachedBytes, BufferPool.sizeClass(300_000))
-        let again = Storage(byteCount: 310_000, zeroed: true)        // same 320 KB class
+        let again = Storage.make(byteCount: 310_000, zeroed: true)        // same 320 KB class
         XCTAssertEqual(again.raw, first)
         XCTAssertEqual(again.raw.load(as: Int.self), 0)
         XCTAssertEqual(BufferPool.stats.hits, before.hits + 1)
         XCTAssertEqual(BufferPool.stats.cachedBytes, 0)
         // Small and huge buffers bypass the pool.
-        do { _ = Storage(byteCount: 1000); _ = Storage(byteCount: (64 << 20) + 1) }
+        do { _ = Storage.make(byteCount: 1000); _ = Storage.make(byteCount: (64 << 20) + 1) }
         XCTAssertEqual(BufferPool.stats.cachedBytes, 0)
         BufferPool.release()
+    }
+
+    /// Below 4 KB the bytes live inside the Storage object (one allocation),
+    /// 16-byte aligned; from 4 KB up they are a buffer of their own, 64-byte
+    /// aligned. Either way live bytes are accounted and `zeroed` clears them.
+    func testSmallBuffersLiveInsideTheirStorage() {
+        let live = nativeBytes.load(ordering: .relaxed)
+        do {
+            let small = Storage.make(byteCount: 4095, zeroed: true), large = Storage.make(byteCount: 4096, zeroed: true)
+            XCTAssertEqual(nativeBytes.load(ordering: .relaxed), live + 4095 + 4096)
+            let object = Int(bitPattern: Unmanaged.passUnretained(small).toOpaque())
+            let inside = Int(bitPattern: small.raw) - object
+            XCTAssertTrue(inside > 0 && inside <= 64, "inline bytes start \(inside) bytes into the object")
+            XCTAssertEqual(Int(bitPattern: small.raw) % 16, 0)
+            XCTAssertEqual(Int(bitPattern: large.raw) % 64, 0)
+            let far = Int(bitPattern: large.raw) - Int(bitPattern: Unmanaged.passUnretained(large).toOpaque())
+            XCTAssertFalse(far > 0 && far <= 64, "a 4 KB buffer is separate")
+            XCTAssertEqual(UnsafeRawBufferPointer(start: small.raw, count: 4095).allSatisfy { $0 == 0 }, true)
+            XCTAssertEqual(small.byteCount, 4095)
+            small.version &+= 3
+            XCTAssertEqual(small.version, 3)
+            // A tensor on inline storage works as any other.
+            let t = Tensor(storage: small, shape: [1023], strides: [1], offset: 0, dtype: .float32)
+            t.pointer(Float.self).update(repeating: 2, count: 1023)
+            XCTAssertEqual(try t.sum().item().double, 2046)
+        }
+        XCTAssertEqual(nativeBytes.load(ordering: .relaxed), live)
     }
 
     func testCachedBytesStayUnderTheCap() {
         BufferPool.release()
         do {
             var held: [Storage] = []
-            for _ in 0..<((BufferPool.capBytes >> 20) / 8 + 4) { held.append(Storage(byteCount: 8 << 20)) }
+            for _ in 0..<((BufferPool.capBytes >> 20) / 8 + 4) { held.append(Storage.make(byteCount: 8 << 20)) }
         }
         XCTAssertLessThanOrEqual(BufferPool.stats.cachedBytes, BufferPool.capBytes)
         XCTAssertGreaterThan(BufferPool.stats.cachedBytes, BufferPool.capBytes - (9 << 20))
