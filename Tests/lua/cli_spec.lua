@@ -375,7 +375,12 @@ describe("Ctrl-C inside native work", function()
     assert.truthy(out:find("interrupted!", 1, true), out)
     assert.truthy(out:find("exit=130", 1, true), out)
     local ms = tonumber(out:match("ms=(%d+)"))
-    assert.truthy(ms and ms < 1500, "took " .. tostring(ms) .. " ms:\n" .. out)
+    -- The attack stops at its next step boundary: one PGD step of the small CNN
+    -- at batch 64. Under ThreadSanitizer a step is several times slower (1.57 s
+    -- seen on a VM whose OpenBLAS ran its SSE3 fallback kernels), so the bound
+    -- scales with the sanitizer; the normal build keeps 1.5 s.
+    local bound = support.sanitized and 4500 or 1500
+    assert.truthy(ms and ms < bound, "took " .. tostring(ms) .. " ms:\n" .. out)
   end)
 
   threads_it("returns the REPL to its next line with the model still usable", function()
