@@ -146,7 +146,7 @@ extension F {
                         let k1 = gm * inv, a = scaleC[ch], b0 = shiftC[ch]
                         for b in 0..<n {
                             let off = (b * c + ch) * s
-                            if relu { for k in 0..<s { pgx[off + k] = k1 * (px[off + k] * a + b0 > 0 ? pg[off + k] : 0) } }
+                            if relu { for k in 0..<s { pgx[off + k] = k1 * reluMask(px[off + k], pg[off + k], a, b0) } }
                             else { for k in 0..<s { pgx[off + k] = k1 * pg[off + k] } }
                         }
                     }
@@ -166,6 +166,9 @@ extension F {
 
 /// ReLU's backward fused into batch norm's: g[k] where a·x[k] + b > 0, else 0
 /// (v recomputed as the forward computed it).
+@inline(__always)
+private func reluMask(_ x: Float, _ g: Float, _ a: Float, _ b: Float) -> Float { x * a + b > 0 ? g : 0 }
+
 @inline(__always)
 private func reluMask(_ x: SIMD8<Float>, _ g: SIMD8<Float>, _ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
     SIMD8<Float>(repeating: 0).replacing(with: g, where: x * a + b .> SIMD8<Float>(repeating: 0))
@@ -188,7 +191,7 @@ func rowSumsMasked(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<F
     }
     var tail: Float = 0, tailx: Float = 0
     while l < n {
-        let gv = x[l] * a + b > 0 ? g[l] : 0
+        let gv = reluMask(x[l], g[l], a, b)
         tail += gv; tailx += gv * (x[l] - mu); l &+= 1
     }
     return (acc.sum() + tail, accx.sum() + tailx)
@@ -209,7 +212,7 @@ func rowInputGradMasked(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePoin
         l &+= 8
     }
     while l < n {
-        let gv = x[l] * a + b > 0 ? g[l] : 0
+        let gv = reluMask(x[l], g[l], a, b)
         dx[l] = k1 * (gv - mg - (x[l] - mu) * inv * mgx); l &+= 1
     }
 }
