@@ -30,6 +30,35 @@ final class HostTests: XCTestCase {
         try host.run(code: "assert(require('parry').ones(3):sum():item() == 3)")
     }
 
+    /// The userdata type check has a fast path for the metatables of the state
+    /// that registered last (shim.c's kind cache) and the registry path for
+    /// every other state; both must accept their own tensors and refuse other
+    /// userdata, while states come and go in any order.
+    func testTypeChecksHoldWithSeveralStatesAliveAndClosing() throws {
+        let code = """
+        local p = require('parry'); local a = p.ones(3)
+        assert((a + a):sum():item() == 6)
+        for _, other in ipairs{p.nn.Linear(2, 2), io.stdout, p.Generator(1)} do
+          local ok, e = pcall(function() return a + other end)
+          assert(not ok and e:find('parry.add: expected a tensor or number for other'), e)
+        end
+        local net = p.nn.Linear(3, 1)
+        assert(net(a:view(1, 3)):numel() == 1)
+        assert(not pcall(net, p.Generator(1)))
+        collectgarbage()
+        """
+        let a = try LuaHost()
+        try a.run(code: code)
+        var b: LuaHost? = try LuaHost()
+        try b!.run(code: code)     // b registered last: its checks take the fast path
+        try a.run(code: code)      // a's take the registry path
+        b = nil                    // b closes: the cache is cleared with it
+        try a.run(code: code)
+        let c = try LuaHost()
+        try c.run(code: code)
+        try a.run(code: code)
+    }
+
     func testGarbageCollectorSeesNativeMemory() throws {
         let host = try LuaHost()
         let before = nativeBytes.load(ordering: .relaxed)

@@ -147,6 +147,40 @@ final class FunctionalTests: XCTestCase {
         XCTAssertEqual(try F.adaptiveAvgPool2d(x, (1, 1)).floats(), [8.5])
     }
 
+    /// The 2×2 / stride 2 max pool (its own unrolled loop) against a plain
+    /// scalar reading of PyTorch's rule — each window's first maximum in
+    /// row-major order wins, a NaN wins and stays — compared bit for bit, on
+    /// ties, NaNs, ±0, ±inf and odd sizes whose last row and column no window
+    /// covers; and its gradient: g at each winner, +0 elsewhere (the scatter-add
+    /// onto zeros turns a -0 gradient into +0).
+    func testMaxPool2x2MatchesTheScalarRuleBitForBit() throws {
+        let specials: [Float] = [0, -0.0, 1, 1, -1, .nan, .infinity, -.infinity, 2, 2]
+        for (h, w) in [(4, 4), (5, 7), (6, 18), (3, 9), (28, 28), (2, 2)] {
+            let n = 2, c = 3, oh = h / 2, ow = w / 2
+            var vals = try Tensor.randn([n * c * h * w], generator: g).floats().map { ($0 * 2).rounded() }  // many ties
+            for k in stride(from: 0, to: vals.count, by: 5) { vals[k] = specials[(k / 5) % specials.count] }
+            let x = try Tensor(vals, shape: [n, c, h, w]).requiresGrad_()
+            var gvals = try Tensor.randn([n * c * oh * ow], generator: g).floats()
+            for k in stride(from: 0, to: gvals.count, by: 7) { gvals[k] = -0.0 }
+            let y = try F.maxPool2d(x, kernel: 2)
+            try y.backward(try Tensor(gvals, shape: [n, c, oh, ow]))
+            var want = [Float](repeating: 0, count: n * c * oh * ow), wantGrad = [Float](repeating: 0, count: vals.count)
+            for p in 0..<(n * c) { for i in 0..<oh { for j in 0..<ow {
+                var best = Float(0), at = -1
+                for (di, dj) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let k = p * h * w + (2 * i + di) * w + 2 * j + dj, v = vals[k]
+                    if at < 0 || (!(v <= best) && !best.isNaN) { best = v; at = k }
+                }
+                let o = (p * oh + i) * ow + j
+                want[o] = best
+                wantGrad[at] += gvals[o]
+            } } }
+            let got = try y.floats(), gotGrad = try x.grad!.floats()
+            XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "values \(h)×\(w)")
+            XCTAssertEqual(gotGrad.map(\.bitPattern), wantGrad.map(\.bitPattern), "gradient \(h)×\(w)")
+        }
+    }
+
     func testBatchNormTrainAndEval() throws {
         let x = try leaf([4, 3, 2, 2]), w = try leaf([3]), b = try leaf([3])
         try check("batch norm train", [x, w, b]) { xs in
