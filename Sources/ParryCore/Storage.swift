@@ -138,36 +138,22 @@ public final class Storage: ManagedBuffer<StorageHeader, SIMD4<Float>>, @uncheck
 /// objects and every step's buffers came from freshly grown heap — a page
 /// fault per 4 KB (an MLP epoch: 115k faults, 1.7 GB resident). Cached here,
 /// the next step's buffers are the last step's (that epoch: 0.8 s instead of
-/// 0.8–1.1 s, 1.0 GB resident). Idle cached bytes are capped by the process's
-/// peak of handed-out bytes, at least 256 MB (`State.cap`; PARRY_POOL_MB fixes
-/// the cap instead); beyond the cap buffers go back to malloc.
+/// 0.8–1.1 s, 1.0 GB resident). Idle cached bytes are capped (PARRY_POOL_MB,
+/// default 256); beyond the cap buffers go back to malloc.
 /// `parry.memory_stats()` reports it, `parry.empty_cache()` empties it.
 public enum BufferPool {
     static let minBytes = 64 << 10
     /// Larger buffers (a whole dataset, its decoding temporaries) are rarely
     /// allocated twice at one size; they go to malloc, which maps them directly.
     static let maxBytes = 64 << 20
-    /// PARRY_POOL_MB, when set: a fixed cap on idle cached bytes.
-    static let fixedCapBytes: Int? = {
+    static let capBytes: Int = {
         if let s = ProcessInfo.processInfo.environment["PARRY_POOL_MB"], let mb = Int(s), mb >= 0 { return mb << 20 }
-        return nil
+        return 256 << 20
     }()
-    static let defaultCapBytes = 256 << 20
 
     private struct State {
         var free: [Int: [UInt]] = [:]      // size class → buffer addresses
         var cached = 0, hits = 0, misses = 0
-        /// Pool-sized bytes handed out and not yet given back, and their peak.
-        var outstanding = 0, highWater = 0
-        /// The cap on idle bytes: PARRY_POOL_MB if set, else the larger of
-        /// 256 MB and the most this process has had out at once — so a step
-        /// whose buffers add up to more than 256 MB (a ResNet-18 training step
-        /// at batch 128: ~1.1 GB) gets them all back next step instead of
-        /// ~140k page faults a step. The price: between steps the cache holds
-        /// what the step used, and the size classes, which peak at different
-        /// times, can together hold more (ResNet-18: peak resident 1.27 → 1.38 GB);
-        /// `empty_cache()` returns it all.
-        var cap: Int { fixedCapBytes ?? max(defaultCapBytes, highWater) }
     }
     private static let state = Locked(State())
 
@@ -182,12 +168,7 @@ public enum BufferPool {
     static func take(_ n: Int) -> (UnsafeMutableRawPointer, Int) {
         let size = sizeClass(n)
         let reused: UInt? = state.withLock { st in
-            st.outstanding += size
-            st.highWater = max(st.highWater, st.outstanding)
-            guard let p = st.free[size]?.popLast() else {
-                st.misses += 1
-                return nil
-            }
+            guard let p = st.free[size]?.popLast() else { st.misses += 1; return nil }
             st.cached -= size
             st.hits += 1
             return p
@@ -198,27 +179,12 @@ public enum BufferPool {
 
     static func give(_ p: UnsafeMutableRawPointer, _ size: Int) {
         let kept = state.withLock { st in
-            st.outstanding -= size
-            guard st.cached + size <= st.cap else { return false }
+            guard st.cached + size <= capBytes else { return false }
             st.free[size, default: []].append(UInt(bitPattern: p))
             st.cached += size
             return true
         }
         if !kept { p.deallocate() }
-    }
-
-    /// A workspace of at least `bytes` bytes (64-byte aligned), from the pool
-    /// when it is in the pooled size range, else from malloc; hand it back with
-    /// `giveWorkspace` and the same `home`.
-    public static func takeWorkspace(bytes: Int) -> (pointer: UnsafeMutableRawPointer, home: Int) {
-        let n = max(bytes, 1)
-        guard n >= minBytes && n <= maxBytes else { return (.allocate(byteCount: n, alignment: 64), 0) }
-        let (p, size) = take(n)
-        return (p, size)
-    }
-
-    public static func giveWorkspace(_ p: UnsafeMutableRawPointer, home: Int) {
-        if home > 0 { give(p, home) } else { p.deallocate() }
     }
 
     /// Runs `body` with a scratch buffer of `count` floats, from the pool when
@@ -241,17 +207,10 @@ public enum BufferPool {
         state.withLock { ($0.cached, $0.hits, $0.misses) }
     }
 
-    /// The cap on idle cached bytes now (see `State.cap`).
-    public static var capBytes: Int { state.withLock { $0.cap } }
-
-    /// Pool-sized bytes handed out and not yet given back.
-    static var outstandingBytes: Int { state.withLock { $0.outstanding } }
-
-    /// Returns every cached buffer to malloc, and forgets the peak the cap
-    /// followed (it restarts from what is out now).
+    /// Returns every cached buffer to malloc.
     public static func release() {
         let all = state.withLock { st -> [UInt] in
-            defer { st.free = [:]; st.cached = 0; st.highWater = st.outstanding }
+            defer { st.free = [:]; st.cached = 0 }
             return st.free.values.flatMap { $0 }
         }
         for a in all { UnsafeMutableRawPointer(bitPattern: a)?.deallocate() }

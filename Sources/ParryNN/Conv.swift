@@ -237,14 +237,11 @@ extension F {
                 // its own dW, summed in chunk order afterwards, so the result
                 // does not depend on the number of threads.
                 let chunks = convChunks(n), blocks = geo.rowBlocks()
-                // One pooled buffer per chunk (ResNet-18's 512-channel layers: 8 × 9.4 MB,
-                // which as one malloc'd block came back as fresh pages every step).
-                let partials = gw == nil ? [] : (0..<chunks.count).map { _ in BufferPool.takeWorkspace(bytes: o * K * MemoryLayout<Float>.stride) }
-                defer { for b in partials { BufferPool.giveWorkspace(b.pointer, home: b.home) } }
-                let partial = partials.map { $0.pointer.bindMemory(to: Float.self, capacity: o * K) }
+                let partial = gw == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: chunks.count * o * K)
+                defer { partial?.deallocate() }
                 let pgx = gx?.pointer(Float.self)
                 Parallel.forEach(chunks.count) { ci in BufferPool.withScratch(floats: K * blocks.maxColumns) { cols in
-                    let dw = partial.isEmpty ? nil : partial[ci]
+                    let dw = partial.map { $0 + ci * o * K }
                     for s in chunks[ci] {
                         if let pgx { (pgx + s * c * h * w).update(repeating: 0, count: c * h * w) }
                         for rows in blocks.ranges {
@@ -265,10 +262,10 @@ extension F {
                         }
                     }
                 } }
-                if let gw, !partial.isEmpty {
+                if let gw, let partial, !chunks.isEmpty {
                     let dst = gw.pointer(Float.self)
-                    dst.update(from: partial[0], count: o * K)
-                    for ci in 1..<chunks.count { let src = partial[ci]; for j in 0..<(o * K) { dst[j] += src[j] } }
+                    dst.update(from: partial, count: o * K)
+                    for ci in 1..<chunks.count { for j in 0..<(o * K) { dst[j] += partial[ci * o * K + j] } }
                 }
             }
             var grads: [Tensor?] = [gx, gw]

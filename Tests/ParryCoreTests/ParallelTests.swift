@@ -196,28 +196,15 @@ final class BufferPoolTests: XCTestCase {
         XCTAssertEqual(nativeBytes.load(ordering: .relaxed), live)
     }
 
-    /// The idle cache keeps at least 256 MB and, beyond that, as much as the
-    /// process has had out at once (PARRY_POOL_MB unset): buffers that a step
-    /// held together all come back for the next step. empty_cache() (release)
-    /// returns them and the cap starts again from what is out.
-    func testTheCacheCapFollowsThePeakAndReleaseResetsIt() {
+    func testCachedBytesStayUnderTheCap() {
         BufferPool.release()
-        let out0 = BufferPool.outstandingBytes
-        XCTAssertEqual(BufferPool.capBytes, max(256 << 20, out0))
-        let n = (BufferPool.capBytes >> 20) / 8 + 4      // more 8 MB buffers at once than the cap
         do {
             var held: [Storage] = []
-            for _ in 0..<n { held.append(Storage.make(byteCount: 8 << 20)) }
-            XCTAssertEqual(BufferPool.outstandingBytes, out0 + n * (8 << 20))
+            for _ in 0..<((BufferPool.capBytes >> 20) / 8 + 4) { held.append(Storage.make(byteCount: 8 << 20)) }
         }
-        XCTAssertGreaterThanOrEqual(BufferPool.capBytes, out0 + n * (8 << 20))
-        XCTAssertEqual(BufferPool.stats.cachedBytes, n * (8 << 20))     // every one kept
-        // The next round of the same sizes is served from the cache.
-        let hits = BufferPool.stats.hits
-        do { var held: [Storage] = []; for _ in 0..<n { held.append(Storage.make(byteCount: 8 << 20)) } }
-        XCTAssertEqual(BufferPool.stats.hits - hits, n)
+        XCTAssertLessThanOrEqual(BufferPool.stats.cachedBytes, BufferPool.capBytes)
+        XCTAssertGreaterThan(BufferPool.stats.cachedBytes, BufferPool.capBytes - (9 << 20))
         BufferPool.release()
         XCTAssertEqual(BufferPool.stats.cachedBytes, 0)
-        XCTAssertEqual(BufferPool.capBytes, max(256 << 20, BufferPool.outstandingBytes))
     }
 }
