@@ -132,13 +132,12 @@ static void **box_of(lua_State *L, int idx, int kind) {
   if (lua_type(L, idx) != LUA_TUSERDATA) return NULL;
   void **box = (void **)lua_touserdata(L, idx);
   if (!lua_getmetatable(L, idx)) return NULL;
-  const void *mt = lua_topointer(L, -1), *cached = kind_mt_cache[kind];
-  if (cached != NULL) {
+  const void *cached = kind_mt_cache[kind];
+  if (cached != NULL && lua_topointer(L, -1) == cached) {
     lua_settop(L, -2);
-    if (mt == cached) return box;
-    /* not the cached state's metatable: maybe another state's, so look it up there */
-    if (!lua_getmetatable(L, idx)) return NULL;
+    return box;
   }
+  /* not the cached state's metatable (maybe another state's): the registry decides */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
   int same = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
