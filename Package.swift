@@ -26,9 +26,13 @@ let package = Package(
         // The C side of the Lua edge: macro wrappers and the error trampoline.
         .target(name: "CLuaShim", dependencies: ["CLua"]),
 
+        // parry's own SIMD kernels in C (AVX-512 intrinsics, chosen at run time): the
+        // direct convolution. Optimized in debug builds too, so tests run them at speed.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
+
         .target(name: "ParryCore", dependencies: ["CBLAS"], swiftSettings: optimize),
         .target(name: "ParryDist", dependencies: ["ParryCore", "CMPI"], swiftSettings: optimize),
-        .target(name: "ParryNN", dependencies: ["ParryCore", "CBLAS"], swiftSettings: optimize),
+        .target(name: "ParryNN", dependencies: ["ParryCore", "CBLAS", "CKernels"], swiftSettings: optimize),
         .target(name: "ParryData", dependencies: ["ParryCore", "CZlib"], swiftSettings: optimize),
         .target(name: "ParryRobust", dependencies: ["ParryCore", "ParryNN", "ParryData"], swiftSettings: optimize),
         .target(name: "ParryFed", dependencies: ["ParryCore", "ParryNN", "ParryDist", "CBLAS"], swiftSettings: optimize),

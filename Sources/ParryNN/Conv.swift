@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Foundation
 import ParryCore
 
@@ -196,6 +197,19 @@ extension F {
         // The columns are built a block of output rows at a time (`geo.rowBlocks`),
         // small enough to stay in the core's L2 cache until BLAS packs them.
         let chunks = convChunks(n), blocks = geo.rowBlocks()
+        let direct = directConvUsable(geo)
+        if direct {
+            // The direct kernel (CKernels): no columns; packed weights shared by the threads.
+            BufferPool.withScratch(floats: max(1, Int(pk_conv_packed_floats(Int32(o), Int32(K))))) { packed in
+                pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 0, packed)
+                Parallel.forEach(chunks.count) { ci in
+                    let r = chunks[ci]
+                    pk_conv_direct(px + r.lowerBound * c * h * w, c * h * w, Int32(r.count), Int32(c), Int32(h), Int32(w),
+                                   Int32(kh), Int32(kw), Int32(padding.0), Int32(padding.1), packed, Int32(o), pb,
+                                   po + r.lowerBound * o * L, o * L)
+                }
+            }
+        } else {
         Parallel.forEach(chunks.count) { ci in BufferPool.withScratch(floats: K * blocks.maxColumns) { scratch in
             for s in chunks[ci] {
                 if let pb { for ch in 0..<o { (po + (s * o + ch) * L).update(repeating: pb[ch], count: L) } }
@@ -207,6 +221,7 @@ extension F {
                 }
             }
         } }
+        }
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         let xShape = x.shape, wShape = weight.shape
         // Backward reads x and the weight (xc/wm may share their storage): saving them
@@ -240,6 +255,27 @@ extension F {
                 let partial = gw == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: chunks.count * o * K)
                 defer { partial?.deallocate() }
                 let pgx = gx?.pointer(Float.self)
+                if direct {
+                    // Weight gradient per chunk (summed in chunk order below); the input
+                    // gradient is the direct convolution of g with the flipped, transposed
+                    // kernel (padding k − 1 − p), written straight into dX.
+                    let packedT = pgx == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: max(1, Int(pk_conv_packed_floats(Int32(c), Int32(o * kh * kw)))))
+                    defer { packedT?.deallocate() }
+                    if let packedT { pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 1, packedT) }
+                    Parallel.forEach(chunks.count) { ci in
+                        let r = chunks[ci]
+                        if let partial {
+                            pk_conv_dweight(px + r.lowerBound * c * h * w, c * h * w, pg + r.lowerBound * o * L, o * L, Int32(r.count),
+                                            Int32(c), Int32(h), Int32(w), Int32(kh), Int32(kw), Int32(geo.ph), Int32(geo.pw), Int32(o),
+                                            partial + ci * o * K, 0)
+                        }
+                        if let pgx, let packedT {
+                            pk_conv_direct(pg + r.lowerBound * o * L, o * L, Int32(r.count), Int32(o), Int32(oh), Int32(ow),
+                                           Int32(kh), Int32(kw), Int32(kh - 1 - geo.ph), Int32(kw - 1 - geo.pw), packedT, Int32(c), nil,
+                                           pgx + r.lowerBound * c * h * w, c * h * w)
+                        }
+                    }
+                } else {
                 Parallel.forEach(chunks.count) { ci in BufferPool.withScratch(floats: K * blocks.maxColumns) { cols in
                     let dw = partial.map { $0 + ci * o * K }
                     for s in chunks[ci] {
@@ -262,6 +298,7 @@ extension F {
                         }
                     }
                 } }
+                }
                 if let gw, let partial, !chunks.isEmpty {
                     let dst = gw.pointer(Float.self)
                     dst.update(from: partial, count: o * K)
@@ -310,6 +347,22 @@ nonisolated(unsafe) var convBlockBytes: Int = {
     if let s = ProcessInfo.processInfo.environment["PARRY_CONV_BLOCK_KB"], let kb = Int(s), kb > 0 { return kb << 10 }
     return 512 << 10
 }()
+
+/// Whether conv2d runs on the direct kernels of CKernels (no column matrix):
+/// on CPUs with AVX-512, unless PARRY_CONV=im2col. Tests switch it to run
+/// both paths in one process; setting it has no effect on other CPUs.
+nonisolated(unsafe) public var convDirectEnabled: Bool =
+    ProcessInfo.processInfo.environment["PARRY_CONV"] != "im2col"
+
+/// Whether this CPU runs the direct convolution kernels (AVX-512F).
+public var convDirectAvailable: Bool { pk_conv_direct_available() != 0 }
+
+/// The geometry the direct kernels cover: stride 1 and an output as wide as
+/// the input (2·pw = kw − 1), on a CPU that runs them.
+func directConvUsable(_ geo: WindowGeometry) -> Bool {
+    convDirectEnabled && geo.sh == 1 && geo.sw == 1 && geo.ow == geo.w && geo.oh > 0 && geo.c > 0
+        && pk_conv_direct_available() != 0
+}
 
 /// The images of a batch of n split into at most 8 contiguous chunks — a
 /// function of n only, so per-chunk partial sums add up the same way on any

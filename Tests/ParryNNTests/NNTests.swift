@@ -86,6 +86,55 @@ final class FunctionalTests: XCTestCase {
                                              try leaf([2, 2, 3, 3])]).passed)
     }
 
+    /// The direct kernels (CKernels, AVX-512) against the im2col + BLAS path on
+    /// the geometries they take (stride 1, output as wide as the input):
+    /// channel counts on both sides of the 12-row and 4×6 register tiles, one
+    /// input channel (the first layer, whose input gradient attacks need),
+    /// positions that are not a multiple of 16 or 32, 1×1, 5×5, non-square and
+    /// row-unpadded kernels, an uneven 13-image batch. Forward, dX, dW and db
+    /// must agree to float rounding (the sums run in another order), and a
+    /// finite-difference check runs on the direct path. On a CPU without
+    /// AVX-512 both runs take im2col and the comparison is trivially equal.
+    func testDirectConvolutionMatchesIm2col() throws {
+        let saved = convDirectEnabled
+        defer { convDirectEnabled = saved }
+        let cases: [(n: Int, c: Int, o: Int, h: Int, w: Int, kh: Int, kw: Int, ph: Int)] = [
+            (2, 3, 4, 5, 7, 3, 3, 1), (3, 1, 32, 9, 9, 3, 3, 1), (13, 17, 13, 6, 5, 3, 3, 1),
+            (2, 16, 25, 8, 8, 3, 3, 1), (2, 5, 12, 3, 40, 1, 1, 0), (2, 4, 7, 11, 6, 5, 5, 2),
+            (2, 3, 5, 7, 9, 3, 1, 0), (2, 2, 3, 6, 6, 1, 3, 0), (1, 24, 1, 4, 4, 3, 3, 1),
+            (2, 3, 6, 1, 1, 3, 3, 1), (2, 2, 4, 4, 1, 3, 3, 2),
+        ]
+        for t in cases {
+            let geo = WindowGeometry(c: t.c, h: t.h, w: t.w, kh: t.kh, kw: t.kw, sh: 1, sw: 1, ph: t.ph, pw: (t.kw - 1) / 2)
+            convDirectEnabled = true
+            XCTAssertEqual(directConvUsable(geo), convDirectAvailable, "case \(t)")
+            let x0 = try Tensor.randn([t.n, t.c, t.h, t.w], generator: g), w0 = try Tensor.randn([t.o, t.c, t.kh, t.kw], generator: g)
+            let b0 = try Tensor.randn([t.o], generator: g)
+            let probe = try Tensor.randn([t.n, t.o, geo.oh, geo.ow], generator: g)
+            func run(_ direct: Bool) throws -> [[Float]] {
+                convDirectEnabled = direct
+                let x = try x0.cloneRaw().requiresGrad_(), w = try w0.cloneRaw().requiresGrad_(), b = try b0.cloneRaw().requiresGrad_()
+                let y = try F.conv2d(x, w, b, stride: (1, 1), padding: (t.ph, (t.kw - 1) / 2))
+                try y.binary(.mul, probe).sum().backward()
+                return [y.floats(), x.grad!.floats(), w.grad!.floats(), b.grad!.floats()]
+            }
+            let viaDirect = try run(true), viaColumns = try run(false)
+            for (i, name) in ["y", "dx", "dw", "db"].enumerated() {
+                XCTAssertEqual(viaDirect[i].count, viaColumns[i].count)
+                for (j, (a, e)) in zip(viaDirect[i], viaColumns[i]).enumerated() where abs(a - e) > 1e-4 * (1 + abs(e)) {
+                    XCTFail("case \(t) \(name)[\(j)]: direct \(a), im2col \(e)"); break
+                }
+            }
+            if t.kh == t.kw && t.ph == (t.kw - 1) / 2 {      // naiveConv: square kernels, equal padding
+                close(viaDirect[0], naiveConv(x0, w0, b0, stride: 1, padding: t.ph), tol: 1e-4)
+            }
+        }
+        convDirectEnabled = true
+        XCTAssertTrue(try gradcheck({ try F.conv2d($0[0], $0[1], $0[2], stride: 1, padding: 1) },
+                                    inputs: [try Tensor.randn([3, 2, 5, 6], generator: g).requiresGrad_(), try leaf([5, 2, 3, 3]),
+                                             try leaf([5])]).passed)
+    }
+
     /// The fused convolution builds its columns a block of output rows at a
     /// time; with tiny blocks (one or two rows) forward, gradients and the
     /// definition must agree with the one-block result.

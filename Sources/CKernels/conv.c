@@ -1,0 +1,283 @@
+// Direct convolution kernels (AVX-512F), see include/ckernels.h.
+//
+// The geometry they cover: stride 1 and an output as wide as the input
+// (2·pw = kw − 1: 3×3 with padding 1, 1×1 with padding 0, 5×5 with padding 2,
+// any row padding). Then output position l = row·W + col reads input element
+// l + (i − ph)·W + (j − pw) of each channel plane for window offset (i, j): a
+// constant shift per (i, j), so 16 consecutive outputs read 16 consecutive
+// inputs, and the lanes whose window falls on padding (or wraps onto the
+// neighbouring image row) are masked off — a masked load returns 0 there and
+// does not touch memory. So the column matrix of im2col is never written.
+//
+// Forward (and the input gradient, which is the same convolution of g with
+// the flipped, transposed kernel): a register tile of up to 12 output channels
+// × 32 positions (24 accumulators), weights broadcast from a packed [k][row]
+// panel. Weight gradient: a tile of 4 output channels × 6 window rows, each
+// accumulator a 16-lane partial sum over positions and images, reduced at the
+// end of an image group. Summation order depends only on the shapes and on
+// how many images one call gets (the caller fixes that), not on threads.
+
+#include "ckernels.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define PK_X86 1
+#endif
+
+// Register tiles: loops over their rows and columns must unroll completely so
+// the accumulators stay in registers.
+#define PK_UNROLL _Pragma("clang loop unroll(full)")
+
+#define MRMAX 12       // output channels per forward tile
+#define PANEL 32       // output positions per forward tile (two vectors)
+#define MOMAX 4        // output channels per weight-gradient tile
+#define NKMAX 6        // window rows per weight-gradient tile
+
+int pk_conv_direct_available(void) {
+#ifdef PK_X86
+    static int cached = -1;          // a benign race: every thread computes the same value
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+size_t pk_conv_packed_floats(int outCh, int K) {
+    if (outCh <= 0 || K <= 0) return 0;
+    return (size_t)((outCh + MRMAX - 1) / MRMAX) * MRMAX * (size_t)K;
+}
+
+// Tile t holds output channels t·12 ..< min(outCh, t·12 + 12) (mr of them) at
+// packed + t·12·K, laid out [k][mr].
+void pk_conv_pack(const float *w, int O, int C, int kh, int kw, int transposeFlip, float *packed) {
+    const int outCh = transposeFlip ? C : O, inCh = transposeFlip ? O : C, kk = kh * kw, K = inCh * kk;
+    for (int m0 = 0; m0 < outCh; m0 += MRMAX) {
+        const int mr = outCh - m0 < MRMAX ? outCh - m0 : MRMAX;
+        float *dst = packed + (size_t)m0 * K;
+        for (int k = 0; k < K; k++) {
+            const int c = k / kk, q = k % kk, i = q / kw, j = q % kw;
+            for (int t = 0; t < mr; t++) {
+                const int m = m0 + t;
+                dst[(size_t)k * mr + t] = transposeFlip
+                    ? w[(((size_t)c * C + m) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)]
+                    : w[(((size_t)m * C + c) * kh + i) * kw + j];
+            }
+        }
+    }
+}
+
+// Lane validity: output position l (< L) of a W-wide output reading window
+// offset (i, j) of an H×W input with padding (ph, pw).
+static inline int window_ok(ptrdiff_t l, ptrdiff_t L, int W, int H, int i, int j, int ph, int pw) {
+    if (l >= L) return 0;
+    const int row = (int)(l / W) + i - ph, col = (int)(l % W) + j - pw;
+    return row >= 0 && row < H && col >= 0 && col < W;
+}
+
+#ifdef PK_X86
+
+// ---- forward / input gradient ------------------------------------------------
+
+static inline __attribute__((always_inline, target("avx512f")))
+void fwd_tile(const int MR, const float *in, ptrdiff_t plane, int inCh, int kk, const ptrdiff_t *shift,
+              const uint32_t *masks, const float *wp, const float *bias, float *out, ptrdiff_t L,
+              __mmask16 s0, __mmask16 s1) {
+    __m512 a0[MRMAX], a1[MRMAX];
+    PK_UNROLL
+    for (int r = 0; r < MR; r++) {
+        const __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
+        a0[r] = b; a1[r] = b;
+    }
+    for (int c = 0; c < inCh; c++) {
+        const float *pc = in + c * plane;
+        for (int q = 0; q < kk; q++) {
+            const float *p = pc + shift[q];
+            const uint32_t m = masks[q];
+            const __m512 x0 = _mm512_maskz_loadu_ps((__mmask16)(m & 0xFFFF), p);
+            const __m512 x1 = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), p + 16);
+            PK_UNROLL
+            for (int r = 0; r < MR; r++) {
+                const __m512 w = _mm512_set1_ps(wp[r]);
+                a0[r] = _mm512_fmadd_ps(w, x0, a0[r]);
+                a1[r] = _mm512_fmadd_ps(w, x1, a1[r]);
+            }
+            wp += MR;
+        }
+    }
+    PK_UNROLL
+    for (int r = 0; r < MR; r++) {
+        _mm512_mask_storeu_ps(out + r * L, s0, a0[r]);
+        _mm512_mask_storeu_ps(out + r * L + 16, s1, a1[r]);
+    }
+}
+
+typedef void (*fwd_fn)(const float *, ptrdiff_t, int, int, const ptrdiff_t *, const uint32_t *, const float *,
+                       const float *, float *, ptrdiff_t, __mmask16, __mmask16);
+#define FWD(MR) \
+    static __attribute__((target("avx512f"))) void fwd_##MR(const float *in, ptrdiff_t plane, int inCh, int kk, \
+        const ptrdiff_t *shift, const uint32_t *masks, const float *wp, const float *bias, float *out, ptrdiff_t L, \
+        __mmask16 s0, __mmask16 s1) { fwd_tile(MR, in, plane, inCh, kk, shift, masks, wp, bias, out, L, s0, s1); }
+FWD(1) FWD(2) FWD(3) FWD(4) FWD(5) FWD(6) FWD(7) FWD(8) FWD(9) FWD(10) FWD(11) FWD(12)
+static const fwd_fn fwd_table[MRMAX + 1] = {
+    0, fwd_1, fwd_2, fwd_3, fwd_4, fwd_5, fwd_6, fwd_7, fwd_8, fwd_9, fwd_10, fwd_11, fwd_12
+};
+
+static void conv_direct_avx512(const float *in, ptrdiff_t inStride, int n, int inCh, int H, int W,
+                               int kh, int kw, int ph, int pw, const float *packed, int outCh,
+                               const float *bias, float *out, ptrdiff_t outStride) {
+    const int OH = H + 2 * ph - kh + 1, kk = kh * kw, K = inCh * kk;
+    const ptrdiff_t L = (ptrdiff_t)OH * W, plane = (ptrdiff_t)H * W;
+    const ptrdiff_t panels = (L + PANEL - 1) / PANEL;
+    ptrdiff_t *shift = malloc(sizeof(ptrdiff_t) * (size_t)kk);
+    uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * kk));
+    if (!shift || !masks) { free(shift); free(masks); abort(); }
+    for (int q = 0; q < kk; q++) shift[q] = (ptrdiff_t)(q / kw - ph) * W + (q % kw - pw);
+    for (ptrdiff_t p = 0; p < panels; p++)
+        for (int q = 0; q < kk; q++) {
+            uint32_t m = 0;
+            for (int t = 0; t < PANEL; t++)
+                if (window_ok(p * PANEL + t, L, W, H, q / kw, q % kw, ph, pw)) m |= (uint32_t)1 << t;
+            masks[p * kk + q] = m;
+        }
+    for (int s = 0; s < n; s++) {
+        const float *img = in + s * inStride;
+        float *o = out + s * outStride;
+        for (int m0 = 0; m0 < outCh; m0 += MRMAX) {
+            const int mr = outCh - m0 < MRMAX ? outCh - m0 : MRMAX;
+            const fwd_fn f = fwd_table[mr];
+            const float *wp = packed + (size_t)m0 * K;
+            const float *b = bias ? bias + m0 : NULL;
+            for (ptrdiff_t p = 0; p < panels; p++) {
+                const ptrdiff_t l0 = p * PANEL, rest = L - l0;
+                const __mmask16 s0 = rest >= 16 ? 0xFFFF : (__mmask16)((1u << rest) - 1);
+                const __mmask16 s1 = rest >= 32 ? 0xFFFF : rest <= 16 ? 0 : (__mmask16)((1u << (rest - 16)) - 1);
+                f(img + l0, plane, inCh, kk, shift, masks + p * kk, wp, b, o + m0 * L + l0, L, s0, s1);
+            }
+        }
+    }
+    free(shift); free(masks);
+}
+
+// ---- weight gradient ---------------------------------------------------------
+
+static inline __attribute__((always_inline, target("avx512f")))
+void dw_tile(const int MO, const int NK, const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride,
+             int n, ptrdiff_t L, const ptrdiff_t *koff, const int *kq, const uint16_t *masks, int kk,
+             ptrdiff_t chunks, __mmask16 tail, float *dw, int K) {
+    __m512 acc[MOMAX][NKMAX];
+    PK_UNROLL
+    for (int o = 0; o < MO; o++) for (int k = 0; k < NK; k++) acc[o][k] = _mm512_setzero_ps();
+    for (int s = 0; s < n; s++) {
+        const float *gs = g + s * gStride, *xs = x + s * xStride;
+        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+            const __mmask16 gm = ch == chunks - 1 ? tail : 0xFFFF;
+            __m512 gv[MOMAX];
+            PK_UNROLL
+            for (int o = 0; o < MO; o++) gv[o] = _mm512_maskz_loadu_ps(gm, gs + o * L + ch * 16);
+            const uint16_t *mc = masks + ch * kk;
+            PK_UNROLL
+            for (int k = 0; k < NK; k++) {
+                const __m512 xv = _mm512_maskz_loadu_ps(mc[kq[k]], xs + koff[k] + ch * 16);
+                PK_UNROLL
+                for (int o = 0; o < MO; o++) acc[o][k] = _mm512_fmadd_ps(gv[o], xv, acc[o][k]);
+            }
+        }
+    }
+    PK_UNROLL
+    for (int o = 0; o < MO; o++) for (int k = 0; k < NK; k++) dw[o * K + k] += _mm512_reduce_add_ps(acc[o][k]);
+}
+
+typedef void (*dw_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, int, ptrdiff_t, const ptrdiff_t *,
+                      const int *, const uint16_t *, int, ptrdiff_t, __mmask16, float *, int);
+#define DW(MO, NK) \
+    static __attribute__((target("avx512f"))) void dw_##MO##_##NK(const float *x, ptrdiff_t xStride, const float *g, \
+        ptrdiff_t gStride, int n, ptrdiff_t L, const ptrdiff_t *koff, const int *kq, const uint16_t *masks, int kk, \
+        ptrdiff_t chunks, __mmask16 tail, float *dw, int K) { \
+        dw_tile(MO, NK, x, xStride, g, gStride, n, L, koff, kq, masks, kk, chunks, tail, dw, K); }
+#define DWROW(MO) DW(MO, 1) DW(MO, 2) DW(MO, 3) DW(MO, 4) DW(MO, 5) DW(MO, 6)
+DWROW(1) DWROW(2) DWROW(3) DWROW(4)
+#define DWENT(MO) { 0, dw_##MO##_1, dw_##MO##_2, dw_##MO##_3, dw_##MO##_4, dw_##MO##_5, dw_##MO##_6 }
+static const dw_fn dw_table[MOMAX + 1][NKMAX + 1] = { { 0 }, DWENT(1), DWENT(2), DWENT(3), DWENT(4) };
+
+// Images per group: their x and g planes (about) fit in half the L2 cache, so
+// the tiles after the first read them from there.
+#define DW_GROUP_BYTES (256 * 1024)
+
+static void conv_dweight_avx512(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
+                                int C, int H, int W, int kh, int kw, int ph, int pw, int O,
+                                float *dw, int accumulate) {
+    const int OH = H + 2 * ph - kh + 1, kk = kh * kw, K = C * kk;
+    const ptrdiff_t L = (ptrdiff_t)OH * W, plane = (ptrdiff_t)H * W;
+    const ptrdiff_t chunks = (L + 15) / 16;
+    const __mmask16 tail = (L % 16) ? (__mmask16)((1u << (L % 16)) - 1) : 0xFFFF;
+    ptrdiff_t *koff = malloc(sizeof(ptrdiff_t) * (size_t)K);
+    int *kq = malloc(sizeof(int) * (size_t)K);
+    uint16_t *masks = malloc(sizeof(uint16_t) * (size_t)(chunks * kk));
+    if (!koff || !kq || !masks) { free(koff); free(kq); free(masks); abort(); }
+    for (int k = 0; k < K; k++) {
+        const int c = k / kk, q = k % kk;
+        kq[k] = q;
+        koff[k] = c * plane + (ptrdiff_t)(q / kw - ph) * W + (q % kw - pw);
+    }
+    for (ptrdiff_t ch = 0; ch < chunks; ch++)
+        for (int q = 0; q < kk; q++) {
+            uint16_t m = 0;
+            for (int t = 0; t < 16; t++)
+                if (window_ok(ch * 16 + t, L, W, H, q / kw, q % kw, ph, pw)) m |= (uint16_t)(1u << t);
+            masks[ch * kk + q] = m;
+        }
+    if (!accumulate) memset(dw, 0, sizeof(float) * (size_t)O * (size_t)K);
+    const size_t perImage = sizeof(float) * (size_t)(C * plane + O * L);
+    int group = (int)(DW_GROUP_BYTES / (perImage ? perImage : 1));
+    if (group < 1) group = 1;
+    for (int s0 = 0; s0 < n; s0 += group) {
+        const int ns = n - s0 < group ? n - s0 : group;
+        for (int o0 = 0; o0 < O; o0 += MOMAX) {
+            const int mo = O - o0 < MOMAX ? O - o0 : MOMAX;
+            for (int k0 = 0; k0 < K; k0 += NKMAX) {
+                const int nk = K - k0 < NKMAX ? K - k0 : NKMAX;
+                dw_table[mo][nk](x + s0 * xStride, xStride, g + s0 * gStride + o0 * L, gStride, ns, L,
+                                 koff + k0, kq + k0, masks, kk, chunks, tail, dw + (size_t)o0 * K + k0, K);
+            }
+        }
+    }
+    free(koff); free(kq); free(masks);
+}
+
+#endif  // PK_X86
+
+void pk_conv_direct(const float *in, ptrdiff_t inStride, int n, int inCh, int H, int W,
+                    int kh, int kw, int ph, int pw,
+                    const float *packed, int outCh, const float *bias,
+                    float *out, ptrdiff_t outStride) {
+    if (n <= 0 || outCh <= 0 || inCh <= 0) return;
+#ifdef PK_X86
+    if (pk_conv_direct_available() && 2 * pw == kw - 1 && H + 2 * ph - kh + 1 > 0) {
+        conv_direct_avx512(in, inStride, n, inCh, H, W, kh, kw, ph, pw, packed, outCh, bias, out, outStride);
+        return;
+    }
+#endif
+    abort();   // the caller checks pk_conv_direct_available and the geometry first
+}
+
+void pk_conv_dweight(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
+                     int C, int H, int W, int kh, int kw, int ph, int pw, int O,
+                     float *dw, int accumulate) {
+    if (O <= 0 || C <= 0) return;
+    if (n <= 0) { if (!accumulate) memset(dw, 0, sizeof(float) * (size_t)O * (size_t)C * (size_t)(kh * kw)); return; }
+#ifdef PK_X86
+    if (pk_conv_direct_available() && 2 * pw == kw - 1 && H + 2 * ph - kh + 1 > 0) {
+        conv_dweight_avx512(x, xStride, g, gStride, n, C, H, W, kh, kw, ph, pw, O, dw, accumulate);
+        return;
+    }
+#endif
+    abort();
+}

@@ -1,0 +1,46 @@
+// parry's own convolution kernels: a direct (implicit-GEMM) convolution for
+// stride 1 with the output as wide as the input, written with AVX-512
+// intrinsics and chosen at run time (pk_conv_direct_available). No column
+// matrix is built: each window row is a masked load from the input plane.
+// Called from ParryNN's conv2d (Conv.swift), which keeps the im2col + BLAS
+// path for every other shape and for CPUs without AVX-512.
+#ifndef PARRY_CKERNELS_H
+#define PARRY_CKERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when this CPU runs the direct kernels (AVX-512F), else 0.
+int pk_conv_direct_available(void);
+
+/// Floats needed by pk_conv_pack for `outCh` output channels and K = inCh·kh·kw.
+size_t pk_conv_packed_floats(int outCh, int K);
+
+/// Packs an O×C×kh×kw weight for pk_conv_direct. transposeFlip = 0: the
+/// convolution itself (outCh = O, inCh = C). transposeFlip = 1: the kernel of
+/// the input gradient, W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j] (outCh = C, inCh = O).
+void pk_conv_pack(const float *w, int O, int C, int kh, int kw, int transposeFlip, float *packed);
+
+/// n images: out[s][m][l] = bias[m] (or 0) + Σ_{c,i,j} W[m][c][i][j]·in[s][c][row(l)+i-ph][col(l)+j-pw],
+/// zero outside the input; stride 1, output OH×W with OH = H + 2ph - kh + 1 and
+/// 2·pw = kw - 1 (the output as wide as the input). `packed` from pk_conv_pack.
+/// Image s starts at in + s·inStride and out + s·outStride.
+void pk_conv_direct(const float *in, ptrdiff_t inStride, int n, int inCh, int H, int W,
+                    int kh, int kw, int ph, int pw,
+                    const float *packed, int outCh, const float *bias,
+                    float *out, ptrdiff_t outStride);
+
+/// dw[o][k] (+)= Σ_s Σ_l g[s][o][l]·x[s][k-window][l] for the same geometry
+/// (k = (c·kh + i)·kw + j; g is O×OH×W per image, x is C×H×W). accumulate = 0
+/// overwrites dw.
+void pk_conv_dweight(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
+                     int C, int H, int W, int kh, int kw, int ph, int pw, int O,
+                     float *dw, int accumulate);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
