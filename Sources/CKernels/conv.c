@@ -89,7 +89,7 @@ static inline int window_ok(ptrdiff_t l, ptrdiff_t L, int W, int H, int i, int j
 static inline __attribute__((always_inline, target("avx512f")))
 void fwd_tile(const int MR, const float *in, ptrdiff_t plane, int inCh, int kk, const ptrdiff_t *shift,
               const uint32_t *masks, const float *wp, const float *bias, float *out, ptrdiff_t L,
-              __mmask16 s0, __mmask16 s1) {
+              __mmask16 s0, __mmask16 s1, ptrdiff_t d1, ptrdiff_t od1) {
     __m512 a0[MRMAX], a1[MRMAX];
     PK_UNROLL
     for (int r = 0; r < MR; r++) {
@@ -102,7 +102,7 @@ void fwd_tile(const int MR, const float *in, ptrdiff_t plane, int inCh, int kk, 
             const float *p = pc + shift[q];
             const uint32_t m = masks[q];
             const __m512 x0 = _mm512_maskz_loadu_ps((__mmask16)(m & 0xFFFF), p);
-            const __m512 x1 = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), p + 16);
+            const __m512 x1 = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), p + d1);
             PK_UNROLL
             for (int r = 0; r < MR; r++) {
                 const __m512 w = _mm512_set1_ps(wp[r]);
@@ -115,16 +115,17 @@ void fwd_tile(const int MR, const float *in, ptrdiff_t plane, int inCh, int kk, 
     PK_UNROLL
     for (int r = 0; r < MR; r++) {
         _mm512_mask_storeu_ps(out + r * L, s0, a0[r]);
-        _mm512_mask_storeu_ps(out + r * L + 16, s1, a1[r]);
+        _mm512_mask_storeu_ps(out + r * L + od1, s1, a1[r]);
     }
 }
 
 typedef void (*fwd_fn)(const float *, ptrdiff_t, int, int, const ptrdiff_t *, const uint32_t *, const float *,
-                       const float *, float *, ptrdiff_t, __mmask16, __mmask16);
+                       const float *, float *, ptrdiff_t, __mmask16, __mmask16, ptrdiff_t, ptrdiff_t);
 #define FWD(MR) \
     static __attribute__((target("avx512f"))) void fwd_##MR(const float *in, ptrdiff_t plane, int inCh, int kk, \
         const ptrdiff_t *shift, const uint32_t *masks, const float *wp, const float *bias, float *out, ptrdiff_t L, \
-        __mmask16 s0, __mmask16 s1) { fwd_tile(MR, in, plane, inCh, kk, shift, masks, wp, bias, out, L, s0, s1); }
+        __mmask16 s0, __mmask16 s1, ptrdiff_t d1, ptrdiff_t od1) { \
+        fwd_tile(MR, in, plane, inCh, kk, shift, masks, wp, bias, out, L, s0, s1, d1, od1); }
 FWD(1) FWD(2) FWD(3) FWD(4) FWD(5) FWD(6) FWD(7) FWD(8) FWD(9) FWD(10) FWD(11) FWD(12)
 static const fwd_fn fwd_table[MRMAX + 1] = {
     0, fwd_1, fwd_2, fwd_3, fwd_4, fwd_5, fwd_6, fwd_7, fwd_8, fwd_9, fwd_10, fwd_11, fwd_12
@@ -147,23 +148,35 @@ static void conv_direct_avx512(const float *in, ptrdiff_t inStride, int n, int i
                 if (window_ok(p * PANEL + t, L, W, H, q / kw, q % kw, ph, pw)) m |= (uint32_t)1 << t;
             masks[p * kk + q] = m;
         }
-    for (int s = 0; s < n; s++) {
+    // Outputs of at most 16 positions (4×4 maps): two images per tile, the
+    // second vector of each register row reading the next image, so no lanes idle.
+    const int pairs = L <= 16 && n > 1;
+    uint32_t *pmasks = pairs ? malloc(sizeof(uint32_t) * (size_t)kk) : NULL;
+    if (pairs && !pmasks) abort();
+    if (pairs) for (int q = 0; q < kk; q++) pmasks[q] = masks[q] | (masks[q] << 16);
+    for (int s = 0; s < n; s += pairs ? 2 : 1) {
         const float *img = in + s * inStride;
         float *o = out + s * outStride;
+        const int both = pairs && s + 1 < n;
         for (int m0 = 0; m0 < outCh; m0 += MRMAX) {
             const int mr = outCh - m0 < MRMAX ? outCh - m0 : MRMAX;
             const fwd_fn f = fwd_table[mr];
             const float *wp = packed + (size_t)m0 * K;
             const float *b = bias ? bias + m0 : NULL;
+            if (both) {
+                const __mmask16 sm = (__mmask16)((1u << L) - 1);
+                f(img, plane, inCh, kk, shift, pmasks, wp, b, o + m0 * L, L, sm, sm, inStride, outStride);
+                continue;
+            }
             for (ptrdiff_t p = 0; p < panels; p++) {
                 const ptrdiff_t l0 = p * PANEL, rest = L - l0;
                 const __mmask16 s0 = rest >= 16 ? 0xFFFF : (__mmask16)((1u << rest) - 1);
                 const __mmask16 s1 = rest >= 32 ? 0xFFFF : rest <= 16 ? 0 : (__mmask16)((1u << (rest - 16)) - 1);
-                f(img + l0, plane, inCh, kk, shift, masks + p * kk, wp, b, o + m0 * L + l0, L, s0, s1);
+                f(img + l0, plane, inCh, kk, shift, masks + p * kk, wp, b, o + m0 * L + l0, L, s0, s1, 16, 16);
             }
         }
     }
-    free(shift); free(masks);
+    free(shift); free(masks); free(pmasks);
 }
 
 // ---- weight gradient ---------------------------------------------------------
@@ -207,9 +220,94 @@ DWROW(1) DWROW(2) DWROW(3) DWROW(4)
 #define DWENT(MO) { 0, dw_##MO##_1, dw_##MO##_2, dw_##MO##_3, dw_##MO##_4, dw_##MO##_5, dw_##MO##_6 }
 static const dw_fn dw_table[MOMAX + 1][NKMAX + 1] = { { 0 }, DWENT(1), DWENT(2), DWENT(3), DWENT(4) };
 
-// Images per group: their x and g planes (about) fit in half the L2 cache, so
-// the tiles after the first read them from there.
-#define DW_GROUP_BYTES (256 * 1024)
+// The four horizontal sums of a, b, c, d as one 4-float vector (13
+// instructions; four _mm512_reduce_add_ps take about 36).
+static inline __attribute__((always_inline, target("avx512f")))
+__m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));   // a02 b02 a13 b13 per 128 bits
+    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    const __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))),
+                                   _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))));
+    const __m512 v = _mm512_add_ps(u, _mm512_shuffle_f32x4(u, u, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m512 w = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_castps512_ps128(w);
+}
+
+// The weight gradient for kw = 3 (the common case): a tile of MO output
+// channels × R window rows (c, i) × the 3 columns j of each row. The three
+// columns read one row pointer at +0, +1, +2 floats and three masks stored
+// side by side, so the loop needs a few pointers instead of an offset and a
+// mask index per column (which spilled the 4×6 generic tile).
+static inline __attribute__((always_inline, target("avx512f")))
+void dw3_tile(const int MO, const int R, const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride,
+              int n, ptrdiff_t L, const ptrdiff_t *roff, const uint16_t *const *rmask,
+              ptrdiff_t chunks, __mmask16 tail, float *dw, int K) {
+    __m512 acc[MOMAX][2][3];
+    PK_UNROLL
+    for (int o = 0; o < MO; o++) {
+        PK_UNROLL
+        for (int r = 0; r < R; r++) {
+            PK_UNROLL
+            for (int j = 0; j < 3; j++) acc[o][r][j] = _mm512_setzero_ps();
+        }
+    }
+    for (int s = 0; s < n; s++) {
+        const float *gs = g + s * gStride, *xs = x + s * xStride;
+        const float *xr[2];
+        const uint16_t *mr[2];
+        PK_UNROLL
+        for (int r = 0; r < R; r++) { xr[r] = xs + roff[r]; mr[r] = rmask[r]; }
+        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+            const __mmask16 gm = ch == chunks - 1 ? tail : 0xFFFF;
+            __m512 gv[MOMAX];
+            PK_UNROLL
+            for (int o = 0; o < MO; o++) gv[o] = _mm512_maskz_loadu_ps(gm, gs + o * L + ch * 16);
+            PK_UNROLL
+            for (int r = 0; r < R; r++) {
+                PK_UNROLL
+                for (int j = 0; j < 3; j++) {
+                    const __m512 xv = _mm512_maskz_loadu_ps(mr[r][ch * 3 + j], xr[r] + ch * 16 + j);
+                    PK_UNROLL
+                    for (int o = 0; o < MO; o++) acc[o][r][j] = _mm512_fmadd_ps(gv[o], xv, acc[o][r][j]);
+                }
+            }
+        }
+    }
+    // Row o's 3R sums are contiguous in dw: four at a time through hsum4.
+    PK_UNROLL
+    for (int o = 0; o < MO; o++) {
+        float *d = dw + o * K;
+        const __m512 z = _mm512_setzero_ps();
+        if (R == 2) {
+            _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), hsum4(acc[o][0][0], acc[o][0][1], acc[o][0][2], acc[o][1][0])));
+            const __m128 t = hsum4(acc[o][1][1], acc[o][1][2], z, z);
+            d[4] += _mm_cvtss_f32(t);
+            d[5] += _mm_cvtss_f32(_mm_shuffle_ps(t, t, 1));
+        } else {
+            const __m128 t = hsum4(acc[o][0][0], acc[o][0][1], acc[o][0][2], z);
+            d[0] += _mm_cvtss_f32(t);
+            d[1] += _mm_cvtss_f32(_mm_shuffle_ps(t, t, 1));
+            d[2] += _mm_cvtss_f32(_mm_shuffle_ps(t, t, 2));
+        }
+    }
+}
+
+typedef void (*dw3_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, int, ptrdiff_t, const ptrdiff_t *,
+                       const uint16_t *const *, ptrdiff_t, __mmask16, float *, int);
+#define DW3(MO, R) \
+    static __attribute__((target("avx512f"))) void dw3_##MO##_##R(const float *x, ptrdiff_t xStride, const float *g, \
+        ptrdiff_t gStride, int n, ptrdiff_t L, const ptrdiff_t *roff, const uint16_t *const *rmask, \
+        ptrdiff_t chunks, __mmask16 tail, float *dw, int K) { \
+        dw3_tile(MO, R, x, xStride, g, gStride, n, L, roff, rmask, chunks, tail, dw, K); }
+DW3(1, 1) DW3(1, 2) DW3(2, 1) DW3(2, 2) DW3(3, 1) DW3(3, 2) DW3(4, 1) DW3(4, 2)
+static const dw3_fn dw3_table[MOMAX + 1][3] = {
+    { 0 }, { 0, dw3_1_1, dw3_1_2 }, { 0, dw3_2_1, dw3_2_2 }, { 0, dw3_3_1, dw3_3_2 }, { 0, dw3_4_1, dw3_4_2 }
+};
+
+// Images per group: the tiles of one group of output channels sweep all the
+// group's x planes, which (about) fit in half the L2 cache, so the tiles after
+// the first read them from there; the partial sums are reduced once per group.
+#define DW_GROUP_BYTES (512 * 1024)
 
 static void conv_dweight_avx512(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
                                 int C, int H, int W, int kh, int kw, int ph, int pw, int O,
@@ -235,9 +333,39 @@ static void conv_dweight_avx512(const float *x, ptrdiff_t xStride, const float *
             masks[ch * kk + q] = m;
         }
     if (!accumulate) memset(dw, 0, sizeof(float) * (size_t)O * (size_t)K);
-    const size_t perImage = sizeof(float) * (size_t)(C * plane + O * L);
+    const size_t perImage = sizeof(float) * (size_t)(C * plane);
     int group = (int)(DW_GROUP_BYTES / (perImage ? perImage : 1));
     if (group < 1) group = 1;
+    if (kw == 3) {
+        // Masks side by side per window row i: rmasks[(i·chunks + ch)·3 + j].
+        uint16_t *rmasks = malloc(sizeof(uint16_t) * (size_t)(kh * chunks * 3));
+        const int rows = C * kh;
+        ptrdiff_t *roff = malloc(sizeof(ptrdiff_t) * (size_t)rows);
+        const uint16_t **rmask = malloc(sizeof(uint16_t *) * (size_t)rows);
+        if (!rmasks || !roff || !rmask) abort();
+        for (int i = 0; i < kh; i++)
+            for (ptrdiff_t ch = 0; ch < chunks; ch++)
+                for (int j = 0; j < 3; j++) rmasks[(i * chunks + ch) * 3 + j] = masks[ch * kk + i * 3 + j];
+        for (int row = 0; row < rows; row++) {
+            const int c = row / kh, i = row % kh;
+            roff[row] = c * plane + (ptrdiff_t)(i - ph) * W - pw;
+            rmask[row] = rmasks + (size_t)i * chunks * 3;
+        }
+        for (int s0 = 0; s0 < n; s0 += group) {
+            const int ns = n - s0 < group ? n - s0 : group;
+            for (int o0 = 0; o0 < O; o0 += MOMAX) {
+                const int mo = O - o0 < MOMAX ? O - o0 : MOMAX;
+                for (int r0 = 0; r0 < rows; r0 += 2) {
+                    const int nr = rows - r0 < 2 ? rows - r0 : 2;
+                    dw3_table[mo][nr](x + s0 * xStride, xStride, g + s0 * gStride + o0 * L, gStride, ns, L,
+                                      roff + r0, rmask + r0, chunks, tail, dw + (size_t)o0 * K + r0 * 3, K);
+                }
+            }
+        }
+        free(rmasks); free(roff); free(rmask);
+        free(koff); free(kq); free(masks);
+        return;
+    }
     for (int s0 = 0; s0 < n; s0 += group) {
         const int ns = n - s0 < group ? n - s0 : group;
         for (int o0 = 0; o0 < O; o0 += MOMAX) {

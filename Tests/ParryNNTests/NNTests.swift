@@ -90,8 +90,10 @@ final class FunctionalTests: XCTestCase {
     /// the geometries they take (stride 1, output as wide as the input):
     /// channel counts on both sides of the 12-row and 4×6 register tiles, one
     /// input channel (the first layer, whose input gradient attacks need),
-    /// positions that are not a multiple of 16 or 32, 1×1, 5×5, non-square and
-    /// row-unpadded kernels, an uneven 13-image batch. Forward, dX, dW and db
+    /// positions that are not a multiple of 16 or 32, maps of at most 16
+    /// positions (two images share a tile) with an odd batch, 1×1, 5×5,
+    /// non-square and row-unpadded kernels, an uneven 13-image batch, images
+    /// large enough that the weight gradient is summed over several groups. Forward, dX, dW and db
     /// must agree to float rounding (the sums run in another order), and a
     /// finite-difference check runs on the direct path. On a CPU without
     /// AVX-512 both runs take im2col and the comparison is trivially equal.
@@ -103,6 +105,8 @@ final class FunctionalTests: XCTestCase {
             (2, 16, 25, 8, 8, 3, 3, 1), (2, 5, 12, 3, 40, 1, 1, 0), (2, 4, 7, 11, 6, 5, 5, 2),
             (2, 3, 5, 7, 9, 3, 1, 0), (2, 2, 3, 6, 6, 1, 3, 0), (1, 24, 1, 4, 4, 3, 3, 1),
             (2, 3, 6, 1, 1, 3, 3, 1), (2, 2, 4, 4, 1, 3, 3, 2),
+            (17, 8, 13, 4, 4, 3, 3, 1), (21, 20, 14, 3, 5, 3, 3, 1),   // ≤ 16 positions: two images per tile, odd chunks
+            (16, 66, 5, 32, 32, 3, 3, 1),      // 270 KB of input per image: dW reduced per image group, 2 groups per chunk
         ]
         for t in cases {
             let geo = WindowGeometry(c: t.c, h: t.h, w: t.w, kh: t.kh, kw: t.kw, sh: 1, sw: 1, ph: t.ph, pw: (t.kw - 1) / 2)
