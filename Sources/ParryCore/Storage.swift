@@ -138,22 +138,37 @@ public final class Storage: ManagedBuffer<StorageHeader, SIMD4<Float>>, @uncheck
 /// objects and every step's buffers came from freshly grown heap — a page
 /// fault per 4 KB (an MLP epoch: 115k faults, 1.7 GB resident). Cached here,
 /// the next step's buffers are the last step's (that epoch: 0.8 s instead of
-/// 0.8–1.1 s, 1.0 GB resident). Idle cached bytes are capped (PARRY_POOL_MB,
-/// default 256); beyond the cap buffers go back to malloc.
-/// `parry.memory_stats()` reports it, `parry.empty_cache()` empties it.
+/// 0.8–1.1 s, 1.0 GB resident).
+///
+/// How much stays idle: every returned buffer is kept, and a miss (a size with
+/// no idle buffer) that would take the pool's footprint — bytes handed out +
+/// idle — past the most ever handed out at once plus 256 MB first gives back
+/// idle buffers of the sizes used longest ago. So a training step that needs
+/// 1.1 GB at its peak (ResNet-18 at batch 128) finds all of it cached at the
+/// next step (with an idle cap of 256 MB: 200 MB of fresh pages a step), and
+/// the process never holds more than its high-water mark plus 256 MB — the
+/// bound the idle cap gave — when a phase with other sizes begins (evaluation
+/// after training). PARRY_POOL_MB=N instead caps the idle bytes at N MB
+/// (0 disables caching). `parry.memory_stats()` reports the pool,
+/// `parry.empty_cache()` empties it and resets the high-water mark.
 public enum BufferPool {
     static let minBytes = 64 << 10
     /// Larger buffers (a whole dataset, its decoding temporaries) are rarely
     /// allocated twice at one size; they go to malloc, which maps them directly.
     static let maxBytes = 64 << 20
-    static let capBytes: Int = {
+    /// PARRY_POOL_MB: a fixed cap on idle bytes instead of the high-water rule.
+    static let fixedCap: Int? = {
         if let s = ProcessInfo.processInfo.environment["PARRY_POOL_MB"], let mb = Int(s), mb >= 0 { return mb << 20 }
-        return 256 << 20
+        return nil
     }()
+    /// Footprint allowed above the high-water mark of handed-out bytes.
+    static let slackBytes = 256 << 20
 
     private struct State {
         var free: [Int: [UInt]] = [:]      // size class → buffer addresses
+        var lastUse: [Int: Int] = [:]      // size class → tick of its last take
         var cached = 0, hits = 0, misses = 0
+        var out = 0, highWater = 0, tick = 0
     }
     private static let state = Locked(State())
 
@@ -167,19 +182,40 @@ public enum BufferPool {
 
     static func take(_ n: Int) -> (UnsafeMutableRawPointer, Int) {
         let size = sizeClass(n)
+        var evicted: [UInt] = []
         let reused: UInt? = state.withLock { st in
-            guard let p = st.free[size]?.popLast() else { st.misses += 1; return nil }
-            st.cached -= size
-            st.hits += 1
-            return p
+            st.tick &+= 1
+            st.lastUse[size] = st.tick
+            st.out += size
+            if let p = st.free[size]?.popLast() {
+                st.cached -= size
+                st.hits += 1
+                return p
+            }
+            st.misses += 1
+            st.highWater = max(st.highWater, st.out)
+            if fixedCap == nil {
+                // The new buffer grows the footprint: past high water + slack, give
+                // back idle buffers of the sizes used longest ago.
+                while st.out + st.cached > st.highWater + slackBytes {
+                    guard let victim = st.free.lazy.filter({ !$0.value.isEmpty }).map(\.key)
+                            .min(by: { st.lastUse[$0, default: 0] < st.lastUse[$1, default: 0] }),
+                          let a = st.free[victim]?.popLast() else { break }
+                    st.cached -= victim
+                    evicted.append(a)
+                }
+            }
+            return nil
         }
+        for a in evicted { UnsafeMutableRawPointer(bitPattern: a)?.deallocate() }
         if let reused, let p = UnsafeMutableRawPointer(bitPattern: reused) { return (p, size) }
         return (UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64), size)
     }
 
     static func give(_ p: UnsafeMutableRawPointer, _ size: Int) {
         let kept = state.withLock { st in
-            guard st.cached + size <= capBytes else { return false }
+            st.out -= size
+            if let cap = fixedCap, st.cached + size > cap { return false }
             st.free[size, default: []].append(UInt(bitPattern: p))
             st.cached += size
             return true
@@ -201,6 +237,20 @@ public enum BufferPool {
         return try body(raw.bindMemory(to: Float.self, capacity: max(count, 1)))
     }
 
+    /// Runs `body` with `count` scratch buffers of `floats` floats each (per-chunk
+    /// partial sums), from the pool when they are in its size range.
+    public static func withScratch<R>(_ count: Int, floats: Int, _ body: ([UnsafeMutablePointer<Float>]) throws -> R) rethrows -> R {
+        let bytes = max(floats, 1) * MemoryLayout<Float>.stride
+        let pooled = bytes >= minBytes && bytes <= maxBytes
+        var buffers: [(UnsafeMutableRawPointer, Int)] = []
+        buffers.reserveCapacity(count)
+        for _ in 0..<count {
+            buffers.append(pooled ? take(bytes) : (UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), 0))
+        }
+        defer { for (p, size) in buffers { if size > 0 { give(p, size) } else { p.deallocate() } } }
+        return try body(buffers.map { $0.0.bindMemory(to: Float.self, capacity: max(floats, 1)) })
+    }
+
     /// Bytes cached for reuse, and how many large allocations were served
     /// from the cache (hits) or from malloc (misses).
     public static var stats: (cachedBytes: Int, hits: Int, misses: Int) {
@@ -210,7 +260,7 @@ public enum BufferPool {
     /// Returns every cached buffer to malloc.
     public static func release() {
         let all = state.withLock { st -> [UInt] in
-            defer { st.free = [:]; st.cached = 0 }
+            defer { st.free = [:]; st.cached = 0; st.highWater = st.out }
             return st.free.values.flatMap { $0 }
         }
         for a in all { UnsafeMutableRawPointer(bitPattern: a)?.deallocate() }

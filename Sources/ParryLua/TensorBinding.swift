@@ -1,6 +1,7 @@
 import CLua
 import CLuaShim
 import ParryCore
+import ParryNN
 import Foundation
 
 // Bindings of the tensor API ("Tensors" in API.md). Each entry only reads
@@ -326,6 +327,7 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         if let s = BLASInfo.suggestedCore { fields.append(("suggested_core", s)) }
         for (key, v) in fields { lua_pushstring(a.L, v); lua_setfield(a.L, -2, key) }
         lua_pushboolean(a.L, BLASInfo.isFallback ? 1 : 0); lua_setfield(a.L, -2, "fallback")
+        lua_pushboolean(a.L, convDirectAvailable && convDirectEnabled ? 1 : 0); lua_setfield(a.L, -2, "conv_direct")
         return 1
     } }),
     ("memory_stats", { L in bind(L, "parry.memory_stats") { a in

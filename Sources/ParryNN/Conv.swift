@@ -252,24 +252,31 @@ extension F {
                 // its own dW, summed in chunk order afterwards, so the result
                 // does not depend on the number of threads.
                 let chunks = convChunks(n), blocks = geo.rowBlocks()
-                let partial = gw == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: chunks.count * o * K)
-                defer { partial?.deallocate() }
+                // One dW partial per chunk, from the buffer pool (a ResNet-18 step needs
+                // 8 × its 11M weights of them: fresh pages every step from malloc).
+                BufferPool.withScratch(gw == nil || direct ? 0 : chunks.count, floats: o * K) { partials in
                 let pgx = gx?.pointer(Float.self)
                 if direct {
-                    // Weight gradient per chunk (summed in chunk order below); the input
-                    // gradient is the direct convolution of g with the flipped, transposed
-                    // kernel (padding k − 1 − p), written straight into dX.
-                    let packedT = pgx == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: max(1, Int(pk_conv_packed_floats(Int32(c), Int32(o * kh * kw)))))
-                    defer { packedT?.deallocate() }
-                    if let packedT { pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 1, packedT) }
-                    Parallel.forEach(chunks.count) { ci in
-                        let r = chunks[ci]
-                        if let partial {
-                            pk_conv_dweight(px + r.lowerBound * c * h * w, c * h * w, pg + r.lowerBound * o * L, o * L, Int32(r.count),
-                                            Int32(c), Int32(h), Int32(w), Int32(kh), Int32(kw), Int32(geo.ph), Int32(geo.pw), Int32(o),
-                                            partial + ci * o * K, 0)
+                    // The weight gradient in blocks of output channels, each over all
+                    // images (no per-chunk partials; a sum does not depend on the
+                    // split); the input gradient per image chunk as the direct
+                    // convolution of g with the flipped, transposed kernel (padding
+                    // k − 1 − p), written straight into dX.
+                    if let gw {
+                        let dst = gw.pointer(Float.self), parts = channelBlocks(o)
+                        Parallel.forEach(parts.count) { bi in
+                            let r = parts[bi]
+                            pk_conv_dweight(px, c * h * w, pg + r.lowerBound * L, o * L, Int32(n),
+                                            Int32(c), Int32(h), Int32(w), Int32(kh), Int32(kw), Int32(geo.ph), Int32(geo.pw),
+                                            Int32(r.count), dst + r.lowerBound * K, 0)
                         }
-                        if let pgx, let packedT {
+                    }
+                    if let pgx {
+                        let packedT = UnsafeMutablePointer<Float>.allocate(capacity: max(1, Int(pk_conv_packed_floats(Int32(c), Int32(o * kh * kw)))))
+                        defer { packedT.deallocate() }
+                        pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 1, packedT)
+                        Parallel.forEach(chunks.count) { ci in
+                            let r = chunks[ci]
                             pk_conv_direct(pg + r.lowerBound * o * L, o * L, Int32(r.count), Int32(o), Int32(oh), Int32(ow),
                                            Int32(kh), Int32(kw), Int32(kh - 1 - geo.ph), Int32(kw - 1 - geo.pw), packedT, Int32(c), nil,
                                            pgx + r.lowerBound * c * h * w, c * h * w)
@@ -277,7 +284,7 @@ extension F {
                     }
                 } else {
                 Parallel.forEach(chunks.count) { ci in BufferPool.withScratch(floats: K * blocks.maxColumns) { cols in
-                    let dw = partial.map { $0 + ci * o * K }
+                    let dw = partials.isEmpty ? nil : partials[ci]
                     for s in chunks[ci] {
                         if let pgx { (pgx + s * c * h * w).update(repeating: 0, count: c * h * w) }
                         for rows in blocks.ranges {
@@ -299,10 +306,11 @@ extension F {
                     }
                 } }
                 }
-                if let gw, let partial, !chunks.isEmpty {
+                if let gw, !partials.isEmpty {
                     let dst = gw.pointer(Float.self)
-                    dst.update(from: partial, count: o * K)
-                    for ci in 1..<chunks.count { for j in 0..<(o * K) { dst[j] += partial[ci * o * K + j] } }
+                    dst.update(from: partials[0], count: o * K)
+                    for ci in 1..<chunks.count { let src = partials[ci]; for j in 0..<(o * K) { dst[j] += src[j] } }
+                }
                 }
             }
             var grads: [Tensor?] = [gx, gw]
@@ -362,6 +370,13 @@ public var convDirectAvailable: Bool { pk_conv_direct_available() != 0 }
 func directConvUsable(_ geo: WindowGeometry) -> Bool {
     convDirectEnabled && geo.sh == 1 && geo.sw == 1 && geo.ow == geo.w && geo.oh > 0 && geo.c > 0
         && pk_conv_direct_available() != 0
+}
+
+/// Output channels 0..<o in at most 8 blocks of whole 4-channel tiles (the
+/// direct weight gradient's unit of parallel work).
+func channelBlocks(_ o: Int) -> [Range<Int>] {
+    let tiles = (o + 3) / 4, parts = min(8, tiles)
+    return (0..<parts).map { p in 4 * (tiles * p / parts) ..< min(o, 4 * (tiles * (p + 1) / parts)) }
 }
 
 /// The images of a batch of n split into at most 8 contiguous chunks — a

@@ -196,14 +196,40 @@ final class BufferPoolTests: XCTestCase {
         XCTAssertEqual(nativeBytes.load(ordering: .relaxed), live)
     }
 
-    func testCachedBytesStayUnderTheCap() {
+    /// The pool keeps what a step handed back (more than the old 256 MB idle
+    /// cap: the next step's takes all hit), and when other sizes are asked for
+    /// (a new phase), misses evict the idle buffers of the sizes used longest
+    /// ago, so handed-out + idle never passes the high-water mark + 256 MB by
+    /// more than one buffer.
+    func testPoolKeepsAStepsBuffersAndBoundsItsFootprint() throws {
+        try XCTSkipIf(BufferPool.fixedCap != nil, "PARRY_POOL_MB is set")
         BufferPool.release()
+        defer { BufferPool.release() }
+        let mb = 1 << 20, first = 8 * mb, count = (BufferPool.slackBytes / first) + 8     // 40 × 8 MB = 320 MB
         do {
             var held: [Storage] = []
-            for _ in 0..<((BufferPool.capBytes >> 20) / 8 + 4) { held.append(Storage.make(byteCount: 8 << 20)) }
+            for _ in 0..<count { held.append(Storage.make(byteCount: first)) }
         }
-        XCTAssertLessThanOrEqual(BufferPool.stats.cachedBytes, BufferPool.capBytes)
-        XCTAssertGreaterThan(BufferPool.stats.cachedBytes, BufferPool.capBytes - (9 << 20))
+        XCTAssertEqual(BufferPool.stats.cachedBytes, count * BufferPool.sizeClass(first))   // all kept, past 256 MB
+        let misses = BufferPool.stats.misses
+        do {
+            var held: [Storage] = []
+            for _ in 0..<count { held.append(Storage.make(byteCount: first)) }
+            XCTAssertEqual(BufferPool.stats.misses, misses)          // the second "step" only hits
+            XCTAssertEqual(BufferPool.stats.cachedBytes, 0)
+        }
+        // A new phase: 12 MB buffers while 320 MB of 8 MB ones are idle.
+        let second = 12 * mb, highWater = count * BufferPool.sizeClass(first)
+        var held: [Storage] = []
+        for i in 1...count {
+            held.append(Storage.make(byteCount: second))
+            let out = i * BufferPool.sizeClass(second)
+            XCTAssertLessThanOrEqual(out + BufferPool.stats.cachedBytes,
+                                     max(highWater, out) + BufferPool.slackBytes + BufferPool.sizeClass(second), "after \(i)")
+        }
+        // 480 MB out is the new high water: of the 320 MB idle, at most the 256 MB slack is left.
+        XCTAssertLessThanOrEqual(BufferPool.stats.cachedBytes, BufferPool.slackBytes, "idle 8 MB buffers went back to malloc")
+        held.removeAll()
         BufferPool.release()
         XCTAssertEqual(BufferPool.stats.cachedBytes, 0)
     }

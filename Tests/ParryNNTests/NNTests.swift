@@ -94,12 +94,13 @@ final class FunctionalTests: XCTestCase {
     /// positions (two images share a tile) with an odd batch, 1×1, 5×5,
     /// non-square and row-unpadded kernels, an uneven 13-image batch, images
     /// large enough that the weight gradient is summed over several groups. Forward, dX, dW and db
-    /// must agree to float rounding (the sums run in another order), and a
-    /// finite-difference check runs on the direct path. On a CPU without
+    /// must agree to float rounding (the sums run in another order), be the
+    /// same bits on 1 and 3 threads, and a finite-difference check runs on
+    /// the direct path. On a CPU without
     /// AVX-512 both runs take im2col and the comparison is trivially equal.
     func testDirectConvolutionMatchesIm2col() throws {
         let saved = convDirectEnabled
-        defer { convDirectEnabled = saved }
+        defer { convDirectEnabled = saved; Parallel.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
         let cases: [(n: Int, c: Int, o: Int, h: Int, w: Int, kh: Int, kw: Int, ph: Int)] = [
             (2, 3, 4, 5, 7, 3, 3, 1), (3, 1, 32, 9, 9, 3, 3, 1), (13, 17, 13, 6, 5, 3, 3, 1),
             (2, 16, 25, 8, 8, 3, 3, 1), (2, 5, 12, 3, 40, 1, 1, 0), (2, 4, 7, 11, 6, 5, 5, 2),
@@ -123,6 +124,12 @@ final class FunctionalTests: XCTestCase {
                 return [y.floats(), x.grad!.floats(), w.grad!.floats(), b.grad!.floats()]
             }
             let viaDirect = try run(true), viaColumns = try run(false)
+            // Thread count must not change a bit (dW by fixed channel blocks, dX by fixed image chunks).
+            Parallel.setThreads(1)
+            let oneThread = try run(true)
+            Parallel.setThreads(3)
+            XCTAssertEqual(try run(true), oneThread, "case \(t): 1 vs 3 threads")
+            Parallel.setThreads(ProcessInfo.processInfo.activeProcessorCount)
             for (i, name) in ["y", "dx", "dw", "db"].enumerated() {
                 XCTAssertEqual(viaDirect[i].count, viaColumns[i].count)
                 for (j, (a, e)) in zip(viaDirect[i], viaColumns[i]).enumerated() where abs(a - e) > 1e-4 * (1 + abs(e)) {

@@ -153,14 +153,14 @@ function parry.get_num_threads() end
 function parry.blas_info() end
 
 --- Bytes held by live tensors, and the buffer cache: buffers of 64 KB–64 MB are
---- kept by size for reuse when tensors die (capped by `PARRY_POOL_MB`, default
---- 256), so a training loop's steady state reuses memory instead of faulting in
+--- kept by size for reuse when tensors die, so a training loop's steady state
+--- reuses memory instead of faulting in fresh pages; idle buffers of the sizes
 ---@return table
 function parry.memory_stats() end
 
 --- Bytes held by live tensors, and the buffer cache: buffers of 64 KB–64 MB are
---- kept by size for reuse when tensors die (capped by `PARRY_POOL_MB`, default
---- 256), so a training loop's steady state reuses memory instead of faulting in
+--- kept by size for reuse when tensors die, so a training loop's steady state
+--- reuses memory instead of faulting in fresh pages; idle buffers of the sizes
 function parry.empty_cache() end
 
 --- Monotonic wall-clock seconds, for timing.
