@@ -131,29 +131,38 @@ static const fwd_fn fwd_table[MRMAX + 1] = {
     0, fwd_1, fwd_2, fwd_3, fwd_4, fwd_5, fwd_6, fwd_7, fwd_8, fwd_9, fwd_10, fwd_11, fwd_12
 };
 
-static void conv_direct_avx512(const float *in, ptrdiff_t inStride, int n, int inCh, int H, int W,
-                               int kh, int kw, int ph, int pw, const float *packed, int outCh,
-                               const float *bias, float *out, ptrdiff_t outStride) {
-    const int OH = H + 2 * ph - kh + 1, kk = kh * kw, K = inCh * kk;
-    const ptrdiff_t L = (ptrdiff_t)OH * W, plane = (ptrdiff_t)H * W;
-    const ptrdiff_t panels = (L + PANEL - 1) / PANEL;
-    ptrdiff_t *shift = malloc(sizeof(ptrdiff_t) * (size_t)kk);
-    uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * kk));
-    if (!shift || !masks) { free(shift); free(masks); abort(); }
-    for (int q = 0; q < kk; q++) shift[q] = (ptrdiff_t)(q / kw - ph) * W + (q % kw - pw);
+// Lane masks of output positions l < L on a W-wide grid for taps reading
+// input row row(l) + di[t] (of hin[t] rows) and column col(l) + dj[t] (of W):
+// masks[p·ntaps + t], `lanes` bits per panel p.
+static void make_masks(ptrdiff_t L, int W, int ntaps, const int *di, const int *dj, const int *hin,
+                       int lanes, ptrdiff_t panels, uint32_t *masks) {
     for (ptrdiff_t p = 0; p < panels; p++)
-        for (int q = 0; q < kk; q++) {
+        for (int t = 0; t < ntaps; t++) {
             uint32_t m = 0;
-            for (int t = 0; t < PANEL; t++)
-                if (window_ok(p * PANEL + t, L, W, H, q / kw, q % kw, ph, pw)) m |= (uint32_t)1 << t;
-            masks[p * kk + q] = m;
+            for (int b = 0; b < lanes; b++) {
+                const ptrdiff_t l = p * lanes + b;
+                if (l >= L) break;
+                const int row = (int)(l / W) + di[t], col = (int)(l % W) + dj[t];
+                if (row >= 0 && row < hin[t] && col >= 0 && col < W) m |= (uint32_t)1 << b;
+            }
+            masks[p * ntaps + t] = m;
         }
+}
+
+// The forward driver: n images of inCh planes (`plane` floats apart) → outCh
+// planes of L positions; tap t of channel c reads c·plane + shift[t] + l under
+// masks (PANEL lanes per panel, from make_masks). Packed weights [k = c·ntaps + t][row].
+static void run_direct(const float *in, ptrdiff_t inStride, int n, int inCh, ptrdiff_t plane, ptrdiff_t L,
+                       int ntaps, const ptrdiff_t *shift, const uint32_t *masks,
+                       const float *packed, int outCh, const float *bias, float *out, ptrdiff_t outStride) {
+    const int K = inCh * ntaps;
+    const ptrdiff_t panels = (L + PANEL - 1) / PANEL;
     // Outputs of at most 16 positions (4×4 maps): two images per tile, the
     // second vector of each register row reading the next image, so no lanes idle.
     const int pairs = L <= 16 && n > 1;
-    uint32_t *pmasks = pairs ? malloc(sizeof(uint32_t) * (size_t)kk) : NULL;
+    uint32_t *pmasks = pairs ? malloc(sizeof(uint32_t) * (size_t)ntaps) : NULL;
     if (pairs && !pmasks) abort();
-    if (pairs) for (int q = 0; q < kk; q++) pmasks[q] = masks[q] | (masks[q] << 16);
+    if (pairs) for (int t = 0; t < ntaps; t++) pmasks[t] = masks[t] | (masks[t] << 16);
     for (int s = 0; s < n; s += pairs ? 2 : 1) {
         const float *img = in + s * inStride;
         float *o = out + s * outStride;
@@ -165,18 +174,45 @@ static void conv_direct_avx512(const float *in, ptrdiff_t inStride, int n, int i
             const float *b = bias ? bias + m0 : NULL;
             if (both) {
                 const __mmask16 sm = (__mmask16)((1u << L) - 1);
-                f(img, plane, inCh, kk, shift, pmasks, wp, b, o + m0 * L, L, sm, sm, inStride, outStride);
+                f(img, plane, inCh, ntaps, shift, pmasks, wp, b, o + m0 * L, L, sm, sm, inStride, outStride);
                 continue;
             }
             for (ptrdiff_t p = 0; p < panels; p++) {
                 const ptrdiff_t l0 = p * PANEL, rest = L - l0;
                 const __mmask16 s0 = rest >= 16 ? 0xFFFF : (__mmask16)((1u << rest) - 1);
                 const __mmask16 s1 = rest >= 32 ? 0xFFFF : rest <= 16 ? 0 : (__mmask16)((1u << (rest - 16)) - 1);
-                f(img + l0, plane, inCh, kk, shift, masks + p * kk, wp, b, o + m0 * L + l0, L, s0, s1, 16, 16);
+                f(img + l0, plane, inCh, ntaps, shift, masks + p * ntaps, wp, b, o + m0 * L + l0, L, s0, s1, 16, 16);
             }
         }
     }
-    free(shift); free(masks); free(pmasks);
+    free(pmasks);
+}
+
+// Taps of a stride-1 convolution with the output as wide as the input.
+typedef struct { int n; int *di, *dj, *hin; ptrdiff_t *shift; } taps_t;
+static taps_t taps_alloc(int n) {
+    taps_t t = { n, malloc(sizeof(int) * (size_t)n), malloc(sizeof(int) * (size_t)n), malloc(sizeof(int) * (size_t)n),
+                 malloc(sizeof(ptrdiff_t) * (size_t)n) };
+    if (!t.di || !t.dj || !t.hin || !t.shift) abort();
+    return t;
+}
+static void taps_free(taps_t t) { free(t.di); free(t.dj); free(t.hin); free(t.shift); }
+
+static void conv_direct_avx512(const float *in, ptrdiff_t inStride, int n, int inCh, int H, int W,
+                               int kh, int kw, int ph, int pw, const float *packed, int outCh,
+                               const float *bias, float *out, ptrdiff_t outStride) {
+    const int OH = H + 2 * ph - kh + 1, kk = kh * kw;
+    const ptrdiff_t L = (ptrdiff_t)OH * W, panels = (L + PANEL - 1) / PANEL;
+    taps_t t = taps_alloc(kk);
+    for (int q = 0; q < kk; q++) {
+        t.di[q] = q / kw - ph; t.dj[q] = q % kw - pw; t.hin[q] = H;
+        t.shift[q] = (ptrdiff_t)t.di[q] * W + t.dj[q];
+    }
+    uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * kk));
+    if (!masks) abort();
+    make_masks(L, W, kk, t.di, t.dj, t.hin, PANEL, panels, masks);
+    run_direct(in, inStride, n, inCh, (ptrdiff_t)H * W, L, kk, t.shift, masks, packed, outCh, bias, out, outStride);
+    free(masks); taps_free(t);
 }
 
 // ---- weight gradient ---------------------------------------------------------
@@ -309,6 +345,39 @@ static const dw3_fn dw3_table[MOMAX + 1][3] = {
 // the first read them from there; the partial sums are reduced once per group.
 #define DW_GROUP_BYTES (512 * 1024)
 
+// The weight gradient over tap lists (any kernel width; strided convolutions
+// on phase planes): dw[o][c·ntaps + t] += Σ_s Σ_l g[s][o][l]·x[s][c·plane + shift[t] + l]
+// under the taps' masks, in 4×6 tiles of (output channel, k).
+static void run_dweight_taps(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
+                             int C, ptrdiff_t plane, ptrdiff_t L, int W, taps_t t, int O, float *dw) {
+    const int kk = t.n, K = C * kk;
+    const ptrdiff_t chunks = (L + 15) / 16;
+    const __mmask16 tail = (L % 16) ? (__mmask16)((1u << (L % 16)) - 1) : 0xFFFF;
+    ptrdiff_t *koff = malloc(sizeof(ptrdiff_t) * (size_t)K);
+    int *kq = malloc(sizeof(int) * (size_t)K);
+    uint32_t *m32 = malloc(sizeof(uint32_t) * (size_t)(chunks * kk));
+    uint16_t *masks = malloc(sizeof(uint16_t) * (size_t)(chunks * kk));
+    if (!koff || !kq || !m32 || !masks) abort();
+    for (int k = 0; k < K; k++) { kq[k] = k % kk; koff[k] = (k / kk) * plane + t.shift[k % kk]; }
+    make_masks(L, W, kk, t.di, t.dj, t.hin, 16, chunks, m32);
+    for (ptrdiff_t i = 0; i < chunks * kk; i++) masks[i] = (uint16_t)m32[i];
+    const size_t perImage = sizeof(float) * (size_t)(C * plane);
+    int group = (int)(DW_GROUP_BYTES / (perImage ? perImage : 1));
+    if (group < 1) group = 1;
+    for (int s0 = 0; s0 < n; s0 += group) {
+        const int ns = n - s0 < group ? n - s0 : group;
+        for (int o0 = 0; o0 < O; o0 += MOMAX) {
+            const int mo = O - o0 < MOMAX ? O - o0 : MOMAX;
+            for (int k0 = 0; k0 < K; k0 += NKMAX) {
+                const int nk = K - k0 < NKMAX ? K - k0 : NKMAX;
+                dw_table[mo][nk](x + s0 * xStride, xStride, g + s0 * gStride + o0 * L, gStride, ns, L,
+                                 koff + k0, kq + k0, masks, kk, chunks, tail, dw + (size_t)o0 * K + k0, K);
+            }
+        }
+    }
+    free(koff); free(kq); free(m32); free(masks);
+}
+
 static void conv_dweight_avx512(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
                                 int C, int H, int W, int kh, int kw, int ph, int pw, int O,
                                 float *dw, int accumulate) {
@@ -366,20 +435,222 @@ static void conv_dweight_avx512(const float *x, ptrdiff_t xStride, const float *
         free(koff); free(kq); free(masks);
         return;
     }
-    for (int s0 = 0; s0 < n; s0 += group) {
-        const int ns = n - s0 < group ? n - s0 : group;
-        for (int o0 = 0; o0 < O; o0 += MOMAX) {
-            const int mo = O - o0 < MOMAX ? O - o0 : MOMAX;
-            for (int k0 = 0; k0 < K; k0 += NKMAX) {
-                const int nk = K - k0 < NKMAX ? K - k0 : NKMAX;
-                dw_table[mo][nk](x + s0 * xStride, xStride, g + s0 * gStride + o0 * L, gStride, ns, L,
-                                 koff + k0, kq + k0, masks, kk, chunks, tail, dw + (size_t)o0 * K + k0, K);
-            }
-        }
-    }
     free(koff); free(kq); free(masks);
+    taps_t t = taps_alloc(kk);
+    for (int q = 0; q < kk; q++) {
+        t.di[q] = q / kw - ph; t.dj[q] = q % kw - pw; t.hin[q] = H;
+        t.shift[q] = (ptrdiff_t)t.di[q] * W + t.dj[q];
+    }
+    run_dweight_taps(x, xStride, g, gStride, n, C, plane, L, W, t, O, dw);
+    taps_free(t);
 }
 
+// ---- strided convolutions: phase planes ---------------------------------------
+//
+// With stride (sh, sw), tap (i, j) reads input row sh·r + i − ph = sh·(r + a) + p
+// (p = (i − ph) mod sh, a = ⌊(i − ph)/sh⌋), column likewise (q, b): element
+// (r + a, col + b) of the phase plane X_pq[u][v] = x[sh·u + p][sw·v + q]. Each
+// phase plane with taps must be as wide as the output; the planes of one
+// channel are stored one after another, [c][phase][rows][OW], so a tap is again
+// a constant shift from the channel's base and the stride-1 kernels apply
+// unchanged, with the weights in their usual order.
+
+typedef struct {
+    int OH, OW, rows;        // output size; rows of every stored phase plane (⌈H/sh⌉)
+    int nph;                 // phases with taps, stored in order of (p, q)
+    int slot[64];            // phase p·sw + q → its stored index, or −1 (sh·sw ≤ 64)
+    int hp[64];              // rows of stored phase k
+} phases_t;
+
+static int floordiv(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+static int phases_make(int H, int W, int kh, int kw, int sh, int sw, int ph, int pw, phases_t *P) {
+    if (sh < 1 || sw < 1 || sh * sw > 64 || kh * kw > 1024) return 0;
+    P->OH = (H + 2 * ph - kh) / sh + 1; P->OW = (W + 2 * pw - kw) / sw + 1;
+    if (H + 2 * ph < kh || W + 2 * pw < kw || P->OH <= 0 || P->OW <= 0) return 0;
+    P->rows = (H + sh - 1) / sh; P->nph = 0;
+    for (int k = 0; k < sh * sw; k++) P->slot[k] = -1;
+    for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++) {
+            const int p = (i - ph) - sh * floordiv(i - ph, sh), q = (j - pw) - sw * floordiv(j - pw, sw);
+            if ((W - q + sw - 1) / sw != P->OW) return 0;          // the phase plane must be as wide as the output
+            if (P->slot[p * sw + q] < 0) { P->hp[P->nph] = (H - p + sh - 1) / sh; P->slot[p * sw + q] = P->nph++; }
+        }
+    return 1;
+}
+
+// Taps in the usual (i, j) order on the phase planes of one channel.
+static taps_t phase_taps(const phases_t *P, int kh, int kw, int sh, int sw, int ph, int pw) {
+    taps_t t = taps_alloc(kh * kw);
+    const ptrdiff_t planeRows = (ptrdiff_t)P->rows * P->OW;
+    for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++) {
+            const int a = floordiv(i - ph, sh), b = floordiv(j - pw, sw);
+            const int k = P->slot[(i - ph - sh * a) * sw + (j - pw - sw * b)], q = i * kw + j;
+            t.di[q] = a; t.dj[q] = b; t.hin[q] = P->hp[k];
+            t.shift[q] = k * planeRows + (ptrdiff_t)a * P->OW + b;
+        }
+    return t;
+}
+
+#endif  // PK_X86
+
+int pk_conv_phase_ok(int H, int W, int kh, int kw, int sh, int sw, int ph, int pw) {
+#ifdef PK_X86
+    phases_t P;
+    return pk_conv_direct_available() && phases_make(H, W, kh, kw, sh, sw, ph, pw, &P);
+#else
+    (void)H; (void)W; (void)kh; (void)kw; (void)sh; (void)sw; (void)ph; (void)pw;
+    return 0;
+#endif
+}
+
+#ifdef PK_X86
+size_t pk_conv_phase_floats(int C, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw) {
+    phases_t P;
+    if (!phases_make(H, W, kh, kw, sh, sw, ph, pw, &P)) return 0;
+    return (size_t)C * (size_t)P.nph * (size_t)P.rows * (size_t)P.OW;
+}
+
+void pk_conv_phase_split(const float *x, ptrdiff_t xStride, int n, int C, int H, int W,
+                         int kh, int kw, int sh, int sw, int ph, int pw, float *phases) {
+    phases_t P;
+    if (n <= 0 || !phases_make(H, W, kh, kw, sh, sw, ph, pw, &P)) return;
+    const ptrdiff_t planeRows = (ptrdiff_t)P.rows * P.OW, stride = (ptrdiff_t)C * P.nph * planeRows;
+    for (int s = 0; s < n; s++)
+        for (int c = 0; c < C; c++) {
+            const float *src = x + s * xStride + (ptrdiff_t)c * H * W;
+            float *dst = phases + s * stride + (ptrdiff_t)c * P.nph * planeRows;
+            for (int p = 0; p < sh; p++)
+                for (int q = 0; q < sw; q++) {
+                    const int k = P.slot[p * sw + q];
+                    if (k < 0) continue;
+                    float *d = dst + k * planeRows;
+                    for (int u = 0; u < P.rows; u++) {
+                        const int y = sh * u + p;
+                        for (int v = 0; v < P.OW; v++) d[u * P.OW + v] = y < H ? src[y * W + sw * v + q] : 0.0f;
+                    }
+                }
+        }
+}
+
+void pk_conv_phase_forward(const float *phases, int n, int C, int H, int W, int kh, int kw, int sh, int sw,
+                           int ph, int pw, const float *packed, int O, const float *bias,
+                           float *out, ptrdiff_t outStride) {
+    phases_t P;
+    if (n <= 0 || O <= 0 || C <= 0 || !pk_conv_direct_available() || !phases_make(H, W, kh, kw, sh, sw, ph, pw, &P)) return;
+    const ptrdiff_t planeRows = (ptrdiff_t)P.rows * P.OW, L = (ptrdiff_t)P.OH * P.OW, panels = (L + PANEL - 1) / PANEL;
+    taps_t t = phase_taps(&P, kh, kw, sh, sw, ph, pw);
+    uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * t.n));
+    if (!masks) abort();
+    make_masks(L, P.OW, t.n, t.di, t.dj, t.hin, PANEL, panels, masks);
+    run_direct(phases, (ptrdiff_t)C * P.nph * planeRows, n, C, P.nph * planeRows, L, t.n, t.shift, masks,
+               packed, O, bias, out, outStride);
+    free(masks); taps_free(t);
+}
+
+void pk_conv_phase_dweight(const float *phases, int n, const float *g, ptrdiff_t gStride, int C, int H, int W,
+                           int kh, int kw, int sh, int sw, int ph, int pw, int O, float *dw) {
+    phases_t P;
+    if (O <= 0 || C <= 0 || !pk_conv_direct_available() || !phases_make(H, W, kh, kw, sh, sw, ph, pw, &P)) return;
+    const ptrdiff_t planeRows = (ptrdiff_t)P.rows * P.OW, L = (ptrdiff_t)P.OH * P.OW;
+    taps_t t = phase_taps(&P, kh, kw, sh, sw, ph, pw);
+    memset(dw, 0, sizeof(float) * (size_t)O * (size_t)(C * kh * kw));
+    if (n > 0) run_dweight_taps(phases, (ptrdiff_t)C * P.nph * planeRows, g, gStride, n, C, P.nph * planeRows, L, P.OW, t, O, dw);
+    taps_free(t);
+}
+
+// Input gradient: for each stored phase (p, q), dX_pq[c][u][v] = Σ_o Σ_taps W[o][c][i][j]·g[o][u − a][v − b]
+// is a stride-1 tap convolution of g (on the OH×OW grid, as wide as the phase)
+// into the phase's rows, scattered back to x[sh·u + p][sw·v + q]; input pixels
+// on no phase with taps (a stride larger than the kernel) get 0.
+size_t pk_conv_phase_dinput_floats(int O, int C, int kh, int kw) { return pk_conv_packed_floats(C, O * kh * kw); }
+
+void pk_conv_phase_pack_dinput(const float *w, int O, int C, int H, int W, int kh, int kw, int sh, int sw,
+                               int ph, int pw, float *packed) {
+    phases_t P;
+    if (!phases_make(H, W, kh, kw, sh, sw, ph, pw, &P)) return;
+    float *dst = packed;
+    for (int p = 0; p < sh; p++)
+        for (int q = 0; q < sw; q++) {
+            if (P.slot[p * sw + q] < 0) continue;
+            int taps[1024], nt = 0;
+            for (int i = 0; i < kh; i++)
+                for (int j = 0; j < kw; j++)
+                    if ((i - ph) - sh * floordiv(i - ph, sh) == p && (j - pw) - sw * floordiv(j - pw, sw) == q && nt < 1024)
+                        taps[nt++] = i * kw + j;       // kh·kw ≤ 1024 (phases_make)
+            // Tiles of 12 input channels c (the outputs here), k = o·nt + t, laid out [k][row].
+            const int K = O * nt;
+            for (int m0 = 0; m0 < C; m0 += MRMAX) {
+                const int mr = C - m0 < MRMAX ? C - m0 : MRMAX;
+                for (int k = 0; k < K; k++) {
+                    const int o = k / nt, tap = taps[k % nt];
+                    for (int r = 0; r < mr; r++) dst[(size_t)k * mr + r] = w[((size_t)o * C + m0 + r) * kh * kw + tap];
+                }
+                dst += (size_t)mr * K;
+            }
+        }
+}
+
+void pk_conv_phase_dinput(const float *g, ptrdiff_t gStride, int n, int O, int C, int H, int W,
+                          int kh, int kw, int sh, int sw, int ph, int pw, const float *packed,
+                          float *dx, ptrdiff_t dxStride) {
+    phases_t P;
+    if (n <= 0 || C <= 0 || !pk_conv_direct_available() || !phases_make(H, W, kh, kw, sh, sw, ph, pw, &P)) return;
+    const ptrdiff_t Lg = (ptrdiff_t)P.OH * P.OW;
+    float *tmp = malloc(sizeof(float) * (size_t)C * (size_t)P.rows * (size_t)P.OW);
+    if (!tmp) abort();
+    for (int s = 0; s < n; s++) {
+        float *d = dx + s * dxStride;
+        memset(d, 0, sizeof(float) * (size_t)C * (size_t)H * (size_t)W);
+        const float *wp = packed;
+        for (int p = 0; p < sh; p++)
+            for (int q = 0; q < sw; q++) {
+                const int k = P.slot[p * sw + q];
+                if (k < 0) continue;
+                const int hp = P.hp[k];
+                int nt = 0;
+                taps_t t = taps_alloc(kh * kw);
+                for (int i = 0; i < kh; i++)
+                    for (int j = 0; j < kw; j++) {
+                        const int a = floordiv(i - ph, sh), b = floordiv(j - pw, sw);
+                        if ((i - ph) - sh * a != p || (j - pw) - sw * b != q) continue;
+                        t.di[nt] = -a; t.dj[nt] = -b; t.hin[nt] = P.OH;
+                        t.shift[nt] = -(ptrdiff_t)a * P.OW - b;
+                        nt++;
+                    }
+                t.n = nt;
+                const ptrdiff_t L = (ptrdiff_t)hp * P.OW, panels = (L + PANEL - 1) / PANEL;
+                uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * nt));
+                if (!masks) abort();
+                make_masks(L, P.OW, nt, t.di, t.dj, t.hin, PANEL, panels, masks);
+                run_direct(g + s * gStride, gStride, 1, O, Lg, L, nt, t.shift, masks, wp, C, NULL, tmp, L);
+                free(masks); taps_free(t);
+                wp += (size_t)C * (size_t)(O * nt);        // this phase's block (pk_conv_phase_pack_dinput)
+                for (int c = 0; c < C; c++)
+                    for (int u = 0; u < hp; u++)
+                        for (int v = 0; v < P.OW; v++)
+                            d[((ptrdiff_t)c * H + sh * u + p) * W + sw * v + q] = tmp[(c * hp + u) * P.OW + v];
+            }
+    }
+    free(tmp);
+}
+#else
+// Not built for this CPU: pk_conv_phase_ok is 0, so these are never called.
+size_t pk_conv_phase_floats(int C, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw) { abort(); }
+void pk_conv_phase_split(const float *x, ptrdiff_t xStride, int n, int C, int H, int W,
+                         int kh, int kw, int sh, int sw, int ph, int pw, float *phases) { abort(); }
+void pk_conv_phase_forward(const float *phases, int n, int C, int H, int W, int kh, int kw, int sh, int sw,
+                           int ph, int pw, const float *packed, int O, const float *bias,
+                           float *out, ptrdiff_t outStride) { abort(); }
+void pk_conv_phase_dweight(const float *phases, int n, const float *g, ptrdiff_t gStride, int C, int H, int W,
+                           int kh, int kw, int sh, int sw, int ph, int pw, int O, float *dw) { abort(); }
+size_t pk_conv_phase_dinput_floats(int O, int C, int kh, int kw) { abort(); }
+void pk_conv_phase_pack_dinput(const float *w, int O, int C, int H, int W, int kh, int kw, int sh, int sw,
+                               int ph, int pw, float *packed) { abort(); }
+void pk_conv_phase_dinput(const float *g, ptrdiff_t gStride, int n, int O, int C, int H, int W,
+                          int kh, int kw, int sh, int sw, int ph, int pw, const float *packed,
+                          float *dx, ptrdiff_t dxStride) { abort(); }
 #endif  // PK_X86
 
 void pk_conv_direct(const float *in, ptrdiff_t inStride, int n, int inCh, int H, int W,

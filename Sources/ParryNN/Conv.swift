@@ -197,8 +197,25 @@ extension F {
         // The columns are built a block of output rows at a time (`geo.rowBlocks`),
         // small enough to stay in the core's L2 cache until BLAS packs them.
         let chunks = convChunks(n), blocks = geo.rowBlocks()
-        let direct = directConvUsable(geo)
-        if direct {
+        let direct = directConvUsable(geo), phased = !direct && phasedConvUsable(geo)
+        let phaseFloats = phased ? Int(pk_conv_phase_floats(Int32(c), Int32(h), Int32(w), Int32(kh), Int32(kw), Int32(stride.0),
+                                                            Int32(stride.1), Int32(padding.0), Int32(padding.1))) : 0
+        if phased {
+            // Strided: each chunk's images split into phase planes, then the direct kernel.
+            BufferPool.withScratch(floats: max(1, Int(pk_conv_packed_floats(Int32(o), Int32(K))))) { packed in
+                pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 0, packed)
+                Parallel.forEach(chunks.count) { ci in
+                    let r = chunks[ci]
+                    BufferPool.withScratch(floats: r.count * phaseFloats) { phases in
+                        pk_conv_phase_split(px + r.lowerBound * c * h * w, c * h * w, Int32(r.count), Int32(c), Int32(h), Int32(w),
+                                            Int32(kh), Int32(kw), Int32(geo.sh), Int32(geo.sw), Int32(geo.ph), Int32(geo.pw), phases)
+                        pk_conv_phase_forward(phases, Int32(r.count), Int32(c), Int32(h), Int32(w), Int32(kh), Int32(kw),
+                                              Int32(geo.sh), Int32(geo.sw), Int32(geo.ph), Int32(geo.pw), packed, Int32(o), pb,
+                                              po + r.lowerBound * o * L, o * L)
+                    }
+                }
+            }
+        } else if direct {
             // The direct kernel (CKernels): no columns; packed weights shared by the threads.
             BufferPool.withScratch(floats: max(1, Int(pk_conv_packed_floats(Int32(o), Int32(K))))) { packed in
                 pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 0, packed)
@@ -254,9 +271,43 @@ extension F {
                 let chunks = convChunks(n), blocks = geo.rowBlocks()
                 // One dW partial per chunk, from the buffer pool (a ResNet-18 step needs
                 // 8 × its 11M weights of them: fresh pages every step from malloc).
-                BufferPool.withScratch(gw == nil || direct ? 0 : chunks.count, floats: o * K) { partials in
+                BufferPool.withScratch(gw == nil || direct || phased ? 0 : chunks.count, floats: o * K) { partials in
                 let pgx = gx?.pointer(Float.self)
-                if direct {
+                if phased {
+                    // Strided: the weight gradient from the whole batch's phase planes
+                    // (in blocks of output channels, as below), the input gradient
+                    // per image chunk as one stride-1 convolution of g per phase.
+                    let i32 = { (v: Int) in Int32(v) }
+                    if let gw {
+                        BufferPool.withScratch(floats: max(1, n * phaseFloats)) { phases in
+                            Parallel.forEach(chunks.count) { ci in
+                                let r = chunks[ci]
+                                pk_conv_phase_split(px + r.lowerBound * c * h * w, c * h * w, i32(r.count), i32(c), i32(h), i32(w),
+                                                    i32(kh), i32(kw), i32(geo.sh), i32(geo.sw), i32(geo.ph), i32(geo.pw),
+                                                    phases + r.lowerBound * phaseFloats)
+                            }
+                            let dst = gw.pointer(Float.self), parts = channelBlocks(o)
+                            Parallel.forEach(parts.count) { bi in
+                                let r = parts[bi]
+                                pk_conv_phase_dweight(phases, i32(n), pg + r.lowerBound * L, o * L, i32(c), i32(h), i32(w),
+                                                      i32(kh), i32(kw), i32(geo.sh), i32(geo.sw), i32(geo.ph), i32(geo.pw),
+                                                      i32(r.count), dst + r.lowerBound * K)
+                            }
+                        }
+                    }
+                    if let pgx {
+                        BufferPool.withScratch(floats: max(1, Int(pk_conv_phase_dinput_floats(i32(o), i32(c), i32(kh), i32(kw))))) { packedT in
+                            pk_conv_phase_pack_dinput(pw, i32(o), i32(c), i32(h), i32(w), i32(kh), i32(kw), i32(geo.sh), i32(geo.sw),
+                                                      i32(geo.ph), i32(geo.pw), packedT)
+                            Parallel.forEach(chunks.count) { ci in
+                                let r = chunks[ci]
+                                pk_conv_phase_dinput(pg + r.lowerBound * o * L, o * L, i32(r.count), i32(o), i32(c), i32(h), i32(w),
+                                                     i32(kh), i32(kw), i32(geo.sh), i32(geo.sw), i32(geo.ph), i32(geo.pw), packedT,
+                                                     pgx + r.lowerBound * c * h * w, c * h * w)
+                            }
+                        }
+                    }
+                } else if direct {
                     // The weight gradient in blocks of output channels, each over all
                     // images (no per-chunk partials; a sum does not depend on the
                     // split); the input gradient per image chunk as the direct
@@ -361,6 +412,14 @@ nonisolated(unsafe) var convBlockBytes: Int = {
 /// both paths in one process; setting it has no effect on other CPUs.
 nonisolated(unsafe) public var convDirectEnabled: Bool =
     ProcessInfo.processInfo.environment["PARRY_CONV"] != "im2col"
+
+/// Strided geometries the direct kernels take through phase planes (see
+/// CKernels/conv.c): every phase plane with taps as wide as the output.
+func phasedConvUsable(_ geo: WindowGeometry) -> Bool {
+    convDirectEnabled && (geo.sh > 1 || geo.sw > 1) && geo.c > 0
+        && pk_conv_phase_ok(Int32(geo.h), Int32(geo.w), Int32(geo.kh), Int32(geo.kw), Int32(geo.sh), Int32(geo.sw),
+                            Int32(geo.ph), Int32(geo.pw)) != 0
+}
 
 /// Whether this CPU runs the direct convolution kernels (AVX-512F).
 public var convDirectAvailable: Bool { pk_conv_direct_available() != 0 }

@@ -86,6 +86,43 @@ final class FunctionalTests: XCTestCase {
                                              try leaf([2, 2, 3, 3])]).passed)
     }
 
+    /// One geometry on both paths (forward, dX, dW, db): direct (CKernels)
+    /// against im2col + BLAS to float rounding, the direct path the same bits on
+    /// 1 and 3 threads, and against the definition where naiveConv applies.
+    func compareConvPaths(n: Int, c: Int, o: Int, h: Int, w: Int, kh: Int, kw: Int, stride: (Int, Int), padding: (Int, Int),
+                          file: StaticString = #filePath, line: UInt = #line) throws {
+        let label = "n \(n) c \(c) o \(o) \(h)×\(w) k \(kh)×\(kw) stride \(stride) padding \(padding)"
+        let geo = WindowGeometry(c: c, h: h, w: w, kh: kh, kw: kw, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1)
+        convDirectEnabled = true
+        XCTAssertEqual(directConvUsable(geo) || phasedConvUsable(geo), convDirectAvailable, "\(label): path", file: file, line: line)
+        let x0 = try Tensor.randn([n, c, h, w], generator: g), w0 = try Tensor.randn([o, c, kh, kw], generator: g)
+        let b0 = try Tensor.randn([o], generator: g)
+        let probe = try Tensor.randn([n, o, geo.oh, geo.ow], generator: g)
+        func run(_ direct: Bool) throws -> [[Float]] {
+            convDirectEnabled = direct
+            let x = try x0.cloneRaw().requiresGrad_(), w = try w0.cloneRaw().requiresGrad_(), b = try b0.cloneRaw().requiresGrad_()
+            let y = try F.conv2d(x, w, b, stride: stride, padding: padding)
+            try y.binary(.mul, probe).sum().backward()
+            return [y.floats(), x.grad!.floats(), w.grad!.floats(), b.grad!.floats()]
+        }
+        let viaDirect = try run(true), viaColumns = try run(false)
+        // Thread count must not change a bit (dW by fixed channel blocks, dX by fixed image chunks).
+        Parallel.setThreads(1)
+        let oneThread = try run(true)
+        Parallel.setThreads(3)
+        XCTAssertEqual(try run(true), oneThread, "\(label): 1 vs 3 threads", file: file, line: line)
+        Parallel.setThreads(ProcessInfo.processInfo.activeProcessorCount)
+        for (i, name) in ["y", "dx", "dw", "db"].enumerated() {
+            XCTAssertEqual(viaDirect[i].count, viaColumns[i].count, file: file, line: line)
+            for (j, (a, e)) in zip(viaDirect[i], viaColumns[i]).enumerated() where abs(a - e) > 1e-4 * (1 + abs(e)) {
+                XCTFail("\(label) \(name)[\(j)]: direct \(a), im2col \(e)", file: file, line: line); break
+            }
+        }
+        if kh == kw && padding.0 == padding.1 && stride.0 == stride.1 {      // naiveConv: square, symmetric
+            close(viaDirect[0], naiveConv(x0, w0, b0, stride: stride.0, padding: padding.0), tol: 1e-4, file: file, line: line)
+        }
+    }
+
     /// The direct kernels (CKernels, AVX-512) against the im2col + BLAS path on
     /// the geometries they take (stride 1, output as wide as the input):
     /// channel counts on both sides of the 12-row and 4×6 register tiles, one
@@ -110,40 +147,26 @@ final class FunctionalTests: XCTestCase {
             (16, 66, 5, 32, 32, 3, 3, 1),      // 270 KB of input per image: dW reduced per image group, 2 groups per chunk
         ]
         for t in cases {
-            let geo = WindowGeometry(c: t.c, h: t.h, w: t.w, kh: t.kh, kw: t.kw, sh: 1, sw: 1, ph: t.ph, pw: (t.kw - 1) / 2)
-            convDirectEnabled = true
-            XCTAssertEqual(directConvUsable(geo), convDirectAvailable, "case \(t)")
-            let x0 = try Tensor.randn([t.n, t.c, t.h, t.w], generator: g), w0 = try Tensor.randn([t.o, t.c, t.kh, t.kw], generator: g)
-            let b0 = try Tensor.randn([t.o], generator: g)
-            let probe = try Tensor.randn([t.n, t.o, geo.oh, geo.ow], generator: g)
-            func run(_ direct: Bool) throws -> [[Float]] {
-                convDirectEnabled = direct
-                let x = try x0.cloneRaw().requiresGrad_(), w = try w0.cloneRaw().requiresGrad_(), b = try b0.cloneRaw().requiresGrad_()
-                let y = try F.conv2d(x, w, b, stride: (1, 1), padding: (t.ph, (t.kw - 1) / 2))
-                try y.binary(.mul, probe).sum().backward()
-                return [y.floats(), x.grad!.floats(), w.grad!.floats(), b.grad!.floats()]
-            }
-            let viaDirect = try run(true), viaColumns = try run(false)
-            // Thread count must not change a bit (dW by fixed channel blocks, dX by fixed image chunks).
-            Parallel.setThreads(1)
-            let oneThread = try run(true)
-            Parallel.setThreads(3)
-            XCTAssertEqual(try run(true), oneThread, "case \(t): 1 vs 3 threads")
-            Parallel.setThreads(ProcessInfo.processInfo.activeProcessorCount)
-            for (i, name) in ["y", "dx", "dw", "db"].enumerated() {
-                XCTAssertEqual(viaDirect[i].count, viaColumns[i].count)
-                for (j, (a, e)) in zip(viaDirect[i], viaColumns[i]).enumerated() where abs(a - e) > 1e-4 * (1 + abs(e)) {
-                    XCTFail("case \(t) \(name)[\(j)]: direct \(a), im2col \(e)"); break
-                }
-            }
-            if t.kh == t.kw && t.ph == (t.kw - 1) / 2 {      // naiveConv: square kernels, equal padding
-                close(viaDirect[0], naiveConv(x0, w0, b0, stride: 1, padding: t.ph), tol: 1e-4)
-            }
+            try compareConvPaths(n: t.n, c: t.c, o: t.o, h: t.h, w: t.w, kh: t.kh, kw: t.kw, stride: (1, 1), padding: (t.ph, (t.kw - 1) / 2))
+        }
+        // Strided convolutions through phase planes (each phase plane with taps as
+        // wide as the output): ResNet's 3×3/2 and 1×1/2 (phases without taps: dX 0
+        // there), odd heights, stride 3, a (2, 1) stride, 4×4 outputs in pairs.
+        let strided: [(n: Int, c: Int, o: Int, h: Int, w: Int, kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int)] = [
+            (3, 3, 5, 8, 8, 3, 3, 2, 2, 1, 1), (2, 4, 13, 7, 10, 3, 3, 2, 2, 1, 1), (3, 5, 6, 8, 6, 1, 1, 2, 2, 0, 0),
+            (2, 2, 3, 9, 9, 3, 3, 3, 3, 0, 0), (2, 3, 4, 9, 12, 3, 3, 3, 3, 1, 1), (2, 3, 7, 6, 5, 3, 3, 2, 1, 1, 1),
+            (17, 9, 14, 8, 8, 3, 3, 2, 2, 1, 1), (2, 2, 3, 8, 8, 5, 5, 2, 2, 2, 2),
+        ]
+        for t in strided {
+            try compareConvPaths(n: t.n, c: t.c, o: t.o, h: t.h, w: t.w, kh: t.kh, kw: t.kw, stride: (t.sh, t.sw), padding: (t.ph, t.pw))
         }
         convDirectEnabled = true
         XCTAssertTrue(try gradcheck({ try F.conv2d($0[0], $0[1], $0[2], stride: 1, padding: 1) },
                                     inputs: [try Tensor.randn([3, 2, 5, 6], generator: g).requiresGrad_(), try leaf([5, 2, 3, 3]),
                                              try leaf([5])]).passed)
+        XCTAssertTrue(try gradcheck({ try F.conv2d($0[0], $0[1], $0[2], stride: 2, padding: 1) },
+                                    inputs: [try Tensor.randn([3, 2, 6, 6], generator: g).requiresGrad_(), try leaf([4, 2, 3, 3]),
+                                             try leaf([4])]).passed)
     }
 
     /// The fused convolution builds its columns a block of output rows at a

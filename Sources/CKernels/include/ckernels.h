@@ -40,6 +40,33 @@ void pk_conv_dweight(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_
                      int C, int H, int W, int kh, int kw, int ph, int pw, int O,
                      float *dw, int accumulate);
 
+/// Strided convolutions (any stride, kernel and padding) whose phase planes
+/// X_pq[u][v] = x[sh·u + p][sw·v + q] that carry taps are as wide as the output
+/// (an even width with a 3×3, padding 1 or 1×1, padding 0 kernel at stride 2):
+/// 1 when this CPU runs them and the geometry qualifies, else 0.
+int pk_conv_phase_ok(int H, int W, int kh, int kw, int sh, int sw, int ph, int pw);
+/// Floats of one image's phase planes (C × phases × ⌈H/sh⌉ × OW).
+size_t pk_conv_phase_floats(int C, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw);
+/// Writes the phase planes of n images (image s at x + s·xStride) to `phases`,
+/// image after image, pk_conv_phase_floats apart.
+void pk_conv_phase_split(const float *x, ptrdiff_t xStride, int n, int C, int H, int W,
+                         int kh, int kw, int sh, int sw, int ph, int pw, float *phases);
+/// The convolution from the phase planes; `packed` from pk_conv_pack (transposeFlip 0).
+void pk_conv_phase_forward(const float *phases, int n, int C, int H, int W, int kh, int kw, int sh, int sw,
+                           int ph, int pw, const float *packed, int O, const float *bias,
+                           float *out, ptrdiff_t outStride);
+/// dw (O rows of C·kh·kw, overwritten) = Σ over n images of g ⊗ windows, from the phase planes.
+void pk_conv_phase_dweight(const float *phases, int n, const float *g, ptrdiff_t gStride, int C, int H, int W,
+                           int kh, int kw, int sh, int sw, int ph, int pw, int O, float *dw);
+/// The input gradient's packed weights (pk_conv_phase_dinput_floats of them).
+size_t pk_conv_phase_dinput_floats(int O, int C, int kh, int kw);
+void pk_conv_phase_pack_dinput(const float *w, int O, int C, int H, int W, int kh, int kw, int sh, int sw,
+                               int ph, int pw, float *packed);
+/// dx (n images of C×H×W, overwritten) from g (O×OH×OW per image).
+void pk_conv_phase_dinput(const float *g, ptrdiff_t gStride, int n, int O, int C, int H, int W,
+                          int kh, int kw, int sh, int sw, int ph, int pw, const float *packed,
+                          float *dx, ptrdiff_t dxStride);
+
 #ifdef __cplusplus
 }
 #endif
