@@ -6,8 +6,9 @@
 --   parry examples/adv_train.lua [epochs=3] [train_images=20000]
 --
 -- Training attacks: PGD-7 (α = 0.025, random start). About 3 minutes on
--- 2 cores with the defaults (measured 2026-12-01: standard 88.4% clean / 7.8% PGD-20,
--- PGD-AT 80.2% / 69.3%, TRADES 81.7% / 67.4%); pass fewer images for a quick look.
+-- 2 cores with the defaults (measured 2026-12-02: 231 s with a build sharing the
+-- machine; standard 88.4% clean / 8.3% PGD-20, PGD-AT 80.5% / 68.5%, TRADES
+-- 81.4% / 69.2%); pass fewer images for a quick look.
 local parry = require("parry")
 
 local epochs = tonumber(arg[1]) or 3

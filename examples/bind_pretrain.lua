@@ -8,10 +8,10 @@
 --
 --   parry examples/bind_pretrain.lua [train_images=20000] [epochs=4]
 --
--- Seeded. Measured on 2 cores (release build, 2026-12-01): 79 s in total
--- (image encoder and centers 22 s, point encoder 29 s, signal encoder 22 s).
+-- Seeded. Measured on 2 cores (release build, 2026-12-02): 93 s in total
+-- (image encoder and centers 23 s, point encoder 40 s, signal encoder 24 s).
 -- Zero-shot test accuracy (2,000 test images, cosine to the frozen centers):
---   image 0.9060   point cloud 0.6925   signal 0.8070
+--   image 0.9015   point cloud 0.6995   signal 0.7855
 -- (the image encoder after 4 epochs; the bound encoders reach the centers only
 -- through InfoNCE to the image embeddings, never seeing a label).
 local parry = require("parry")

@@ -17,42 +17,44 @@
 --
 --   parry examples/calibration.lua [train_images=8000] [test_images=500] [head=mlp|linear]
 --
--- Seeded. Measured on 2 cores (release build, 2026-12-01): 929 s with the
--- Bind model already trained (+79 s for examples/bind_pretrain.lua); heads
--- 28–46 s each. ε: image 8/255, point 0.03 (coordinates in [−1, 1]: 0.4 px),
+-- Seeded. Measured on 2 cores (release build, 2026-12-02): 1046 s with the
+-- Bind model already trained (+93 s for examples/bind_pretrain.lua); heads
+-- 31–62 s each (the point-cloud heads slowest: 49–62 s against 28–46 s on the
+-- im2col kernels the day before; its 1×1 convolutions are a known slow case of
+-- the direct kernels, issue 21). ε: image 8/255, point 0.03 (coordinates in [−1, 1]: 0.4 px),
 -- signal 0.02. 500 test images; heads on 8,000 training images; each head
 -- 6,256 of 803,056 parameters (0.78%). R@1: image→modality retrieval among
 -- the 500 (chance 0.002), "adv" with the modality side attacked.
 --   modality head                 clean  PGD-20  APGD    R@1  R@1adv
---   image    frozen               0.904  0.492  0.458     -      -
---   image    ce                   0.890  0.602  0.580     -      -
---   image    ce + consistency     0.888  0.588  0.556     -      -
---   image    l2                   0.906  0.552  0.530     -      -
---   image    l2 + consistency     0.904  0.516  0.478     -      -
---   image    infonce              0.900  0.454  0.416     -      -
---   image    infonce + consist.   0.904  0.506  0.482     -      -
---   point    frozen               0.704  0.212  0.190  0.088  0.056
---   point    ce                   0.694  0.312  0.284  0.030  0.016
---   point    ce + consistency     0.732  0.234  0.218  0.078  0.064
---   point    l2                   0.682  0.270  0.260  0.080  0.056
---   point    l2 + consistency     0.702  0.226  0.210  0.084  0.058
---   point    infonce              0.680  0.148  0.128  0.092  0.058
---   point    infonce + consist.   0.696  0.220  0.202  0.090  0.060
---   signal   frozen               0.820  0.194  0.186  0.558  0.298
---   signal   ce                   0.848  0.430  0.414  0.142  0.078
---   signal   ce + consistency     0.858  0.424  0.398  0.442  0.252
---   signal   l2                   0.820  0.228  0.214  0.528  0.298
---   signal   l2 + consistency     0.824  0.208  0.192  0.554  0.298
---   signal   infonce              0.792  0.178  0.158  0.542  0.310
---   signal   infonce + consist.   0.820  0.200  0.184  0.560  0.330
+--   image    frozen               0.896  0.480  0.438      -       -
+--   image    ce                   0.880  0.586  0.560      -       -
+--   image    ce + consistency     0.888  0.578  0.554      -       -
+--   image    l2                   0.894  0.526  0.504      -       -
+--   image    l2 + consistency     0.898  0.498  0.458      -       -
+--   image    infonce              0.894  0.448  0.410      -       -
+--   image    infonce + consist.   0.898  0.486  0.462      -       -
+--   point    frozen               0.714  0.228  0.202  0.100   0.050
+--   point    ce                   0.696  0.284  0.236  0.036   0.016
+--   point    ce + consistency     0.724  0.238  0.206  0.084   0.034
+--   point    l2                   0.700  0.262  0.258  0.098   0.050
+--   point    l2 + consistency     0.722  0.240  0.210  0.094   0.062
+--   point    infonce              0.692  0.114  0.100  0.096   0.070
+--   point    infonce + consist.   0.714  0.208  0.194  0.096   0.056
+--   signal   frozen               0.780  0.186  0.158  0.590   0.284
+--   signal   ce                   0.840  0.442  0.410  0.118   0.070
+--   signal   ce + consistency     0.858  0.450  0.422  0.468   0.266
+--   signal   l2                   0.784  0.234  0.212  0.552   0.328
+--   signal   l2 + consistency     0.778  0.192  0.170  0.596   0.304
+--   signal   infonce              0.742  0.158  0.152  0.554   0.366
+--   signal   infonce + consist.   0.784  0.184  0.166  0.592   0.300
 -- What holds of the paper's claims here: the non-visual modalities are the
--- most vulnerable (PGD-20 keeps 54% of the image's clean accuracy, 30% of the
+-- most vulnerable (PGD-20 keeps 54% of the image's clean accuracy, 32% of the
 -- point cloud's, 24% of the signal's); the fixed-center CE head raises robust
--- accuracy on every modality (+11, +10, +24 points) with clean accuracy within
--- 1.4 points or better — smaller gains than the paper's (up to +47), from a
+-- accuracy on every modality (+11, +6, +26 points) with clean accuracy within
+-- 1.8 points or better — smaller gains than the paper's (up to +47), from a
 -- 0.8% head trained for 2 epochs. CE alone gives up cross-modal retrieval
--- (signal R@1 0.56 → 0.14); the consistency term (λ = 10) brings most of it
--- back (0.44) at the same robust accuracy on the signal, at a cost in
+-- (signal R@1 0.59 → 0.12); the consistency term (λ = 10) brings most of it
+-- back (0.47) at the same robust accuracy on the signal, at a cost in
 -- robustness on the point cloud. L2 alignment keeps retrieval but gains less;
 -- InfoNCE against the batch's clean embeddings is the weakest here.
 local parry = require("parry")

@@ -16,22 +16,24 @@
 -- training images (a seeded ds:split): PGD-40 on the margin (CW) loss after each
 -- epoch, the best epoch kept. Each method is trained from 3 seeds (mean ± sd) and
 -- evaluated on 200 test images. Training attacks: PGD-5, α = 0.03. Seeds are fixed.
--- Measured: 943 s on 2 cores (2026-12-01; 1.3 GB).
--- (a) clean labels / 40% noise: CE 0.773/0.692, GCE 0.665/0.657, MAE 0.566/0.284;
+-- Measured: 1206 s on 2 cores (2026-12-02, with another job sharing the machine
+-- for part of the run; 943 s alone the day before, on the im2col kernels; 1.2 GB).
+-- (a) clean labels / 40% noise: CE 0.761/0.683, GCE 0.664/0.654, MAE 0.565/0.284;
 -- sum-exp (τ 0) and τ 0.5 diverged on clean labels (0.107, chance) yet reach
--- 0.763/0.735 under noise.
+-- 0.754/0.738 under noise.
 -- (b)                       clean         PGD-20        AA-fast      best epochs
---   PGD-AT                  0.792±0.006   0.615±0.010   0.585±0.022  3 3 2
---   TRADES β 6              0.782±0.013   0.620±0.026   0.593±0.031  3 3 2
---   ADV-COMP-SUM τ 0.5 ν 1  0.733±0.008   0.612±0.038   0.568±0.040  3 3 2
---   ADV-COMP-SUM τ 1 ν 1    0.455±0.307   0.373±0.237   0.357±0.223  3 3 2
---   ADV-COMP-SUM τ 0.5 ν 2  0.593±0.126   0.532±0.109   0.492±0.122  3 3 1
+--   PGD-AT                  0.788±0.018   0.615±0.015   0.592±0.019  3 3 2
+--   TRADES β 6              0.783±0.020   0.595±0.052   0.570±0.069  3 3 3
+--   ADV-COMP-SUM τ 0.5 ν 1  0.748±0.015   0.615±0.035   0.572±0.053  3 3 2
+--   ADV-COMP-SUM τ 1 ν 1    0.452±0.305   0.392±0.253   0.375±0.238  3 3 2
+--   ADV-COMP-SUM τ 0.5 ν 2  0.667±0.030   0.573±0.049   0.547±0.051  3 3 2
 --   ADV-COMP-SUM τ 1 ν 2    0.112±0.020   0.112±0.020   0.112±0.020  1 1 2
 -- The paper reports ADV-COMP-SUM above TRADES in clean accuracy with comparable
 -- or better robust accuracy. Here it does not: its best setting (τ 0.5, ν 1)
--- loses 5 points of clean accuracy and 1–2.5 points of robust accuracy to TRADES.
--- τ 1 or ν 2 are unstable: one seed of three collapses, and τ 1 ν 2 collapses to
--- a constant class for all three.
+-- loses 3.5 points of clean accuracy to TRADES, its robust accuracy within the
+-- seeds' spread (+2.0 PGD-20, +0.2 AA-fast; sd 1.5–7 points). τ 1 is unstable:
+-- with ν 1 one seed of three collapses, with ν 2 all three collapse to a constant
+-- class; τ 0.5 ν 2 trains but stays 8–12 points below in clean accuracy.
 local parry = require("parry")
 local L = parry.losses
 

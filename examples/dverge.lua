@@ -20,27 +20,28 @@
 -- Scale: 5,000 training images (random crop + flip), baselines 8 epochs,
 -- each method 4 epochs from the baseline's weights (DVERGE at lr 0.01, × 0.1
 -- after epoch 2); the paper trains ResNet-20s on CIFAR-10 for 200 epochs.
--- Seeded. Measured on 2 cores (release build, 2026-12-01): 338 s in total
--- (baselines 51 s, ADP 16 s, GAL 86 s, DVERGE 63 s, transfer attacks 78 s).
+-- Seeded. Measured on 2 cores (release build, 2026-12-02): 315 s in total
+-- (baselines 46 s, ADP 11 s, GAL 106 s, DVERGE 55 s, transfer attacks 60 s;
+-- 2.5 GB resident at the peak).
 --   method     clean  white-box PGD-20 (ε 0.03)
---   baseline  0.7748  0.4060
---   ADP       0.7811  0.4400
---   GAL       0.7824  0.5280
---   DVERGE    0.7772  0.6580
+--   baseline  0.7714  0.5400
+--   ADP       0.7756  0.5120
+--   GAL       0.7745  0.5800
+--   DVERGE    0.7669  0.6560
 -- Black-box transfer accuracy from the surrogate ensemble, "all" row (500
 -- test images; each sample must survive all 5 adversarial versions):
 --   ε          0.01   0.02   0.03   0.04   0.05   0.07
---   baseline  0.750  0.698  0.546  0.374  0.250  0.114
---   ADP       0.746  0.696  0.572  0.446  0.342  0.200
---   GAL       0.768  0.744  0.704  0.652  0.546  0.246
---   DVERGE    0.764  0.738  0.718  0.686  0.648  0.480
+--   baseline  0.752  0.710  0.622  0.492  0.318  0.132
+--   ADP       0.760  0.724  0.646  0.546  0.426  0.188
+--   GAL       0.752  0.728  0.684  0.610  0.464  0.166
+--   DVERGE    0.764  0.730  0.710  0.680  0.644  0.496
 -- Transferability within the ensemble (PGD-20 at ε 0.03, 2 restarts, 300
 -- images every member gets right): mean success from one member to another
--- 0.276 for the baseline, 0.055 for DVERGE (to the whole ensemble 0.34 vs
--- 0.08; each member's own white-box success 0.52–0.59 vs 0.18–0.25).
--- DVERGE's claims hold here: lower transferability among sub-models, the
--- highest black-box transfer accuracy of the four at every ε ≥ 0.03 (GAL is
--- level at 0.01–0.02), and no clean-accuracy cost at this scale (+0.2 points).
+-- 0.157 for the baseline, 0.053 for DVERGE (to the whole ensemble 0.15–0.19 vs
+-- 0.05–0.06; each member's own white-box success 0.33–0.41 vs 0.17–0.21).
+-- DVERGE's claims hold here: lower transferability among sub-models and the
+-- highest black-box transfer accuracy of the four at every ε (GAL is level at
+-- 0.02), at a small clean-accuracy cost at this scale (−0.5 points).
 local parry = require("parry")
 local T = parry.data.transforms
 
