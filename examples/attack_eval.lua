@@ -5,9 +5,10 @@
 --   parry examples/train_cnn.lua          # writes out/cnn.safetensors (~1 min)
 --   parry examples/attack_eval.lua [checkpoint=out/cnn.safetensors] [n=1000]
 --
--- About a minute on 2 cores (measured 41 s; Square and AutoAttack dominate). On the
--- checkpoint train_cnn.lua writes (test acc 0.903): clean 0.906, FGSM 0.125, PGD-20
--- 0.030, APGD 0.018, Square 0.056, AutoAttack-fast 0.017 (worst case 0.017).
+-- About a minute on 2 cores (measured 66 s with a build sharing the machine; 41 s
+-- alone the day before; Square and AutoAttack dominate). On the checkpoint
+-- train_cnn.lua writes (test acc 0.905): clean 0.905, FGSM 0.128, PGD-20 0.030,
+-- APGD 0.016, Square 0.054, AutoAttack-fast 0.010 (worst case 0.010).
 local parry = require("parry")
 
 local path = arg[1] or "out/cnn.safetensors"

@@ -7,7 +7,8 @@
 -- SGD (lr 0.05, momentum 0.9, cosine schedule over the epochs), batch 128;
 -- ≥ 90% test accuracy after 3 epochs. Prints loss, test accuracy and time
 -- per epoch, then saves a checkpoint for examples/evaluate.lua. Measured on
--- 2 cores: 11 s per epoch, test accuracy 0.875 / 0.890 / 0.903.
+-- 2 cores (2026-12-02, a build sharing the machine): 12 s per epoch, test
+-- accuracy 0.872 / 0.893 / 0.905.
 local parry = require("parry")
 local optim = parry.optim
 
