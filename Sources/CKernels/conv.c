@@ -74,14 +74,6 @@ void pk_conv_pack(const float *w, int O, int C, int kh, int kw, int transposeFli
     }
 }
 
-// Lane validity: output position l (< L) of a W-wide output reading window
-// offset (i, j) of an H×W input with padding (ph, pw).
-static inline int window_ok(ptrdiff_t l, ptrdiff_t L, int W, int H, int i, int j, int ph, int pw) {
-    if (l >= L) return 0;
-    const int row = (int)(l / W) + i - ph, col = (int)(l % W) + j - pw;
-    return row >= 0 && row < H && col >= 0 && col < W;
-}
-
 #ifdef PK_X86
 
 // ---- forward / input gradient ------------------------------------------------
@@ -198,16 +190,22 @@ static taps_t taps_alloc(int n) {
 }
 static void taps_free(taps_t t) { free(t.di); free(t.dj); free(t.hin); free(t.shift); }
 
+// The kh·kw taps of a stride-1 convolution of an H-row, W-wide input, (i, j) order.
+static taps_t stride1_taps(int kh, int kw, int ph, int pw, int H, int W) {
+    taps_t t = taps_alloc(kh * kw);
+    for (int q = 0; q < kh * kw; q++) {
+        t.di[q] = q / kw - ph; t.dj[q] = q % kw - pw; t.hin[q] = H;
+        t.shift[q] = (ptrdiff_t)t.di[q] * W + t.dj[q];
+    }
+    return t;
+}
+
 static void conv_direct_avx512(const float *in, ptrdiff_t inStride, int n, int inCh, int H, int W,
                                int kh, int kw, int ph, int pw, const float *packed, int outCh,
                                const float *bias, float *out, ptrdiff_t outStride) {
     const int OH = H + 2 * ph - kh + 1, kk = kh * kw;
     const ptrdiff_t L = (ptrdiff_t)OH * W, panels = (L + PANEL - 1) / PANEL;
-    taps_t t = taps_alloc(kk);
-    for (int q = 0; q < kk; q++) {
-        t.di[q] = q / kw - ph; t.dj[q] = q % kw - pw; t.hin[q] = H;
-        t.shift[q] = (ptrdiff_t)t.di[q] * W + t.dj[q];
-    }
+    taps_t t = stride1_taps(kh, kw, ph, pw, H, W);
     uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * kk));
     if (!masks) abort();
     make_masks(L, W, kk, t.di, t.dj, t.hin, PANEL, panels, masks);
@@ -345,6 +343,13 @@ static const dw3_fn dw3_table[MOMAX + 1][3] = {
 // the first read them from there; the partial sums are reduced once per group.
 #define DW_GROUP_BYTES (512 * 1024)
 
+// Images per weight-gradient group (DW_GROUP_BYTES of x planes, at least one).
+static int dw_group(int C, ptrdiff_t plane) {
+    const size_t perImage = sizeof(float) * (size_t)C * (size_t)plane;
+    const int group = (int)(DW_GROUP_BYTES / (perImage ? perImage : 1));
+    return group < 1 ? 1 : group;
+}
+
 // The weight gradient over tap lists (any kernel width; strided convolutions
 // on phase planes): dw[o][c·ntaps + t] += Σ_s Σ_l g[s][o][l]·x[s][c·plane + shift[t] + l]
 // under the taps' masks, in 4×6 tiles of (output channel, k).
@@ -361,9 +366,7 @@ static void run_dweight_taps(const float *x, ptrdiff_t xStride, const float *g, 
     for (int k = 0; k < K; k++) { kq[k] = k % kk; koff[k] = (k / kk) * plane + t.shift[k % kk]; }
     make_masks(L, W, kk, t.di, t.dj, t.hin, 16, chunks, m32);
     for (ptrdiff_t i = 0; i < chunks * kk; i++) masks[i] = (uint16_t)m32[i];
-    const size_t perImage = sizeof(float) * (size_t)(C * plane);
-    int group = (int)(DW_GROUP_BYTES / (perImage ? perImage : 1));
-    if (group < 1) group = 1;
+    const int group = dw_group(C, plane);
     for (int s0 = 0; s0 < n; s0 += group) {
         const int ns = n - s0 < group ? n - s0 : group;
         for (int o0 = 0; o0 < O; o0 += MOMAX) {
@@ -383,65 +386,44 @@ static void conv_dweight_avx512(const float *x, ptrdiff_t xStride, const float *
                                 float *dw, int accumulate) {
     const int OH = H + 2 * ph - kh + 1, kk = kh * kw, K = C * kk;
     const ptrdiff_t L = (ptrdiff_t)OH * W, plane = (ptrdiff_t)H * W;
-    const ptrdiff_t chunks = (L + 15) / 16;
-    const __mmask16 tail = (L % 16) ? (__mmask16)((1u << (L % 16)) - 1) : 0xFFFF;
-    ptrdiff_t *koff = malloc(sizeof(ptrdiff_t) * (size_t)K);
-    int *kq = malloc(sizeof(int) * (size_t)K);
-    uint16_t *masks = malloc(sizeof(uint16_t) * (size_t)(chunks * kk));
-    if (!koff || !kq || !masks) { free(koff); free(kq); free(masks); abort(); }
-    for (int k = 0; k < K; k++) {
-        const int c = k / kk, q = k % kk;
-        kq[k] = q;
-        koff[k] = c * plane + (ptrdiff_t)(q / kw - ph) * W + (q % kw - pw);
-    }
-    for (ptrdiff_t ch = 0; ch < chunks; ch++)
-        for (int q = 0; q < kk; q++) {
-            uint16_t m = 0;
-            for (int t = 0; t < 16; t++)
-                if (window_ok(ch * 16 + t, L, W, H, q / kw, q % kw, ph, pw)) m |= (uint16_t)(1u << t);
-            masks[ch * kk + q] = m;
-        }
     if (!accumulate) memset(dw, 0, sizeof(float) * (size_t)O * (size_t)K);
-    const size_t perImage = sizeof(float) * (size_t)(C * plane);
-    int group = (int)(DW_GROUP_BYTES / (perImage ? perImage : 1));
-    if (group < 1) group = 1;
-    if (kw == 3) {
-        // Masks side by side per window row i: rmasks[(i·chunks + ch)·3 + j].
-        uint16_t *rmasks = malloc(sizeof(uint16_t) * (size_t)(kh * chunks * 3));
-        const int rows = C * kh;
-        ptrdiff_t *roff = malloc(sizeof(ptrdiff_t) * (size_t)rows);
-        const uint16_t **rmask = malloc(sizeof(uint16_t *) * (size_t)rows);
-        if (!rmasks || !roff || !rmask) abort();
-        for (int i = 0; i < kh; i++)
-            for (ptrdiff_t ch = 0; ch < chunks; ch++)
-                for (int j = 0; j < 3; j++) rmasks[(i * chunks + ch) * 3 + j] = masks[ch * kk + i * 3 + j];
-        for (int row = 0; row < rows; row++) {
-            const int c = row / kh, i = row % kh;
-            roff[row] = c * plane + (ptrdiff_t)(i - ph) * W - pw;
-            rmask[row] = rmasks + (size_t)i * chunks * 3;
-        }
-        for (int s0 = 0; s0 < n; s0 += group) {
-            const int ns = n - s0 < group ? n - s0 : group;
-            for (int o0 = 0; o0 < O; o0 += MOMAX) {
-                const int mo = O - o0 < MOMAX ? O - o0 : MOMAX;
-                for (int r0 = 0; r0 < rows; r0 += 2) {
-                    const int nr = rows - r0 < 2 ? rows - r0 : 2;
-                    dw3_table[mo][nr](x + s0 * xStride, xStride, g + s0 * gStride + o0 * L, gStride, ns, L,
-                                      roff + r0, rmask + r0, chunks, tail, dw + (size_t)o0 * K + r0 * 3, K);
-                }
-            }
-        }
-        free(rmasks); free(roff); free(rmask);
-        free(koff); free(kq); free(masks);
+    taps_t t = stride1_taps(kh, kw, ph, pw, H, W);
+    if (kw != 3) {
+        run_dweight_taps(x, xStride, g, gStride, n, C, plane, L, W, t, O, dw);
+        taps_free(t);
         return;
     }
-    free(koff); free(kq); free(masks);
-    taps_t t = taps_alloc(kk);
-    for (int q = 0; q < kk; q++) {
-        t.di[q] = q / kw - ph; t.dj[q] = q % kw - pw; t.hin[q] = H;
-        t.shift[q] = (ptrdiff_t)t.di[q] * W + t.dj[q];
+    const ptrdiff_t chunks = (L + 15) / 16;
+    const __mmask16 tail = (L % 16) ? (__mmask16)((1u << (L % 16)) - 1) : 0xFFFF;
+    uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(chunks * kk));
+    // Masks side by side per window row i: rmasks[(i·chunks + ch)·3 + j].
+    uint16_t *rmasks = malloc(sizeof(uint16_t) * (size_t)(kh * chunks * 3));
+    const int rows = C * kh;
+    ptrdiff_t *roff = malloc(sizeof(ptrdiff_t) * (size_t)rows);
+    const uint16_t **rmask = malloc(sizeof(uint16_t *) * (size_t)rows);
+    if (!masks || !rmasks || !roff || !rmask) abort();
+    make_masks(L, W, kk, t.di, t.dj, t.hin, 16, chunks, masks);
+    for (int i = 0; i < kh; i++)
+        for (ptrdiff_t ch = 0; ch < chunks; ch++)
+            for (int j = 0; j < 3; j++) rmasks[(i * chunks + ch) * 3 + j] = (uint16_t)masks[ch * kk + i * 3 + j];
+    for (int row = 0; row < rows; row++) {
+        const int c = row / kh, i = row % kh;
+        roff[row] = c * plane + t.shift[i * 3];            // the row's first column, j = 0
+        rmask[row] = rmasks + (size_t)i * chunks * 3;
     }
-    run_dweight_taps(x, xStride, g, gStride, n, C, plane, L, W, t, O, dw);
+    const int group = dw_group(C, plane);
+    for (int s0 = 0; s0 < n; s0 += group) {
+        const int ns = n - s0 < group ? n - s0 : group;
+        for (int o0 = 0; o0 < O; o0 += MOMAX) {
+            const int mo = O - o0 < MOMAX ? O - o0 : MOMAX;
+            for (int r0 = 0; r0 < rows; r0 += 2) {
+                const int nr = rows - r0 < 2 ? rows - r0 : 2;
+                dw3_table[mo][nr](x + s0 * xStride, xStride, g + s0 * gStride + o0 * L, gStride, ns, L,
+                                  roff + r0, rmask + r0, chunks, tail, dw + (size_t)o0 * K + r0 * 3, K);
+            }
+        }
+    }
+    free(masks); free(rmasks); free(roff); free(rmask);
     taps_free(t);
 }
 
@@ -457,7 +439,7 @@ static void conv_dweight_avx512(const float *x, ptrdiff_t xStride, const float *
 
 typedef struct {
     int OH, OW, rows;        // output size; rows of every stored phase plane (⌈H/sh⌉)
-    int nph;                 // phases with taps, stored in order of (p, q)
+    int nph;                 // phases with taps, numbered as the taps (i, j) first reach them
     int slot[64];            // phase p·sw + q → its stored index, or −1 (sh·sw ≤ 64)
     int hp[64];              // rows of stored phase k
 } phases_t;
@@ -566,6 +548,15 @@ void pk_conv_phase_dweight(const float *phases, int n, const float *g, ptrdiff_t
 // on no phase with taps (a stride larger than the kernel) get 0.
 size_t pk_conv_phase_dinput_floats(int O, int C, int kh, int kw) { return pk_conv_packed_floats(C, O * kh * kw); }
 
+// The taps (i·kw + j, in (i, j) order) that read phase (p, q); kh·kw ≤ 1024 (phases_make).
+static int phase_members(int kh, int kw, int sh, int sw, int ph, int pw, int p, int q, int *idx) {
+    int nt = 0;
+    for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++)
+            if ((i - ph) - sh * floordiv(i - ph, sh) == p && (j - pw) - sw * floordiv(j - pw, sw) == q) idx[nt++] = i * kw + j;
+    return nt;
+}
+
 void pk_conv_phase_pack_dinput(const float *w, int O, int C, int H, int W, int kh, int kw, int sh, int sw,
                                int ph, int pw, float *packed) {
     phases_t P;
@@ -574,11 +565,8 @@ void pk_conv_phase_pack_dinput(const float *w, int O, int C, int H, int W, int k
     for (int p = 0; p < sh; p++)
         for (int q = 0; q < sw; q++) {
             if (P.slot[p * sw + q] < 0) continue;
-            int taps[1024], nt = 0;
-            for (int i = 0; i < kh; i++)
-                for (int j = 0; j < kw; j++)
-                    if ((i - ph) - sh * floordiv(i - ph, sh) == p && (j - pw) - sw * floordiv(j - pw, sw) == q && nt < 1024)
-                        taps[nt++] = i * kw + j;       // kh·kw ≤ 1024 (phases_make)
+            int taps[1024];
+            const int nt = phase_members(kh, kw, sh, sw, ph, pw, p, q, taps);
             // Tiles of 12 input channels c (the outputs here), k = o·nt + t, laid out [k][row].
             const int K = O * nt;
             for (int m0 = 0; m0 < C; m0 += MRMAX) {
@@ -598,42 +586,49 @@ void pk_conv_phase_dinput(const float *g, ptrdiff_t gStride, int n, int O, int C
     phases_t P;
     if (n <= 0 || C <= 0 || !pk_conv_direct_available() || !phases_make(H, W, kh, kw, sh, sw, ph, pw, &P)) return;
     const ptrdiff_t Lg = (ptrdiff_t)P.OH * P.OW;
+    // Per stored phase, once: its taps on the g grid (offsets −a, −b), their
+    // masks on the phase's rows, and its block of packed weights.
+    taps_t tk[64];
+    uint32_t *mk[64];
+    const float *wk[64];
+    int pk[64], qk[64];
+    const float *wp = packed;
+    for (int p = 0; p < sh; p++)
+        for (int q = 0; q < sw; q++) {
+            const int k = P.slot[p * sw + q];
+            if (k < 0) continue;
+            int taps[1024];
+            const int nt = phase_members(kh, kw, sh, sw, ph, pw, p, q, taps);
+            taps_t t = taps_alloc(nt);
+            for (int e = 0; e < nt; e++) {
+                const int a = floordiv(taps[e] / kw - ph, sh), b = floordiv(taps[e] % kw - pw, sw);
+                t.di[e] = -a; t.dj[e] = -b; t.hin[e] = P.OH;
+                t.shift[e] = -(ptrdiff_t)a * P.OW - b;
+            }
+            const ptrdiff_t L = (ptrdiff_t)P.hp[k] * P.OW, panels = (L + PANEL - 1) / PANEL;
+            mk[k] = malloc(sizeof(uint32_t) * (size_t)(panels * nt));
+            if (!mk[k]) abort();
+            make_masks(L, P.OW, nt, t.di, t.dj, t.hin, PANEL, panels, mk[k]);
+            tk[k] = t; wk[k] = wp; pk[k] = p; qk[k] = q;
+            wp += (size_t)C * (size_t)(O * nt);        // this phase's block (pk_conv_phase_pack_dinput)
+        }
     float *tmp = malloc(sizeof(float) * (size_t)C * (size_t)P.rows * (size_t)P.OW);
     if (!tmp) abort();
     for (int s = 0; s < n; s++) {
         float *d = dx + s * dxStride;
         memset(d, 0, sizeof(float) * (size_t)C * (size_t)H * (size_t)W);
-        const float *wp = packed;
-        for (int p = 0; p < sh; p++)
-            for (int q = 0; q < sw; q++) {
-                const int k = P.slot[p * sw + q];
-                if (k < 0) continue;
-                const int hp = P.hp[k];
-                int nt = 0;
-                taps_t t = taps_alloc(kh * kw);
-                for (int i = 0; i < kh; i++)
-                    for (int j = 0; j < kw; j++) {
-                        const int a = floordiv(i - ph, sh), b = floordiv(j - pw, sw);
-                        if ((i - ph) - sh * a != p || (j - pw) - sw * b != q) continue;
-                        t.di[nt] = -a; t.dj[nt] = -b; t.hin[nt] = P.OH;
-                        t.shift[nt] = -(ptrdiff_t)a * P.OW - b;
-                        nt++;
-                    }
-                t.n = nt;
-                const ptrdiff_t L = (ptrdiff_t)hp * P.OW, panels = (L + PANEL - 1) / PANEL;
-                uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * nt));
-                if (!masks) abort();
-                make_masks(L, P.OW, nt, t.di, t.dj, t.hin, PANEL, panels, masks);
-                run_direct(g + s * gStride, gStride, 1, O, Lg, L, nt, t.shift, masks, wp, C, NULL, tmp, L);
-                free(masks); taps_free(t);
-                wp += (size_t)C * (size_t)(O * nt);        // this phase's block (pk_conv_phase_pack_dinput)
-                for (int c = 0; c < C; c++)
-                    for (int u = 0; u < hp; u++)
-                        for (int v = 0; v < P.OW; v++)
-                            d[((ptrdiff_t)c * H + sh * u + p) * W + sw * v + q] = tmp[(c * hp + u) * P.OW + v];
-            }
+        for (int k = 0; k < P.nph; k++) {
+            const int hp = P.hp[k], p = pk[k], q = qk[k];
+            const ptrdiff_t L = (ptrdiff_t)hp * P.OW;
+            run_direct(g + s * gStride, gStride, 1, O, Lg, L, tk[k].n, tk[k].shift, mk[k], wk[k], C, NULL, tmp, L);
+            for (int c = 0; c < C; c++)
+                for (int u = 0; u < hp; u++)
+                    for (int v = 0; v < P.OW; v++)
+                        d[((ptrdiff_t)c * H + sh * u + p) * W + sw * v + q] = tmp[(c * hp + u) * P.OW + v];
+        }
     }
     free(tmp);
+    for (int k = 0; k < P.nph; k++) { free(mk[k]); taps_free(tk[k]); }
 }
 #else
 // Not built for this CPU: pk_conv_phase_ok is 0, so these are never called.

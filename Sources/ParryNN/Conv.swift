@@ -200,30 +200,25 @@ extension F {
         let direct = directConvUsable(geo), phased = !direct && phasedConvUsable(geo)
         let phaseFloats = phased ? Int(pk_conv_phase_floats(Int32(c), Int32(h), Int32(w), Int32(kh), Int32(kw), Int32(stride.0),
                                                             Int32(stride.1), Int32(padding.0), Int32(padding.1))) : 0
-        if phased {
-            // Strided: each chunk's images split into phase planes, then the direct kernel.
+        if direct || phased {
+            // The direct kernels (CKernels): no columns; packed weights shared by the threads.
+            // Strided: each chunk's images are split into phase planes first.
             BufferPool.withScratch(floats: max(1, Int(pk_conv_packed_floats(Int32(o), Int32(K))))) { packed in
                 pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 0, packed)
                 Parallel.forEach(chunks.count) { ci in
                     let r = chunks[ci]
+                    let src = px + r.lowerBound * c * h * w, dst = po + r.lowerBound * o * L
+                    if direct {
+                        pk_conv_direct(src, c * h * w, Int32(r.count), Int32(c), Int32(h), Int32(w),
+                                       Int32(kh), Int32(kw), Int32(padding.0), Int32(padding.1), packed, Int32(o), pb, dst, o * L)
+                        return
+                    }
                     BufferPool.withScratch(floats: r.count * phaseFloats) { phases in
-                        pk_conv_phase_split(px + r.lowerBound * c * h * w, c * h * w, Int32(r.count), Int32(c), Int32(h), Int32(w),
+                        pk_conv_phase_split(src, c * h * w, Int32(r.count), Int32(c), Int32(h), Int32(w),
                                             Int32(kh), Int32(kw), Int32(geo.sh), Int32(geo.sw), Int32(geo.ph), Int32(geo.pw), phases)
                         pk_conv_phase_forward(phases, Int32(r.count), Int32(c), Int32(h), Int32(w), Int32(kh), Int32(kw),
-                                              Int32(geo.sh), Int32(geo.sw), Int32(geo.ph), Int32(geo.pw), packed, Int32(o), pb,
-                                              po + r.lowerBound * o * L, o * L)
+                                              Int32(geo.sh), Int32(geo.sw), Int32(geo.ph), Int32(geo.pw), packed, Int32(o), pb, dst, o * L)
                     }
-                }
-            }
-        } else if direct {
-            // The direct kernel (CKernels): no columns; packed weights shared by the threads.
-            BufferPool.withScratch(floats: max(1, Int(pk_conv_packed_floats(Int32(o), Int32(K))))) { packed in
-                pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 0, packed)
-                Parallel.forEach(chunks.count) { ci in
-                    let r = chunks[ci]
-                    pk_conv_direct(px + r.lowerBound * c * h * w, c * h * w, Int32(r.count), Int32(c), Int32(h), Int32(w),
-                                   Int32(kh), Int32(kw), Int32(padding.0), Int32(padding.1), packed, Int32(o), pb,
-                                   po + r.lowerBound * o * L, o * L)
                 }
             }
         } else {
@@ -265,13 +260,9 @@ extension F {
             let gx = needs[0] ? try Tensor(shape: xShape, dtype: .float32, zeroed: false) : nil   // zeroed per image below
             let gw = needs[1] ? try Tensor(shape: wShape, dtype: .float32, zeroed: n == 0) : nil
             if needs[0] || needs[1] {
-                // Images in parallel over fixed chunks; each chunk accumulates
-                // its own dW, summed in chunk order afterwards, so the result
-                // does not depend on the number of threads.
+                // Whatever the path, the work is cut by sizes only (image chunks,
+                // channel blocks), so the result does not depend on the number of threads.
                 let chunks = convChunks(n), blocks = geo.rowBlocks()
-                // One dW partial per chunk, from the buffer pool (a ResNet-18 step needs
-                // 8 × its 11M weights of them: fresh pages every step from malloc).
-                BufferPool.withScratch(gw == nil || direct || phased ? 0 : chunks.count, floats: o * K) { partials in
                 let pgx = gx?.pointer(Float.self)
                 if phased {
                     // Strided: the weight gradient from the whole batch's phase planes
@@ -323,17 +314,21 @@ extension F {
                         }
                     }
                     if let pgx {
-                        let packedT = UnsafeMutablePointer<Float>.allocate(capacity: max(1, Int(pk_conv_packed_floats(Int32(c), Int32(o * kh * kw)))))
-                        defer { packedT.deallocate() }
-                        pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 1, packedT)
-                        Parallel.forEach(chunks.count) { ci in
-                            let r = chunks[ci]
-                            pk_conv_direct(pg + r.lowerBound * o * L, o * L, Int32(r.count), Int32(o), Int32(oh), Int32(ow),
-                                           Int32(kh), Int32(kw), Int32(kh - 1 - geo.ph), Int32(kw - 1 - geo.pw), packedT, Int32(c), nil,
-                                           pgx + r.lowerBound * c * h * w, c * h * w)
+                        BufferPool.withScratch(floats: max(1, Int(pk_conv_packed_floats(Int32(c), Int32(o * kh * kw))))) { packedT in
+                            pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 1, packedT)
+                            Parallel.forEach(chunks.count) { ci in
+                                let r = chunks[ci]
+                                pk_conv_direct(pg + r.lowerBound * o * L, o * L, Int32(r.count), Int32(o), Int32(oh), Int32(ow),
+                                               Int32(kh), Int32(kw), Int32(kh - 1 - geo.ph), Int32(kw - 1 - geo.pw), packedT, Int32(c), nil,
+                                               pgx + r.lowerBound * c * h * w, c * h * w)
+                            }
                         }
                     }
                 } else {
+                // im2col: images in parallel over fixed chunks, each accumulating its own
+                // dW, summed in chunk order afterwards. One dW partial per chunk, from the buffer pool (a ResNet-18 step needs
+                // 8 × its 11M weights of them: fresh pages every step from malloc).
+                BufferPool.withScratch(gw == nil ? 0 : chunks.count, floats: o * K) { partials in
                 Parallel.forEach(chunks.count) { ci in BufferPool.withScratch(floats: K * blocks.maxColumns) { cols in
                     let dw = partials.isEmpty ? nil : partials[ci]
                     for s in chunks[ci] {
@@ -356,11 +351,11 @@ extension F {
                         }
                     }
                 } }
-                }
                 if let gw, !partials.isEmpty {
                     let dst = gw.pointer(Float.self)
                     dst.update(from: partials[0], count: o * K)
                     for ci in 1..<chunks.count { let src = partials[ci]; for j in 0..<(o * K) { dst[j] += src[j] } }
+                }
                 }
                 }
             }
