@@ -1,3 +1,4 @@
+import CKernels
 import ParryCore
 
 // BatchNorm as one fused op: statistics in two passes per channel, the
@@ -19,20 +20,38 @@ extension F {
         let xc = try x.detach().contiguous()
         let px = xc.pointer(Float.self)
         var mean = [Float](repeating: 0, count: c), invstd = [Float](repeating: 0, count: c)
+        let gamma = try weight.map { try $0.detach().contiguous() }
+        let beta = try bias.map { try $0.detach().contiguous() }
+        let out = try Tensor(shape: x.shape, dtype: .float32, zeroed: false)
+        let po = out.pointer(Float.self)
+        let pgamma = gamma?.pointer(Float.self), pbeta = beta?.pointer(Float.self)
+        // y = a_c·x + b_c (then ReLU's v > 0 ? v : (NaN ? v : 0) when fused)
+        var scale = [Float](repeating: 0, count: c), shift = [Float](repeating: 0, count: c)
+        /// Writes channel ch of y from its a_c, b_c (set from mean and invstd first).
+        func normalize(_ ch: Int, _ pm: UnsafeMutablePointer<Float>, _ pi: UnsafeMutablePointer<Float>,
+                       _ pa: UnsafeMutablePointer<Float>, _ pb: UnsafeMutablePointer<Float>) {
+            pa[ch] = pi[ch] * (pgamma?[ch] ?? 1)
+            pb[ch] = (pbeta?[ch] ?? 0) - pm[ch] * pa[ch]
+            pk_bn_apply(px + ch * s, po + ch * s, n, c * s, s, pa[ch], pb[ch], relu ? 1 : 0)
+        }
         if training {
+            // One sweep per channel: its sum, its squared deviations and its
+            // normalization read the channel's n rows while they are still in
+            // cache (three passes over the whole tensor read it from memory three
+            // times). Same sums, in the same order, as three separate passes.
             var variance = [Double](repeating: 0, count: c)
             mean.withUnsafeMutableBufferPointer { pm in invstd.withUnsafeMutableBufferPointer { pi in
                 variance.withUnsafeMutableBufferPointer { pv in
-                    Parallel.forEach(c) { ch in         // channels in parallel
-                        var sum: Float = 0
-                        for b in 0..<n { sum += rowSum(px + (b * c + ch) * s, s) }
-                        let mu = sum / Float(m)
-                        var sq: Float = 0
-                        for b in 0..<n { sq += rowSquaredDeviation(px + (b * c + ch) * s, s, mu) }
-                        pm[ch] = mu
-                        pv[ch] = Double(sq) / Double(m)
-                        pi[ch] = Float(1 / (pv[ch] + eps).squareRoot())
-                    }
+                    scale.withUnsafeMutableBufferPointer { pa in shift.withUnsafeMutableBufferPointer { pb in
+                        Parallel.forEach(c) { ch in         // channels in parallel
+                            let mu = pk_bn_sum(px + ch * s, n, c * s, s) / Float(m)
+                            let sq = pk_bn_sqdev(px + ch * s, n, c * s, s, mu)
+                            pm[ch] = mu
+                            pv[ch] = Double(sq) / Double(m)
+                            pi[ch] = Float(1 / (pv[ch] + eps).squareRoot())
+                            normalize(ch, pm.baseAddress!, pi.baseAddress!, pa.baseAddress!, pb.baseAddress!)
+                        }
+                    } }
                 }
             } }
             if let rm = runningMean, let rv = runningVar {
@@ -46,44 +65,21 @@ extension F {
                     rm.storage.version &+= 1; rv.storage.version &+= 1
                 }
             }
-        } else if let rm = runningMean, let rv = runningVar {
-            let rmc = try rm.contiguous(), rvc = try rv.contiguous()
-            for ch in 0..<c {
-                mean[ch] = rmc.pointer(Float.self)[ch]
-                invstd[ch] = Float(1 / (Double(rvc.pointer(Float.self)[ch]) + eps).squareRoot())
-            }
-        }
-        let gamma = try weight.map { try $0.detach().contiguous() }
-        let beta = try bias.map { try $0.detach().contiguous() }
-        let out = try Tensor(shape: x.shape, dtype: .float32, zeroed: false)
-        let po = out.pointer(Float.self)
-        let pgamma = gamma?.pointer(Float.self), pbeta = beta?.pointer(Float.self)
-        let (meanC, invstdC) = (mean, invstd)
-        // y = a_c·x + b_c (then ReLU's v > 0 ? v : (NaN ? v : 0) when fused)
-        var scale = [Float](repeating: 0, count: c), shift = [Float](repeating: 0, count: c)
-        for ch in 0..<c {
-            scale[ch] = invstdC[ch] * (pgamma?[ch] ?? 1)
-            shift[ch] = (pbeta?[ch] ?? 0) - meanC[ch] * scale[ch]
-        }
-        let (scaleC, shiftC) = (scale, shift)
-        Parallel.forEach(c) { ch in
-            let a = scaleC[ch], b0 = shiftC[ch]
-            for b in 0..<n {
-                let src = px + (b * c + ch) * s, dst = po + (b * c + ch) * s
-                if relu {
-                    var k = 0
-                    let av = SIMD8<Float>(repeating: a), bv = SIMD8<Float>(repeating: b0), zero = SIMD8<Float>(repeating: 0)
-                    while k &+ 8 <= s {     // selects, so that it vectorizes
-                        let v = UnsafeRawPointer(src + k).loadUnaligned(as: SIMD8<Float>.self) * av + bv
-                        UnsafeMutableRawPointer(dst + k).storeBytes(of: zero.replacing(with: v, where: (v .> zero) .| (v .!= v)), as: SIMD8<Float>.self)
-                        k &+= 8
-                    }
-                    while k < s { let v = src[k] * a + b0; dst[k] = v > 0 ? v : (v.isNaN ? v : 0); k &+= 1 }
-                } else {
-                    for k in 0..<s { dst[k] = src[k] * a + b0 }
+        } else {
+            if let rm = runningMean, let rv = runningVar {
+                let rmc = try rm.contiguous(), rvc = try rv.contiguous()
+                for ch in 0..<c {
+                    mean[ch] = rmc.pointer(Float.self)[ch]
+                    invstd[ch] = Float(1 / (Double(rvc.pointer(Float.self)[ch]) + eps).squareRoot())
                 }
             }
+            mean.withUnsafeMutableBufferPointer { pm in invstd.withUnsafeMutableBufferPointer { pi in
+                scale.withUnsafeMutableBufferPointer { pa in shift.withUnsafeMutableBufferPointer { pb in
+                    Parallel.forEach(c) { ch in normalize(ch, pm.baseAddress!, pi.baseAddress!, pa.baseAddress!, pb.baseAddress!) }
+                } }
+            } }
         }
+        let (scaleC, shiftC) = (scale, shift)
         var inputs = [x]
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
@@ -109,50 +105,26 @@ extension F {
             let gc = try g.to(.float32).contiguous()
             let pg = gc.pointer(Float.self)
             var sumG = [Float](repeating: 0, count: c), sumGX = [Float](repeating: 0, count: c)
+            let gx = needs[0] ? try Tensor(shape: xc.shape, dtype: .float32, zeroed: false) : nil
+            let pgx = gx?.pointer(Float.self)
+            // Training: one sweep per channel — its two sums, then its dx while the
+            // channel's rows of g and x are still in cache. Same sums, same order.
             sumG.withUnsafeMutableBufferPointer { psg in sumGX.withUnsafeMutableBufferPointer { psgx in
                 Parallel.forEach(c) { ch in
                     var a: Float = 0, bsum: Float = 0
-                    for b in 0..<n {
-                        let off = (b * c + ch) * s
-                        if relu {
-                            let (sg, sgx) = rowSumsMasked(pg + off, px + off, s, mean[ch], scaleC[ch], shiftC[ch])
-                            a += sg; bsum += sgx
-                        } else {
-                            a += rowSum(pg + off, s)
-                            bsum += rowDotCentered(pg + off, px + off, s, mean[ch])
-                        }
-                    }
+                    pk_bn_grad_sums(pg + ch * s, px + ch * s, n, c * s, s, mean[ch], scaleC[ch], shiftC[ch], relu ? 1 : 0, &a, &bsum)
                     psg[ch] = a
                     psgx[ch] = bsum * invstd[ch]      // Σ g·x̂
-                }
-            } }
-            var grads: [Tensor?] = []
-            if needs[0] {
-                let gx = try Tensor(shape: xc.shape, dtype: .float32, zeroed: false)
-                let pgx = gx.pointer(Float.self)
-                let (sumG, sumGX) = (sumG, sumGX)
-                Parallel.forEach(c) { ch in
+                    guard let pgx else { return }
                     let gm = gamma.map { $0.pointer(Float.self)[ch] } ?? 1
                     let inv = invstd[ch], mu = mean[ch]
-                    if training {
-                        let k1 = gm * inv, mg = sumG[ch] / Float(m), mgx = sumGX[ch] / Float(m)
-                        for b in 0..<n {
-                            let off = (b * c + ch) * s
-                            let gp = pg + off, xp = px + off, dp = pgx + off
-                            if relu { rowInputGradMasked(gp, xp, dp, s, scaleC[ch], shiftC[ch], k1: k1, mg: mg, mu: mu, inv: inv, mgx: mgx) }
-                            else { for k in 0..<s { dp[k] = k1 * (gp[k] - mg - (xp[k] - mu) * inv * mgx) } }
-                        }
-                    } else {
-                        let k1 = gm * inv, a = scaleC[ch], b0 = shiftC[ch]
-                        for b in 0..<n {
-                            let off = (b * c + ch) * s
-                            if relu { for k in 0..<s { pgx[off + k] = k1 * reluMask(px[off + k], pg[off + k], a, b0) } }
-                            else { for k in 0..<s { pgx[off + k] = k1 * pg[off + k] } }
-                        }
-                    }
+                    let k1 = gm * inv
+                    let mg = training ? psg[ch] / Float(m) : 0, mgx = training ? psgx[ch] / Float(m) : 0
+                    pk_bn_grad_input(pg + ch * s, px + ch * s, pgx + ch * s, n, c * s, s, scaleC[ch], shiftC[ch],
+                                     relu ? 1 : 0, training ? 1 : 0, k1, mg, mu, inv, mgx)
                 }
-                grads.append(gx)
-            } else { grads.append(nil) }
+            } }
+            var grads: [Tensor?] = [gx]
             if hasWeight {
                 grads.append(needs[grads.count] ? try Tensor(sumGX, shape: [c]) : nil)
             }
@@ -162,90 +134,4 @@ extension F {
             return grads
         }
     }
-}
-
-/// ReLU's backward fused into batch norm's: g[k] where a·x[k] + b > 0, else 0
-/// (v recomputed as the forward computed it).
-@inline(__always)
-private func reluMask(_ x: Float, _ g: Float, _ a: Float, _ b: Float) -> Float { x * a + b > 0 ? g : 0 }
-
-@inline(__always)
-private func reluMask(_ x: SIMD8<Float>, _ g: SIMD8<Float>, _ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-    SIMD8<Float>(repeating: 0).replacing(with: g, where: x * a + b .> SIMD8<Float>(repeating: 0))
-}
-
-/// (rowSum, rowDotCentered) of ReLU-masked g — the same partial sums, in the
-/// same order, as those two functions over a masked copy of g.
-@inline(__always)
-func rowSumsMasked(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ n: Int, _ mu: Float,
-                   _ a: Float, _ b: Float) -> (Float, Float) {
-    var acc = SIMD8<Float>(repeating: 0), accx = SIMD8<Float>(repeating: 0)
-    let m = SIMD8<Float>(repeating: mu), av = SIMD8<Float>(repeating: a), bv = SIMD8<Float>(repeating: b)
-    var l = 0
-    while l &+ 8 <= n {
-        let xv = UnsafeRawPointer(x + l).loadUnaligned(as: SIMD8<Float>.self)
-        let gv = reluMask(xv, UnsafeRawPointer(g + l).loadUnaligned(as: SIMD8<Float>.self), av, bv)
-        acc += gv
-        accx += gv * (xv - m)
-        l &+= 8
-    }
-    var tail: Float = 0, tailx: Float = 0
-    while l < n {
-        let gv = reluMask(x[l], g[l], a, b)
-        tail += gv; tailx += gv * (x[l] - mu); l &+= 1
-    }
-    return (acc.sum() + tail, accx.sum() + tailx)
-}
-
-/// dx = k1·(g' − mg − (x − mu)·inv·mgx) with g' = ReLU-masked g, element for element.
-@inline(__always)
-func rowInputGradMasked(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
-                        _ a: Float, _ b: Float, k1: Float, mg: Float, mu: Float, inv: Float, mgx: Float) {
-    let av = SIMD8<Float>(repeating: a), bv = SIMD8<Float>(repeating: b), k1v = SIMD8<Float>(repeating: k1)
-    let mgv = SIMD8<Float>(repeating: mg), muv = SIMD8<Float>(repeating: mu), invv = SIMD8<Float>(repeating: inv)
-    let mgxv = SIMD8<Float>(repeating: mgx)
-    var l = 0
-    while l &+ 8 <= n {
-        let xv = UnsafeRawPointer(x + l).loadUnaligned(as: SIMD8<Float>.self)
-        let gv = reluMask(xv, UnsafeRawPointer(g + l).loadUnaligned(as: SIMD8<Float>.self), av, bv)
-        UnsafeMutableRawPointer(dx + l).storeBytes(of: k1v * (gv - mgv - (xv - muv) * invv * mgxv), as: SIMD8<Float>.self)
-        l &+= 8
-    }
-    while l < n {
-        let gv = reluMask(x[l], g[l], a, b)
-        dx[l] = k1 * (gv - mg - (x[l] - mu) * inv * mgx); l &+= 1
-    }
-}
-
-/// Σ (row[k] − mu)², with eight partial sums.
-@inline(__always)
-func rowSquaredDeviation(_ row: UnsafeMutablePointer<Float>, _ n: Int, _ mu: Float) -> Float {
-    var acc = SIMD8<Float>(repeating: 0)
-    let m = SIMD8<Float>(repeating: mu)
-    var l = 0
-    while l &+ 8 <= n {
-        let d = UnsafeRawPointer(row + l).loadUnaligned(as: SIMD8<Float>.self) - m
-        acc += d * d
-        l &+= 8
-    }
-    var tail: Float = 0
-    while l < n { let d = row[l] - mu; tail += d * d; l &+= 1 }
-    return acc.sum() + tail
-}
-
-/// Σ g[k]·(x[k] − mu), with eight partial sums.
-@inline(__always)
-func rowDotCentered(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ n: Int, _ mu: Float) -> Float {
-    var acc = SIMD8<Float>(repeating: 0)
-    let m = SIMD8<Float>(repeating: mu)
-    var l = 0
-    while l &+ 8 <= n {
-        let gv = UnsafeRawPointer(g + l).loadUnaligned(as: SIMD8<Float>.self)
-        let xv = UnsafeRawPointer(x + l).loadUnaligned(as: SIMD8<Float>.self)
-        acc += gv * (xv - m)
-        l &+= 8
-    }
-    var tail: Float = 0
-    while l < n { tail += g[l] * (x[l] - mu); l &+= 1 }
-    return acc.sum() + tail
 }

@@ -102,6 +102,13 @@ describe("calibrate, zero_shot and retrieval", function()
     assert.equals("number", type(r.by_attack.pgd))
     local clean = parry.robust.zero_shot(enc, centers, x, y)
     assert.equals(r.clean, clean.clean)
+    -- the clean pass runs in batches of batch_size too (a 2,000-image test set
+    -- at once held every activation of all of it), with the same accuracy
+    local widest, calls = 0, 0
+    local batched = parry.robust.zero_shot(function(xb) widest = math.max(widest, xb:size(1)); calls = calls + 1; return enc(xb) end,
+      centers, x, y, {batch_size = 7})
+    assert.equals(7, widest); assert.equals(math.ceil(x:size(1) / 7), calls)
+    assert.equals(clean.clean, batched.clean)
     local z = F.normalize(parry.randn(10, 4))
     local rec = parry.robust.retrieval(z, z, {k = {1, 5}})
     assert.equals(1, rec.a_to_b[1]); assert.equals(1, rec.b_to_a[5])

@@ -286,8 +286,18 @@ function robust.zero_shot(model, centers, x, y, opts)
   local attacks = opts.attacks or (opts.attack and { opts.attack }) or nil
   local ok, r = pcall(function()
     if attacks == nil then
-      local correct = core.no_grad(function() return classifier(x):argmax(2):eq(y):sum():item() end)
-      return { clean = correct / x:size(1), robust = nil, by_attack = {} }
+      local n, bs = x:size(1), opts.batch_size or 500
+      if type(bs) ~= "number" or bs < 1 or bs ~= math.floor(bs) then
+        raise("parry.robust.zero_shot: batch_size must be a positive integer, got " .. tostring(bs))
+      end
+      local correct = 0
+      core.no_grad(function()
+        for s = 1, n, bs do
+          local m = math.min(bs, n - s + 1)
+          correct = correct + classifier(x:narrow(1, s, m)):argmax(2):eq(y:narrow(1, s, m)):sum():item()
+        end
+      end)
+      return { clean = correct / n, robust = nil, by_attack = {} }
     end
     if opts.eps == nil then raise("parry.robust.zero_shot: missing option eps (the attack budget, in input units)") end
     local e = require("parry.attacks").evaluate(classifier, x, y, { eps = opts.eps, attacks = attacks, bounds = opts.bounds,

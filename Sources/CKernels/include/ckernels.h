@@ -67,6 +67,22 @@ void pk_conv_phase_dinput(const float *g, ptrdiff_t gStride, int n, int O, int C
                           int kh, int kw, int sh, int sw, int ph, int pw, const float *packed,
                           float *dx, ptrdiff_t dxStride);
 
+/// Batch norm's passes over one channel of an N×C×(spatial) tensor: n rows of
+/// `len` floats, row s at x + s·stride (batchnorm.c). The same float
+/// operations, in the same order, as ParryNN's Swift loops they replaced.
+/// Σ of the channel's elements.
+float pk_bn_sum(const float *x, long n, long stride, long len);
+/// Σ (x − mu)².
+float pk_bn_sqdev(const float *x, long n, long stride, long len, float mu);
+/// y = a·x + b (relu: then v > 0 or NaN ? v : 0); y has x's layout.
+void pk_bn_apply(const float *x, float *y, long n, long stride, long len, float a, float b, int relu);
+/// Σ g' and Σ g'·(x − mu), g' = g, or (relu) g where a·x + b > 0 and 0 elsewhere.
+void pk_bn_grad_sums(const float *g, const float *x, long n, long stride, long len, float mu,
+                     float a, float b, int relu, float *sumG, float *sumGX);
+/// dx = k1·(g' − mg − (x − mu)·inv·mgx) when training, else k1·g'.
+void pk_bn_grad_input(const float *g, const float *x, float *dx, long n, long stride, long len,
+                      float a, float b, int relu, int training, float k1, float mg, float mu, float inv, float mgx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -91,7 +91,7 @@ function parry.robust.vulnerability_diversity(models, x, y, opts) end
 ---@return parry.Module, table
 function parry.robust.calibrate(opts) end
 
---- Zero-shot accuracy of the embeddings `model(x)` against the class centers (cosine logits / τ): `{clean=, robust=, by_attack={name=acc}}`, the attacks being `parry.attacks.evaluate`'s specs run on those logits (`robust` is the worst case over them; nil without attacks).
+--- Zero-shot accuracy of the embeddings `model(x)` against the class centers (cosine logits / τ): `{clean=, robust=, by_attack={name=acc}}`, the attacks being `parry.attacks.evaluate`'s specs run on those logits (`robust` is the worst case over them; nil without attacks). The clean pass and the attacks run in batches of `batch_size` (500).
 ---@param model any
 ---@param centers any
 ---@param x any
