@@ -244,6 +244,8 @@ public final class Identity: Module {
 }
 
 /// Children applied in order; named "1", "2", ... (1-based, as everything in parry).
+/// A BatchNorm followed by a ReLU runs as one fused op (the bits of the two
+/// steps, one pass and one activation fewer) unless a hook watches either.
 public final class Sequential: Module {
     public override func emptyCopy() throws -> Module { Sequential([]) }
     public init(_ modules: [Module]) {
@@ -251,7 +253,19 @@ public final class Sequential: Module {
         for (i, m) in modules.enumerated() { register(module: m, as: String(i + 1)) }
     }
     public override func forward(_ x: Tensor) throws -> Tensor {
-        try children.reduce(x) { try $1.module($0) }
+        var y = x, i = 0
+        while i < children.count {
+            let m = children[i].module
+            if let bn = m as? BatchNorm, i + 1 < children.count, let act = children[i + 1].module as? Activation,
+               act.kind == .ReLU, !act.hasHooks {
+                y = try bn.forwardReLU(y)      // itself unfused when bn has hooks
+                i += 2
+                continue
+            }
+            y = try m(y)
+            i += 1
+        }
+        return y
     }
 }
 

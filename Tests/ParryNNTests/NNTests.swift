@@ -568,6 +568,39 @@ final class FusedBatchNormReLUTests: XCTestCase {
         }
     }
 
+    /// Sequential{…, BatchNorm, ReLU, …} (the CNNs and PointNets scripts build)
+    /// takes the fused op too, with the bits of the two modules one after the
+    /// other; a hook on either module keeps them apart.
+    func testSequentialFusesBatchNormAndReLU() throws {
+        for training in [true, false] {
+            var runs: [[[UInt32]]] = []
+            for split in [false, true] {
+                Generator.shared.reseed(8)
+                let relu = Activation(.ReLU)
+                let net = Sequential([try Conv2d(2, 4, 3, padding: 1), try BatchNorm(4, spatial: true), relu,
+                                      try BatchNorm(4, spatial: true), Activation(.Tanh)])
+                if !training { net.eval() }
+                let handle = split ? relu.registerForwardHook { _, _, _ in nil } : nil
+                let g = Generator(seed: 2)
+                let x = try Tensor.randn([3, 2, 5, 6], generator: g).requiresGrad_()
+                let y = try net(x)
+                let bn2 = y.gradFn?.inputs.first?.gradFn     // tanh ← batch norm (not followed by a ReLU: unfused)
+                XCTAssertEqual(bn2?.name, "batch_norm")
+                XCTAssertEqual(bn2?.inputs.first?.gradFn?.name, split ? "relu" : "batch_norm_relu")
+                let inner = try net.child("3")!(try net.child("2")!(try net.child("1")!(x)))
+                XCTAssertEqual(inner.gradFn?.name, "relu", "modules called one by one stay unfused")
+                try y.binary(.mul, try Tensor.randn(y.shape, generator: g)).sum().backward()
+                runs.append([y, x.grad!].map { $0.floats().map(\.bitPattern) } + net.namedParameters().map { $0.tensor.grad!.floats().map(\.bitPattern) })
+                handle?.remove()
+            }
+            XCTAssertEqual(runs[0], runs[1], "training \(training)")
+        }
+        // the fused node is in the graph
+        let net = Sequential([try BatchNorm(3, spatial: false), Activation(.ReLU)])
+        let y = try net(try Tensor.randn([4, 3]).requiresGrad_())
+        XCTAssertEqual(y.gradFn?.name, "batch_norm_relu")
+    }
+
     func testSecondOrderGradientsThroughTheFusedOp() throws {
         let g = Generator(seed: 4)
         let bn = try BatchNorm(3, spatial: true)
