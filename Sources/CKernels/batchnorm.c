@@ -47,31 +47,9 @@ PK_INLINE float relu_mask1(float x, float g, float a, float b) { return x * a + 
 #define ROWS 4
 #define PK_UNROLL _Pragma("clang loop unroll(full)")
 
-// Σ_s Σ_l x[s·stride + l] (rows in order, each in eight lanes).
-PK_INLINE float bn_sum(const float *x, long n, long stride, long len) {
-    float total = 0;
-    for (long s0 = 0; s0 < n; s0 += ROWS) {
-        int rows = n - s0 < ROWS ? (int)(n - s0) : ROWS;
-        v8 acc[ROWS];
-        float tail[ROWS];
-        const float *r[ROWS];
-        PK_UNROLL for (int q = 0; q < ROWS; q++) { acc[q] = splat(0); tail[q] = 0; r[q] = x + (s0 + (q < rows ? q : 0)) * stride; }
-        long l = 0;
-        if (rows == ROWS) {
-            for (; l + 8 <= len; l += 8) { PK_UNROLL for (int q = 0; q < ROWS; q++) acc[q] += load8(r[q] + l); }
-        } else {
-            for (int q = 0; q < rows; q++) for (l = 0; l + 8 <= len; l += 8) acc[q] += load8(r[q] + l);
-        }
-        for (int q = 0; q < rows; q++) {
-            for (long k = l; k < len; k++) tail[q] += r[q][k];
-            total += lanes(acc[q]) + tail[q];
-        }
-    }
-    return total;
-}
-
-// Σ_s Σ_l (x − mu)².
-PK_INLINE float bn_sqdev(const float *x, long n, long stride, long len, float mu) {
+// Σ_s Σ_l x[s·stride + l] (square = 0) or Σ_s Σ_l (x − mu)² (square = 1), rows
+// in order, each in eight lanes.
+PK_INLINE float bn_rows(const float *x, long n, long stride, long len, float mu, const int square) {
     float total = 0;
     v8 m = splat(mu);
     for (long s0 = 0; s0 < n; s0 += ROWS) {
@@ -80,21 +58,23 @@ PK_INLINE float bn_sqdev(const float *x, long n, long stride, long len, float mu
         float tail[ROWS];
         const float *r[ROWS];
         PK_UNROLL for (int q = 0; q < ROWS; q++) { acc[q] = splat(0); tail[q] = 0; r[q] = x + (s0 + (q < rows ? q : 0)) * stride; }
+#define TERM(v) (square ? ((v) - m) * ((v) - m) : (v))
         long l = 0;
         if (rows == ROWS) {
-            for (; l + 8 <= len; l += 8) {
-                PK_UNROLL for (int q = 0; q < ROWS; q++) { v8 d = load8(r[q] + l) - m; acc[q] += d * d; }
-            }
+            for (; l + 8 <= len; l += 8) { PK_UNROLL for (int q = 0; q < ROWS; q++) { v8 v = load8(r[q] + l); acc[q] += TERM(v); } }
         } else {
-            for (int q = 0; q < rows; q++) for (l = 0; l + 8 <= len; l += 8) { v8 d = load8(r[q] + l) - m; acc[q] += d * d; }
+            for (int q = 0; q < rows; q++) for (l = 0; l + 8 <= len; l += 8) { v8 v = load8(r[q] + l); acc[q] += TERM(v); }
         }
+#undef TERM
         for (int q = 0; q < rows; q++) {
-            for (long k = l; k < len; k++) { float d = r[q][k] - mu; tail[q] += d * d; }
+            for (long k = l; k < len; k++) { float v = r[q][k]; tail[q] += square ? (v - mu) * (v - mu) : v; }
             total += lanes(acc[q]) + tail[q];
         }
     }
     return total;
 }
+PK_INLINE float bn_sum(const float *x, long n, long stride, long len) { return bn_rows(x, n, stride, len, 0, 0); }
+PK_INLINE float bn_sqdev(const float *x, long n, long stride, long len, float mu) { return bn_rows(x, n, stride, len, mu, 1); }
 
 // y = a·x + b, then (relu) v > 0 ? v : (v is NaN ? v : 0).
 PK_INLINE void bn_apply(const float *x, float *y, long n, long stride, long len, float a, float b, int relu) {

@@ -216,9 +216,9 @@ static void conv_direct_avx512(const float *in, ptrdiff_t inStride, int n, int i
 // ---- weight gradient ---------------------------------------------------------
 
 static inline __attribute__((always_inline, target("avx512f")))
-void dw_tile(const int MO, const int NK, const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride,
-             int n, ptrdiff_t L, const ptrdiff_t *koff, const int *kq, const uint16_t *masks, int kk,
-             ptrdiff_t chunks, __mmask16 tail, float *dw, int K) {
+void dw_tile(const int MO, const int NK, const int UNIT, const float *x, ptrdiff_t xStride, const float *g,
+             ptrdiff_t gStride, int n, ptrdiff_t L, const ptrdiff_t *koff, const int *kq, const uint16_t *masks,
+             int kk, ptrdiff_t plane, ptrdiff_t chunks, __mmask16 tail, float *dw, int K) {
     __m512 acc[MOMAX][NKMAX];
     PK_UNROLL
     for (int o = 0; o < MO; o++) for (int k = 0; k < NK; k++) acc[o][k] = _mm512_setzero_ps();
@@ -232,7 +232,10 @@ void dw_tile(const int MO, const int NK, const float *x, ptrdiff_t xStride, cons
             const uint16_t *mc = masks + ch * kk;
             PK_UNROLL
             for (int k = 0; k < NK; k++) {
-                const __m512 xv = _mm512_maskz_loadu_ps(mc[kq[k]], xs + koff[k] + ch * 16);
+                // UNIT: one tap whose every mask is the g mask; column k at koff[0] + k·plane
+                // (one row pointer: the per-column offsets, taps and masks spilled).
+                const __m512 xv = UNIT ? _mm512_maskz_loadu_ps(gm, xs + koff[0] + k * plane + ch * 16)
+                                       : _mm512_maskz_loadu_ps(mc[kq[k]], xs + koff[k] + ch * 16);
                 PK_UNROLL
                 for (int o = 0; o < MO; o++) acc[o][k] = _mm512_fmadd_ps(gv[o], xv, acc[o][k]);
             }
@@ -243,16 +246,21 @@ void dw_tile(const int MO, const int NK, const float *x, ptrdiff_t xStride, cons
 }
 
 typedef void (*dw_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, int, ptrdiff_t, const ptrdiff_t *,
-                      const int *, const uint16_t *, int, ptrdiff_t, __mmask16, float *, int);
-#define DW(MO, NK) \
-    static __attribute__((target("avx512f"))) void dw_##MO##_##NK(const float *x, ptrdiff_t xStride, const float *g, \
+                      const int *, const uint16_t *, int, ptrdiff_t, ptrdiff_t, __mmask16, float *, int);
+#define DW(U, MO, NK) \
+    static __attribute__((target("avx512f"))) void dw##U##_##MO##_##NK(const float *x, ptrdiff_t xStride, const float *g, \
         ptrdiff_t gStride, int n, ptrdiff_t L, const ptrdiff_t *koff, const int *kq, const uint16_t *masks, int kk, \
-        ptrdiff_t chunks, __mmask16 tail, float *dw, int K) { \
-        dw_tile(MO, NK, x, xStride, g, gStride, n, L, koff, kq, masks, kk, chunks, tail, dw, K); }
-#define DWROW(MO) DW(MO, 1) DW(MO, 2) DW(MO, 3) DW(MO, 4) DW(MO, 5) DW(MO, 6)
-DWROW(1) DWROW(2) DWROW(3) DWROW(4)
-#define DWENT(MO) { 0, dw_##MO##_1, dw_##MO##_2, dw_##MO##_3, dw_##MO##_4, dw_##MO##_5, dw_##MO##_6 }
-static const dw_fn dw_table[MOMAX + 1][NKMAX + 1] = { { 0 }, DWENT(1), DWENT(2), DWENT(3), DWENT(4) };
+        ptrdiff_t plane, ptrdiff_t chunks, __mmask16 tail, float *dw, int K) { \
+        dw_tile(MO, NK, U, x, xStride, g, gStride, n, L, koff, kq, masks, kk, plane, chunks, tail, dw, K); }
+#define DWROW(U, MO) DW(U, MO, 1) DW(U, MO, 2) DW(U, MO, 3) DW(U, MO, 4) DW(U, MO, 5) DW(U, MO, 6)
+DWROW(0, 1) DWROW(0, 2) DWROW(0, 3) DWROW(0, 4) DWROW(1, 1) DWROW(1, 2) DWROW(1, 3) DWROW(1, 4)
+#define DWENT(U, MO) { 0, dw##U##_##MO##_1, dw##U##_##MO##_2, dw##U##_##MO##_3, dw##U##_##MO##_4, dw##U##_##MO##_5, \
+                       dw##U##_##MO##_6 }
+// [unit][output channels][columns]: unit = 1 for a single tap every lane of which is in the window.
+static const dw_fn dw_table[2][MOMAX + 1][NKMAX + 1] = {
+    { { 0 }, DWENT(0, 1), DWENT(0, 2), DWENT(0, 3), DWENT(0, 4) },
+    { { 0 }, DWENT(1, 1), DWENT(1, 2), DWENT(1, 3), DWENT(1, 4) }
+};
 
 // The four horizontal sums of a, b, c, d as one 4-float vector (13
 // instructions; four _mm512_reduce_add_ps take about 36).
@@ -350,67 +358,6 @@ static int dw_group(int C, ptrdiff_t plane) {
     return group < 1 ? 1 : group;
 }
 
-// The weight gradient of a 1×1 convolution (PointNet's per-point layers):
-// the generic tile's sums, in its order and with its reductions (so the same
-// bits), but row k of the tile is x + k·plane with every lane in the window,
-// so the loop keeps one row pointer and no offset, tap or mask per column
-// (the generic 4×6 tile spilled those: 1×1 layers ran 1.1× slower than im2col).
-static inline __attribute__((always_inline, target("avx512f")))
-void dw1_tile(const int MO, const int NK, const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride,
-              int n, ptrdiff_t L, ptrdiff_t plane, ptrdiff_t chunks, __mmask16 tail, float *dw, int K) {
-    __m512 acc[MOMAX][NKMAX];
-    PK_UNROLL
-    for (int o = 0; o < MO; o++) for (int k = 0; k < NK; k++) acc[o][k] = _mm512_setzero_ps();
-    for (int s = 0; s < n; s++) {
-        const float *gs = g + s * gStride, *xs = x + s * xStride;
-        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
-            const __mmask16 gm = ch == chunks - 1 ? tail : 0xFFFF;
-            __m512 gv[MOMAX];
-            PK_UNROLL
-            for (int o = 0; o < MO; o++) gv[o] = _mm512_maskz_loadu_ps(gm, gs + o * L + ch * 16);
-            PK_UNROLL
-            for (int k = 0; k < NK; k++) {
-                const __m512 xv = _mm512_maskz_loadu_ps(gm, xs + k * plane + ch * 16);
-                PK_UNROLL
-                for (int o = 0; o < MO; o++) acc[o][k] = _mm512_fmadd_ps(gv[o], xv, acc[o][k]);
-            }
-        }
-    }
-    PK_UNROLL
-    for (int o = 0; o < MO; o++) for (int k = 0; k < NK; k++) dw[o * K + k] += _mm512_reduce_add_ps(acc[o][k]);
-}
-
-typedef void (*dw1_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, int, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                       __mmask16, float *, int);
-#define DW1(MO, NK) \
-    static __attribute__((target("avx512f"))) void dw1_##MO##_##NK(const float *x, ptrdiff_t xStride, const float *g, \
-        ptrdiff_t gStride, int n, ptrdiff_t L, ptrdiff_t plane, ptrdiff_t chunks, __mmask16 tail, float *dw, int K) { \
-        dw1_tile(MO, NK, x, xStride, g, gStride, n, L, plane, chunks, tail, dw, K); }
-#define DW1ROW(MO) DW1(MO, 1) DW1(MO, 2) DW1(MO, 3) DW1(MO, 4) DW1(MO, 5) DW1(MO, 6)
-DW1ROW(1) DW1ROW(2) DW1ROW(3) DW1ROW(4)
-#define DW1ENT(MO) { 0, dw1_##MO##_1, dw1_##MO##_2, dw1_##MO##_3, dw1_##MO##_4, dw1_##MO##_5, dw1_##MO##_6 }
-static const dw1_fn dw1_table[MOMAX + 1][NKMAX + 1] = { { 0 }, DW1ENT(1), DW1ENT(2), DW1ENT(3), DW1ENT(4) };
-
-// 1×1, stride 1: dw[o][c] += Σ_s Σ_l g[s][o][l]·x[s][c][l], the tiles and
-// image groups of run_dweight_taps.
-static void run_dweight_1x1(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
-                            int C, ptrdiff_t L, int O, float *dw) {
-    const ptrdiff_t chunks = (L + 15) / 16;
-    const __mmask16 tail = (L % 16) ? (__mmask16)((1u << (L % 16)) - 1) : 0xFFFF;
-    const int group = dw_group(C, L);
-    for (int s0 = 0; s0 < n; s0 += group) {
-        const int ns = n - s0 < group ? n - s0 : group;
-        for (int o0 = 0; o0 < O; o0 += MOMAX) {
-            const int mo = O - o0 < MOMAX ? O - o0 : MOMAX;
-            for (int k0 = 0; k0 < C; k0 += NKMAX) {
-                const int nk = C - k0 < NKMAX ? C - k0 : NKMAX;
-                dw1_table[mo][nk](x + s0 * xStride + k0 * L, xStride, g + s0 * gStride + o0 * L, gStride, ns, L, L,
-                                  chunks, tail, dw + (size_t)o0 * C + k0, C);
-            }
-        }
-    }
-}
-
 // The weight gradient over tap lists (any kernel width; strided convolutions
 // on phase planes): dw[o][c·ntaps + t] += Σ_s Σ_l g[s][o][l]·x[s][c·plane + shift[t] + l]
 // under the taps' masks, in 4×6 tiles of (output channel, k).
@@ -427,6 +374,10 @@ static void run_dweight_taps(const float *x, ptrdiff_t xStride, const float *g, 
     for (int k = 0; k < K; k++) { kq[k] = k % kk; koff[k] = (k / kk) * plane + t.shift[k % kk]; }
     make_masks(L, W, kk, t.di, t.dj, t.hin, 16, chunks, m32);
     for (ptrdiff_t i = 0; i < chunks * kk; i++) masks[i] = (uint16_t)m32[i];
+    // A single tap with every lane in its window (1×1, and the strided 1×1 on
+    // its phase plane): the unit tile, the same FMAs in the same order.
+    int unit = kk == 1;
+    for (ptrdiff_t ch = 0; unit && ch < chunks; ch++) unit = masks[ch] == (ch == chunks - 1 ? tail : 0xFFFF);
     const int group = dw_group(C, plane);
     for (int s0 = 0; s0 < n; s0 += group) {
         const int ns = n - s0 < group ? n - s0 : group;
@@ -434,8 +385,8 @@ static void run_dweight_taps(const float *x, ptrdiff_t xStride, const float *g, 
             const int mo = O - o0 < MOMAX ? O - o0 : MOMAX;
             for (int k0 = 0; k0 < K; k0 += NKMAX) {
                 const int nk = K - k0 < NKMAX ? K - k0 : NKMAX;
-                dw_table[mo][nk](x + s0 * xStride, xStride, g + s0 * gStride + o0 * L, gStride, ns, L,
-                                 koff + k0, kq + k0, masks, kk, chunks, tail, dw + (size_t)o0 * K + k0, K);
+                dw_table[unit][mo][nk](x + s0 * xStride, xStride, g + s0 * gStride + o0 * L, gStride, ns, L,
+                                       koff + k0, kq + k0, masks, kk, plane, chunks, tail, dw + (size_t)o0 * K + k0, K);
             }
         }
     }
@@ -449,11 +400,6 @@ static void conv_dweight_avx512(const float *x, ptrdiff_t xStride, const float *
     const ptrdiff_t L = (ptrdiff_t)OH * W, plane = (ptrdiff_t)H * W;
     if (!accumulate) memset(dw, 0, sizeof(float) * (size_t)O * (size_t)K);
     taps_t t = stride1_taps(kh, kw, ph, pw, H, W);
-    if (kh == 1 && kw == 1 && ph == 0) {     // L == plane: every lane below L in the window
-        run_dweight_1x1(x, xStride, g, gStride, n, C, L, O, dw);
-        taps_free(t);
-        return;
-    }
     if (kw != 3) {
         run_dweight_taps(x, xStride, g, gStride, n, C, plane, L, W, t, O, dw);
         taps_free(t);
