@@ -1,4 +1,4 @@
-// Direct convolution kernels (AVX-512F), see include/ckernels.h.
+// Direct convolution kernels (AVX-512F, and AVX2 giving the same bits), see include/ckernels.h.
 //
 // The geometry they cover: stride 1 and an output as wide as the input
 // (2·pw = kw − 1: 3×3 with padding 1, 1×1 with padding 0, 5×5 with padding 2,
@@ -37,17 +37,53 @@
 #define MOMAX 4        // output channels per weight-gradient tile
 #define NKMAX 6        // window rows per weight-gradient tile
 
-int pk_conv_direct_available(void) {
+// The instruction set the kernels run on. By default AVX-512F where the CPU
+// has it, else none (im2col + BLAS): on AVX2 the kernels below are correct
+// and give the AVX-512 kernels' bits, but measured no faster than im2col on
+// the GEMM (see docs/tensors.md), so they are opt-in there — PARRY_CONV=direct
+// (the CPU's widest), PARRY_CONV=avx2 (AVX2 even on an AVX-512 CPU), or
+// pk_conv_force_isa. Same bits: every output and every 16-lane partial sum of
+// the weight gradient adds the same products in the same order on both, and
+// the partials are reduced along the same tree.
+enum { ISA_NONE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+
+static int cpu_isa(void) {
 #ifdef PK_X86
     static int cached = -1;          // a benign race: every thread computes the same value
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        cached = __builtin_cpu_supports("avx512f") ? ISA_AVX512
+               : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? ISA_AVX2 : ISA_NONE;
     }
     return cached;
 #else
-    return 0;
+    return ISA_NONE;
 #endif
+}
+
+// The ISA asked for: -1 = not read yet, 0 = the default, 1 = AVX2, 2 = the CPU's widest.
+static int asked_isa = -1;
+
+static int conv_isa(void) {
+    if (asked_isa < 0) {
+        const char *e = getenv("PARRY_CONV");
+        asked_isa = !e ? 0 : strcmp(e, "avx2") == 0 ? 1 : strcmp(e, "direct") == 0 ? 2 : 0;
+    }
+    const int cpu = cpu_isa();
+    if (asked_isa == 1) return cpu >= ISA_AVX2 ? ISA_AVX2 : ISA_NONE;
+    if (asked_isa == 2) return cpu;
+    return cpu == ISA_AVX512 ? ISA_AVX512 : ISA_NONE;
+}
+
+int pk_conv_direct_available(void) { return conv_isa() != ISA_NONE; }
+
+int pk_conv_isa(void) { return conv_isa(); }
+
+int pk_conv_dweight_tile(void) { return conv_isa() == ISA_AVX512 ? MOMAX : 3; }   // 3 = MO2 (AVX2)
+
+int pk_conv_force_isa(int isa) {
+    asked_isa = isa == 1 || isa == 2 ? isa : 0;
+    return conv_isa();
 }
 
 size_t pk_conv_packed_floats(int outCh, int K) {
@@ -123,6 +159,77 @@ static const fwd_fn fwd_table[MRMAX + 1] = {
     0, fwd_1, fwd_2, fwd_3, fwd_4, fwd_5, fwd_6, fwd_7, fwd_8, fwd_9, fwd_10, fwd_11, fwd_12
 };
 
+// The AVX2 forward tile: up to 6 output channels × 16 positions (12
+// accumulators of 8 lanes; AVX2 has 16 vector registers), rows r of a packed
+// 12-row tile (ws rows per k). Each output adds the same products in the same
+// order as the AVX-512 tile (bias, then c, then the taps), so the same bits.
+// Lane masks are vectors here (vm: 16 int32 per tap, −1 = in the window);
+// vmaskmovps does not touch memory under a 0 lane.
+#define MR2 6          // output channels per AVX2 forward tile
+
+static inline __attribute__((always_inline, target("avx2,fma")))
+void store8(float *d, __m256 v, uint32_t m) {
+    if (m == 0xFF) { _mm256_storeu_ps(d, v); return; }
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    for (int b = 0; b < 8; b++) if (m >> b & 1) d[b] = t[b];
+}
+
+static inline __attribute__((always_inline, target("avx2,fma")))
+void fwd2_tile(const int MR, const float *in, ptrdiff_t plane, int inCh, int kk, const ptrdiff_t *shift,
+               const int32_t *vm, const float *wp, int ws, const float *bias, float *out, ptrdiff_t L,
+               uint32_t s0, uint32_t s1, ptrdiff_t d1, ptrdiff_t od1) {
+    __m256 a0[MR2], a1[MR2];
+    PK_UNROLL
+    for (int r = 0; r < MR; r++) {
+        const __m256 b = _mm256_set1_ps(bias ? bias[r] : 0.0f);
+        a0[r] = b; a1[r] = b;
+    }
+    for (int c = 0; c < inCh; c++) {
+        const float *pc = in + c * plane;
+        for (int q = 0; q < kk; q++) {
+            const float *p = pc + shift[q];
+            const int32_t *m = vm + q * 16;
+            const __m256 x0 = _mm256_maskload_ps(p, _mm256_loadu_si256((const __m256i *)m));
+            const __m256 x1 = _mm256_maskload_ps(p + d1, _mm256_loadu_si256((const __m256i *)(m + 8)));
+            PK_UNROLL
+            for (int r = 0; r < MR; r++) {
+                const __m256 w = _mm256_broadcast_ss(wp + r);
+                a0[r] = _mm256_fmadd_ps(w, x0, a0[r]);
+                a1[r] = _mm256_fmadd_ps(w, x1, a1[r]);
+            }
+            wp += ws;
+        }
+    }
+    PK_UNROLL
+    for (int r = 0; r < MR; r++) {
+        store8(out + r * L, a0[r], s0);
+        store8(out + r * L + od1, a1[r], s1);
+    }
+}
+
+typedef void (*fwd2_fn)(const float *, ptrdiff_t, int, int, const ptrdiff_t *, const int32_t *, const float *, int,
+                        const float *, float *, ptrdiff_t, uint32_t, uint32_t, ptrdiff_t, ptrdiff_t);
+#define FWD2(MR) \
+    static __attribute__((target("avx2,fma"))) void fwd2_##MR(const float *in, ptrdiff_t plane, int inCh, int kk, \
+        const ptrdiff_t *shift, const int32_t *vm, const float *wp, int ws, const float *bias, float *out, ptrdiff_t L, \
+        uint32_t s0, uint32_t s1, ptrdiff_t d1, ptrdiff_t od1) { \
+        fwd2_tile(MR, in, plane, inCh, kk, shift, vm, wp, ws, bias, out, L, s0, s1, d1, od1); }
+FWD2(1) FWD2(2) FWD2(3) FWD2(4) FWD2(5) FWD2(6)
+static const fwd2_fn fwd2_table[MR2 + 1] = { 0, fwd2_1, fwd2_2, fwd2_3, fwd2_4, fwd2_5, fwd2_6 };
+
+// Positions per forward panel: two vectors.
+static int fwd_panel(void) { return conv_isa() == ISA_AVX512 ? PANEL : 16; }
+
+// The AVX2 kernels' lane masks: `count` masks of `lanes` bits as int32 vectors (−1 / 0).
+static int32_t *expand_masks(const uint32_t *bits, ptrdiff_t count, int lanes) {
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)(count * lanes));
+    if (!v) abort();
+    for (ptrdiff_t i = 0; i < count; i++)
+        for (int b = 0; b < lanes; b++) v[i * lanes + b] = bits[i] >> b & 1 ? -1 : 0;
+    return v;
+}
+
 // Lane masks of output positions l < L on a W-wide grid for taps reading
 // input row row(l) + di[t] (of hin[t] rows) and column col(l) + dj[t] (of W):
 // masks[p·ntaps + t], `lanes` bits per panel p.
@@ -143,41 +250,52 @@ static void make_masks(ptrdiff_t L, int W, int ntaps, const int *di, const int *
 
 // The forward driver: n images of inCh planes (`plane` floats apart) → outCh
 // planes of L positions; tap t of channel c reads c·plane + shift[t] + l under
-// masks (PANEL lanes per panel, from make_masks). Packed weights [k = c·ntaps + t][row].
+// masks (fwd_panel() lanes per panel, from make_masks). Packed weights [k = c·ntaps + t][row].
 static void run_direct(const float *in, ptrdiff_t inStride, int n, int inCh, ptrdiff_t plane, ptrdiff_t L,
                        int ntaps, const ptrdiff_t *shift, const uint32_t *masks,
                        const float *packed, int outCh, const float *bias, float *out, ptrdiff_t outStride) {
-    const int K = inCh * ntaps;
-    const ptrdiff_t panels = (L + PANEL - 1) / PANEL;
-    // Outputs of at most 16 positions (4×4 maps): two images per tile, the
-    // second vector of each register row reading the next image, so no lanes idle.
-    const int pairs = L <= 16 && n > 1;
+    const int K = inCh * ntaps, wide = conv_isa() == ISA_AVX512, panel = fwd_panel(), half = panel / 2;
+    const ptrdiff_t panels = (L + panel - 1) / panel;
+    const uint32_t full = (1u << half) - 1;
+    // Outputs of at most half a panel of positions (4×4 maps on AVX-512): two
+    // images per tile, the second vector of each register row reading the next
+    // image, so no lanes idle.
+    const int pairs = L <= half && n > 1;
     uint32_t *pmasks = pairs ? malloc(sizeof(uint32_t) * (size_t)ntaps) : NULL;
     if (pairs && !pmasks) abort();
-    if (pairs) for (int t = 0; t < ntaps; t++) pmasks[t] = masks[t] | (masks[t] << 16);
+    if (pairs) for (int t = 0; t < ntaps; t++) pmasks[t] = masks[t] | (masks[t] << half);
+    int32_t *vm = wide ? NULL : expand_masks(masks, panels * ntaps, panel);
+    int32_t *vmp = wide || !pairs ? NULL : expand_masks(pmasks, ntaps, panel);
     for (int s = 0; s < n; s += pairs ? 2 : 1) {
         const float *img = in + s * inStride;
         float *o = out + s * outStride;
         const int both = pairs && s + 1 < n;
         for (int m0 = 0; m0 < outCh; m0 += MRMAX) {
             const int mr = outCh - m0 < MRMAX ? outCh - m0 : MRMAX;
-            const fwd_fn f = fwd_table[mr];
             const float *wp = packed + (size_t)m0 * K;
             const float *b = bias ? bias + m0 : NULL;
-            if (both) {
-                const __mmask16 sm = (__mmask16)((1u << L) - 1);
-                f(img, plane, inCh, ntaps, shift, pmasks, wp, b, o + m0 * L, L, sm, sm, inStride, outStride);
-                continue;
-            }
-            for (ptrdiff_t p = 0; p < panels; p++) {
-                const ptrdiff_t l0 = p * PANEL, rest = L - l0;
-                const __mmask16 s0 = rest >= 16 ? 0xFFFF : (__mmask16)((1u << rest) - 1);
-                const __mmask16 s1 = rest >= 32 ? 0xFFFF : rest <= 16 ? 0 : (__mmask16)((1u << (rest - 16)) - 1);
-                f(img + l0, plane, inCh, ntaps, shift, masks + p * ntaps, wp, b, o + m0 * L + l0, L, s0, s1, 16, 16);
+            for (ptrdiff_t p = 0; p < (both ? 1 : panels); p++) {
+                const ptrdiff_t l0 = p * panel, rest = L - l0;
+                const uint32_t s0 = both ? (1u << L) - 1 : rest >= half ? full : (1u << rest) - 1;
+                const uint32_t s1 = both ? (1u << L) - 1 : rest >= panel ? full : rest <= half ? 0 : (1u << (rest - half)) - 1;
+                const ptrdiff_t d1 = both ? inStride : half, od1 = both ? outStride : half;
+                float *dst = o + m0 * L + l0;
+                if (wide) {
+                    fwd_table[mr](img + l0, plane, inCh, ntaps, shift, both ? pmasks : masks + p * ntaps, wp, b, dst, L,
+                                  (__mmask16)s0, (__mmask16)s1, d1, od1);
+                    continue;
+                }
+                // AVX2: the 12-row tile as 1–2 tiles of at most 6 rows, as even as they come.
+                const int parts = (mr + MR2 - 1) / MR2;
+                for (int i = 0; i < parts; i++) {
+                    const int r0 = mr * i / parts, r1 = mr * (i + 1) / parts;
+                    fwd2_table[r1 - r0](img + l0, plane, inCh, ntaps, shift, both ? vmp : vm + p * ntaps * panel,
+                                        wp + r0, mr, b ? b + r0 : NULL, dst + r0 * L, L, s0, s1, d1, od1);
+                }
             }
         }
     }
-    free(pmasks);
+    free(pmasks); free(vm); free(vmp);
 }
 
 // Taps of a stride-1 convolution with the output as wide as the input.
@@ -200,15 +318,15 @@ static taps_t stride1_taps(int kh, int kw, int ph, int pw, int H, int W) {
     return t;
 }
 
-static void conv_direct_avx512(const float *in, ptrdiff_t inStride, int n, int inCh, int H, int W,
+static void conv_direct_s1(const float *in, ptrdiff_t inStride, int n, int inCh, int H, int W,
                                int kh, int kw, int ph, int pw, const float *packed, int outCh,
                                const float *bias, float *out, ptrdiff_t outStride) {
     const int OH = H + 2 * ph - kh + 1, kk = kh * kw;
-    const ptrdiff_t L = (ptrdiff_t)OH * W, panels = (L + PANEL - 1) / PANEL;
+    const ptrdiff_t L = (ptrdiff_t)OH * W, panels = (L + fwd_panel() - 1) / fwd_panel();
     taps_t t = stride1_taps(kh, kw, ph, pw, H, W);
     uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * kk));
     if (!masks) abort();
-    make_masks(L, W, kk, t.di, t.dj, t.hin, PANEL, panels, masks);
+    make_masks(L, W, kk, t.di, t.dj, t.hin, fwd_panel(), panels, masks);
     run_direct(in, inStride, n, inCh, (ptrdiff_t)H * W, L, kk, t.shift, masks, packed, outCh, bias, out, outStride);
     free(masks); taps_free(t);
 }
@@ -346,6 +464,130 @@ static const dw3_fn dw3_table[MOMAX + 1][3] = {
     { 0 }, { 0, dw3_1_1, dw3_1_2 }, { 0, dw3_2_1, dw3_2_2 }, { 0, dw3_3_1, dw3_3_2 }, { 0, dw3_4_1, dw3_4_2 }
 };
 
+// ---- weight gradient on AVX2 -------------------------------------------------
+//
+// The AVX-512 tiles keep one 16-lane partial sum per weight: lane b adds the
+// products of positions 16·ch + b, chunk after chunk, image after image. The
+// AVX2 tiles compute the same partials half at a time — lanes 0–7 in one pass
+// over the group's images, lanes 8–15 in a second (x and g offset by 8) — each
+// an 8-lane accumulator with the same FMAs in the same order, written to
+// `part`; then the 16 lanes are reduced along the AVX-512 code's tree (below).
+// So the same bits, with 8-lane registers: 3 output channels × 3 columns —
+// 9 accumulators, 3 g vectors, x and its mask (4 × 3 accumulators spill).
+#define MO2 3
+#define NK2 3
+
+// _mm512_reduce_add_ps as the compiler emits it (upper half onto lower, 8 → 4 → 2 → 1).
+static float reduce16_tree(const float *p) {
+    float v[8], a[4];
+    for (int i = 0; i < 8; i++) v[i] = p[i] + p[i + 8];
+    for (int i = 0; i < 4; i++) a[i] = v[i] + v[i + 4];
+    return (a[0] + a[2]) + (a[1] + a[3]);
+}
+
+// One lane of hsum4: per 128-bit block k, S_k = (p0 + p2) + (p1 + p3); then (S0 + S2) + (S1 + S3).
+static float hsum4_tree(const float *p) {
+    float S[4];
+    for (int k = 0; k < 4; k++) S[k] = (p[4 * k] + p[4 * k + 2]) + (p[4 * k + 1] + p[4 * k + 3]);
+    return (S[0] + S[2]) + (S[1] + S[3]);
+}
+
+// One chunk of 8 lanes: TAIL = the last chunk, g (and a unit tap's x) under the tail mask.
+static inline __attribute__((always_inline, target("avx2,fma")))
+void dw2_step(const int MO, const int NK, const int UNIT, const int TAIL, __m256 acc[MO2][NK2], const float *gs,
+              ptrdiff_t L, const float *xs, const ptrdiff_t *koff, const int *kq, const int32_t *mc, ptrdiff_t plane,
+              __m256i tm) {
+    __m256 gv[MO2];
+    PK_UNROLL
+    for (int o = 0; o < MO; o++) gv[o] = TAIL ? _mm256_maskload_ps(gs + o * L, tm) : _mm256_loadu_ps(gs + o * L);
+    PK_UNROLL
+    for (int k = 0; k < NK; k++) {
+        const __m256 xv = UNIT ? (TAIL ? _mm256_maskload_ps(xs + koff[0] + k * plane, tm) : _mm256_loadu_ps(xs + koff[0] + k * plane))
+                               : _mm256_maskload_ps(xs + koff[k], _mm256_loadu_si256((const __m256i *)(mc + kq[k] * 16)));
+        PK_UNROLL
+        for (int o = 0; o < MO; o++) acc[o][k] = _mm256_fmadd_ps(gv[o], xv, acc[o][k]);
+    }
+}
+
+// x, g, vm (masks [ch][tap][16]) and vt (the tail mask) already offset by the half (0 or 8).
+static inline __attribute__((always_inline, target("avx2,fma")))
+void dw2_tile(const int MO, const int NK, const int UNIT, const float *x, ptrdiff_t xStride, const float *g,
+              ptrdiff_t gStride, int n, ptrdiff_t L, const ptrdiff_t *koff, const int *kq, const int32_t *vm,
+              int kk, ptrdiff_t plane, ptrdiff_t chunks, const int32_t *vt, float *part) {
+    __m256 acc[MO2][NK2];
+    PK_UNROLL
+    for (int o = 0; o < MO; o++) for (int k = 0; k < NK; k++) acc[o][k] = _mm256_setzero_ps();
+    const __m256i tm = _mm256_loadu_si256((const __m256i *)vt);
+    for (int s = 0; s < n; s++) {
+        const float *gs = g + s * gStride, *xs = x + s * xStride;
+        ptrdiff_t ch = 0;
+        for (; ch < chunks - 1; ch++)
+            dw2_step(MO, NK, UNIT, 0, acc, gs + ch * 16, L, xs + ch * 16, koff, kq, vm + ch * kk * 16, plane, tm);
+        dw2_step(MO, NK, UNIT, 1, acc, gs + ch * 16, L, xs + ch * 16, koff, kq, vm + ch * kk * 16, plane, tm);
+    }
+    PK_UNROLL
+    for (int o = 0; o < MO; o++) for (int k = 0; k < NK; k++) _mm256_storeu_ps(part + (o * NK2 + k) * 16, acc[o][k]);
+}
+
+typedef void (*dw2_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, int, ptrdiff_t, const ptrdiff_t *,
+                       const int *, const int32_t *, int, ptrdiff_t, ptrdiff_t, const int32_t *, float *);
+#define DW2(U, MO, NK) \
+    static __attribute__((target("avx2,fma"))) void dw2##U##_##MO##_##NK(const float *x, ptrdiff_t xStride, \
+        const float *g, ptrdiff_t gStride, int n, ptrdiff_t L, const ptrdiff_t *koff, const int *kq, const int32_t *vm, \
+        int kk, ptrdiff_t plane, ptrdiff_t chunks, const int32_t *vt, float *part) { \
+        dw2_tile(MO, NK, U, x, xStride, g, gStride, n, L, koff, kq, vm, kk, plane, chunks, vt, part); }
+#define DW2ROW(U, MO) DW2(U, MO, 1) DW2(U, MO, 2) DW2(U, MO, 3)
+DW2ROW(0, 1) DW2ROW(0, 2) DW2ROW(0, 3) DW2ROW(1, 1) DW2ROW(1, 2) DW2ROW(1, 3)
+#define DW2ENT(U, MO) { 0, dw2##U##_##MO##_1, dw2##U##_##MO##_2, dw2##U##_##MO##_3 }
+static const dw2_fn dw2_table[2][MO2 + 1][NK2 + 1] = {
+    { { 0 }, DW2ENT(0, 1), DW2ENT(0, 2), DW2ENT(0, 3) },
+    { { 0 }, DW2ENT(1, 1), DW2ENT(1, 2), DW2ENT(1, 3) }
+};
+
+// kw = 3 on AVX2: MO output channels × one window row's 3 columns (one row
+// pointer at +0, +1, +2 floats; rm = the row's masks [ch][j][16] + half).
+static inline __attribute__((always_inline, target("avx2,fma")))
+void dw32_tile(const int MO, const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
+               ptrdiff_t L, ptrdiff_t roff, const int32_t *rm, ptrdiff_t chunks, const int32_t *vt, float *part) {
+    __m256 acc[MO2][3];
+    PK_UNROLL
+    for (int o = 0; o < MO; o++) for (int j = 0; j < 3; j++) acc[o][j] = _mm256_setzero_ps();
+    const __m256i tm = _mm256_loadu_si256((const __m256i *)vt);
+    for (int s = 0; s < n; s++) {
+        const float *gs = g + s * gStride, *xr = x + s * xStride + roff;
+        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+            __m256 gv[MO2];
+            if (ch < chunks - 1) {
+                PK_UNROLL
+                for (int o = 0; o < MO; o++) gv[o] = _mm256_loadu_ps(gs + o * L + ch * 16);
+            } else {
+                PK_UNROLL
+                for (int o = 0; o < MO; o++) gv[o] = _mm256_maskload_ps(gs + o * L + ch * 16, tm);
+            }
+            PK_UNROLL
+            for (int j = 0; j < 3; j++) {
+                const __m256 xv = _mm256_maskload_ps(xr + ch * 16 + j, _mm256_loadu_si256((const __m256i *)(rm + (ch * 3 + j) * 16)));
+                PK_UNROLL
+                for (int o = 0; o < MO; o++) acc[o][j] = _mm256_fmadd_ps(gv[o], xv, acc[o][j]);
+            }
+        }
+    }
+    PK_UNROLL
+    for (int o = 0; o < MO; o++) for (int j = 0; j < 3; j++) _mm256_storeu_ps(part + (o * 3 + j) * 16, acc[o][j]);
+}
+
+typedef void (*dw32_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, int, ptrdiff_t, ptrdiff_t,
+                        const int32_t *, ptrdiff_t, const int32_t *, float *);
+#define DW32(MO) \
+    static __attribute__((target("avx2,fma"))) void dw32_##MO(const float *x, ptrdiff_t xStride, const float *g, \
+        ptrdiff_t gStride, int n, ptrdiff_t L, ptrdiff_t roff, const int32_t *rm, ptrdiff_t chunks, \
+        const int32_t *vt, float *part) { dw32_tile(MO, x, xStride, g, gStride, n, L, roff, rm, chunks, vt, part); }
+DW32(1) DW32(2) DW32(3)
+static const dw32_fn dw32_table[MO2 + 1] = { 0, dw32_1, dw32_2, dw32_3 };
+
+// The tail mask of 16 lanes as a vector.
+static void tail_vector(__mmask16 tail, int32_t *vt) { for (int b = 0; b < 16; b++) vt[b] = tail >> b & 1 ? -1 : 0; }
+
 // Images per group: the tiles of one group of output channels sweep all the
 // group's x planes, which (about) fit in half the L2 cache, so the tiles after
 // the first read them from there; the partial sums are reduced once per group.
@@ -379,6 +621,31 @@ static void run_dweight_taps(const float *x, ptrdiff_t xStride, const float *g, 
     int unit = kk == 1;
     for (ptrdiff_t ch = 0; unit && ch < chunks; ch++) unit = masks[ch] == (ch == chunks - 1 ? tail : 0xFFFF);
     const int group = dw_group(C, plane);
+    if (conv_isa() != ISA_AVX512) {
+        uint32_t *bits = malloc(sizeof(uint32_t) * (size_t)(chunks * kk));
+        if (!bits) abort();
+        for (ptrdiff_t i = 0; i < chunks * kk; i++) bits[i] = masks[i];
+        int32_t *vm = expand_masks(bits, chunks * kk, 16), vt[16];
+        tail_vector(tail, vt);
+        float part[MO2 * NK2 * 16];
+        for (int s0 = 0; s0 < n; s0 += group) {
+            const int ns = n - s0 < group ? n - s0 : group;
+            for (int o0 = 0; o0 < O; o0 += MO2) {
+                const int mo = O - o0 < MO2 ? O - o0 : MO2;
+                for (int k0 = 0; k0 < K; k0 += NK2) {
+                    const int nk = K - k0 < NK2 ? K - k0 : NK2;
+                    for (int h = 0; h < 16; h += 8)
+                        dw2_table[unit][mo][nk](x + s0 * xStride + h, xStride, g + s0 * gStride + o0 * L + h, gStride, ns, L,
+                                                koff + k0, kq + k0, vm + h, kk, plane, chunks, vt + h, part + h);
+                    for (int o = 0; o < mo; o++)
+                        for (int k = 0; k < nk; k++) dw[(size_t)(o0 + o) * K + k0 + k] += reduce16_tree(part + (o * NK2 + k) * 16);
+                }
+            }
+        }
+        free(bits); free(vm);
+        free(koff); free(kq); free(m32); free(masks);
+        return;
+    }
     for (int s0 = 0; s0 < n; s0 += group) {
         const int ns = n - s0 < group ? n - s0 : group;
         for (int o0 = 0; o0 < O; o0 += MOMAX) {
@@ -393,7 +660,7 @@ static void run_dweight_taps(const float *x, ptrdiff_t xStride, const float *g, 
     free(koff); free(kq); free(m32); free(masks);
 }
 
-static void conv_dweight_avx512(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
+static void conv_dweight_s1(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
                                 int C, int H, int W, int kh, int kw, int ph, int pw, int O,
                                 float *dw, int accumulate) {
     const int OH = H + 2 * ph - kh + 1, kk = kh * kw, K = C * kk;
@@ -424,6 +691,33 @@ static void conv_dweight_avx512(const float *x, ptrdiff_t xStride, const float *
         rmask[row] = rmasks + (size_t)i * chunks * 3;
     }
     const int group = dw_group(C, plane);
+    if (conv_isa() != ISA_AVX512) {
+        uint32_t *bits = malloc(sizeof(uint32_t) * (size_t)(kh * chunks * 3));
+        if (!bits) abort();
+        for (ptrdiff_t i = 0; i < kh * chunks * 3; i++) bits[i] = rmasks[i];
+        int32_t *vrm = expand_masks(bits, kh * chunks * 3, 16), vt[16];
+        tail_vector(tail, vt);
+        float part[MO2 * 3 * 16];
+        const int tiles = (O + MO2 - 1) / MO2;         // as even as they come (a block of 4: 2 + 2)
+        for (int s0 = 0; s0 < n; s0 += group) {
+            const int ns = n - s0 < group ? n - s0 : group;
+            for (int ti = 0; ti < tiles; ti++) {
+                const int o0 = O * ti / tiles, mo = O * (ti + 1) / tiles - o0;
+                for (int row = 0; row < rows; row++) {
+                    const int32_t *rm = vrm + (size_t)(row % kh) * chunks * 3 * 16;
+                    for (int h = 0; h < 16; h += 8)
+                        dw32_table[mo](x + s0 * xStride + h, xStride, g + s0 * gStride + o0 * L + h, gStride, ns, L,
+                                       roff[row], rm + h, chunks, vt + h, part + h);
+                    for (int o = 0; o < mo; o++)
+                        for (int j = 0; j < 3; j++) dw[(size_t)(o0 + o) * K + row * 3 + j] += hsum4_tree(part + (o * 3 + j) * 16);
+                }
+            }
+        }
+        free(bits); free(vrm);
+        free(masks); free(rmasks); free(roff); free(rmask);
+        taps_free(t);
+        return;
+    }
     for (int s0 = 0; s0 < n; s0 += group) {
         const int ns = n - s0 < group ? n - s0 : group;
         for (int o0 = 0; o0 < O; o0 += MOMAX) {
@@ -533,11 +827,11 @@ void pk_conv_phase_forward(const float *phases, int n, int C, int H, int W, int 
                            float *out, ptrdiff_t outStride) {
     phases_t P;
     if (n <= 0 || O <= 0 || C <= 0 || !pk_conv_direct_available() || !phases_make(H, W, kh, kw, sh, sw, ph, pw, &P)) return;
-    const ptrdiff_t planeRows = (ptrdiff_t)P.rows * P.OW, L = (ptrdiff_t)P.OH * P.OW, panels = (L + PANEL - 1) / PANEL;
+    const ptrdiff_t planeRows = (ptrdiff_t)P.rows * P.OW, L = (ptrdiff_t)P.OH * P.OW, panels = (L + fwd_panel() - 1) / fwd_panel();
     taps_t t = phase_taps(&P, kh, kw, sh, sw, ph, pw);
     uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * t.n));
     if (!masks) abort();
-    make_masks(L, P.OW, t.n, t.di, t.dj, t.hin, PANEL, panels, masks);
+    make_masks(L, P.OW, t.n, t.di, t.dj, t.hin, fwd_panel(), panels, masks);
     run_direct(phases, (ptrdiff_t)C * P.nph * planeRows, n, C, P.nph * planeRows, L, t.n, t.shift, masks,
                packed, O, bias, out, outStride);
     free(masks); taps_free(t);
@@ -617,10 +911,10 @@ void pk_conv_phase_dinput(const float *g, ptrdiff_t gStride, int n, int O, int C
                 t.di[e] = -a; t.dj[e] = -b; t.hin[e] = P.OH;
                 t.shift[e] = -(ptrdiff_t)a * P.OW - b;
             }
-            const ptrdiff_t L = (ptrdiff_t)P.hp[k] * P.OW, panels = (L + PANEL - 1) / PANEL;
+            const ptrdiff_t L = (ptrdiff_t)P.hp[k] * P.OW, panels = (L + fwd_panel() - 1) / fwd_panel();
             mk[k] = malloc(sizeof(uint32_t) * (size_t)(panels * nt));
             if (!mk[k]) abort();
-            make_masks(L, P.OW, nt, t.di, t.dj, t.hin, PANEL, panels, mk[k]);
+            make_masks(L, P.OW, nt, t.di, t.dj, t.hin, fwd_panel(), panels, mk[k]);
             tk[k] = t; wk[k] = wp; pk[k] = p; qk[k] = q;
             wp += (size_t)C * (size_t)(O * nt);        // this phase's block (pk_conv_phase_pack_dinput)
         }
@@ -667,7 +961,7 @@ void pk_conv_direct(const float *in, ptrdiff_t inStride, int n, int inCh, int H,
     if (n <= 0 || outCh <= 0 || inCh <= 0) return;
 #ifdef PK_X86
     if (pk_conv_direct_available() && 2 * pw == kw - 1 && H + 2 * ph - kh + 1 > 0) {
-        conv_direct_avx512(in, inStride, n, inCh, H, W, kh, kw, ph, pw, packed, outCh, bias, out, outStride);
+        conv_direct_s1(in, inStride, n, inCh, H, W, kh, kw, ph, pw, packed, outCh, bias, out, outStride);
         return;
     }
 #endif
@@ -681,7 +975,7 @@ void pk_conv_dweight(const float *x, ptrdiff_t xStride, const float *g, ptrdiff_
     if (n <= 0) { if (!accumulate) memset(dw, 0, sizeof(float) * (size_t)O * (size_t)C * (size_t)(kh * kw)); return; }
 #ifdef PK_X86
     if (pk_conv_direct_available() && 2 * pw == kw - 1 && H + 2 * ph - kh + 1 > 0) {
-        conv_dweight_avx512(x, xStride, g, gStride, n, C, H, W, kh, kw, ph, pw, O, dw, accumulate);
+        conv_dweight_s1(x, xStride, g, gStride, n, C, H, W, kh, kw, ph, pw, O, dw, accumulate);
         return;
     }
 #endif

@@ -403,7 +403,7 @@ nonisolated(unsafe) var convBlockBytes: Int = {
 }()
 
 /// Whether conv2d runs on the direct kernels of CKernels (no column matrix):
-/// on CPUs with AVX-512, unless PARRY_CONV=im2col. Tests switch it to run
+/// on CPUs with AVX-512 or AVX2, unless PARRY_CONV=im2col. Tests switch it to run
 /// both paths in one process; setting it has no effect on other CPUs.
 nonisolated(unsafe) public var convDirectEnabled: Bool =
     ProcessInfo.processInfo.environment["PARRY_CONV"] != "im2col"
@@ -416,8 +416,20 @@ func phasedConvUsable(_ geo: WindowGeometry) -> Bool {
                             Int32(geo.ph), Int32(geo.pw)) != 0
 }
 
-/// Whether this CPU runs the direct convolution kernels (AVX-512F).
+/// Whether conv2d may run the direct convolution kernels here: on AVX-512F
+/// CPUs by default, on AVX2 + FMA ones with PARRY_CONV=direct or avx2.
 public var convDirectAvailable: Bool { pk_conv_direct_available() != 0 }
+
+/// The instruction set of the direct kernels: "AVX-512", "AVX2" or nil (im2col).
+public var convDirectISA: String? { [nil, "AVX2", "AVX-512"][Int(pk_conv_isa())] }
+
+/// Asks the direct kernels for an instruction set (1 = AVX2, also on an AVX-512
+/// CPU; 2 = the CPU's widest; 0 = the default) and returns convDirectISA.
+/// For tests; both give the same bits.
+@discardableResult func convForceISA(_ isa: Int) -> String? {
+    _ = pk_conv_force_isa(Int32(isa))
+    return convDirectISA
+}
 
 /// The geometry the direct kernels cover: stride 1 and an output as wide as
 /// the input (2·pw = kw − 1), on a CPU that runs them.
@@ -426,11 +438,13 @@ func directConvUsable(_ geo: WindowGeometry) -> Bool {
         && pk_conv_direct_available() != 0
 }
 
-/// Output channels 0..<o in at most 8 blocks of whole 4-channel tiles (the
-/// direct weight gradient's unit of parallel work).
+/// Output channels 0..<o in at most 8 blocks of whole weight-gradient tiles
+/// (the direct weight gradient's unit of parallel work): 4 channels on
+/// AVX-512, 3 on AVX2 (pk_conv_dweight_tile). Every weight's sum lies in one
+/// block, so the split does not change a bit.
 func channelBlocks(_ o: Int) -> [Range<Int>] {
-    let tiles = (o + 3) / 4, parts = min(8, tiles)
-    return (0..<parts).map { p in 4 * (tiles * p / parts) ..< min(o, 4 * (tiles * (p + 1) / parts)) }
+    let t = Int(pk_conv_dweight_tile()), tiles = (o + t - 1) / t, parts = min(8, tiles)
+    return (0..<parts).map { p in t * (tiles * p / parts) ..< min(o, t * (tiles * (p + 1) / parts)) }
 }
 
 /// The images of a batch of n split into at most 8 contiguous chunks — a

@@ -134,8 +134,17 @@ final class FunctionalTests: XCTestCase {
     /// must agree to float rounding (the sums run in another order), be the
     /// same bits on 1 and 3 threads, and a finite-difference check runs on
     /// the direct path. On a CPU without
-    /// AVX-512 both runs take im2col and the comparison is trivially equal.
+    /// AVX-512 the default run takes im2col; the AVX2 kernels (opt-in there)
+    /// run the same comparisons on every CPU with AVX2.
     func testDirectConvolutionMatchesIm2col() throws {
+        try directConvolutionMatchesIm2col()
+        if convForceISA(1) != nil {
+            defer { convForceISA(0) }
+            try directConvolutionMatchesIm2col()
+        }
+    }
+
+    func directConvolutionMatchesIm2col() throws {
         let saved = convDirectEnabled
         defer { convDirectEnabled = saved; Parallel.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
         let cases: [(n: Int, c: Int, o: Int, h: Int, w: Int, kh: Int, kw: Int, ph: Int)] = [
@@ -161,12 +170,52 @@ final class FunctionalTests: XCTestCase {
             try compareConvPaths(n: t.n, c: t.c, o: t.o, h: t.h, w: t.w, kh: t.kh, kw: t.kw, stride: (t.sh, t.sw), padding: (t.ph, t.pw))
         }
         convDirectEnabled = true
+        // conv2d is linear in each input, so a central difference is exact for
+        // any step but for float32 rounding; eps 0.05 keeps that rounding (about
+        // 1e-3 at the default 1e-3 step: the outputs are ~5, summed over ~90
+        // positions) well under atol, whatever order the kernel sums in.
         XCTAssertTrue(try gradcheck({ try F.conv2d($0[0], $0[1], $0[2], stride: 1, padding: 1) },
                                     inputs: [try Tensor.randn([3, 2, 5, 6], generator: g).requiresGrad_(), try leaf([5, 2, 3, 3]),
-                                             try leaf([5])]).passed)
+                                             try leaf([5])], eps: 0.05).passed)
         XCTAssertTrue(try gradcheck({ try F.conv2d($0[0], $0[1], $0[2], stride: 2, padding: 1) },
                                     inputs: [try Tensor.randn([3, 2, 6, 6], generator: g).requiresGrad_(), try leaf([4, 2, 3, 3]),
-                                             try leaf([4])]).passed)
+                                             try leaf([4])], eps: 0.05).passed)
+    }
+
+    /// The AVX2 kernels give the AVX-512 kernels' bits: forward, dX, dW and db
+    /// of the geometries above (3×3, 1×1, 5×5, non-square, ≤ 16 positions in
+    /// pairs, several weight-gradient groups, strided through phase planes),
+    /// compared bit for bit. Runs only on an AVX-512 CPU (elsewhere there is
+    /// nothing to compare with; the examples' headers, recorded on AVX-512,
+    /// are reproduced with PARRY_CONV=direct on AVX2).
+    func testAVX2KernelsGiveTheAVX512Bits() throws {
+        guard convForceISA(0) == "AVX-512" else { throw XCTSkip("no AVX-512 on this CPU") }
+        let saved = convDirectEnabled
+        defer { convDirectEnabled = saved; convForceISA(0) }
+        convDirectEnabled = true
+        let cases: [(n: Int, c: Int, o: Int, h: Int, w: Int, kh: Int, kw: Int, sh: Int, ph: Int, pw: Int)] = [
+            (2, 3, 4, 5, 7, 3, 3, 1, 1, 1), (3, 1, 32, 9, 9, 3, 3, 1, 1, 1), (13, 17, 13, 6, 5, 3, 3, 1, 1, 1),
+            (2, 5, 12, 3, 40, 1, 1, 1, 0, 0), (2, 4, 7, 11, 6, 5, 5, 1, 2, 2), (2, 3, 5, 7, 9, 3, 1, 1, 0, 0),
+            (17, 8, 13, 4, 4, 3, 3, 1, 1, 1), (21, 20, 14, 3, 5, 3, 3, 1, 1, 1), (16, 66, 5, 32, 32, 3, 3, 1, 1, 1),
+            (17, 9, 14, 8, 8, 3, 3, 2, 1, 1), (3, 5, 6, 8, 6, 1, 1, 2, 0, 0), (2, 2, 3, 8, 8, 5, 5, 2, 2, 2),
+        ]
+        for t in cases {
+            let x0 = try Tensor.randn([t.n, t.c, t.h, t.w], generator: g), w0 = try Tensor.randn([t.o, t.c, t.kh, t.kw], generator: g)
+            let b0 = try Tensor.randn([t.o], generator: g)
+            let oh = (t.h + 2 * t.ph - t.kh) / t.sh + 1, ow = (t.w + 2 * t.pw - t.kw) / t.sh + 1
+            let probe = try Tensor.randn([t.n, t.o, oh, ow], generator: g)
+            func run(_ isa: Int) throws -> [[Float]] {
+                convForceISA(isa)
+                let x = try x0.cloneRaw().requiresGrad_(), w = try w0.cloneRaw().requiresGrad_(), b = try b0.cloneRaw().requiresGrad_()
+                let y = try F.conv2d(x, w, b, stride: (t.sh, t.sh), padding: (t.ph, t.pw))
+                try y.binary(.mul, probe).sum().backward()
+                return [y.floats(), x.grad!.floats(), w.grad!.floats(), b.grad!.floats()]
+            }
+            let wide = try run(0), narrow = try run(1)
+            for (i, name) in ["y", "dx", "dw", "db"].enumerated() {
+                XCTAssertEqual(wide[i].map(\.bitPattern), narrow[i].map(\.bitPattern), "\(t) \(name): AVX2 vs AVX-512 bits")
+            }
+        }
     }
 
     /// The fused convolution builds its columns a block of output rows at a

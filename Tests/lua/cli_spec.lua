@@ -135,6 +135,28 @@ print(env:step(2))
     assert.truthy(not c.slow and c.fix == nil and c.detail:find("Haswell kernels (AVX2", 1, true), c.detail)
   end)
 
+  it("PARRY_CONV picks the convolution kernels blas_info reports", function()
+    local script = write_temp([[local b = require("parry").blas_info()
+print(b.cpu_vector, tostring(b.conv_direct), tostring(b.conv_isa))]])
+    local function probe(env)
+      local out, code = sh(env .. " " .. q(PARRY) .. " " .. q(script))
+      assert.equals(0, code, out)
+      local cpu, direct, isa = out:match("^(%S+)\t(%S+)\t(%S+)")
+      assert.truthy(cpu, out)
+      return cpu, direct, isa
+    end
+    local cpu = probe("PARRY_CONV=im2col")
+    assert.same({cpu, "false", "nil"}, {probe("PARRY_CONV=im2col")})
+    local wide = cpu == "AVX-512"
+    local avx2 = wide or cpu == "AVX2"
+    -- default: the AVX-512 kernels where the CPU has them, im2col elsewhere
+    assert.same(wide and {cpu, "true", "AVX-512"} or {cpu, "false", "nil"}, {probe("env -u PARRY_CONV")})
+    assert.same(avx2 and {cpu, "true", "AVX2"} or {cpu, "false", "nil"}, {probe("PARRY_CONV=avx2")})
+    assert.same(wide and {cpu, "true", "AVX-512"} or avx2 and {cpu, "true", "AVX2"} or {cpu, "false", "nil"},
+                {probe("PARRY_CONV=direct")})
+    os.remove(script)
+  end)
+
   it("runs a script with arg and ... as lua does", function()
     local script = write_temp([[print(arg[0] == ..., select('#', ...), arg[1], arg[2], ...)]])
     local out, code = sh(q(PARRY) .. " " .. q(script) .. " a b")

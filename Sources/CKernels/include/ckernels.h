@@ -1,6 +1,7 @@
 // parry's own convolution kernels: a direct (implicit-GEMM) convolution for
 // stride 1 with the output as wide as the input, written with AVX-512
-// intrinsics and chosen at run time (pk_conv_direct_available). No column
+// intrinsics (and, giving the same bits, AVX2) and chosen at run time
+// (pk_conv_direct_available). No column
 // matrix is built: each window row is a masked load from the input plane.
 // Called from ParryNN's conv2d (Conv.swift), which keeps the im2col + BLAS
 // path for every other shape and for CPUs without AVX-512.
@@ -13,8 +14,20 @@
 extern "C" {
 #endif
 
-/// 1 when this CPU runs the direct kernels (AVX-512F), else 0.
+/// 1 when conv2d is to run the direct kernels, else 0: on a CPU with AVX-512F
+/// by default; on one with AVX2 + FMA when asked (PARRY_CONV=direct or avx2,
+/// or pk_conv_force_isa).
 int pk_conv_direct_available(void);
+/// The instruction set they run on: 2 = AVX-512F, 1 = AVX2 + FMA, 0 = none (im2col).
+int pk_conv_isa(void);
+/// Asks for an instruction set: 1 = AVX2 (also on an AVX-512 CPU; as
+/// PARRY_CONV=avx2), 2 = the CPU's widest (PARRY_CONV=direct), 0 = the
+/// default. Both give the same bits. Returns pk_conv_isa(). For tests and
+/// benchmarks; not while a convolution runs.
+int pk_conv_force_isa(int isa);
+/// Output channels per weight-gradient tile (4 on AVX-512, 3 on AVX2): callers
+/// splitting pk_conv_dweight by output channels cut at multiples of it.
+int pk_conv_dweight_tile(void);
 
 /// Floats needed by pk_conv_pack for `outCh` output channels and K = inCh·kh·kw.
 size_t pk_conv_packed_floats(int outCh, int K);
