@@ -37,14 +37,16 @@
 #define MOMAX 4        // output channels per weight-gradient tile
 #define NKMAX 6        // window rows per weight-gradient tile
 
-// The instruction set the kernels run on. By default AVX-512F where the CPU
-// has it, else none (im2col + BLAS): on AVX2 the kernels below are correct
-// and give the AVX-512 kernels' bits, but measured no faster than im2col on
-// the GEMM (see docs/tensors.md), so they are opt-in there — PARRY_CONV=direct
-// (the CPU's widest), PARRY_CONV=avx2 (AVX2 even on an AVX-512 CPU), or
-// pk_conv_force_isa. Same bits: every output and every 16-lane partial sum of
-// the weight gradient adds the same products in the same order on both, and
-// the partials are reduced along the same tree.
+// The instruction set the kernels run on: the CPU's widest, AVX-512F or AVX2
+// with FMA (or AVX2 on an AVX-512 CPU when asked), and whether the weight
+// gradient runs on them too. On AVX-512 it does. On AVX2 by default it does
+// not: there the forward and input-gradient tiles beat im2col on OpenBLAS's
+// AVX2 GEMM, the weight-gradient tiles do not (docs/tensors.md), so conv2d
+// takes the weight gradient from im2col columns; PARRY_CONV=direct runs all
+// three on the kernels. Same bits on AVX2 and AVX-512 whenever all three run
+// here: every output and every 16-lane partial sum of the weight gradient adds
+// the same products in the same order on both, and the partials are reduced
+// along the same tree.
 enum { ISA_NONE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
 
 static int cpu_isa(void) {
@@ -61,28 +63,35 @@ static int cpu_isa(void) {
 #endif
 }
 
-// The ISA asked for: -1 = not read yet, 0 = the default, 1 = AVX2, 2 = the CPU's widest.
-static int asked_isa = -1;
+// The mode asked for (pk_conv_set_mode): -1 = not read yet.
+static int conv_mode = -1;
+
+static int mode(void) {
+    if (conv_mode < 0) {
+        const char *e = getenv("PARRY_CONV");
+        conv_mode = !e ? 0 : strcmp(e, "avx2") == 0 ? 1 : strcmp(e, "direct") == 0 ? 2 : 0;
+    }
+    return conv_mode;
+}
 
 static int conv_isa(void) {
-    if (asked_isa < 0) {
-        const char *e = getenv("PARRY_CONV");
-        asked_isa = !e ? 0 : strcmp(e, "avx2") == 0 ? 1 : strcmp(e, "direct") == 0 ? 2 : 0;
-    }
-    const int cpu = cpu_isa();
-    if (asked_isa == 1) return cpu >= ISA_AVX2 ? ISA_AVX2 : ISA_NONE;
-    if (asked_isa == 2) return cpu;
-    return cpu == ISA_AVX512 ? ISA_AVX512 : ISA_NONE;
+    const int cpu = cpu_isa(), m = mode();
+    return (m == 1 || m == 3) && cpu >= ISA_AVX2 ? ISA_AVX2 : cpu;
 }
 
 int pk_conv_direct_available(void) { return conv_isa() != ISA_NONE; }
 
 int pk_conv_isa(void) { return conv_isa(); }
 
+int pk_conv_dweight_direct(void) {
+    const int isa = conv_isa(), m = mode();
+    return isa == ISA_AVX512 || (isa == ISA_AVX2 && (m == 1 || m == 2));
+}
+
 int pk_conv_dweight_tile(void) { return conv_isa() == ISA_AVX512 ? MOMAX : 3; }   // 3 = MO2 (AVX2)
 
-int pk_conv_force_isa(int isa) {
-    asked_isa = isa == 1 || isa == 2 ? isa : 0;
+int pk_conv_set_mode(int m) {
+    conv_mode = m >= 0 && m <= 3 ? m : 0;
     return conv_isa();
 }
 

@@ -328,7 +328,10 @@ let creationFunctions: [(String, parry_SwiftFunction)] = [
         for (key, v) in fields { lua_pushstring(a.L, v); lua_setfield(a.L, -2, key) }
         lua_pushboolean(a.L, BLASInfo.isFallback ? 1 : 0); lua_setfield(a.L, -2, "fallback")
         lua_pushboolean(a.L, convDirectAvailable && convDirectEnabled ? 1 : 0); lua_setfield(a.L, -2, "conv_direct")
-        if convDirectEnabled, let isa = convDirectISA { lua_pushstring(a.L, isa); lua_setfield(a.L, -2, "conv_isa") }
+        if convDirectEnabled, let isa = convDirectISA {
+            lua_pushstring(a.L, isa); lua_setfield(a.L, -2, "conv_isa")
+            lua_pushstring(a.L, convDirectWeightGrad ? "direct" : "im2col"); lua_setfield(a.L, -2, "conv_dweight")
+        }
         return 1
     } }),
     ("memory_stats", { L in bind(L, "parry.memory_stats") { a in

@@ -264,12 +264,14 @@ extension F {
                 // channel blocks), so the result does not depend on the number of threads.
                 let chunks = convChunks(n), blocks = geo.rowBlocks()
                 let pgx = gx?.pointer(Float.self)
+                // AVX2 by default: the weight gradient from im2col columns (see CKernels/conv.c).
+                let dwColumns = (direct || phased) && !convDirectWeightGrad
                 if phased {
                     // Strided: the weight gradient from the whole batch's phase planes
                     // (in blocks of output channels, as below), the input gradient
                     // per image chunk as one stride-1 convolution of g per phase.
                     let i32 = { (v: Int) in Int32(v) }
-                    if let gw {
+                    if let gw, !dwColumns {
                         BufferPool.withScratch(floats: max(1, n * phaseFloats)) { phases in
                             Parallel.forEach(chunks.count) { ci in
                                 let r = chunks[ci]
@@ -304,7 +306,7 @@ extension F {
                     // split); the input gradient per image chunk as the direct
                     // convolution of g with the flipped, transposed kernel (padding
                     // k − 1 − p), written straight into dX.
-                    if let gw {
+                    if let gw, !dwColumns {
                         let dst = gw.pointer(Float.self), parts = channelBlocks(o)
                         Parallel.forEach(parts.count) { bi in
                             let r = parts[bi]
@@ -324,7 +326,9 @@ extension F {
                             }
                         }
                     }
-                } else {
+                }
+                if (!phased && !direct) || dwColumns {
+                let pgx = direct || phased ? nil : pgx
                 // im2col: images in parallel over fixed chunks, each accumulating its own
                 // dW, summed in chunk order afterwards. One dW partial per chunk, from the buffer pool (a ResNet-18 step needs
                 // 8 × its 11M weights of them: fresh pages every step from malloc).
@@ -416,18 +420,21 @@ func phasedConvUsable(_ geo: WindowGeometry) -> Bool {
                             Int32(geo.ph), Int32(geo.pw)) != 0
 }
 
-/// Whether conv2d may run the direct convolution kernels here: on AVX-512F
-/// CPUs by default, on AVX2 + FMA ones with PARRY_CONV=direct or avx2.
+/// Whether this CPU runs the direct convolution kernels (AVX-512F, or AVX2 with FMA).
 public var convDirectAvailable: Bool { pk_conv_direct_available() != 0 }
 
-/// The instruction set of the direct kernels: "AVX-512", "AVX2" or nil (im2col).
+/// The instruction set of the direct kernels: "AVX-512", "AVX2" or nil.
 public var convDirectISA: String? { [nil, "AVX2", "AVX-512"][Int(pk_conv_isa())] }
 
-/// Asks the direct kernels for an instruction set (1 = AVX2, also on an AVX-512
-/// CPU; 2 = the CPU's widest; 0 = the default) and returns convDirectISA.
-/// For tests; both give the same bits.
-@discardableResult func convForceISA(_ isa: Int) -> String? {
-    _ = pk_conv_force_isa(Int32(isa))
+/// Whether the direct kernels also take the weight gradient (AVX-512; AVX2
+/// with PARRY_CONV=direct) or conv2d builds im2col columns for it (AVX2).
+public var convDirectWeightGrad: Bool { pk_conv_dweight_direct() != 0 }
+
+/// Sets the direct kernels' mode (pk_conv_set_mode: 0 default, 1 all on AVX2,
+/// 2 all on the widest, 3 AVX2 with the weight gradient from columns) and
+/// returns convDirectISA. For tests.
+@discardableResult func convSetMode(_ mode: Int) -> String? {
+    _ = pk_conv_set_mode(Int32(mode))
     return convDirectISA
 }
 

@@ -134,12 +134,12 @@ final class FunctionalTests: XCTestCase {
     /// must agree to float rounding (the sums run in another order), be the
     /// same bits on 1 and 3 threads, and a finite-difference check runs on
     /// the direct path. On a CPU without
-    /// AVX-512 the default run takes im2col; the AVX2 kernels (opt-in there)
-    /// run the same comparisons on every CPU with AVX2.
+    /// AVX2 or AVX-512 both runs take im2col. Every mode this CPU has runs:
+    /// the default, everything on the AVX2 kernels, and AVX2 with the weight
+    /// gradient from im2col columns (the AVX2 default).
     func testDirectConvolutionMatchesIm2col() throws {
-        try directConvolutionMatchesIm2col()
-        if convForceISA(1) != nil {
-            defer { convForceISA(0) }
+        defer { convSetMode(0) }
+        for mode in [0, 1, 3] where convSetMode(mode) != nil || mode == 0 {
             try directConvolutionMatchesIm2col()
         }
     }
@@ -187,11 +187,12 @@ final class FunctionalTests: XCTestCase {
     /// pairs, several weight-gradient groups, strided through phase planes),
     /// compared bit for bit. Runs only on an AVX-512 CPU (elsewhere there is
     /// nothing to compare with; the examples' headers, recorded on AVX-512,
-    /// are reproduced with PARRY_CONV=direct on AVX2).
+    /// are reproduced with PARRY_CONV=direct on AVX2: examples/bind_pretrain.lua
+    /// and examples/dverge.lua checked on a Zen 3 VM).
     func testAVX2KernelsGiveTheAVX512Bits() throws {
-        guard convForceISA(0) == "AVX-512" else { throw XCTSkip("no AVX-512 on this CPU") }
+        guard convSetMode(0) == "AVX-512" else { throw XCTSkip("no AVX-512 on this CPU") }
         let saved = convDirectEnabled
-        defer { convDirectEnabled = saved; convForceISA(0) }
+        defer { convDirectEnabled = saved; convSetMode(0) }
         convDirectEnabled = true
         let cases: [(n: Int, c: Int, o: Int, h: Int, w: Int, kh: Int, kw: Int, sh: Int, ph: Int, pw: Int)] = [
             (2, 3, 4, 5, 7, 3, 3, 1, 1, 1), (3, 1, 32, 9, 9, 3, 3, 1, 1, 1), (13, 17, 13, 6, 5, 3, 3, 1, 1, 1),
@@ -204,8 +205,8 @@ final class FunctionalTests: XCTestCase {
             let b0 = try Tensor.randn([t.o], generator: g)
             let oh = (t.h + 2 * t.ph - t.kh) / t.sh + 1, ow = (t.w + 2 * t.pw - t.kw) / t.sh + 1
             let probe = try Tensor.randn([t.n, t.o, oh, ow], generator: g)
-            func run(_ isa: Int) throws -> [[Float]] {
-                convForceISA(isa)
+            func run(_ mode: Int) throws -> [[Float]] {
+                convSetMode(mode)
                 let x = try x0.cloneRaw().requiresGrad_(), w = try w0.cloneRaw().requiresGrad_(), b = try b0.cloneRaw().requiresGrad_()
                 let y = try F.conv2d(x, w, b, stride: (t.sh, t.sh), padding: (t.ph, t.pw))
                 try y.binary(.mul, probe).sum().backward()

@@ -137,23 +137,25 @@ print(env:step(2))
 
   it("PARRY_CONV picks the convolution kernels blas_info reports", function()
     local script = write_temp([[local b = require("parry").blas_info()
-print(b.cpu_vector, tostring(b.conv_direct), tostring(b.conv_isa))]])
+print(b.cpu_vector, tostring(b.conv_direct), tostring(b.conv_isa), tostring(b.conv_dweight))]])
     local function probe(env)
       local out, code = sh(env .. " " .. q(PARRY) .. " " .. q(script))
       assert.equals(0, code, out)
-      local cpu, direct, isa = out:match("^(%S+)\t(%S+)\t(%S+)")
-      assert.truthy(cpu, out)
-      return cpu, direct, isa
+      local fields = {out:match("^(%S+)\t(%S+)\t(%S+)\t(%S+)")}
+      assert.equals(4, #fields, out)
+      return fields
     end
-    local cpu = probe("PARRY_CONV=im2col")
-    assert.same({cpu, "false", "nil"}, {probe("PARRY_CONV=im2col")})
-    local wide = cpu == "AVX-512"
-    local avx2 = wide or cpu == "AVX2"
-    -- default: the AVX-512 kernels where the CPU has them, im2col elsewhere
-    assert.same(wide and {cpu, "true", "AVX-512"} or {cpu, "false", "nil"}, {probe("env -u PARRY_CONV")})
-    assert.same(avx2 and {cpu, "true", "AVX2"} or {cpu, "false", "nil"}, {probe("PARRY_CONV=avx2")})
-    assert.same(wide and {cpu, "true", "AVX-512"} or avx2 and {cpu, "true", "AVX2"} or {cpu, "false", "nil"},
-                {probe("PARRY_CONV=direct")})
+    local cpu = probe("PARRY_CONV=im2col")[1]
+    assert.same({cpu, "false", "nil", "nil"}, probe("PARRY_CONV=im2col"))
+    local wide, avx2 = cpu == "AVX-512", cpu == "AVX-512" or cpu == "AVX2"
+    local none = {cpu, "false", "nil", "nil"}
+    -- default: everything on the AVX-512 kernels; on AVX2 the forward and the
+    -- input gradient, the weight gradient from im2col columns
+    assert.same(wide and {cpu, "true", "AVX-512", "direct"} or avx2 and {cpu, "true", "AVX2", "im2col"} or none,
+                probe("env -u PARRY_CONV"))
+    assert.same(avx2 and {cpu, "true", "AVX2", "direct"} or none, probe("PARRY_CONV=avx2"))
+    assert.same(wide and {cpu, "true", "AVX-512", "direct"} or avx2 and {cpu, "true", "AVX2", "direct"} or none,
+                probe("PARRY_CONV=direct"))
     os.remove(script)
   end)
 

@@ -4,7 +4,8 @@
 // (pk_conv_direct_available). No column
 // matrix is built: each window row is a masked load from the input plane.
 // Called from ParryNN's conv2d (Conv.swift), which keeps the im2col + BLAS
-// path for every other shape and for CPUs without AVX-512.
+// path for every other shape, for CPUs without AVX2, and (by default) for
+// the weight gradient on AVX2 CPUs.
 #ifndef PARRY_CKERNELS_H
 #define PARRY_CKERNELS_H
 
@@ -14,17 +15,19 @@
 extern "C" {
 #endif
 
-/// 1 when conv2d is to run the direct kernels, else 0: on a CPU with AVX-512F
-/// by default; on one with AVX2 + FMA when asked (PARRY_CONV=direct or avx2,
-/// or pk_conv_force_isa).
+/// 1 when this CPU runs the direct kernels (AVX-512F, or AVX2 with FMA), else 0.
 int pk_conv_direct_available(void);
 /// The instruction set they run on: 2 = AVX-512F, 1 = AVX2 + FMA, 0 = none (im2col).
 int pk_conv_isa(void);
-/// Asks for an instruction set: 1 = AVX2 (also on an AVX-512 CPU; as
-/// PARRY_CONV=avx2), 2 = the CPU's widest (PARRY_CONV=direct), 0 = the
-/// default. Both give the same bits. Returns pk_conv_isa(). For tests and
-/// benchmarks; not while a convolution runs.
-int pk_conv_force_isa(int isa);
+/// 1 when the weight gradient runs on them too (AVX-512; AVX2 when asked),
+/// 0 when conv2d takes it from im2col columns (AVX2 by default).
+int pk_conv_dweight_direct(void);
+/// Modes, for tests and benchmarks (not while a convolution runs): 0 = the
+/// default; 1 = everything on the AVX2 kernels, also on an AVX-512 CPU
+/// (PARRY_CONV=avx2); 2 = everything on the CPU's widest (PARRY_CONV=direct);
+/// 3 = AVX2 forward and input gradient, the weight gradient from columns (the
+/// AVX2 default, also on AVX-512). Returns pk_conv_isa().
+int pk_conv_set_mode(int mode);
 /// Output channels per weight-gradient tile (4 on AVX-512, 3 on AVX2): callers
 /// splitting pk_conv_dweight by output channels cut at multiples of it.
 int pk_conv_dweight_tile(void);
