@@ -36,6 +36,7 @@
 #define PANEL 32       // output positions per forward tile (two vectors)
 #define MOMAX 4        // output channels per weight-gradient tile
 #define NKMAX 6        // window rows per weight-gradient tile
+#define MO2 3          // output channels per AVX2 weight-gradient tile
 
 // The instruction set the kernels run on: the CPU's widest, AVX-512F or AVX2
 // with FMA (or AVX2 on an AVX-512 CPU when asked), and whether the weight
@@ -63,20 +64,22 @@ static int cpu_isa(void) {
 #endif
 }
 
-// The mode asked for (pk_conv_set_mode): -1 = not read yet.
-static int conv_mode = -1;
+// The modes of pk_conv_set_mode (ckernels.h).
+enum { MODE_DEFAULT = 0, MODE_AVX2 = 1, MODE_WIDEST = 2, MODE_AVX2_COLUMNS = 3 };
+static int conv_mode = -1;           // -1: PARRY_CONV not read yet
 
 static int mode(void) {
     if (conv_mode < 0) {
         const char *e = getenv("PARRY_CONV");
-        conv_mode = !e ? 0 : strcmp(e, "avx2") == 0 ? 1 : strcmp(e, "direct") == 0 ? 2 : 0;
+        conv_mode = !e ? MODE_DEFAULT : strcmp(e, "avx2") == 0 ? MODE_AVX2
+                  : strcmp(e, "direct") == 0 ? MODE_WIDEST : MODE_DEFAULT;
     }
     return conv_mode;
 }
 
 static int conv_isa(void) {
     const int cpu = cpu_isa(), m = mode();
-    return (m == 1 || m == 3) && cpu >= ISA_AVX2 ? ISA_AVX2 : cpu;
+    return (m == MODE_AVX2 || m == MODE_AVX2_COLUMNS) && cpu >= ISA_AVX2 ? ISA_AVX2 : cpu;
 }
 
 int pk_conv_direct_available(void) { return conv_isa() != ISA_NONE; }
@@ -85,13 +88,13 @@ int pk_conv_isa(void) { return conv_isa(); }
 
 int pk_conv_dweight_direct(void) {
     const int isa = conv_isa(), m = mode();
-    return isa == ISA_AVX512 || (isa == ISA_AVX2 && (m == 1 || m == 2));
+    return isa == ISA_AVX512 || (isa == ISA_AVX2 && (m == MODE_AVX2 || m == MODE_WIDEST));
 }
 
-int pk_conv_dweight_tile(void) { return conv_isa() == ISA_AVX512 ? MOMAX : 3; }   // 3 = MO2 (AVX2)
+int pk_conv_dweight_tile(void) { return conv_isa() == ISA_AVX512 ? MOMAX : MO2; }
 
 int pk_conv_set_mode(int m) {
-    conv_mode = m >= 0 && m <= 3 ? m : 0;
+    conv_mode = m >= MODE_DEFAULT && m <= MODE_AVX2_COLUMNS ? m : MODE_DEFAULT;
     return conv_isa();
 }
 
@@ -231,11 +234,14 @@ static const fwd2_fn fwd2_table[MR2 + 1] = { 0, fwd2_1, fwd2_2, fwd2_3, fwd2_4, 
 static int fwd_panel(void) { return conv_isa() == ISA_AVX512 ? PANEL : 16; }
 
 // The AVX2 kernels' lane masks: `count` masks of `lanes` bits as int32 vectors (−1 / 0).
+static void mask_vectors(const uint32_t *bits, ptrdiff_t count, int lanes, int32_t *v) {
+    for (ptrdiff_t i = 0; i < count; i++)
+        for (int b = 0; b < lanes; b++) v[i * lanes + b] = bits[i] >> b & 1 ? -1 : 0;
+}
 static int32_t *expand_masks(const uint32_t *bits, ptrdiff_t count, int lanes) {
     int32_t *v = malloc(sizeof(int32_t) * (size_t)(count * lanes));
     if (!v) abort();
-    for (ptrdiff_t i = 0; i < count; i++)
-        for (int b = 0; b < lanes; b++) v[i * lanes + b] = bits[i] >> b & 1 ? -1 : 0;
+    mask_vectors(bits, count, lanes, v);
     return v;
 }
 
@@ -331,11 +337,12 @@ static void conv_direct_s1(const float *in, ptrdiff_t inStride, int n, int inCh,
                                int kh, int kw, int ph, int pw, const float *packed, int outCh,
                                const float *bias, float *out, ptrdiff_t outStride) {
     const int OH = H + 2 * ph - kh + 1, kk = kh * kw;
-    const ptrdiff_t L = (ptrdiff_t)OH * W, panels = (L + fwd_panel() - 1) / fwd_panel();
+    const int panel = fwd_panel();
+    const ptrdiff_t L = (ptrdiff_t)OH * W, panels = (L + panel - 1) / panel;
     taps_t t = stride1_taps(kh, kw, ph, pw, H, W);
     uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * kk));
     if (!masks) abort();
-    make_masks(L, W, kk, t.di, t.dj, t.hin, fwd_panel(), panels, masks);
+    make_masks(L, W, kk, t.di, t.dj, t.hin, panel, panels, masks);
     run_direct(in, inStride, n, inCh, (ptrdiff_t)H * W, L, kk, t.shift, masks, packed, outCh, bias, out, outStride);
     free(masks); taps_free(t);
 }
@@ -481,9 +488,8 @@ static const dw3_fn dw3_table[MOMAX + 1][3] = {
 // over the group's images, lanes 8–15 in a second (x and g offset by 8) — each
 // an 8-lane accumulator with the same FMAs in the same order, written to
 // `part`; then the 16 lanes are reduced along the AVX-512 code's tree (below).
-// So the same bits, with 8-lane registers: 3 output channels × 3 columns —
-// 9 accumulators, 3 g vectors, x and its mask (4 × 3 accumulators spill).
-#define MO2 3
+// So the same bits, with 8-lane registers: MO2 = 3 output channels × 3
+// columns — 9 accumulators, 3 g vectors, x and its mask (4 × 3 accumulators spill).
 #define NK2 3
 
 // _mm512_reduce_add_ps as the compiler emits it (upper half onto lower, 8 → 4 → 2 → 1).
@@ -554,10 +560,12 @@ static const dw2_fn dw2_table[2][MO2 + 1][NK2 + 1] = {
 };
 
 // kw = 3 on AVX2: MO output channels × one window row's 3 columns (one row
-// pointer at +0, +1, +2 floats; rm = the row's masks [ch][j][16] + half).
+// pointer at +0, +1, +2 floats; rm = the row's first mask vector + half,
+// column j of chunk ch at rm + ch·mstride + 16·j).
 static inline __attribute__((always_inline, target("avx2,fma")))
 void dw32_tile(const int MO, const float *x, ptrdiff_t xStride, const float *g, ptrdiff_t gStride, int n,
-               ptrdiff_t L, ptrdiff_t roff, const int32_t *rm, ptrdiff_t chunks, const int32_t *vt, float *part) {
+               ptrdiff_t L, ptrdiff_t roff, const int32_t *rm, ptrdiff_t mstride, ptrdiff_t chunks, const int32_t *vt,
+               float *part) {
     __m256 acc[MO2][3];
     PK_UNROLL
     for (int o = 0; o < MO; o++) for (int j = 0; j < 3; j++) acc[o][j] = _mm256_setzero_ps();
@@ -575,7 +583,7 @@ void dw32_tile(const int MO, const float *x, ptrdiff_t xStride, const float *g, 
             }
             PK_UNROLL
             for (int j = 0; j < 3; j++) {
-                const __m256 xv = _mm256_maskload_ps(xr + ch * 16 + j, _mm256_loadu_si256((const __m256i *)(rm + (ch * 3 + j) * 16)));
+                const __m256 xv = _mm256_maskload_ps(xr + ch * 16 + j, _mm256_loadu_si256((const __m256i *)(rm + ch * mstride + j * 16)));
                 PK_UNROLL
                 for (int o = 0; o < MO; o++) acc[o][j] = _mm256_fmadd_ps(gv[o], xv, acc[o][j]);
             }
@@ -586,16 +594,13 @@ void dw32_tile(const int MO, const float *x, ptrdiff_t xStride, const float *g, 
 }
 
 typedef void (*dw32_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, int, ptrdiff_t, ptrdiff_t,
-                        const int32_t *, ptrdiff_t, const int32_t *, float *);
+                        const int32_t *, ptrdiff_t, ptrdiff_t, const int32_t *, float *);
 #define DW32(MO) \
     static __attribute__((target("avx2,fma"))) void dw32_##MO(const float *x, ptrdiff_t xStride, const float *g, \
-        ptrdiff_t gStride, int n, ptrdiff_t L, ptrdiff_t roff, const int32_t *rm, ptrdiff_t chunks, \
-        const int32_t *vt, float *part) { dw32_tile(MO, x, xStride, g, gStride, n, L, roff, rm, chunks, vt, part); }
+        ptrdiff_t gStride, int n, ptrdiff_t L, ptrdiff_t roff, const int32_t *rm, ptrdiff_t mstride, ptrdiff_t chunks, \
+        const int32_t *vt, float *part) { dw32_tile(MO, x, xStride, g, gStride, n, L, roff, rm, mstride, chunks, vt, part); }
 DW32(1) DW32(2) DW32(3)
 static const dw32_fn dw32_table[MO2 + 1] = { 0, dw32_1, dw32_2, dw32_3 };
-
-// The tail mask of 16 lanes as a vector.
-static void tail_vector(__mmask16 tail, int32_t *vt) { for (int b = 0; b < 16; b++) vt[b] = tail >> b & 1 ? -1 : 0; }
 
 // Images per group: the tiles of one group of output channels sweep all the
 // group's x planes, which (about) fit in half the L2 cache, so the tiles after
@@ -631,11 +636,9 @@ static void run_dweight_taps(const float *x, ptrdiff_t xStride, const float *g, 
     for (ptrdiff_t ch = 0; unit && ch < chunks; ch++) unit = masks[ch] == (ch == chunks - 1 ? tail : 0xFFFF);
     const int group = dw_group(C, plane);
     if (conv_isa() != ISA_AVX512) {
-        uint32_t *bits = malloc(sizeof(uint32_t) * (size_t)(chunks * kk));
-        if (!bits) abort();
-        for (ptrdiff_t i = 0; i < chunks * kk; i++) bits[i] = masks[i];
-        int32_t *vm = expand_masks(bits, chunks * kk, 16), vt[16];
-        tail_vector(tail, vt);
+        const uint32_t tail32 = tail;
+        int32_t *vm = expand_masks(m32, chunks * kk, 16), vt[16];
+        mask_vectors(&tail32, 1, 16, vt);
         float part[MO2 * NK2 * 16];
         for (int s0 = 0; s0 < n; s0 += group) {
             const int ns = n - s0 < group ? n - s0 : group;
@@ -651,7 +654,7 @@ static void run_dweight_taps(const float *x, ptrdiff_t xStride, const float *g, 
                 }
             }
         }
-        free(bits); free(vm);
+        free(vm);
         free(koff); free(kq); free(m32); free(masks);
         return;
     }
@@ -701,11 +704,10 @@ static void conv_dweight_s1(const float *x, ptrdiff_t xStride, const float *g, p
     }
     const int group = dw_group(C, plane);
     if (conv_isa() != ISA_AVX512) {
-        uint32_t *bits = malloc(sizeof(uint32_t) * (size_t)(kh * chunks * 3));
-        if (!bits) abort();
-        for (ptrdiff_t i = 0; i < kh * chunks * 3; i++) bits[i] = rmasks[i];
-        int32_t *vrm = expand_masks(bits, kh * chunks * 3, 16), vt[16];
-        tail_vector(tail, vt);
+        // The masks as vectors in make_masks' order, [ch][tap][16]: row i's columns are taps 3i + j.
+        const uint32_t tail32 = tail;
+        int32_t *vm = expand_masks(masks, chunks * kk, 16), vt[16];
+        mask_vectors(&tail32, 1, 16, vt);
         float part[MO2 * 3 * 16];
         const int tiles = (O + MO2 - 1) / MO2;         // as even as they come (a block of 4: 2 + 2)
         for (int s0 = 0; s0 < n; s0 += group) {
@@ -713,16 +715,16 @@ static void conv_dweight_s1(const float *x, ptrdiff_t xStride, const float *g, p
             for (int ti = 0; ti < tiles; ti++) {
                 const int o0 = O * ti / tiles, mo = O * (ti + 1) / tiles - o0;
                 for (int row = 0; row < rows; row++) {
-                    const int32_t *rm = vrm + (size_t)(row % kh) * chunks * 3 * 16;
+                    const int32_t *rm = vm + (row % kh) * 3 * 16;
                     for (int h = 0; h < 16; h += 8)
                         dw32_table[mo](x + s0 * xStride + h, xStride, g + s0 * gStride + o0 * L + h, gStride, ns, L,
-                                       roff[row], rm + h, chunks, vt + h, part + h);
+                                       roff[row], rm + h, kk * 16, chunks, vt + h, part + h);
                     for (int o = 0; o < mo; o++)
                         for (int j = 0; j < 3; j++) dw[(size_t)(o0 + o) * K + row * 3 + j] += hsum4_tree(part + (o * 3 + j) * 16);
                 }
             }
         }
-        free(bits); free(vrm);
+        free(vm);
         free(masks); free(rmasks); free(roff); free(rmask);
         taps_free(t);
         return;
@@ -836,11 +838,12 @@ void pk_conv_phase_forward(const float *phases, int n, int C, int H, int W, int 
                            float *out, ptrdiff_t outStride) {
     phases_t P;
     if (n <= 0 || O <= 0 || C <= 0 || !pk_conv_direct_available() || !phases_make(H, W, kh, kw, sh, sw, ph, pw, &P)) return;
-    const ptrdiff_t planeRows = (ptrdiff_t)P.rows * P.OW, L = (ptrdiff_t)P.OH * P.OW, panels = (L + fwd_panel() - 1) / fwd_panel();
+    const int panel = fwd_panel();
+    const ptrdiff_t planeRows = (ptrdiff_t)P.rows * P.OW, L = (ptrdiff_t)P.OH * P.OW, panels = (L + panel - 1) / panel;
     taps_t t = phase_taps(&P, kh, kw, sh, sw, ph, pw);
     uint32_t *masks = malloc(sizeof(uint32_t) * (size_t)(panels * t.n));
     if (!masks) abort();
-    make_masks(L, P.OW, t.n, t.di, t.dj, t.hin, fwd_panel(), panels, masks);
+    make_masks(L, P.OW, t.n, t.di, t.dj, t.hin, panel, panels, masks);
     run_direct(phases, (ptrdiff_t)C * P.nph * planeRows, n, C, P.nph * planeRows, L, t.n, t.shift, masks,
                packed, O, bias, out, outStride);
     free(masks); taps_free(t);
@@ -901,6 +904,7 @@ void pk_conv_phase_dinput(const float *g, ptrdiff_t gStride, int n, int O, int C
     phases_t P;
     if (n <= 0 || C <= 0 || !pk_conv_direct_available() || !phases_make(H, W, kh, kw, sh, sw, ph, pw, &P)) return;
     const ptrdiff_t Lg = (ptrdiff_t)P.OH * P.OW;
+    const int panel = fwd_panel();
     // Per stored phase, once: its taps on the g grid (offsets −a, −b), their
     // masks on the phase's rows, and its block of packed weights.
     taps_t tk[64];
@@ -920,10 +924,10 @@ void pk_conv_phase_dinput(const float *g, ptrdiff_t gStride, int n, int O, int C
                 t.di[e] = -a; t.dj[e] = -b; t.hin[e] = P.OH;
                 t.shift[e] = -(ptrdiff_t)a * P.OW - b;
             }
-            const ptrdiff_t L = (ptrdiff_t)P.hp[k] * P.OW, panels = (L + fwd_panel() - 1) / fwd_panel();
+            const ptrdiff_t L = (ptrdiff_t)P.hp[k] * P.OW, panels = (L + panel - 1) / panel;
             mk[k] = malloc(sizeof(uint32_t) * (size_t)(panels * nt));
             if (!mk[k]) abort();
-            make_masks(L, P.OW, nt, t.di, t.dj, t.hin, fwd_panel(), panels, mk[k]);
+            make_masks(L, P.OW, nt, t.di, t.dj, t.hin, panel, panels, mk[k]);
             tk[k] = t; wk[k] = wp; pk[k] = p; qk[k] = q;
             wp += (size_t)C * (size_t)(O * nt);        // this phase's block (pk_conv_phase_pack_dinput)
         }

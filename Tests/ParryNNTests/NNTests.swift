@@ -86,6 +86,15 @@ final class FunctionalTests: XCTestCase {
                                              try leaf([2, 2, 3, 3])]).passed)
     }
 
+    /// conv2d of copies of x0, w0, b0 and the gradients of Σ y·probe: [y, dx, dw, db].
+    func convOutputAndGrads(_ x0: Tensor, _ w0: Tensor, _ b0: Tensor, _ probe: Tensor,
+                            stride: (Int, Int), padding: (Int, Int)) throws -> [[Float]] {
+        let x = try x0.cloneRaw().requiresGrad_(), w = try w0.cloneRaw().requiresGrad_(), b = try b0.cloneRaw().requiresGrad_()
+        let y = try F.conv2d(x, w, b, stride: stride, padding: padding)
+        try y.binary(.mul, probe).sum().backward()
+        return [y.floats(), x.grad!.floats(), w.grad!.floats(), b.grad!.floats()]
+    }
+
     /// One geometry on both paths (forward, dX, dW, db): direct (CKernels)
     /// against im2col + BLAS to float rounding, the direct path the same bits on
     /// 1 and 3 threads, and against the definition where naiveConv applies.
@@ -100,10 +109,7 @@ final class FunctionalTests: XCTestCase {
         let probe = try Tensor.randn([n, o, geo.oh, geo.ow], generator: g)
         func run(_ direct: Bool) throws -> [[Float]] {
             convDirectEnabled = direct
-            let x = try x0.cloneRaw().requiresGrad_(), w = try w0.cloneRaw().requiresGrad_(), b = try b0.cloneRaw().requiresGrad_()
-            let y = try F.conv2d(x, w, b, stride: stride, padding: padding)
-            try y.binary(.mul, probe).sum().backward()
-            return [y.floats(), x.grad!.floats(), w.grad!.floats(), b.grad!.floats()]
+            return try convOutputAndGrads(x0, w0, b0, probe, stride: stride, padding: padding)
         }
         let viaDirect = try run(true), viaColumns = try run(false)
         // Thread count must not change a bit (dW by fixed channel blocks, dX by fixed image chunks).
@@ -207,10 +213,7 @@ final class FunctionalTests: XCTestCase {
             let probe = try Tensor.randn([t.n, t.o, oh, ow], generator: g)
             func run(_ mode: Int) throws -> [[Float]] {
                 convSetMode(mode)
-                let x = try x0.cloneRaw().requiresGrad_(), w = try w0.cloneRaw().requiresGrad_(), b = try b0.cloneRaw().requiresGrad_()
-                let y = try F.conv2d(x, w, b, stride: (t.sh, t.sh), padding: (t.ph, t.pw))
-                try y.binary(.mul, probe).sum().backward()
-                return [y.floats(), x.grad!.floats(), w.grad!.floats(), b.grad!.floats()]
+                return try convOutputAndGrads(x0, w0, b0, probe, stride: (t.sh, t.sh), padding: (t.ph, t.pw))
             }
             let wide = try run(0), narrow = try run(1)
             for (i, name) in ["y", "dx", "dw", "db"].enumerated() {

@@ -1,8 +1,8 @@
 // parry's own convolution kernels: a direct (implicit-GEMM) convolution for
 // stride 1 with the output as wide as the input, written with AVX-512
 // intrinsics (and, giving the same bits, AVX2) and chosen at run time
-// (pk_conv_direct_available). No column
-// matrix is built: each window row is a masked load from the input plane.
+// (pk_conv_direct_available). No column matrix is built: each window row is
+// a masked load from the input plane.
 // Called from ParryNN's conv2d (Conv.swift), which keeps the im2col + BLAS
 // path for every other shape, for CPUs without AVX2, and (by default) for
 // the weight gradient on AVX2 CPUs.
