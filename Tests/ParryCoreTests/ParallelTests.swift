@@ -181,6 +181,11 @@ final class BufferPoolTests: XCTestCase {
             let inside = Int(bitPattern: small.raw) - object
             XCTAssertTrue(inside > 0 && inside <= 64, "inline bytes start \(inside) bytes into the object")
             XCTAssertEqual(Int(bitPattern: small.raw) % 16, 0)
+            // The element type is aligned to 8 (malloc, not posix_memalign); the bytes must still be 16-aligned.
+            for bytes in [1, 4, 17, 64, 100, 255, 1000, 2049] {
+                let many = (0..<8).map { _ in Storage.make(byteCount: bytes) }
+                for s in many { XCTAssertEqual(Int(bitPattern: s.raw) % 16, 0, "\(bytes) bytes at \(s.raw)") }
+            }
             XCTAssertEqual(Int(bitPattern: large.raw) % 64, 0)
             let far = Int(bitPattern: large.raw) - Int(bitPattern: Unmanaged.passUnretained(large).toOpaque())
             XCTAssertFalse(far > 0 && far <= 64, "a 4 KB buffer is separate")
