@@ -159,6 +159,22 @@ print(b.cpu_vector, tostring(b.conv_direct), tostring(b.conv_isa), tostring(b.co
     os.remove(script)
   end)
 
+  it("doctor says which convolution path runs and flags a PARRY_CONV it does not know", function()
+    local out = sh("env -u PARRY_CONV " .. q(PARRY) .. " doctor")
+    local b = require("parry").blas_info()
+    local want = not b.conv_direct and "im2col + OpenBLAS"
+      or b.conv_dweight == "direct" and ("direct kernels on " .. b.conv_isa)
+      or ("direct kernels on " .. b.conv_isa .. " for the forward pass and the input gradient")
+    assert.truthy(out:find(want, 1, true), out)
+    assert.falsy(out:find("!! convolutions", 1, true), out)
+    out = sh("PARRY_CONV=im2col " .. q(PARRY) .. " doctor")
+    assert.truthy(out:find("im2col + OpenBLAS (PARRY_CONV=im2col)", 1, true), out)
+    -- A misspelt value runs the default path: doctor says so and how to fix it.
+    out = sh("PARRY_CONV=Direct " .. q(PARRY) .. " doctor")
+    assert.truthy(out:find("!! convolutions", 1, true) and out:find('PARRY_CONV="Direct" is not', 1, true), out)
+    assert.truthy(out:find("fix: set PARRY_CONV to direct, avx2 or im2col, or unset it", 1, true), out)
+  end)
+
   it("runs a script with arg and ... as lua does", function()
     local script = write_temp([[print(arg[0] == ..., select('#', ...), arg[1], arg[2], ...)]])
     local out, code = sh(q(PARRY) .. " " .. q(script) .. " a b")

@@ -45,6 +45,18 @@ function M.checks()
   else
     add("BLAS", nil, ("%s, %s kernels (%s, %s); the CPU's widest unit: %s"):format(lib, blas.core, blas.core_vector, chosen, blas.cpu_vector))
   end
+  -- The convolution path (docs/tensors.md); PARRY_CONV is read once, by the kernels.
+  local conv = os.getenv("PARRY_CONV")
+  local how = not blas.conv_direct and "im2col + OpenBLAS"
+    or blas.conv_dweight == "direct" and ("direct kernels on %s"):format(blas.conv_isa)
+    or ("direct kernels on %s for the forward pass and the input gradient, im2col + OpenBLAS for the weight gradient")
+       :format(blas.conv_isa)
+  if conv == nil or conv == "direct" or conv == "avx2" or conv == "im2col" then
+    add("convolutions", nil, how .. (conv and (" (PARRY_CONV=%s)"):format(conv) or ""))
+  else
+    add("convolutions", false, ('PARRY_CONV="%s" is not a path parry knows, so the default runs: %s'):format(conv, how),
+        "set PARRY_CONV to direct, avx2 or im2col, or unset it (docs/tensors.md)")
+  end
   local here = package.searchpath("parry", package.path)
   add("stdlib", here ~= nil, here or "parry/init.lua not on package.path",
       "run the parry binary from the build tree or an install (make install), or set PARRY_PATH to the stdlib folder")
