@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <string.h>
 #include "shim.h"
 #include <signal.h>
@@ -79,37 +80,7 @@ void parry_pushindexer(lua_State *L, int methods, parry_SwiftFunction fallback) 
   lua_pushcclosure(L, index_trampoline, 2);
 }
 
-/* The metatable addresses of the state that registered its kinds last, so
- * the type check of every argument (box_of) compares two pointers instead of
- * looking the metatable up in the registry (a registry lookup and a rawequal
- * were ~250 of the ~4,700 instructions of a 16-float `a + a`, three checks per
- * op). A pointer match is exact: the cached tables are anchored in that
- * state's registry until it closes, when a finalizer clears the cache (before
- * the tables are freed), and another live state's tables cannot share their
- * addresses. Any other state takes the registry path, as before. */
-static const void *kind_mt_cache[PARRY_KIND_COUNT];
-static char cache_owner_key;
-
-static int clear_kind_cache(lua_State *L) {
-  (void)L;
-  memset((void *)kind_mt_cache, 0, sizeof kind_mt_cache);
-  return 0;
-}
-
 void parry_setkindmetatable(lua_State *L, int kind) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_owner_key) == LUA_TNIL) {
-    /* First kind of this state: a sentinel whose __gc (at lua_close) clears
-     * the cache. A full collection never finds it garbage: the registry holds it. */
-    lua_newuserdatauv(L, 1, 0);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, clear_kind_cache);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &cache_owner_key);
-    memset((void *)kind_mt_cache, 0, sizeof kind_mt_cache);   /* another state's entries: no longer ours to trust */
-  }
-  lua_pop(L, 1);
-  kind_mt_cache[kind] = lua_topointer(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
 }
 
@@ -117,43 +88,48 @@ int parry_pushkindmetatable(lua_State *L, int kind) {
   return lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
 }
 
+/* A userdata of parry's holds a box: the object and the address of its
+ * kind's key. The type check of an argument reads the box, not the
+ * metatable: debug.setmetatable can put any metatable on any userdata (a
+ * file handle wearing the tensor metatable had its FILE* read as a tensor),
+ * and the checks of a 16-float `a + a` (its two arguments and its
+ * finalizer's) took ~500 of its ~3,880 instructions through
+ * lua_getmetatable, ~270 this way (the op: 3,752). Only C code makes
+ * userdata, so a foreign one matches only if it is a box's size and holds
+ * the address of a static of this file in its second word. */
+typedef struct parry_box {
+  void *object;
+  const char *kind_tag;
+} parry_box;
+
 void parry_pushobject(lua_State *L, void *object, int kind) {
   parry_pushobject_uv(L, object, kind, 0);
 }
 
 void parry_pushobject_uv(lua_State *L, void *object, int kind, int nuv) {
-  void **box = (void **)lua_newuserdatauv(L, sizeof(void *), nuv);
-  *box = object;
+  parry_box *box = (parry_box *)lua_newuserdatauv(L, sizeof(parry_box), nuv);
+  box->object = object;
+  box->kind_tag = &kind_keys[kind];
   lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
   lua_setmetatable(L, -2);
 }
 
-static void **box_of(lua_State *L, int idx, int kind) {
-  if (lua_type(L, idx) != LUA_TUSERDATA) return NULL;
-  void **box = (void **)lua_touserdata(L, idx);
-  if (!lua_getmetatable(L, idx)) return NULL;
-  const void *cached = kind_mt_cache[kind];
-  if (cached != NULL && lua_topointer(L, -1) == cached) {
-    lua_settop(L, -2);
-    return box;
-  }
-  /* not the cached state's metatable (maybe another state's): the registry decides */
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
-  int same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same ? box : NULL;
+static parry_box *box_of(lua_State *L, int idx, int kind) {
+  if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof(parry_box)) return NULL;
+  parry_box *box = (parry_box *)lua_touserdata(L, idx);
+  return box->kind_tag == &kind_keys[kind] ? box : NULL;
 }
 
 void *parry_toobject(lua_State *L, int idx, int kind) {
-  void **box = box_of(L, idx, kind);
-  return box ? *box : NULL;
+  parry_box *box = box_of(L, idx, kind);
+  return box ? box->object : NULL;
 }
 
 void *parry_takeobject(lua_State *L, int idx, int kind) {
-  void **box = box_of(L, idx, kind);
+  parry_box *box = box_of(L, idx, kind);
   if (!box) return NULL;
-  void *object = *box;
-  *box = NULL;
+  void *object = box->object;
+  box->object = NULL;
   return object;
 }
 
@@ -233,6 +209,70 @@ int parry_prompt_interrupted(void) {
   prompt_interrupted = 0;
   return v;
 }
+
+/* The Lua state's allocator: lauxlib's realloc/free, with a free list per
+ * exact block size up to PARRY_SMALL_BLOCK bytes in front. A minor
+ * collection frees thousands of tensor boxes at once, more than glibc's
+ * per-thread cache holds, so each box went through malloc's slow paths: a
+ * 16-float `a + a` runs 3,623 instructions instead of 3,752 and takes
+ * ~0.86x the time (paired whole processes). Every block is a
+ * malloc block, so any block may be handed to realloc or free, and one
+ * state's blocks (those allocated before lua_setallocf included) may sit
+ * in the lists. At most PARRY_SMALL_CACHE bytes are kept; the rest goes
+ * back to free at once. Lua calls a state's allocator from that state's
+ * thread only. */
+#define PARRY_SMALL_BLOCK 256
+#define PARRY_SMALL_CACHE (8u << 20)
+
+struct parry_allocator {
+  void *head[PARRY_SMALL_BLOCK + 1];
+  size_t cached;
+};
+
+static void *small_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  struct parry_allocator *a = (struct parry_allocator *)ud;
+  if (nsize == 0) {
+    if (ptr == NULL) return NULL;
+    if (osize >= sizeof(void *) && osize <= PARRY_SMALL_BLOCK && a->cached + osize <= PARRY_SMALL_CACHE) {
+      *(void **)ptr = a->head[osize];
+      a->head[osize] = ptr;
+      a->cached += osize;
+    } else {
+      free(ptr);
+    }
+    return NULL;
+  }
+  if (ptr == NULL) {                           /* osize is the object's type, not a size */
+    if (nsize <= PARRY_SMALL_BLOCK && a->head[nsize] != NULL) {
+      void *block = a->head[nsize];
+      a->head[nsize] = *(void **)block;
+      a->cached -= nsize;
+      return block;
+    }
+    return malloc(nsize);
+  }
+  return realloc(ptr, nsize);
+}
+
+parry_allocator *parry_use_small_allocator(lua_State *L) {
+  struct parry_allocator *a = (struct parry_allocator *)calloc(1, sizeof *a);
+  if (a != NULL) lua_setallocf(L, small_alloc, a);
+  return a;
+}
+
+void parry_free_small_allocator(parry_allocator *a) {
+  if (a == NULL) return;
+  for (size_t size = 0; size <= PARRY_SMALL_BLOCK; size++) {
+    for (void *block = a->head[size]; block != NULL;) {
+      void *next = *(void **)block;
+      free(block);
+      block = next;
+    }
+  }
+  free(a);
+}
+
+size_t parry_small_allocator_cached(const parry_allocator *a) { return a ? a->cached : 0; }
 
 void parry_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT); }
 void parry_gc_generational(lua_State *L) { lua_gc(L, LUA_GCGEN, 0, 0); }

@@ -215,6 +215,33 @@ describe("every exposed function survives bad arguments", function()
     assert.error(function() return #parry.tensor(3) end, "0-d tensor has no length")
     assert.is_nil(x.nonexistent)
   end)
+
+  -- debug.setmetatable moves any metatable onto any userdata: a file handle
+  -- wearing the tensor metatable, a module wearing it, a tensor wearing a
+  -- module's. The type check must look at the box, not the metatable (it
+  -- read the FILE* of a file handle as a tensor: a segfault in binaryRaw).
+  it("for userdata wearing another kind's metatable", function()
+    local tmt = debug.getmetatable(parry.zeros(2))
+    local mmt = debug.getmetatable(parry.nn.Linear(2, 2))
+    local f = io.tmpfile()
+    local fmt = debug.getmetatable(f)
+    debug.setmetatable(f, tmt)
+    assert.error(function() return f + f end, "parry.add")
+    assert.error(function() return parry.zeros(2) * f end, "parry.mul")
+    assert.error(function() return f:sum() end, "expected a tensor")
+    assert.error(function() return parry.relu(f) end, "parry.relu")
+    local m = parry.nn.Linear(2, 2)
+    debug.setmetatable(m, tmt)
+    assert.error(function() return m + 1 end, "parry.add")
+    local t = parry.zeros(2)
+    debug.setmetatable(t, mmt)
+    assert.error(function() return t:parameters() end, "expected a module")
+    collectgarbage(); collectgarbage()               -- the finalizers see boxes not theirs
+    debug.setmetatable(f, fmt)
+    f:close()
+    debug.setmetatable(t, tmt)                       -- back to a working tensor
+    assert.equals(2, (t + 1):sum():item())
+  end)
 end)
 
 describe("messages say what was expected", function()

@@ -45,8 +45,9 @@ int parry_pushkindmetatable(lua_State *L, int kind);
 void parry_pushobject(lua_State *L, void *object, int kind);
 /// The same with `nuv` user values (nil until set).
 void parry_pushobject_uv(lua_State *L, void *object, int kind, int nuv);
-/// The object boxed at `idx` if it is a userdata of `kind` (metatables are
-/// compared, the pointer is never trusted alone), else NULL. Never raises.
+/// The object boxed at `idx` if it is a userdata box of `kind` (the box's
+/// size and kind tag are checked, not the metatable, which
+/// debug.setmetatable can move), else NULL. Never raises.
 void *parry_toobject(lua_State *L, int idx, int kind);
 /// Takes the object out of the box at `idx` (for __gc) and clears the box.
 void *parry_takeobject(lua_State *L, int idx, int kind);
@@ -68,6 +69,14 @@ int parry_prompt_interrupted(void);
 // --- garbage collector ---------------------------------------------------------
 void parry_gc_collect(lua_State *L);
 void parry_gc_generational(lua_State *L);
+/// The state's allocator (lauxlib's realloc/free with a free list per small
+/// block size in front); NULL, and the state unchanged, if out of memory.
+typedef struct parry_allocator parry_allocator;
+parry_allocator *parry_use_small_allocator(lua_State *L);
+/// Frees the lists' blocks and the allocator: after lua_close of its state.
+void parry_free_small_allocator(parry_allocator *a);
+/// Bytes held in the lists.
+size_t parry_small_allocator_cached(const parry_allocator *a);
 int parry_gc_count_kb(lua_State *L);
 
 // --- macro wrappers ------------------------------------------------------------
