@@ -80,12 +80,52 @@ void parry_pushindexer(lua_State *L, int methods, parry_SwiftFunction fallback) 
   lua_pushcclosure(L, index_trampoline, 2);
 }
 
+/* The small-block allocator's state (below) doubles as the per-state record
+ * of registry references to the kinds' metatables: lua_rawgeti of the
+ * registry's array part instead of lua_rawgetp's hash lookup, ~90 of a
+ * 16-float `a + a`'s instructions. States parry did not create (the C
+ * module in another interpreter) keep the lookup by key. */
+#define PARRY_SMALL_BLOCK 256
+#define PARRY_SMALL_CACHE (8u << 20)
+
+struct parry_allocator {
+  void *head[PARRY_SMALL_BLOCK + 1];
+  size_t cached;
+  int kind_ref[PARRY_KIND_COUNT];            /* 0: none */
+};
+
+static void *small_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+static struct parry_allocator *state_allocator(lua_State *L) {
+  void *ud = NULL;
+  return lua_getallocf(L, &ud) == small_alloc ? (struct parry_allocator *)ud : NULL;
+}
+
 void parry_setkindmetatable(lua_State *L, int kind) {
+  struct parry_allocator *a = state_allocator(L);
+  if (a != NULL) {
+    lua_pushvalue(L, -1);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    a->kind_ref[kind] = ref > 0 ? ref : 0;
+  }
   lua_rawsetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
 }
 
+/* A script can rewrite the registry (debug.getregistry): whatever is there
+ * is used only if it is a table (lua_setmetatable takes nothing else). */
 int parry_pushkindmetatable(lua_State *L, int kind) {
-  return lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
+  struct parry_allocator *a = state_allocator(L);
+  if (a != NULL && a->kind_ref[kind] > 0) {
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, a->kind_ref[kind]) == LUA_TTABLE) return LUA_TTABLE;
+    lua_settop(L, -2);
+  }
+  int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
+  if (t != LUA_TTABLE && t != LUA_TNIL) {
+    lua_settop(L, -2);
+    lua_pushnil(L);
+    t = LUA_TNIL;
+  }
+  return t;
 }
 
 /* A userdata of parry's holds a box: the object and the address of its
@@ -110,7 +150,7 @@ void parry_pushobject_uv(lua_State *L, void *object, int kind, int nuv) {
   parry_box *box = (parry_box *)lua_newuserdatauv(L, sizeof(parry_box), nuv);
   box->object = object;
   box->kind_tag = &kind_keys[kind];
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_keys[kind]);
+  parry_pushkindmetatable(L, kind);
   lua_setmetatable(L, -2);
 }
 
@@ -221,14 +261,6 @@ int parry_prompt_interrupted(void) {
  * in the lists. At most PARRY_SMALL_CACHE bytes are kept; the rest goes
  * back to free at once. Lua calls a state's allocator from that state's
  * thread only. */
-#define PARRY_SMALL_BLOCK 256
-#define PARRY_SMALL_CACHE (8u << 20)
-
-struct parry_allocator {
-  void *head[PARRY_SMALL_BLOCK + 1];
-  size_t cached;
-};
-
 static void *small_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   struct parry_allocator *a = (struct parry_allocator *)ud;
   if (nsize == 0) {

@@ -6,8 +6,12 @@ extension Tensor {
     /// A copy of `self` converted to `dtype` (self when the dtype already matches).
     /// (A conversion's copy is outside PARRY_MAX_MEMORY's check: it is made
     /// inside kernels that cannot fail; see MemoryBudget.)
+    @inline(__always)
     public func to(_ dtype: DType) -> Tensor {
-        if dtype == self.dtype { return self }
+        dtype == self.dtype ? self : converted(to: dtype)   // the check inlined: every binary op asks twice
+    }
+
+    private func converted(to dtype: DType) -> Tensor {
         let out = Tensor(unchecked: shape, dtype: dtype)
         switch (self.dtype, dtype) {
         case (.float32, .int64):

@@ -45,6 +45,17 @@ public final class Tensor: @unchecked Sendable {
         isContiguous = Tensor.rowMajor(shape, strides)
     }
 
+    /// A contiguous tensor whose numel the caller knows (shapeOf:).
+    private init(storage: Storage, contiguousShape shape: [Int], strides: [Int], numel: Int, dtype: DType) {
+        self.storage = storage
+        self.shape = shape
+        self.strides = strides
+        offset = 0
+        self.dtype = dtype
+        self.numel = numel
+        isContiguous = true
+    }
+
     /// A new contiguous tensor; zero-filled when `zeroed`, otherwise uninitialized.
     public convenience init(shape: [Int], dtype: DType = .float32, zeroed: Bool = true) throws {
         let n = shape.reduce(1, *)
@@ -66,8 +77,8 @@ public final class Tensor: @unchecked Sendable {
     /// allocations per elementwise op, which matters for tiny tensors.
     public convenience init(shapeOf t: Tensor, dtype: DType) throws {
         try MemoryBudget.reserve(t.numel * dtype.byteSize, shape: t.shape, dtype: dtype)
-        self.init(storage: Storage.make(byteCount: t.numel * dtype.byteSize, zeroed: false), shape: t.shape,
-                  strides: t.isContiguous ? t.strides : Tensor.contiguousStrides(t.shape), offset: 0, dtype: dtype)
+        self.init(storage: Storage.make(byteCount: t.numel * dtype.byteSize, zeroed: false), contiguousShape: t.shape,
+                  strides: t.isContiguous ? t.strides : Tensor.contiguousStrides(t.shape), numel: t.numel, dtype: dtype)
     }
 
     /// A contiguous tensor holding `values` (row-major) in `shape`; the dtype

@@ -242,6 +242,23 @@ describe("every exposed function survives bad arguments", function()
     debug.setmetatable(t, tmt)                       -- back to a working tensor
     assert.equals(2, (t + 1):sum():item())
   end)
+
+  -- The registry holds the metatables new userdata get; a script can rewrite
+  -- it. A non-table there is not set as a metatable (lua_setmetatable would
+  -- take a number's bits for a table): the tensor comes without one.
+  it("when the registry's metatables are rewritten", function()
+    local tmt = debug.getmetatable(parry.zeros(2))
+    local reg, keys = debug.getregistry(), {}
+    for k, v in pairs(reg) do if v == tmt then keys[#keys + 1] = k end end
+    assert.is_true(#keys >= 1)
+    for _, k in ipairs(keys) do reg[k] = 42 end
+    local ok, t = pcall(parry.ones, 3)
+    for _, k in ipairs(keys) do reg[k] = tmt end
+    assert.is_true(ok)
+    assert.is_nil(debug.getmetatable(t))
+    assert.error(function() return t + t end, "arithmetic")
+    assert.equals(6, (parry.ones(3) + parry.ones(3)):sum():item())
+  end)
 end)
 
 describe("messages say what was expected", function()
