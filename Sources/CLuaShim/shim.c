@@ -286,13 +286,14 @@ static void *small_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return realloc(ptr, nsize);
 }
 
-parry_allocator *parry_use_small_allocator(lua_State *L) {
+void parry_use_small_allocator(lua_State *L) {
   struct parry_allocator *a = (struct parry_allocator *)calloc(1, sizeof *a);
   if (a != NULL) lua_setallocf(L, small_alloc, a);
-  return a;
 }
 
-void parry_free_small_allocator(parry_allocator *a) {
+void parry_close_state(lua_State *L) {
+  struct parry_allocator *a = state_allocator(L);
+  lua_close(L);
   if (a == NULL) return;
   for (size_t size = 0; size <= PARRY_SMALL_BLOCK; size++) {
     for (void *block = a->head[size]; block != NULL;) {

@@ -35,25 +35,21 @@ public final class Tensor: @unchecked Sendable {
     var gradHooks: [GradHook]?
 
     /// A view over existing storage. The caller guarantees the view lies in bounds.
-    public init(storage: Storage, shape: [Int], strides: [Int], offset: Int, dtype: DType) {
+    public convenience init(storage: Storage, shape: [Int], strides: [Int], offset: Int, dtype: DType) {
+        self.init(storage: storage, shape: shape, strides: strides, offset: offset, dtype: dtype,
+                  numel: shape.reduce(1, &*),   // wrapping: checkShape refuses shapes whose product overflows
+                  isContiguous: Tensor.rowMajor(shape, strides))
+    }
+
+    /// The same with numel and contiguity the caller knows (shapeOf:).
+    private init(storage: Storage, shape: [Int], strides: [Int], offset: Int, dtype: DType, numel: Int, isContiguous: Bool) {
         self.storage = storage
         self.shape = shape
         self.strides = strides
         self.offset = offset
         self.dtype = dtype
-        numel = shape.reduce(1, &*)   // wrapping: checkShape refuses shapes whose product overflows
-        isContiguous = Tensor.rowMajor(shape, strides)
-    }
-
-    /// A contiguous tensor whose numel the caller knows (shapeOf:).
-    private init(storage: Storage, contiguousShape shape: [Int], strides: [Int], numel: Int, dtype: DType) {
-        self.storage = storage
-        self.shape = shape
-        self.strides = strides
-        offset = 0
-        self.dtype = dtype
         self.numel = numel
-        isContiguous = true
+        self.isContiguous = isContiguous
     }
 
     /// A new contiguous tensor; zero-filled when `zeroed`, otherwise uninitialized.
@@ -77,8 +73,9 @@ public final class Tensor: @unchecked Sendable {
     /// allocations per elementwise op, which matters for tiny tensors.
     public convenience init(shapeOf t: Tensor, dtype: DType) throws {
         try MemoryBudget.reserve(t.numel * dtype.byteSize, shape: t.shape, dtype: dtype)
-        self.init(storage: Storage.make(byteCount: t.numel * dtype.byteSize, zeroed: false), contiguousShape: t.shape,
-                  strides: t.isContiguous ? t.strides : Tensor.contiguousStrides(t.shape), numel: t.numel, dtype: dtype)
+        self.init(storage: Storage.make(byteCount: t.numel * dtype.byteSize, zeroed: false), shape: t.shape,
+                  strides: t.isContiguous ? t.strides : Tensor.contiguousStrides(t.shape), offset: 0, dtype: dtype,
+                  numel: t.numel, isContiguous: true)
     }
 
     /// A contiguous tensor holding `values` (row-major) in `shape`; the dtype

@@ -19,7 +19,7 @@ public final class LuaHost {
         LuaHost.configureOnce
         guard let L = luaL_newstate() else { throw LuaHostError("cannot create a Lua state (out of memory)") }
         self.L = L
-        allocator = parry_use_small_allocator(L)
+        parry_use_small_allocator(L)
         // Generational collection (Lua 5.4's other mode): a script makes a
         // tensor userdata per operation, nearly all of them short-lived, and a
         // minor collection frees those without traversing the whole heap —
@@ -37,13 +37,7 @@ public final class LuaHost {
         try configurePaths()
     }
 
-    /// The state's allocator (free lists of small blocks, shim.c), freed after the state.
-    private let allocator: OpaquePointer?
-
-    deinit {
-        lua_close(L)
-        parry_free_small_allocator(allocator)
-    }
+    deinit { parry_close_state(L) }   // and its allocator (shim.c)
 
     /// Process-wide set-up, once: the allocator, and threading (OpenBLAS
     /// single-threaded; PARRY_NUM_THREADS is read by `Parallel`).

@@ -69,13 +69,13 @@ int parry_prompt_interrupted(void);
 // --- garbage collector ---------------------------------------------------------
 void parry_gc_collect(lua_State *L);
 void parry_gc_generational(lua_State *L);
-/// The state's allocator (lauxlib's realloc/free with a free list per small
-/// block size in front); NULL, and the state unchanged, if out of memory.
+/// Gives the state parry's allocator (lauxlib's realloc/free with a free
+/// list per small block size in front); the state is unchanged if out of memory.
+void parry_use_small_allocator(lua_State *L);
+/// lua_close, then frees the allocator's lists and record, if it has parry's.
+void parry_close_state(lua_State *L);
+/// Bytes held in the lists of the allocator whose userdata is `ud` (lua_getallocf).
 typedef struct parry_allocator parry_allocator;
-parry_allocator *parry_use_small_allocator(lua_State *L);
-/// Frees the lists' blocks and the allocator: after lua_close of its state.
-void parry_free_small_allocator(parry_allocator *a);
-/// Bytes held in the lists.
 size_t parry_small_allocator_cached(const parry_allocator *a);
 int parry_gc_count_kb(lua_State *L);
 
