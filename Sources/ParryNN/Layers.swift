@@ -244,8 +244,9 @@ public final class Identity: Module {
 }
 
 /// Children applied in order; named "1", "2", ... (1-based, as everything in parry).
-/// A BatchNorm followed by a ReLU runs as one fused op (the bits of the two
-/// steps, one pass and one activation fewer) unless a hook watches either.
+/// A BatchNorm followed by a ReLU, and a ReLU followed by a MaxPool2d, run as
+/// one fused op each (the bits of the two steps, one pass and one activation
+/// fewer) unless a hook watches either module.
 public final class Sequential: Module {
     public override func emptyCopy() throws -> Module { Sequential([]) }
     public init(_ modules: [Module]) {
@@ -259,6 +260,12 @@ public final class Sequential: Module {
             if let bn = m as? BatchNorm, i + 1 < children.count, let act = children[i + 1].module as? Activation,
                act.kind == .ReLU, !act.hasHooks {
                 y = try bn.forwardReLU(y)      // itself unfused when bn has hooks
+                i += 2
+                continue
+            }
+            if let act = m as? Activation, act.kind == .ReLU, !act.hasHooks, y.dtype == .float32, i + 1 < children.count,
+               let pool = children[i + 1].module as? MaxPool2d, !pool.hasHooks {
+                y = try F.reluMaxPool2d(y, kernel: pool.kernel, stride: pool.stride, padding: pool.padding)
                 i += 2
                 continue
             }

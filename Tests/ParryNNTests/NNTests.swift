@@ -571,6 +571,99 @@ final class ModuleTests: XCTestCase {
 
 /// ResNet blocks run bn → relu as one fused op unless something watches the
 /// batch norm's output; the fused op must give the bits of the two steps.
+/// Sequential{…, ReLU, MaxPool2d, …} (the small CNN) runs relu → max pool as
+/// one op; it must give the bits of relu followed by max pooling, forward and
+/// backward, on the inputs where the two could part: ties inside a window,
+/// windows with no positive value, NaN, −0, ragged planes, overlapping and
+/// padded windows.
+final class FusedReLUMaxPoolTests: XCTestCase {
+    /// x in halves from −2 to 2 (ties everywhere), some −0, some NaN, one
+    /// all-negative plane.
+    func awkward(_ shape: [Int], seed: UInt64) throws -> Tensor {
+        let g = Generator(seed: seed)
+        let t = try Tensor.randn(shape, generator: g)
+        var v = t.floats().map { ($0 * 2).rounded() / 2 }
+        for k in stride(from: 3, to: v.count, by: 11) { v[k] = -0.0 }
+        for k in stride(from: 7, to: v.count, by: 29) { v[k] = .nan }
+        let plane = shape[2] * shape[3]
+        for k in 0..<plane { v[k] = -abs(v[k]) - 0.5 }
+        return try Tensor(v, shape: shape)
+    }
+
+    func testFusedOpHasTheBitsOfReLUThenMaxPool() throws {
+        let cases: [([Int], Int, Int, Int)] = [([2, 3, 6, 8], 2, 2, 0), ([2, 3, 5, 7], 2, 2, 0), ([1, 2, 7, 7], 3, 2, 1),
+                                               ([1, 2, 5, 6], 2, 1, 0), ([2, 1, 7, 5], 3, 3, 1)]
+        for (shape, k, s, p) in cases {
+            var runs: [[[UInt32]]] = []
+            for fused in [true, false] {
+                let x = try awkward(shape, seed: 5).requiresGrad_()
+                let y = fused ? try F.reluMaxPool2d(x, kernel: k, stride: s, padding: p)
+                              : try F.maxPool2d(try x.relu(), kernel: k, stride: s, padding: p)
+                XCTAssertEqual(y.gradFn?.name, fused ? "relu_max_pool2d" : "max_pool2d")
+                // the output gradient with some −0 (the scatter from zeros turns them into +0)
+                var wv = try Tensor.randn(y.shape, generator: Generator(seed: 6)).floats()
+                for k in stride(from: 0, to: wv.count, by: 5) { wv[k] = -0.0 }
+                let w = try Tensor(wv, shape: y.shape)
+                try y.binary(.mul, w).sum().backward()
+                runs.append([y, x.grad!].map { $0.floats().map(\.bitPattern) })
+                // the direct backward against the differentiable one (scatterAdd into zeros)
+                func pool(_ x: Tensor) throws -> Tensor {
+                    fused ? try F.reluMaxPool2d(x, kernel: k, stride: s, padding: p) : try F.maxPool2d(x, kernel: k, stride: s, padding: p)
+                }
+                let x1 = try awkward(shape, seed: 5).requiresGrad_(), x2 = try awkward(shape, seed: 5).requiresGrad_()
+                let direct = try grad([try pool(x1)], [x1], gradOutputs: [w])[0]!
+                let composite = try grad([try pool(x2)], [x2], gradOutputs: [w], createGraph: true)[0]!
+                XCTAssertEqual(direct.floats().map(\.bitPattern), composite.floats().map(\.bitPattern),
+                               "direct and create_graph backward, fused \(fused), \(shape) k\(k) s\(s) p\(p)")
+            }
+            XCTAssertEqual(runs[0][0], runs[1][0], "output, \(shape) k\(k) s\(s) p\(p)")
+            XCTAssertEqual(runs[0][1], runs[1][1], "input gradient, \(shape) k\(k) s\(s) p\(p)")
+            XCTAssertTrue(runs[0][1].contains { Float(bitPattern: $0) != 0 }, "some gradient flows")
+        }
+    }
+
+    /// Under create_graph the gradient stays differentiable (in the outer
+    /// weights here): same values as the composite (zeros may differ in sign).
+    func testCreateGraphPathMatchesTheComposite() throws {
+        for (shape, k, s, p) in [([2, 3, 6, 8], 2, 2, 0), ([1, 2, 7, 7], 3, 2, 1)] {
+            var runs: [[[Float]]] = []
+            for fused in [true, false] {
+                let x = try awkward(shape, seed: 8).requiresGrad_()
+                let outShape = [shape[0], shape[1], F.windows(shape[2], k, s, p), F.windows(shape[3], k, s, p)]
+                let w = try Tensor.randn(outShape, generator: Generator(seed: 9)).requiresGrad_()
+                let y = fused ? try F.reluMaxPool2d(x, kernel: k, stride: s, padding: p)
+                              : try F.maxPool2d(try x.relu(), kernel: k, stride: s, padding: p)
+                let gx = try grad([try y.binary(.mul, w).sum()], [x], createGraph: true)[0]!
+                let v = try Tensor.randn(shape, generator: Generator(seed: 10))
+                try gx.binary(.mul, v).sum().backward()
+                runs.append([gx.floats(), w.grad!.floats()])
+            }
+            XCTAssertEqual(runs[0], runs[1], "\(shape) k\(k) s\(s) p\(p)")
+        }
+    }
+
+    func testSequentialFusesReLUAndMaxPoolUnlessWatched() throws {
+        var runs: [[[UInt32]]] = []
+        for split in [false, true] {
+            Generator.shared.reseed(8)
+            let net = try Models.smallCNN(inChannels: 1, classes: 3, size: 12, hidden: 8)
+            XCTAssertTrue(net.child("2") is Activation && net.child("3") is MaxPool2d)
+            let handle = split ? net.child("2")!.registerForwardHook { _, _, _ in nil } : nil
+            let x = try awkward([3, 1, 12, 12], seed: 11).requiresGrad_()
+            let y = try net(x)
+            // logits ← linear ← relu ← linear ← flatten ← (relu →) max pool ← conv
+            var node = y.gradFn
+            var names: [String] = []
+            while let n = node { names.append(n.name); node = n.inputs.first(where: { $0.gradFn != nil })?.gradFn }
+            XCTAssertEqual(names.filter { $0 == "relu_max_pool2d" }.count, split ? 1 : 2, "\(names)")
+            try y.binary(.mul, try Tensor.randn(y.shape, generator: Generator(seed: 12))).sum().backward()
+            runs.append([y, x.grad!].map { $0.floats().map(\.bitPattern) } + net.namedParameters().map { $0.tensor.grad!.floats().map(\.bitPattern) })
+            handle?.remove()
+        }
+        XCTAssertEqual(runs[0], runs[1])
+    }
+}
+
 final class FusedBatchNormReLUTests: XCTestCase {
     func testResNetStepIsBitIdenticalWithAndWithoutFusion() throws {
         for training in [true, false] {

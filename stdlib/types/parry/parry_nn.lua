@@ -113,7 +113,7 @@ function parry.nn.Flatten() end
 ---@return parry.Module
 function parry.nn.Identity() end
 
---- Runs children in order; they are named "1", "2", …; `seq[2]`, `seq:append(m)`. A `BatchNorm1d`/`BatchNorm2d` followed by a `ReLU` runs as one fused op (the same bits as the two modules, one pass over memory fewer) unless a hook or `features` point watches either of them.
+--- Runs children in order; they are named "1", "2", …; `seq[2]`, `seq:append(m)`. A `BatchNorm1d`/`BatchNorm2d` followed by a `ReLU`, and a `ReLU` followed by a `MaxPool2d`, each run as one fused op (the same bits as the two modules, forward and backward; one pass over memory fewer, and the ReLU's output is never stored) unless a hook or `features` point watches either of them.
 ---@param opts table
 ---@return parry.Module
 function parry.nn.Sequential(opts) end
