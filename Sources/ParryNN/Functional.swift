@@ -149,7 +149,7 @@ public enum F {
     }
 
     /// v replaces best when larger, or when v is NaN (NaN wins and stays, as in PyTorch).
-    @inline(__always) static func poolBetter(_ v: Float, _ best: Float) -> Bool { !(v <= best) && !best.isNaN }
+    @inline(__always) private static func poolBetter(_ v: Float, _ best: Float) -> Bool { !(v <= best) && !best.isNaN }
 
     /// The output and index of a window whose maximum `best` sits at `bi`.
     @inline(__always)
@@ -174,11 +174,10 @@ public enum F {
         let idx = try Tensor(shape: [n, c, oh * ow], dtype: .int64, zeroed: false)
         let out = try Tensor(shape: [n, c, oh, ow], dtype: .float32, zeroed: false)
         let ps = src.pointer(Float.self), pi = idx.pointer(Int64.self), po = out.pointer(Float.self)
-        // v replaces best when larger, or when v is NaN (NaN wins and stays, as in PyTorch).
-        @inline(__always) func better(_ v: Float, _ best: Float) -> Bool { !(v <= best) && !best.isNaN }
         // Planes in parallel (ranges of whole planes, at least ~64k input elements each).
         let planeGrain = max(1, 65_536 / max(h * w, 1))
-        if kernel == 2 && s == 2 && padding == 0 {
+        let twoByTwo = kernel == 2 && s == 2 && padding == 0
+        if twoByTwo {
             // The common 2×2 / stride 2 case: four loads per output, no bounds
             // arithmetic, one specialization for each value of `relu` (the
             // compiler vectorizes the loop only with the test out of it: 5×).
@@ -201,7 +200,7 @@ public enum F {
                             var b = wa
                             while b < wb {
                                 let v = p[row &+ b]
-                                if better(v, best) { best = v; bi = row &+ b }
+                                if poolBetter(v, best) { best = v; bi = row &+ b }
                                 b &+= 1
                             }
                             a &+= 1
@@ -216,7 +215,7 @@ public enum F {
         // or under create_graph as the differentiable scatterAdd (second order works).
         let inShape = x.shape
         // windows tile the plane (but a last odd row or column); positions fit in 32 bits
-        let exact = kernel == 2 && s == 2 && padding == 0 && h &* w < Int(Int32.max)
+        let exact = twoByTwo && h &* w < Int(Int32.max)
         return record(relu ? "relu_max_pool2d" : "max_pool2d", out, [x]) { g, _ in
             if !GradMode.isEnabled {
                 let gc = try g.to(.float32).contiguous()
