@@ -8,14 +8,14 @@
 -- Setting: 20,000 training images, 3 epochs of SGD (lr 0.05, momentum 0.9,
 -- batch 128), L∞ attacks at ε ∈ {0.02, 0.05, 0.1, 0.2} on the first 200 test
 -- images (PGD-20: step 2.5·ε/20; AutoAttack-fast: APGD-CE, APGD-T, Square).
--- Seeded. Measured on 2 cores (release build, 2026-12-02): 52.6 s in total
--- with a build sharing the machine (training 10.5 s, test accuracy 0.8775;
--- attacks 42.1 s):
+-- Seeded. Measured on 2 cores (release build, 2026-12-03): 126.3 s in total
+-- on a busy shared machine (test accuracy 0.8752; attacks 97.6 s; the same
+-- table from the build before the ReLU→MaxPool2d fusion):
 --      eps    clean     FGSM   PGD-20   AutoAttack
---     0.02    0.900    0.765    0.755        0.755
---     0.05    0.900    0.590    0.485        0.415
---     0.10    0.900    0.195    0.100        0.085
---     0.20    0.900    0.050    0.000        0.000
+--     0.02    0.895    0.770    0.755        0.750
+--     0.05    0.895    0.590    0.475        0.430
+--     0.10    0.895    0.210    0.095        0.075
+--     0.20    0.895    0.025    0.000        0.000
 local parry = require("parry")
 local train = require("parry.train")
 
