@@ -12,22 +12,10 @@
 // source compiled for the baseline elsewhere.
 
 #include "ckernels.h"
-
-#include <string.h>
+#include "vec.h"
 
 #pragma clang fp contract(off)
-// The vector helpers below are always inlined, so the baseline build's
-// "AVX vector passed without AVX" ABI note concerns no real call.
-#pragma clang diagnostic ignored "-Wpsabi"
 
-typedef float v8 __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
-
-#define PK_INLINE static inline __attribute__((always_inline))
-
-PK_INLINE v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-PK_INLINE void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-PK_INLINE v8 splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
 PK_INLINE float lanes(v8 a) {      // a0 + a1 + … + a7, in that order
     float r = a[0];
     for (int j = 1; j < 8; j++) r += a[j];
@@ -180,22 +168,6 @@ PK_INLINE void bn_grad_input(const float *g, const float *x, float *dx, long n, 
         }
     }
 }
-
-// Each entry point twice: for AVX2 and for the baseline, chosen once.
-#if defined(__x86_64__)
-#define PK_AVX2 __attribute__((target("avx2")))
-static int has_avx2(void) {
-    static int cached = -1;          // a benign race: every thread computes the same value
-    if (cached < 0) { __builtin_cpu_init(); cached = __builtin_cpu_supports("avx2") ? 1 : 0; }
-    return cached;
-}
-#define PK_DISPATCH(name, params, args, ret)                                 \
-    PK_AVX2 static ret name##_avx2 params { return name args; }             \
-    static ret name##_base params { return name args; }                     \
-    ret pk_##name params { return has_avx2() ? name##_avx2 args : name##_base args; }
-#else
-#define PK_DISPATCH(name, params, args, ret) ret pk_##name params { return name args; }
-#endif
 
 PK_DISPATCH(bn_sum, (const float *x, long n, long stride, long len), (x, n, stride, len), float)
 PK_DISPATCH(bn_sqdev, (const float *x, long n, long stride, long len, float mu), (x, n, stride, len, mu), float)

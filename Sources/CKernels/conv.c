@@ -272,31 +272,35 @@ static void run_direct(const float *in, ptrdiff_t inStride, int n, int inCh, ptr
     const int K = inCh * ntaps, wide = conv_isa() == ISA_AVX512, panel = fwd_panel(), half = panel / 2;
     const ptrdiff_t panels = (L + panel - 1) / panel;
     const uint32_t full = (1u << half) - 1;
-    // Outputs of at most half a panel of positions (4×4 maps on AVX-512): two
-    // images per tile, the second vector of each register row reading the next
-    // image, so no lanes idle.
-    const int pairs = L <= half && n > 1;
+    // A last panel of at most half a panel's positions (a whole 4×4 map on
+    // AVX-512, the last 4 positions of a 14×14 one) is done for two images at
+    // once: the second vector of each register row reads the next image's, so
+    // its lanes do not idle (image pairs 0-1, 2-3, …; an odd last image alone).
+    const ptrdiff_t rest = L - (panels - 1) * panel;
+    const int pairs = rest <= half && n > 1;
     uint32_t *pmasks = pairs ? malloc(sizeof(uint32_t) * (size_t)ntaps) : NULL;
     if (pairs && !pmasks) abort();
-    if (pairs) for (int t = 0; t < ntaps; t++) pmasks[t] = masks[t] | (masks[t] << half);
+    const uint32_t *tmasks = masks + (panels - 1) * ntaps;
+    if (pairs) for (int t = 0; t < ntaps; t++) pmasks[t] = tmasks[t] | (tmasks[t] << half);
     int32_t *vm = wide ? NULL : expand_masks(masks, panels * ntaps, panel);
     int32_t *vmp = wide || !pairs ? NULL : expand_masks(pmasks, ntaps, panel);
-    for (int s = 0; s < n; s += pairs ? 2 : 1) {
+    for (int s = 0; s < n; s++) {
         const float *img = in + s * inStride;
         float *o = out + s * outStride;
-        const int both = pairs && s + 1 < n;
+        const int both = pairs && s % 2 == 0 && s + 1 < n, done = pairs && s % 2 == 1;   // done: with image s − 1
         for (int m0 = 0; m0 < outCh; m0 += MRMAX) {
             const int mr = outCh - m0 < MRMAX ? outCh - m0 : MRMAX;
             const float *wp = packed + (size_t)m0 * K;
             const float *b = bias ? bias + m0 : NULL;
-            for (ptrdiff_t p = 0; p < (both ? 1 : panels); p++) {
-                const ptrdiff_t l0 = p * panel, rest = L - l0;
-                const uint32_t s0 = both ? (1u << L) - 1 : rest >= half ? full : (1u << rest) - 1;
-                const uint32_t s1 = both ? (1u << L) - 1 : rest >= panel ? full : rest <= half ? 0 : (1u << (rest - half)) - 1;
-                const ptrdiff_t d1 = both ? inStride : half, od1 = both ? outStride : half;
+            for (ptrdiff_t p = 0; p < panels - done; p++) {
+                const int paired = both && p == panels - 1;
+                const ptrdiff_t l0 = p * panel, left = L - l0;
+                const uint32_t s0 = paired ? (1u << rest) - 1 : left >= half ? full : (1u << left) - 1;
+                const uint32_t s1 = paired ? (1u << rest) - 1 : left >= panel ? full : left <= half ? 0 : (1u << (left - half)) - 1;
+                const ptrdiff_t d1 = paired ? inStride : half, od1 = paired ? outStride : half;
                 float *dst = o + m0 * L + l0;
                 if (wide) {
-                    fwd_table[mr](img + l0, plane, inCh, ntaps, shift, both ? pmasks : masks + p * ntaps, wp, b, dst, L,
+                    fwd_table[mr](img + l0, plane, inCh, ntaps, shift, paired ? pmasks : masks + p * ntaps, wp, b, dst, L,
                                   (__mmask16)s0, (__mmask16)s1, d1, od1);
                     continue;
                 }
@@ -304,7 +308,7 @@ static void run_direct(const float *in, ptrdiff_t inStride, int n, int inCh, ptr
                 const int parts = (mr + MR2 - 1) / MR2;
                 for (int i = 0; i < parts; i++) {
                     const int r0 = mr * i / parts, r1 = mr * (i + 1) / parts;
-                    fwd2_table[r1 - r0](img + l0, plane, inCh, ntaps, shift, both ? vmp : vm + p * ntaps * panel,
+                    fwd2_table[r1 - r0](img + l0, plane, inCh, ntaps, shift, paired ? vmp : vm + p * ntaps * panel,
                                         wp + r0, mr, b ? b + r0 : NULL, dst + r0 * L, L, s0, s1, d1, od1);
                 }
             }

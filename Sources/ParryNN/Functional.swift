@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import ParryCore
 
@@ -5,10 +6,6 @@ import ParryCore
 // differentiable; most are compositions of ParryCore ops, so their
 // higher-order gradients come for free. unfold/fold are the primitives
 // under convolution and average pooling.
-
-protocol PoolingMode { static var relu: Bool { get } }
-enum PlainPooling: PoolingMode { static var relu: Bool { false } }
-enum ReLUPooling: PoolingMode { static var relu: Bool { true } }
 
 public enum F {
     /// x·Wᵀ + b for x: …×in, W: out×in, b: out.
@@ -128,36 +125,8 @@ public enum F {
         try maxPool2d(x, kernel: kernel, stride: stride, padding: padding, relu: true)
     }
 
-    /// 2×2 / stride 2 max pooling of `planes` h×w planes (see maxPool2d), with relu or not.
-    private static func pool2x2<Mode: PoolingMode>(_: Mode.Type, _ ps: UnsafeMutablePointer<Float>, _ pi: UnsafeMutablePointer<Int64>,
-                                                   _ po: UnsafeMutablePointer<Float>, planes: Int, _ h: Int, _ w: Int, grain: Int) {
-        let oh = h / 2, ow = w / 2
-        Parallel.forRanges(planes, grain: grain) { planes in for plane in planes {
-            let p = ps + plane &* h &* w, q = pi + plane &* oh &* ow, o = po + plane &* oh &* ow
-            for i in 0..<oh {
-                let top = 2 &* i &* w, r0 = p + top, r1 = r0 + w
-                for j in 0..<ow {
-                    let jj = 2 &* j
-                    var best = r0[jj], bi = top &+ jj
-                    let v1 = r0[jj &+ 1]; if poolBetter(v1, best) { best = v1; bi = top &+ jj &+ 1 }
-                    let v2 = r1[jj]; if poolBetter(v2, best) { best = v2; bi = top &+ w &+ jj }
-                    let v3 = r1[jj &+ 1]; if poolBetter(v3, best) { best = v3; bi = top &+ w &+ jj &+ 1 }
-                    poolStore(Mode.relu, o, q, i &* ow &+ j, best, bi)
-                }
-            }
-        } }
-    }
-
     /// v replaces best when larger, or when v is NaN (NaN wins and stays, as in PyTorch).
     @inline(__always) private static func poolBetter(_ v: Float, _ best: Float) -> Bool { !(v <= best) && !best.isNaN }
-
-    /// The output and index of a window whose maximum `best` sits at `bi`.
-    @inline(__always)
-    private static func poolStore(_ relu: Bool, _ o: UnsafeMutablePointer<Float>, _ q: UnsafeMutablePointer<Int64>, _ k: Int, _ best: Float, _ bi: Int) {
-        let pass = !relu || best > 0            // selects, so the loops vectorize
-        o[k] = pass || best.isNaN ? best : 0    // relu: NaN stays NaN
-        q[k] = pass ? Int64(bi) : -1 &- Int64(bi)
-    }
 
     private static func maxPool2d(_ x: Tensor, kernel: Int, stride: Int?, padding: Int, relu: Bool) throws -> Tensor {
         guard x.ndim == 4 else { throw TensorError("expected a 4-d input N×C×H×W, got shape \(shapeString(x.shape))") }
@@ -169,98 +138,57 @@ public enum F {
         let oh = windows(h, kernel, s, padding), ow = windows(w, kernel, s, padding)
         guard oh > 0, ow > 0 else { throw TensorError("input \(h)×\(w) is smaller than the kernel \(kernel)") }
         let src = try x.to(.float32).contiguous().detach()
+        let out = try Tensor(shape: [n, c, oh, ow], dtype: .float32, zeroed: false)
+        let ps = src.pointer(Float.self), po = out.pointer(Float.self)
+        // Planes in parallel (ranges of whole planes, at least ~64k input elements each).
+        let planeGrain = max(1, 65_536 / max(h * w, 1))
+        let name = relu ? "relu_max_pool2d" : "max_pool2d", inShape = x.shape
+        if kernel == 2 && s == 2 && padding == 0 {
+            return try maxPool2x2(ps, out, n: n, c: c, h: h, w: w, relu: relu, grain: planeGrain, name: name, input: x)
+        }
         // Each window's maximum's position in its plane; with relu, −1 − position
         // where the output is not positive (relu's mask lets no gradient through).
         let idx = try Tensor(shape: [n, c, oh * ow], dtype: .int64, zeroed: false)
-        let out = try Tensor(shape: [n, c, oh, ow], dtype: .float32, zeroed: false)
-        let ps = src.pointer(Float.self), pi = idx.pointer(Int64.self), po = out.pointer(Float.self)
-        // Planes in parallel (ranges of whole planes, at least ~64k input elements each).
-        let planeGrain = max(1, 65_536 / max(h * w, 1))
-        let twoByTwo = kernel == 2 && s == 2 && padding == 0
-        if twoByTwo {
-            // The common 2×2 / stride 2 case: four loads per output, no bounds
-            // arithmetic, one specialization for each value of `relu` (the
-            // compiler vectorizes the loop only with the test out of it: 5×).
-            if relu { pool2x2(ReLUPooling.self, ps, pi, po, planes: n &* c, h, w, grain: planeGrain) }
-            else { pool2x2(PlainPooling.self, ps, pi, po, planes: n &* c, h, w, grain: planeGrain) }
-        } else {
-            Parallel.forRanges(n &* c, grain: planeGrain) { planes in for plane in planes {
-                let p = ps + plane &* h &* w, q = pi + plane &* oh &* ow, o = po + plane &* oh &* ow
-                for i in 0..<oh {
-                    let h0 = i &* s &- padding
-                    let ha = max(h0, 0), hb = min(h0 &+ kernel, h)
-                    for j in 0..<ow {
-                        let w0 = j &* s &- padding
-                        let wa = max(w0, 0), wb = min(w0 &+ kernel, w)
-                        var bi = ha &* w &+ wa
-                        var best = p[bi]
-                        var a = ha
-                        while a < hb {
-                            let row = a &* w
-                            var b = wa
-                            while b < wb {
-                                let v = p[row &+ b]
-                                if poolBetter(v, best) { best = v; bi = row &+ b }
-                                b &+= 1
-                            }
-                            a &+= 1
+        let pi = idx.pointer(Int64.self)
+        Parallel.forRanges(n &* c, grain: planeGrain) { planes in for plane in planes {
+            let p = ps + plane &* h &* w, q = pi + plane &* oh &* ow, o = po + plane &* oh &* ow
+            for i in 0..<oh {
+                let h0 = i &* s &- padding
+                let ha = max(h0, 0), hb = min(h0 &+ kernel, h)
+                for j in 0..<ow {
+                    let w0 = j &* s &- padding
+                    let wa = max(w0, 0), wb = min(w0 &+ kernel, w)
+                    var bi = ha &* w &+ wa
+                    var best = p[bi]
+                    var a = ha
+                    while a < hb {
+                        let row = a &* w
+                        var b = wa
+                        while b < wb {
+                            let v = p[row &+ b]
+                            if poolBetter(v, best) { best = v; bi = row &+ b }
+                            b &+= 1
                         }
-                        poolStore(relu, o, q, i &* ow &+ j, best, bi)
+                        a &+= 1
                     }
+                    let pass = !relu || best > 0
+                    o[i &* ow &+ j] = pass || best.isNaN ? best : 0    // relu: NaN stays NaN
+                    q[i &* ow &+ j] = pass ? Int64(bi) : -1 &- Int64(bi)
                 }
-            } }
-        }
+            }
+        } }
         // The gradient goes to each window's maximum (not through relu's mask):
         // a scatter-add by the recorded indices — directly, planes in parallel,
         // or under create_graph as the differentiable scatterAdd (second order works).
-        let inShape = x.shape
-        // windows tile the plane (but a last odd row or column); positions fit in 32 bits
-        let exact = twoByTwo && h &* w < Int(Int32.max)
-        return record(relu ? "relu_max_pool2d" : "max_pool2d", out, [x]) { g, _ in
+        return record(name, out, [x]) { g, _ in
             if !GradMode.isEnabled {
                 let gc = try g.to(.float32).contiguous()
                 let gx = try Tensor(shape: inShape, dtype: .float32, zeroed: false)
                 let pg = gc.pointer(Float.self), pgx = gx.pointer(Float.self), pidx = idx.pointer(Int64.self)
                 Parallel.forRanges(n &* c, grain: planeGrain) { planes in for plane in planes {
                     let dst = pgx + plane &* h &* w, src = pg + plane &* oh &* ow, q = pidx + plane &* oh &* ow
-                    if exact {
-                        // Every element of the 2×2 windows written once (no zero-fill
-                        // first), four windows (8 × 2 elements) at a time.
-                        let lane = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7), zero = SIMD8<Float>(), below = Int32(truncatingIfNeeded: w)
-                        for i in 0..<oh {
-                            let top = 2 &* i &* w
-                            var j = 0
-                            while j &+ 4 <= ow {
-                                let k = i &* ow &+ j
-                                let a0 = Int32(truncatingIfNeeded: q[k]), a1 = Int32(truncatingIfNeeded: q[k &+ 1])
-                                let a2 = Int32(truncatingIfNeeded: q[k &+ 2]), a3 = Int32(truncatingIfNeeded: q[k &+ 3])
-                                let at = SIMD8<Int32>(a0, a0, a1, a1, a2, a2, a3, a3)
-                                let s0: Float = src[k], s1: Float = src[k &+ 1], s2: Float = src[k &+ 2], s3: Float = src[k &+ 3]
-                                var v = SIMD8<Float>(s0, s0, s1, s1, s2, s2, s3, s3)
-                                v += zero     // what 0 + v gave (−0 → +0)
-                                let pos = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: top &+ 2 &* j)) &+ lane
-                                let pos1: SIMD8<Int32> = pos &+ below
-                                let row0: SIMD8<Float> = zero.replacing(with: v, where: at .== pos)
-                                let row1: SIMD8<Float> = zero.replacing(with: v, where: at .== pos1)
-                                let d0: UnsafeMutablePointer<Float> = dst + (top &+ 2 &* j)
-                                UnsafeMutableRawPointer(d0).storeBytes(of: row0, as: SIMD8<Float>.self)
-                                UnsafeMutableRawPointer(d0 + w).storeBytes(of: row1, as: SIMD8<Float>.self)
-                                j &+= 4
-                            }
-                            for j in j..<ow {
-                                let k = i &* ow &+ j, at = Int(q[k]), v = src[k] + 0, e = top &+ 2 &* j   // + 0: what 0 + v gave (−0 → +0)
-                                dst[e] = at == e ? v : 0
-                                dst[e &+ 1] = at == e &+ 1 ? v : 0
-                                dst[e &+ w] = at == e &+ w ? v : 0
-                                dst[e &+ w &+ 1] = at == e &+ w &+ 1 ? v : 0
-                            }
-                            if w & 1 == 1 { dst[top &+ w &- 1] = 0; dst[top &+ 2 &* w &- 1] = 0 }
-                        }
-                        if h & 1 == 1 { (dst + (h &- 1) &* w).update(repeating: 0, count: w) }
-                    } else {
-                        dst.update(repeating: 0, count: h &* w)
-                        for k in 0..<(oh &* ow) where q[k] >= 0 { dst[Int(q[k])] += src[k] }
-                    }
+                    dst.update(repeating: 0, count: h &* w)
+                    for k in 0..<(oh &* ow) where q[k] >= 0 { dst[Int(q[k])] += src[k] }
                 } }
                 return [gx]
             }
@@ -274,6 +202,47 @@ public enum F {
             let pm = mask.pointer(Float.self), pa = at.pointer(Int64.self), pidx = idx.pointer(Int64.self)
             for k in 0..<count { let v = pidx[k]; pm[k] = v >= 0 ? 1 : 0; pa[k] = v >= 0 ? v : -1 - v }
             return [try (g.reshape([n, c, oh * ow]) * mask).scatterAdd(into: [n, c, h * w], dim: 2, index: at).reshape(inShape)]
+        }
+    }
+
+    /// The common 2×2 / stride 2 case on CKernels' pool.c: eight windows per
+    /// vector step, and one byte per window (its maximum's place, see
+    /// pk_maxpool2x2) kept for the backward instead of an 8-byte position —
+    /// in a small CNN's step the index was a third of the bytes pooling moved.
+    private static func maxPool2x2(_ ps: UnsafeMutablePointer<Float>, _ out: Tensor, n: Int, c: Int, h: Int, w: Int, relu: Bool,
+                                   grain: Int, name: String, input x: Tensor) throws -> Tensor {
+        let oh = h / 2, ow = w / 2, inShape = x.shape
+        let codes = Storage.make(byteCount: n * c * oh * ow)
+        let pc = codes.raw.assumingMemoryBound(to: UInt8.self), po = out.pointer(Float.self)
+        Parallel.forRanges(n &* c, grain: grain) { r in
+            pk_maxpool2x2(ps + r.lowerBound &* h &* w, r.count, h, w, relu ? 1 : 0, po + r.lowerBound &* oh &* ow,
+                          pc + r.lowerBound &* oh &* ow)
+        }
+        return record(name, out, [x]) { g, _ in
+            let pc = codes.raw.assumingMemoryBound(to: UInt8.self)
+            if !GradMode.isEnabled {
+                let gc = try g.to(.float32).contiguous()
+                let gx = try Tensor(shape: inShape, dtype: .float32, zeroed: false)
+                let pg = gc.pointer(Float.self), pgx = gx.pointer(Float.self)
+                Parallel.forRanges(n &* c, grain: grain) { r in
+                    pk_maxpool2x2_backward(pg + r.lowerBound &* oh &* ow, pc + r.lowerBound &* oh &* ow, r.count, h, w,
+                                           pgx + r.lowerBound &* h &* w)
+                }
+                return [gx]
+            }
+            // create_graph: the differentiable scatterAdd by the decoded positions
+            // (times relu's mask as a constant factor).
+            let at = try Tensor(shape: [n, c, oh * ow], dtype: .int64, zeroed: false)
+            let mask = relu ? try Tensor(shape: [n, c, oh * ow], dtype: .float32, zeroed: false) : nil
+            let pa = at.pointer(Int64.self), pm = mask?.pointer(Float.self)
+            for plane in 0..<(n * c) { for i in 0..<oh { for j in 0..<ow {
+                let k = (plane * oh + i) * ow + j, code = Int(pc[k])
+                pa[k] = Int64((2 * i + (code >> 1 & 1)) * w + 2 * j + (code & 1))
+                pm?[k] = code < 4 ? 1 : 0
+            } } }
+            var gk = try g.reshape([n, c, oh * ow])
+            if let mask { gk = try gk * mask }
+            return [try gk.scatterAdd(into: [n, c, h * w], dim: 2, index: at).reshape(inShape)]
         }
     }
 

@@ -291,8 +291,11 @@ final class FunctionalTests: XCTestCase {
     /// onto zeros turns a -0 gradient into +0).
     func testMaxPool2x2MatchesTheScalarRuleBitForBit() throws {
         let specials: [Float] = [0, -0.0, 1, 1, -1, .nan, .infinity, -.infinity, 2, 2]
-        for (h, w) in [(4, 4), (5, 7), (6, 18), (3, 9), (28, 28), (2, 2)] {
-            let n = 2, c = 3, oh = h / 2, ow = w / 2
+        // The last case has planes enough for two threads (each a range of whole
+        // planes, its last stores cut to the range: a store running past them
+        // would land on the other thread's first outputs).
+        for (h, w, n, c) in [(4, 4, 2, 3), (5, 7, 2, 3), (6, 18, 2, 3), (3, 9, 2, 3), (28, 28, 2, 3), (2, 2, 2, 3), (14, 14, 4, 100)] {
+            let oh = h / 2, ow = w / 2
             var vals = try Tensor.randn([n * c * h * w], generator: g).floats().map { ($0 * 2).rounded() }  // many ties
             for k in stride(from: 0, to: vals.count, by: 5) { vals[k] = specials[(k / 5) % specials.count] }
             let x = try Tensor(vals, shape: [n, c, h, w]).requiresGrad_()

@@ -99,6 +99,15 @@ void pk_bn_grad_sums(const float *g, const float *x, long n, long stride, long l
 void pk_bn_grad_input(const float *g, const float *x, float *dx, long n, long stride, long len,
                       float a, float b, int relu, int training, float k1, float mg, float mu, float inv, float mgx);
 
+/// 2×2 / stride-2 max pooling of `planes` h×w planes (pool.c): out and code
+/// are planes×(h/2)×(w/2) (a last odd row or column is in no window). code =
+/// the place of the window's first maximum in row-major order (NaN wins) —
+/// 0 (0,0), 1 (0,1), 2 (1,0), 3 (1,1) — plus 4 when relu and the maximum is
+/// not positive; with relu, out = max > 0 or NaN ? max : +0 (relu then pool).
+void pk_maxpool2x2(const float *x, long planes, long h, long w, int relu, float *out, unsigned char *code);
+/// gx (planes×h×w, overwritten) = g + 0 at each window's code place, +0 elsewhere.
+void pk_maxpool2x2_backward(const float *g, const unsigned char *code, long planes, long h, long w, float *gx);
+
 #ifdef __cplusplus
 }
 #endif
