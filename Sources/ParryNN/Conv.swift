@@ -203,6 +203,7 @@ extension F {
         if direct || phased {
             // The direct kernels (CKernels): no columns; packed weights shared by the threads.
             // Strided: each chunk's images are split into phase planes first.
+            let chunks = directChunks(n)
             BufferPool.withScratch(floats: max(1, Int(pk_conv_packed_floats(Int32(o), Int32(K))))) { packed in
                 pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 0, packed)
                 Parallel.forEach(chunks.count) { ci in
@@ -271,6 +272,7 @@ extension F {
                     // (in blocks of output channels, as below), the input gradient
                     // per image chunk as one stride-1 convolution of g per phase.
                     let i32 = { (v: Int) in Int32(v) }
+                    let chunks = directChunks(n)
                     if let gw, !dwColumns {
                         BufferPool.withScratch(floats: max(1, n * phaseFloats)) { phases in
                             Parallel.forEach(chunks.count) { ci in
@@ -316,6 +318,7 @@ extension F {
                         }
                     }
                     if let pgx {
+                        let chunks = directChunks(n)
                         BufferPool.withScratch(floats: max(1, Int(pk_conv_packed_floats(Int32(c), Int32(o * kh * kw))))) { packedT in
                             pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 1, packedT)
                             Parallel.forEach(chunks.count) { ci in
@@ -460,6 +463,17 @@ func channelBlocks(_ o: Int) -> [Range<Int>] {
 func convChunks(_ n: Int) -> [Range<Int>] {
     let parts = min(n, 8)
     return (0..<parts).map { p in n * p / parts ..< n * (p + 1) / parts }
+}
+
+/// The images of a batch of n in chunks of 4 (2 for n ≤ 32; 1 alone) for the
+/// direct kernels' forward pass and input gradient, where every image's
+/// result is its own (so the split changes no bit): with 32 chunks instead of
+/// 8, the thread that finishes first waits for a quarter of the other's last
+/// chunk. Even sizes keep the kernels' image pairs (a 4×4 map, a 14×14 map's
+/// last positions) inside a chunk.
+func directChunks(_ n: Int) -> [Range<Int>] {
+    let per = n <= 32 ? 2 : 4
+    return stride(from: 0, to: n, by: per).map { $0 ..< min(n, $0 + per) }
 }
 
 /// Σ row[0..<n] with eight independent partial sums (vectorizes; a single
