@@ -8,14 +8,24 @@
 -- Setting: 20,000 training images, 3 epochs of SGD (lr 0.05, momentum 0.9,
 -- batch 128), L∞ attacks at ε ∈ {0.02, 0.05, 0.1, 0.2} on the first 200 test
 -- images (PGD-20: step 2.5·ε/20; AutoAttack-fast: APGD-CE, APGD-T, Square).
--- Seeded. Measured on 2 cores (release build, 2026-12-03): 126.3 s in total
--- on a busy shared machine (test accuracy 0.8752; attacks 97.6 s; the same
--- table from the build before the ReLU→MaxPool2d fusion):
+-- Seeded; the last digits depend on the CPU's kernels (OpenBLAS picks its
+-- own per CPU, and on AVX2 the convolutions' weight gradient comes from
+-- OpenBLAS instead of parry's AVX-512 kernel). Measured on 2 cores, release
+-- build. A Zen 3 VM, AVX2 (2026-12-03): 126.3 s in total on a busy shared
+-- machine (test accuracy 0.8752; attacks 97.6 s):
 --      eps    clean     FGSM   PGD-20   AutoAttack
 --     0.02    0.895    0.770    0.755        0.750
 --     0.05    0.895    0.590    0.475        0.430
 --     0.10    0.895    0.210    0.095        0.075
 --     0.20    0.895    0.025    0.000        0.000
+-- A Zen 4 VM, AVX-512 (2026-12-04): 64.2 s at b411c7a (test accuracy 0.8763;
+-- attacks 49.2 s), the same table in 50.0 s (attacks 38.1 s) at 7158670, whose
+-- pooling and convolution changes keep every bit:
+--      eps    clean     FGSM   PGD-20   AutoAttack
+--     0.02    0.890    0.765    0.755        0.755
+--     0.05    0.890    0.555    0.445        0.400
+--     0.10    0.890    0.190    0.095        0.085
+--     0.20    0.890    0.045    0.000        0.000
 local parry = require("parry")
 local train = require("parry.train")
 

@@ -12,6 +12,23 @@ extension Tensor {
         sh[dim] = indices.count
         try Tensor.checkShape(sh, dtype: dtype)
         let out = try Tensor(shape: sh, dtype: dtype, zeroed: false)
+        if isContiguous {
+            // Row copies: out[o][j] = self[o][indices[j]], each a run of `inner`
+            // elements (a batch of images: one image per row), rows over the
+            // threads when there are many. No view tensors per index.
+            let inner = shape[(dim + 1)...].reduce(1, *), m = indices.count, esz = dtype.byteSize
+            let rows = shape[..<dim].reduce(1, *) * m, bytes = inner * esz
+            let src = UnsafeRawPointer(storage.raw + offset * esz), dst = out.storage.raw
+            indices.withUnsafeBufferPointer { at in
+                Parallel.forRanges(rows, grain: Swift.max(1, 131_072 / Swift.max(inner, 1))) { r in
+                    for q in r {
+                        let (o, j) = q.quotientAndRemainder(dividingBy: m)
+                        (dst + q * bytes).copyMemory(from: src + (o * n + at[j]) * bytes, byteCount: bytes)
+                    }
+                }
+            }
+            return out
+        }
         for (j, i) in indices.enumerated() {
             try out.selectRaw(dim, j).copyElements(from: selectRaw(dim, i))
         }

@@ -76,6 +76,28 @@ final class ViewTests: XCTestCase {
         XCTAssertThrowsError(try a.gather(1, try Tensor([3] as [Int64], shape: [1, 1])))
     }
 
+    /// A contiguous input takes the row-copy path; the same values in a
+    /// strided layout take the element path: both give the same tensor, for
+    /// every dim, repeated indices, int64, and a selection big enough to be
+    /// copied on two threads.
+    func testIndexSelectOfContiguousAndStridedInputsAgree() throws {
+        let g = Generator(seed: 3)
+        for (shape, count) in [([3, 5, 4], 7), ([2, 6], 9), ([400, 784], 450)] {
+            let a = try Tensor.randn(shape, generator: g)
+            let strided = try a.transpose(0, shape.count - 1).contiguous().transpose(0, shape.count - 1)
+            XCTAssertTrue(a.isContiguous && !strided.isContiguous)
+            for dim in 0..<shape.count {
+                let idx = (0..<count).map { ($0 * 7 + 3) % shape[dim] }
+                let fast = try a.indexSelect(dim, idx), slow = try strided.indexSelect(dim, idx)
+                XCTAssertEqual(fast.shape, slow.shape)
+                XCTAssertEqual(fast.floats().map(\.bitPattern), slow.floats().map(\.bitPattern), "\(shape) dim \(dim)")
+            }
+        }
+        let ints = try Tensor((0..<24).map { Int64($0 * $0) }, shape: [4, 6])
+        XCTAssertEqual(try ints.indexSelect(1, [5, 0, 5]).int64s(), [25, 0, 25, 121, 36, 121, 289, 144, 289, 529, 324, 529])
+        XCTAssertEqual(try ints.indexSelect(0, []).shape, [0, 6])
+    }
+
     func testCopyBetweenOverlappingViews() throws {
         let a = t([1, 2, 3, 4], [4])
         try a.narrow(0, 1, 3).copy_(a.narrow(0, 0, 3))
