@@ -196,14 +196,14 @@ extension F {
         // column buffer; a GEMM per image, single-threaded.
         // The columns are built a block of output rows at a time (`geo.rowBlocks`),
         // small enough to stay in the core's L2 cache until BLAS packs them.
-        let chunks = convChunks(n), blocks = geo.rowBlocks()
+        let blocks = geo.rowBlocks()
         let direct = directConvUsable(geo), phased = !direct && phasedConvUsable(geo)
+        let chunks = direct || phased ? directChunks(n) : convChunks(n)
         let phaseFloats = phased ? Int(pk_conv_phase_floats(Int32(c), Int32(h), Int32(w), Int32(kh), Int32(kw), Int32(stride.0),
                                                             Int32(stride.1), Int32(padding.0), Int32(padding.1))) : 0
         if direct || phased {
             // The direct kernels (CKernels): no columns; packed weights shared by the threads.
             // Strided: each chunk's images are split into phase planes first.
-            let chunks = directChunks(n)
             BufferPool.withScratch(floats: max(1, Int(pk_conv_packed_floats(Int32(o), Int32(K))))) { packed in
                 pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 0, packed)
                 Parallel.forEach(chunks.count) { ci in
@@ -263,7 +263,7 @@ extension F {
             if needs[0] || needs[1] {
                 // Whatever the path, the work is cut by sizes only (image chunks,
                 // channel blocks), so the result does not depend on the number of threads.
-                let chunks = convChunks(n), blocks = geo.rowBlocks()
+                let chunks = convChunks(n), imageChunks = directChunks(n), blocks = geo.rowBlocks()
                 let pgx = gx?.pointer(Float.self)
                 // AVX2 by default: the weight gradient from im2col columns (see CKernels/conv.c).
                 let dwColumns = (direct || phased) && !convDirectWeightGrad
@@ -272,11 +272,10 @@ extension F {
                     // (in blocks of output channels, as below), the input gradient
                     // per image chunk as one stride-1 convolution of g per phase.
                     let i32 = { (v: Int) in Int32(v) }
-                    let chunks = directChunks(n)
                     if let gw, !dwColumns {
                         BufferPool.withScratch(floats: max(1, n * phaseFloats)) { phases in
-                            Parallel.forEach(chunks.count) { ci in
-                                let r = chunks[ci]
+                            Parallel.forEach(imageChunks.count) { ci in
+                                let r = imageChunks[ci]
                                 pk_conv_phase_split(px + r.lowerBound * c * h * w, c * h * w, i32(r.count), i32(c), i32(h), i32(w),
                                                     i32(kh), i32(kw), i32(geo.sh), i32(geo.sw), i32(geo.ph), i32(geo.pw),
                                                     phases + r.lowerBound * phaseFloats)
@@ -294,8 +293,8 @@ extension F {
                         BufferPool.withScratch(floats: max(1, Int(pk_conv_phase_dinput_floats(i32(o), i32(c), i32(kh), i32(kw))))) { packedT in
                             pk_conv_phase_pack_dinput(pw, i32(o), i32(c), i32(h), i32(w), i32(kh), i32(kw), i32(geo.sh), i32(geo.sw),
                                                       i32(geo.ph), i32(geo.pw), packedT)
-                            Parallel.forEach(chunks.count) { ci in
-                                let r = chunks[ci]
+                            Parallel.forEach(imageChunks.count) { ci in
+                                let r = imageChunks[ci]
                                 pk_conv_phase_dinput(pg + r.lowerBound * o * L, o * L, i32(r.count), i32(o), i32(c), i32(h), i32(w),
                                                      i32(kh), i32(kw), i32(geo.sh), i32(geo.sw), i32(geo.ph), i32(geo.pw), packedT,
                                                      pgx + r.lowerBound * c * h * w, c * h * w)
@@ -318,11 +317,10 @@ extension F {
                         }
                     }
                     if let pgx {
-                        let chunks = directChunks(n)
                         BufferPool.withScratch(floats: max(1, Int(pk_conv_packed_floats(Int32(c), Int32(o * kh * kw))))) { packedT in
                             pk_conv_pack(pw, Int32(o), Int32(c), Int32(kh), Int32(kw), 1, packedT)
-                            Parallel.forEach(chunks.count) { ci in
-                                let r = chunks[ci]
+                            Parallel.forEach(imageChunks.count) { ci in
+                                let r = imageChunks[ci]
                                 pk_conv_direct(pg + r.lowerBound * o * L, o * L, Int32(r.count), Int32(o), Int32(oh), Int32(ow),
                                                Int32(kh), Int32(kw), Int32(kh - 1 - geo.ph), Int32(kw - 1 - geo.pw), packedT, Int32(c), nil,
                                                pgx + r.lowerBound * c * h * w, c * h * w)
