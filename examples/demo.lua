@@ -19,8 +19,9 @@
 --     0.10    0.895    0.210    0.095        0.075
 --     0.20    0.895    0.025    0.000        0.000
 -- A Zen 4 VM, AVX-512 (2026-12-04): 64.2 s at b411c7a (test accuracy 0.8763;
--- attacks 49.2 s), the same table in 50.0 s (attacks 38.1 s) at 7158670, whose
--- pooling and convolution changes keep every bit:
+-- attacks 49.2 s); the same table and accuracy at fe3437c, whose pooling and
+-- convolution changes keep every bit, in 54.5 s (training 13.4 s, attacks
+-- 41.1 s; 50.0 s in another run at 7158670) on a noisy host:
 --      eps    clean     FGSM   PGD-20   AutoAttack
 --     0.02    0.890    0.765    0.755        0.755
 --     0.05    0.890    0.555    0.445        0.400
