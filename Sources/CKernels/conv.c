@@ -52,13 +52,15 @@ enum { ISA_NONE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
 
 static int cpu_isa(void) {
 #ifdef PK_X86
-    static int cached = -1;          // a benign race: every thread computes the same value
-    if (cached < 0) {
+    static int cached = -1;          // threads may race to fill it, each with the same value (relaxed atomics)
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") ? ISA_AVX512
-               : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? ISA_AVX2 : ISA_NONE;
+        v = __builtin_cpu_supports("avx512f") ? ISA_AVX512
+          : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? ISA_AVX2 : ISA_NONE;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
-    return cached;
+    return v;
 #else
     return ISA_NONE;
 #endif
@@ -69,12 +71,14 @@ enum { MODE_DEFAULT = 0, MODE_AVX2 = 1, MODE_WIDEST = 2, MODE_AVX2_COLUMNS = 3 }
 static int conv_mode = -1;           // -1: PARRY_CONV not read yet
 
 static int mode(void) {
-    if (conv_mode < 0) {
+    int m = __atomic_load_n(&conv_mode, __ATOMIC_RELAXED);
+    if (m < 0) {
         const char *e = getenv("PARRY_CONV");
-        conv_mode = !e ? MODE_DEFAULT : strcmp(e, "avx2") == 0 ? MODE_AVX2
-                  : strcmp(e, "direct") == 0 ? MODE_WIDEST : MODE_DEFAULT;
+        m = !e ? MODE_DEFAULT : strcmp(e, "avx2") == 0 ? MODE_AVX2
+          : strcmp(e, "direct") == 0 ? MODE_WIDEST : MODE_DEFAULT;
+        __atomic_store_n(&conv_mode, m, __ATOMIC_RELAXED);
     }
-    return conv_mode;
+    return m;
 }
 
 static int conv_isa(void) {
@@ -94,7 +98,7 @@ int pk_conv_dweight_direct(void) {
 int pk_conv_dweight_tile(void) { return conv_isa() == ISA_AVX512 ? MOMAX : MO2; }
 
 int pk_conv_set_mode(int m) {
-    conv_mode = m >= MODE_DEFAULT && m <= MODE_AVX2_COLUMNS ? m : MODE_DEFAULT;
+    __atomic_store_n(&conv_mode, m >= MODE_DEFAULT && m <= MODE_AVX2_COLUMNS ? m : MODE_DEFAULT, __ATOMIC_RELAXED);
     return conv_isa();
 }
 

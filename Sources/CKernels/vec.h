@@ -23,9 +23,17 @@ PK_INLINE v8 splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
 #if defined(__x86_64__)
 #define PK_AVX2 __attribute__((target("avx2")))
 static int has_avx2(void) {
-    static int cached = -1;          // a benign race: every thread computes the same value
-    if (cached < 0) { __builtin_cpu_init(); cached = __builtin_cpu_supports("avx2") ? 1 : 0; }
-    return cached;
+    // Threads may race to fill it; each computes the same value (relaxed
+    // atomics, so ThreadSanitizer sees no data race in the first kernel calls
+    // made from worker threads).
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") ? 1 : 0;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 #define PK_DISPATCH(name, params, args, ret)                                 \
     PK_AVX2 static ret name##_avx2 params { return name args; }             \
